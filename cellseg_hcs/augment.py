@@ -1,0 +1,165 @@
+"""Training augmentation: patches at many scales, geometry, intensity, and object density.
+
+All functions take and return normalized float32 images (YX, or CYX) and integer labels,
+and draw their randomness from the ``numpy.random.Generator`` they are given, so a
+training run is repeatable from its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.transform import resize
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """What the augmentation varies, and how far.
+
+    ``diameter_range`` is the span of object diameters (pixels) that patches are rescaled
+    to with probability ``wide_scale_probability``; otherwise the scale is jittered around
+    the image's own by ``scale_jitter``. ``density_probability`` is the chance of copying
+    annotated objects into free space (the LIVECell study's way to vary confluence).
+    """
+
+    patch_size: int = 256
+    diameter_range: tuple[float, float] = (8.0, 80.0)
+    wide_scale_probability: float = 0.5
+    scale_jitter: tuple[float, float] = (0.75, 1.33)
+    object_centred_probability: float = 0.7
+    gain: tuple[float, float] = (0.6, 1.5)
+    gamma: tuple[float, float] = (0.6, 1.6)
+    offset: tuple[float, float] = (-0.15, 0.15)
+    blur_probability: float = 0.2
+    blur_sigma: tuple[float, float] = (0.5, 2.0)
+    noise_probability: float = 0.3
+    noise_std: tuple[float, float] = (0.01, 0.12)
+    density_probability: float = 0.3
+    density_objects: tuple[int, int] = (3, 15)
+
+
+def median_diameter(labels: np.ndarray) -> float:
+    """Median equivalent-circle diameter of the objects in a label image (0 if none)."""
+    areas = np.bincount(np.asarray(labels).ravel())[1:]
+    areas = areas[areas > 0]
+    return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else 0.0
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def choose_scale(diameter: float, settings: AugmentSettings, rng: np.random.Generator) -> float:
+    """Scale factor for one patch: wide (to a random target diameter) or near native."""
+    if diameter > 0 and rng.random() < settings.wide_scale_probability:
+        return _log_uniform(rng, *settings.diameter_range) / diameter
+    return _log_uniform(rng, *settings.scale_jitter)
+
+
+def random_patch(
+    image: np.ndarray,
+    labels: np.ndarray,
+    scale: float,
+    settings: AugmentSettings,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``patch_size`` square cut at ``scale`` (source region ``patch_size / scale``).
+
+    The region is centred on a random object with probability ``object_centred_probability``;
+    where it leaves the image it is filled with background (0 image, 0 labels).
+    """
+    size = settings.patch_size
+    source = max(int(round(size / scale)), 4)
+    height, width = labels.shape
+    objects = np.flatnonzero(labels.ravel())
+    if objects.size and rng.random() < settings.object_centred_probability:
+        y, x = np.unravel_index(objects[rng.integers(objects.size)], labels.shape)
+        top = int(y) - source // 2 + int(rng.integers(-source // 4, source // 4 + 1))
+        left = int(x) - source // 2 + int(rng.integers(-source // 4, source // 4 + 1))
+    else:
+        top = int(rng.integers(min(0, height - source), max(height - source, 0) + 1))
+        left = int(rng.integers(min(0, width - source), max(width - source, 0) + 1))
+    image_crop = np.zeros(image.shape[:-2] + (source, source), dtype=np.float32)
+    labels_crop = np.zeros((source, source), dtype=labels.dtype)
+    ys = slice(max(top, 0), min(top + source, height))
+    xs = slice(max(left, 0), min(left + source, width))
+    dst = (slice(ys.start - top, ys.stop - top), slice(xs.start - left, xs.stop - left))
+    image_crop[(..., *dst)] = image[..., ys, xs]
+    labels_crop[dst] = labels[ys, xs]
+    if source != size:
+        shape = image_crop.shape[:-2] + (size, size)
+        image_crop = resize(image_crop, shape, order=1, anti_aliasing=source > size,
+                            preserve_range=True).astype(np.float32)
+        labels_crop = resize(labels_crop, (size, size), order=0, anti_aliasing=False,
+                             preserve_range=True).astype(labels.dtype)
+    return image_crop, labels_crop
+
+
+def flip_rotate(
+    image: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 flips/90-degree rotations, chosen at random."""
+    k = int(rng.integers(4))
+    image, labels = np.rot90(image, k, axes=(-2, -1)), np.rot90(labels, k)
+    if rng.random() < 0.5:
+        image, labels = image[..., ::-1], labels[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+
+
+def vary_intensity(
+    image: np.ndarray, settings: AugmentSettings, rng: np.random.Generator
+) -> np.ndarray:
+    """Gamma, gain, offset, blur and noise on a normalized image (dim, bright, noisy)."""
+    image = np.clip(image, 0, None)
+    image = image ** np.float32(_log_uniform(rng, *settings.gamma))
+    image = image * np.float32(_log_uniform(rng, *settings.gain))
+    image = image + np.float32(rng.uniform(*settings.offset))
+    if rng.random() < settings.blur_probability:
+        sigma = rng.uniform(*settings.blur_sigma)
+        image = ndi.gaussian_filter(image, sigma=[0] * (image.ndim - 2) + [sigma, sigma])
+    if rng.random() < settings.noise_probability:
+        std = rng.uniform(*settings.noise_std)
+        image = image + rng.normal(0, std, image.shape).astype(np.float32)
+    return image.astype(np.float32, copy=False)
+
+
+def paste_objects(
+    image: np.ndarray,
+    labels: np.ndarray,
+    source_image: np.ndarray,
+    source_labels: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copy up to ``count`` objects of the source into free space of the target.
+
+    An object is placed only where neither it nor a 2-pixel margin touches an existing
+    object, so pasted objects never overlap annotated ones.
+    """
+    image, labels = image.copy(), labels.copy()
+    boxes = ndi.find_objects(source_labels)
+    candidates = [i for i, box in enumerate(boxes, start=1) if box is not None]
+    if not candidates:
+        return image, labels
+    occupied = ndi.binary_dilation(labels > 0, iterations=2)
+    next_id = int(labels.max()) + 1
+    height, width = labels.shape
+    for number in rng.choice(candidates, size=min(count, len(candidates)), replace=False):
+        box = boxes[number - 1]
+        mask = source_labels[box] == number
+        h, w = mask.shape
+        if h >= height or w >= width:
+            continue
+        for _ in range(5):
+            top, left = int(rng.integers(height - h)), int(rng.integers(width - w))
+            target = (slice(top, top + h), slice(left, left + w))
+            if not (occupied[target] & mask).any():
+                image[(..., *target)] = np.where(mask, source_image[(..., *box)],
+                                                 image[(..., *target)])
+                labels[target][mask] = next_id
+                occupied[target] |= ndi.binary_dilation(mask, iterations=2)
+                next_id += 1
+                break
+    return image, labels

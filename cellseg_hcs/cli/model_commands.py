@@ -1,0 +1,113 @@
+"""Commands about models on image files: segment, train, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import main
+
+
+def _channel(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Folder for the label images (<stem>_labels.tif).")
+@click.option("--model", "-m", default="nuclei", show_default=True,
+              help="Built-in model name or a .safetensors model file.")
+@click.option("--channel", "-c", default=None,
+              help="Channel to segment in multi-channel images: index (0-based) or name.")
+@click.option("--backend", default="auto", show_default=True,
+              help="Inference backend: auto, torch, onnxruntime or tensorrt.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's).")
+@click.option("--probabilities/--no-probabilities", default=False,
+              help="Also write the foreground probability map (<stem>_probabilities.tif).")
+def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None,
+            backend: str, device: str | None, probabilities: bool) -> None:
+    """Label objects in IMAGES (TIFF, PNG, or anything bioio reads) with a model.
+
+    Writes OUT/<stem>_labels.tif for each input: uint16 (uint32 beyond 65535 objects),
+    0 = background. Works offline with the built-in model.
+
+    \b
+    Example:
+      cellseg-hcs segment plate1/*.tif --out labels/ --channel 0
+    """
+    from ..segment import segment_files
+
+    results = segment_files(list(images), out, model=model, channel=_channel(channel),
+                            backend=backend, device=device, probabilities=probabilities)
+    total = sum(r.count for r in results)
+    click.echo(f"{len(results)} image(s), {total} objects -> {out}")
+
+
+@main.command()
+@click.option("--images", required=True, type=click.Path(path_type=Path),
+              help="Folder of training images.")
+@click.option("--masks", required=True, type=click.Path(path_type=Path),
+              help="Folder of masks with the same names (instance labels or binary masks).")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Model file to write (.safetensors).")
+@click.option("--val-images", type=click.Path(path_type=Path), help="Validation images.")
+@click.option("--val-masks", type=click.Path(path_type=Path), help="Validation masks.")
+@click.option("--pattern", default="*", show_default=True, help="Glob of training image names.")
+@click.option("--epochs", default=50, show_default=True, help="Epochs (of --steps batches).")
+@click.option("--steps", default=100, show_default=True, help="Batches per epoch.")
+@click.option("--minutes", type=float, default=None, help="Stop after this much time.")
+@click.option("--width", default=16, show_default=True, help="UNet base width.")
+@click.option("--depth", default=5, show_default=True, help="UNet levels.")
+@click.option("--seed", default=0, show_default=True)
+def train(images: Path, masks: Path, out: Path, val_images: Path | None,
+          val_masks: Path | None, pattern: str, epochs: int, steps: int,
+          minutes: float | None, width: int, depth: int, seed: int) -> None:
+    """Train an instance segmentation model from image and mask folders.
+
+    Keeps the epoch with the best validation AP when validation folders are given,
+    and tunes the post-processing thresholds on them.
+    """
+    from .. import data
+    from ..train import train as run_training
+    from ..tune import tune_postprocess
+
+    training = data.ImageMaskFolder(images, masks, pattern=pattern)
+    validation = None
+    if val_images and val_masks:
+        validation = data.ImageMaskFolder(val_images, val_masks)
+    model = run_training(training, validation=validation, epochs=epochs, out=out,
+                         steps_per_epoch=steps, width=width, depth=depth, seed=seed,
+                         time_limit=minutes * 60 if minutes else None,
+                         description={"images": str(images), "masks": str(masks)})
+    if validation is not None:
+        best = tune_postprocess(model, validation)
+        model.info.postprocess.update(best["settings"])
+        model.save(out)
+        click.echo(f"validation F1 {best['scores']['f1']:.3f}, AP {best['scores']['ap']:.3f}")
+    click.echo(f"model written to {out}")
+
+
+@main.command()
+@click.option("--pred", required=True, type=click.Path(path_type=Path),
+              help="Folder of predicted label images.")
+@click.option("--truth", required=True, type=click.Path(path_type=Path),
+              help="Folder of true masks (paired by name; <stem>_labels.tif matches <stem>).")
+@click.option("--probabilities", type=click.Path(path_type=Path), default=None,
+              help="Folder of foreground probability maps, for the pixel AuROC.")
+@click.option("--json", "json_file", type=click.Path(path_type=Path), default=None,
+              help="Also write the metrics to this JSON file.")
+def evaluate(pred: Path, truth: Path, probabilities: Path | None, json_file: Path | None) -> None:
+    """Score predicted labels against true labels: pixel and instance metrics."""
+    from ..evaluate import evaluate_folders
+
+    scores = evaluate_folders(pred, truth, probabilities)
+    width = max(len(k) for k in scores)
+    for key, value in scores.items():
+        click.echo(f"{key:<{width}}  {value:.4f}")
+    if json_file:
+        json_file.write_text(json.dumps(scores, indent=2))

@@ -1,0 +1,22 @@
+"""Annotated datasets for training and evaluation.
+
+Every dataset is a sequence of :class:`Sample` (an image and its instance labels), so
+training, evaluation and augmentation never care which layout the annotations came in.
+"""
+
+from .base import Sample, Subset
+from .coco import CocoDataset, labels_to_coco
+from .folders import ImageMaskFolder, ObjectMaskFolders
+from .rle import RleCsv, rle_decode, rle_encode
+
+__all__ = [
+    "CocoDataset",
+    "ImageMaskFolder",
+    "ObjectMaskFolders",
+    "RleCsv",
+    "Sample",
+    "Subset",
+    "labels_to_coco",
+    "rle_decode",
+    "rle_encode",
+]

@@ -1,0 +1,108 @@
+"""Reading and writing single image files (TIFF, PNG, and whatever bioio reads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, SettingError
+
+TIFF_SUFFIXES = {".tif", ".tiff"}
+PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as a numpy array (YX, or CYX / YXC as stored).
+
+    TIFF goes through tifffile and PNG/JPEG through Pillow; anything else is handed to
+    bioio, when installed, and read as its first scene, time point and Z plane (CYX).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        if suffix in PIL_SUFFIXES:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return np.asarray(im)
+        return _read_with_bioio(path)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one sentence
+        raise InputError(f"{path}: cannot be read as an image ({exc}).") from exc
+
+
+def _read_with_bioio(path: Path) -> np.ndarray:
+    try:
+        from bioio import BioImage
+    except ImportError as exc:
+        raise InputError(
+            f"{path}: {path.suffix or 'this'} files need bioio (pip install bioio and "
+            "the bioio reader plugin for the format)."
+        ) from exc
+    image = BioImage(path)
+    data = image.get_image_data("CYX", T=0, Z=0)
+    return np.asarray(data)
+
+
+def channel_names(path: str | Path) -> list[str] | None:
+    """Channel names stored in the file, when the format has them (bioio), else None."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES | PIL_SUFFIXES:
+        return None
+    try:
+        from bioio import BioImage
+
+        return [str(name) for name in BioImage(path).channel_names]
+    except Exception:  # noqa: BLE001 - names are optional
+        return None
+
+
+def select_channel(
+    image: np.ndarray, channel: int | str | None = None, names: list[str] | None = None
+) -> np.ndarray:
+    """One 2-D plane from a YX, CYX or YXC image.
+
+    ``channel`` is an index or a name from ``names``; with no channel, a multi-channel image
+    gives its first channel, except RGB(A) images whose channels are equal (grayscale saved
+    as colour), which give that plane.
+    """
+    image = np.asarray(image)
+    image = np.squeeze(image) if image.ndim > 3 else image
+    if image.ndim == 2:
+        if channel not in (None, 0, "0"):
+            raise SettingError(f"channel {channel!r} asked for, but the image has one channel.")
+        return image
+    if image.ndim != 3:
+        raise InputError(f"expected a 2-D image with channels, got shape {image.shape}.")
+    channels_last = image.shape[-1] <= 4 and image.shape[0] > 4
+    planes = np.moveaxis(image, -1, 0) if channels_last else image
+    if isinstance(channel, str) and not channel.isdigit():
+        if not names or channel not in names:
+            known = ", ".join(names) if names else "none stored in the file"
+            raise SettingError(f"channel {channel!r} not found; channels are: {known}.")
+        index = names.index(channel)
+    else:
+        index = int(channel) if channel is not None else 0
+    if not 0 <= index < planes.shape[0]:
+        raise SettingError(f"channel {index} asked for, but the image has {planes.shape[0]}.")
+    return planes[index]
+
+
+def write_labels(path: str | Path, labels: np.ndarray) -> Path:
+    """Write a label image as a zlib-compressed TIFF, atomically (temporary name, then rename)."""
+    import tifffile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tifffile.imwrite(tmp, labels, compression="zlib")
+    tmp.replace(path)
+    return path

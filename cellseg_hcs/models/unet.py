@@ -1,0 +1,104 @@
+"""A UNet whose output has the same height and width as its input, for any input size."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMALIZATIONS = {
+    "batch": lambda channels: nn.BatchNorm2d(channels),
+    "group": lambda channels: nn.GroupNorm(min(8, channels), channels),
+    "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True),
+    "none": lambda channels: nn.Identity(),
+}
+
+
+def _conv_block(in_channels: int, out_channels: int, norm: str) -> nn.Sequential:
+    bias = norm == "none"
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
+        NORMALIZATIONS[norm](out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias),
+        NORMALIZATIONS[norm](out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """UNet with configurable channels, depth, base width and normalization.
+
+    The input is reflect-padded up to a multiple of ``2 ** (depth - 1)`` and the output
+    cropped back, so the output always has the input's height and width.
+
+    Parameters
+    ----------
+    in_channels, out_channels:
+        Channels of the input image and of the output maps.
+    depth:
+        Number of resolution levels (``depth - 1`` poolings).
+    width:
+        Channels at the first level; each level below doubles it.
+    norm:
+        One of ``batch``, ``group``, ``instance`` or ``none``.
+
+    Examples
+    --------
+    >>> net = UNet(in_channels=1, out_channels=2, depth=3, width=8)
+    >>> net(torch.zeros(1, 1, 37, 50)).shape
+    torch.Size([1, 2, 37, 50])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        depth: int = 4,
+        width: int = 16,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if norm not in NORMALIZATIONS:
+            raise ValueError(f"norm must be one of {sorted(NORMALIZATIONS)}, not {norm!r}")
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        self.depth = depth
+        widths = [width * 2**level for level in range(depth)]
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for channels in widths:
+            self.down.append(_conv_block(previous, channels, norm))
+            previous = channels
+        self.up_convs = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for channels in reversed(widths[:-1]):
+            self.up_convs.append(nn.Conv2d(previous, channels, 1))
+            self.up.append(_conv_block(2 * channels, channels, norm))
+            previous = channels
+        self.head = nn.Conv2d(previous, out_channels, 1)
+
+    @property
+    def multiple(self) -> int:
+        """Height and width are padded internally to a multiple of this."""
+        return 2 ** (self.depth - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h = -height % self.multiple
+        pad_w = -width % self.multiple
+        if pad_h or pad_w:
+            mode = "reflect" if height > pad_h and width > pad_w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        skips = []
+        for level, block in enumerate(self.down):
+            if level:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for up_conv, block in zip(self.up_convs, self.up):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = block(torch.cat([up_conv(x), skips.pop()], dim=1))
+        x = self.head(x)
+        return x[..., :height, :width]

@@ -1,0 +1,273 @@
+"""Training: patches with augmentation, BCE + Dice + distance loss, Adam, best-on-validation.
+
+Examples
+--------
+>>> import cellseg_hcs as cs
+>>> data = cs.data.ImageMaskFolder("images/", "masks/")  # doctest: +SKIP
+>>> model = cs.train(data, epochs=50)  # doctest: +SKIP
+>>> model.save("my_nuclei.safetensors")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import (
+    AugmentSettings,
+    choose_scale,
+    flip_rotate,
+    median_diameter,
+    paste_objects,
+    random_patch,
+    vary_intensity,
+)
+from .data.base import Sample
+from .errors import InputError
+from .evaluate import evaluate_model
+from .model import Model, ModelInfo
+from .models.registry import build_network
+from .normalize import percentile_normalize
+from .targets import instance_targets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """How to train. ``steps_per_epoch`` batches make an epoch; validation runs after each."""
+
+    epochs: int = 50
+    steps_per_epoch: int = 100
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    distance_weight: float = 2.0
+    width: int = 16
+    depth: int = 4
+    norm: str = "batch"
+    seed: int = 0
+    time_limit: float | None = None
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+
+class PatchSampler:
+    """Draws augmented training batches (inputs, targets) from a dataset, repeatably."""
+
+    def __init__(self, dataset: Sequence[Sample], augment: AugmentSettings, seed: int) -> None:
+        if len(dataset) == 0:
+            raise InputError("the training dataset is empty.")
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        self.images, self.labels, self.diameters = [], [], []
+        for sample in dataset:
+            image = np.asarray(sample.image)
+            planes = image[None] if image.ndim == 2 else image
+            self.images.append(np.stack([percentile_normalize(p) for p in planes]))
+            self.labels.append(np.asarray(sample.labels).astype(np.int32))
+            self.diameters.append(median_diameter(sample.labels))
+
+    @property
+    def in_channels(self) -> int:
+        return self.images[0].shape[0]
+
+    def patch(self) -> tuple[np.ndarray, np.ndarray]:
+        rng, settings = self.rng, self.augment
+        index = int(rng.integers(len(self.images)))
+        scale = choose_scale(self.diameters[index], settings, rng)
+        image, labels = random_patch(self.images[index], self.labels[index], scale, settings, rng)
+        if rng.random() < settings.density_probability:
+            other = int(rng.integers(len(self.images)))
+            source = random_patch(self.images[other], self.labels[other], scale, settings, rng)
+            count = int(rng.integers(*settings.density_objects))
+            image, labels = paste_objects(image, labels, *source, count, rng)
+        image, labels = flip_rotate(image, labels, rng)
+        image = vary_intensity(image, settings, rng)
+        return image, instance_targets(labels)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        patches = [self.patch() for _ in range(size)]
+        x = torch.from_numpy(np.stack([p[0] for p in patches]))
+        y = torch.from_numpy(np.stack([p[1] for p in patches]))
+        return x, y
+
+
+def _prefetch(sampler: PatchSampler, batch_size: int, stop: threading.Event) -> queue.Queue:
+    batches: queue.Queue = queue.Queue(maxsize=3)
+
+    def fill() -> None:
+        while not stop.is_set():
+            item = sampler.batch(batch_size)
+            while not stop.is_set():
+                try:
+                    batches.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    threading.Thread(target=fill, daemon=True).start()
+    return batches
+
+
+def instance_loss(logits: torch.Tensor, targets: torch.Tensor,
+                  distance_weight: float = 2.0) -> torch.Tensor:
+    """BCE + soft Dice on the foreground, plus BCE of the normalized distance map."""
+    foreground, distance = targets[:, 0], targets[:, 1]
+    fg_logits = logits[:, 0]
+    bce = F.binary_cross_entropy_with_logits(fg_logits, foreground)
+    prob = torch.sigmoid(fg_logits)
+    dims = (1, 2)
+    dice = 1 - (2 * (prob * foreground).sum(dims) + 1) / (prob.sum(dims) + foreground.sum(dims) + 1)
+    distance_term = F.binary_cross_entropy_with_logits(logits[:, 1], distance)
+    return bce + dice.mean() + distance_weight * distance_term
+
+
+def train(
+    dataset: Sequence[Sample],
+    *,
+    validation: Sequence[Sample] | None = None,
+    epochs: int = 50,
+    out: str | Path | None = None,
+    progress: bool = True,
+    settings: TrainSettings | None = None,
+    description: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Model:
+    """Train an instance segmentation model and return the best one seen.
+
+    Parameters
+    ----------
+    dataset:
+        Training samples (any dataset in :mod:`cellseg_hcs.data`).
+    validation:
+        Samples scored after every epoch (instance AP over IoU 0.5-0.95, then F1); the
+        best epoch is kept. Without it, the last epoch is kept.
+    epochs:
+        Number of epochs (``settings.steps_per_epoch`` batches each).
+    out:
+        Where to save the best model as it improves (a ``.safetensors`` file).
+    settings, overrides:
+        A :class:`TrainSettings`, and/or any of its fields as keywords.
+    description:
+        Free-form facts stored in the model's training record (data, command).
+    """
+    settings = copy.deepcopy(settings) if settings else TrainSettings()
+    settings.epochs = epochs
+    for key, value in overrides.items():
+        if not hasattr(settings, key):
+            raise TypeError(f"train() got an unknown setting {key!r}")
+        setattr(settings, key, value)
+    torch.manual_seed(settings.seed)
+    sampler = PatchSampler(dataset, settings.augment, settings.seed)
+    network_options = {"in_channels": sampler.in_channels, "out_channels": 2,
+                       "depth": settings.depth, "width": settings.width, "norm": settings.norm}
+    network = build_network("unet", **network_options)
+    info = ModelInfo(architecture="unet", network=network_options)
+    info.training = {"settings": _plain(asdict(settings)), "train_images": len(dataset),
+                     "validation_images": len(validation or []), **(description or {})}
+    model = Model(network, info)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay)
+    total_steps = settings.epochs * settings.steps_per_epoch
+    network = network.to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
+
+    stop = threading.Event()
+    batches = _prefetch(sampler, settings.batch_size, stop)
+    best_key, best_state, history = None, None, []
+    started = time.monotonic()
+    step = 0
+    bar = _progress(total_steps, progress)
+    try:
+        for epoch in range(1, settings.epochs + 1):
+            network.train()
+            losses = []
+            for _ in range(settings.steps_per_epoch):
+                done = _fraction_done(step, total_steps, started, settings.time_limit)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate_at(done, settings.learning_rate)
+                x, y = batches.get()
+                x = x.contiguous(memory_format=torch.channels_last)
+                loss = instance_loss(network(x), y, settings.distance_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                losses.append(loss.item())
+                bar.update(1)
+            network.eval()
+            record = {"epoch": epoch, "loss": float(np.mean(losses)),
+                      "seconds": round(time.monotonic() - started, 1)}
+            if validation:
+                model._runtime = None
+                scores = evaluate_model(model, validation)
+                record.update({"val_f1": scores["f1"], "val_ap": scores["ap"]})
+                key = (round(scores["ap"], 4), scores["f1"])
+            else:
+                key = (epoch,)
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", val_f1=f"{record.get('val_f1', 0):.3f}",
+                            val_ap=f"{record.get('val_ap', 0):.3f}")
+            log.info("epoch %s", record)
+            if best_key is None or key > best_key:
+                best_key = key
+                best_state = copy.deepcopy(network.state_dict())
+                info.training["best_epoch"] = epoch
+                info.metrics = {k: v for k, v in record.items() if k.startswith("val_")}
+                if out is not None:
+                    info.training["history"] = history
+                    model.save(out)
+            if _fraction_done(step, total_steps, started, settings.time_limit) >= 1:
+                log.info("training budget spent after epoch %d", epoch)
+                break
+    finally:
+        stop.set()
+        bar.close()
+    network.load_state_dict(best_state)
+    info.training["history"] = history
+    info.training["seconds"] = round(time.monotonic() - started, 1)
+    model._runtime = None
+    if out is not None:
+        model.save(out)
+    return model
+
+
+def _fraction_done(step: int, total_steps: int, started: float,
+                   time_limit: float | None) -> float:
+    """How far training is: by steps, or by time when a time limit is set (whichever is ahead)."""
+    done = step / max(total_steps, 1)
+    if time_limit:
+        done = max(done, (time.monotonic() - started) / time_limit)
+    return min(done, 1.0)
+
+
+def learning_rate_at(done: float, peak: float, warmup: float = 0.03) -> float:
+    """Linear warm-up to ``peak`` over the first 3%, then cosine decay to 1% of it."""
+    if done < warmup:
+        return peak * (0.1 + 0.9 * done / warmup)
+    cosine = 0.5 * (1 + np.cos(np.pi * (done - warmup) / (1 - warmup)))
+    return peak * (0.01 + 0.99 * cosine)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="training", unit="step", disable=not enabled)
