@@ -57,6 +57,7 @@ class TrainSettings:
     width: int = 16
     depth: int = 4
     norm: str = "batch"
+    stem: int = 1
     seed: int = 0
     time_limit: float | None = None
     augment: AugmentSettings = field(default_factory=AugmentSettings)
@@ -171,7 +172,8 @@ def train(
     torch.manual_seed(settings.seed)
     sampler = PatchSampler(dataset, settings.augment, settings.seed)
     network_options = {"in_channels": sampler.in_channels, "out_channels": 2,
-                       "depth": settings.depth, "width": settings.width, "norm": settings.norm}
+                       "depth": settings.depth, "width": settings.width, "norm": settings.norm,
+                       "stem": settings.stem}
     network = build_network("unet", **network_options)
     info = ModelInfo(architecture="unet", network=network_options)
     info.training = {"settings": _plain(asdict(settings)), "train_images": len(dataset),

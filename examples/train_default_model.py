@@ -3,7 +3,7 @@
 This is the exact recipe behind ``cellseg_hcs/weights/nuclei.safetensors``:
 
     python examples/train_default_model.py --data ../shared/data/mnfinder \
-        --out cellseg_hcs/weights/nuclei.safetensors --minutes 95
+        --out cellseg_hcs/weights/nuclei.safetensors --minutes 100
 
 Training images: ``training__*`` (30); model selection and post-processing thresholds:
 ``validation__*`` (3). The test split is never read here.
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=95.0)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--stem", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         time_limit=args.minutes * 60,
         width=args.width,
         depth=args.depth,
+        stem=args.stem,
         seed=args.seed,
         out=args.out,
         description={"data": "mnfinder 1.2.3 training split (30 images), MIT license",

@@ -42,6 +42,11 @@ class UNet(nn.Module):
         Channels at the first level; each level below doubles it.
     norm:
         One of ``batch``, ``group``, ``instance`` or ``none``.
+    stem:
+        Space-to-depth factor of the input. With ``stem=2`` the UNet body runs at half
+        resolution on 2x2 pixel blocks (about 4x fewer operations), and a light
+        full-resolution branch restores sharp object edges before the output head.
+        Nuclei of 10 px and more across lose nothing measurable to it (see the model card).
 
     Examples
     --------
@@ -57,16 +62,20 @@ class UNet(nn.Module):
         depth: int = 4,
         width: int = 16,
         norm: str = "batch",
+        stem: int = 1,
     ) -> None:
         super().__init__()
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm must be one of {sorted(NORMALIZATIONS)}, not {norm!r}")
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
+        if stem < 1:
+            raise ValueError(f"stem must be at least 1, not {stem}")
         self.depth = depth
+        self.stem = stem
         widths = [width * 2**level for level in range(depth)]
         self.down = nn.ModuleList()
-        previous = in_channels
+        previous = in_channels * stem * stem
         for channels in widths:
             self.down.append(_conv_block(previous, channels, norm))
             previous = channels
@@ -76,12 +85,19 @@ class UNet(nn.Module):
             self.up_convs.append(nn.Conv2d(previous, channels, 1))
             self.up.append(_conv_block(2 * channels, channels, norm))
             previous = channels
+        if stem > 1:
+            refine = max(8, width // 2)
+            self.full_resolution = nn.Sequential(
+                nn.Conv2d(in_channels, refine, 3, padding=1), nn.ReLU(inplace=True))
+            self.refine = nn.Sequential(
+                nn.Conv2d(previous + refine, refine, 3, padding=1), nn.ReLU(inplace=True))
+            previous = refine
         self.head = nn.Conv2d(previous, out_channels, 1)
 
     @property
     def multiple(self) -> int:
         """Height and width are padded internally to a multiple of this."""
-        return 2 ** (self.depth - 1)
+        return self.stem * 2 ** (self.depth - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -90,6 +106,9 @@ class UNet(nn.Module):
         if pad_h or pad_w:
             mode = "reflect" if height > pad_h and width > pad_w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        full = x
+        if self.stem > 1:
+            x = F.pixel_unshuffle(x, self.stem)
         skips = []
         for level, block in enumerate(self.down):
             if level:
@@ -100,5 +119,9 @@ class UNet(nn.Module):
         for up_conv, block in zip(self.up_convs, self.up):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([up_conv(x), skips.pop()], dim=1))
+        if self.stem > 1:
+            x = F.interpolate(x, scale_factor=float(self.stem), mode="bilinear",
+                              align_corners=False)
+            x = self.refine(torch.cat([x, self.full_resolution(full)], dim=1))
         x = self.head(x)
         return x[..., :height, :width]
