@@ -1,0 +1,45 @@
+"""Shared fixtures: paths to the committed data, the shared data, and tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).parent
+DATA = TESTS / "data"
+MNFINDER = DATA / "mnfinder"
+SHARED_MNFINDER = TESTS.parent.parent / "shared" / "data" / "mnfinder"
+
+
+@pytest.fixture
+def mnfinder_dir() -> Path:
+    """The few mnfinder test-split images (and labels) committed in tests/data."""
+    return MNFINDER
+
+
+@pytest.fixture
+def shared_mnfinder() -> Path:
+    """The full mnfinder data set beside the repository (CI has it; a user's clone may not)."""
+    if not (SHARED_MNFINDER / "images").is_dir():
+        pytest.skip(f"the shared mnfinder data is not at {SHARED_MNFINDER} (not in a fresh clone)")
+    return SHARED_MNFINDER
+
+
+@pytest.fixture
+def tiny_model():
+    """A tiny randomly initialised model: for plumbing, not accuracy."""
+    import torch
+
+    from cellseg_hcs.model import Model, ModelInfo
+    from cellseg_hcs.models import UNet
+
+    torch.manual_seed(0)
+    options = {"in_channels": 1, "out_channels": 2, "depth": 3, "width": 4, "norm": "batch"}
+    return Model(UNet(**options), ModelInfo(network=options))
+
+
+def disk(shape, center, radius) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
