@@ -264,7 +264,7 @@ def write_field_labels(plate_path: str | Path, field: PlateField, name: str,
     for stale in labels_dir.glob(f".{name}.*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     tmp = labels_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    _write_label_image(tmp, labels, image)
+    _write_label_image(tmp, labels, image, name)
     target = labels_dir / name
     if target.exists():
         old = labels_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
@@ -277,7 +277,7 @@ def write_field_labels(plate_path: str | Path, field: PlateField, name: str,
     return target
 
 
-def _write_label_image(path: Path, labels: np.ndarray, image: FieldImage) -> None:
+def _write_label_image(path: Path, labels: np.ndarray, image: FieldImage, name: str) -> None:
     import zarr
     from ome_zarr.writer import add_metadata, write_multiscales_metadata
 
@@ -289,7 +289,8 @@ def _write_label_image(path: Path, labels: np.ndarray, image: FieldImage) -> Non
     datasets = []
     for dataset, shape in zip(image.datasets, image.level_shapes):
         level_shape = tuple(shape[i] for i in keep)
-        level = _resample_nearest(labels, level_shape[-2:]).reshape(level_shape)
+        # A Z-stack's labels (made on its projection) are the same on every plane.
+        level = np.broadcast_to(_resample_nearest(labels, level_shape[-2:]), level_shape)
         chunks = tuple(min(image.chunks[i], s) if image.axes[i]["name"] in SPATIAL_PLANE
                        else 1 for i, s in zip(keep, level_shape))
         options: dict[str, Any] = {"chunks": chunks, "dtype": labels.dtype}
@@ -301,7 +302,7 @@ def _write_label_image(path: Path, labels: np.ndarray, image: FieldImage) -> Non
         array[...] = level
         transforms = [_drop_channel(t, keep) for t in dataset.get("coordinateTransformations", [])]
         datasets.append({"path": dataset["path"], "coordinateTransformations": transforms})
-    write_multiscales_metadata(group, datasets, fmt=fmt, axes=axes, name=path.name)
+    write_multiscales_metadata(group, datasets, fmt=fmt, axes=axes, name=name)
     image_label: dict[str, Any] = {"source": {"image": "../../"}}
     if fmt.version == "0.4":
         image_label["version"] = fmt.version

@@ -1,0 +1,110 @@
+"""Commands about plates: run (segment + measure a whole plate) and convert (TIFFs -> plate)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import main
+
+
+def _wells(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [w.strip() for w in value.split(",") if w.strip()]
+
+
+@main.command()
+@click.argument("plate", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Folder for the tables (images.parquet, features/, run.json).")
+@click.option("--model", "-m", default="nuclei", show_default=True,
+              help="Built-in model name or a .safetensors model file.")
+@click.option("--channel", "-c", default=None,
+              help="Channel name the model reads (default: the plate's first channel).")
+@click.option("--object", "object_name", default="Nuclei", show_default=True,
+              help="Object name: labels/<object> and the column prefix (Nuclei_AreaShape_Area).")
+@click.option("--features", default="default", show_default=True,
+              type=click.Choice(["minimal", "default", "full"]),
+              help="minimal: location, shape, intensity; default: + texture, neighbors; "
+                   "full: every CellProfiler measurement, + correlation between channels.")
+@click.option("--wells", default=None, help="Only these wells, e.g. B03,B04.")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes of the local dask cluster (default: sized to the machine).")
+@click.option("--scheduler", default=None,
+              help="Run on an existing dask cluster: its scheduler address (tcp://host:8786).")
+@click.option("--backend", default="auto", show_default=True,
+              help="Inference backend: auto, torch, onnxruntime or tensorrt.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's).")
+@click.option("--overwrite", is_flag=True, help="Recompute fields that are already finished.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def run(plate: Path, out: Path, model: str, channel: str | None, object_name: str,
+        features: str, wells: str | None, workers: int | None, scheduler: str | None,
+        backend: str, device: str | None, overwrite: bool, progress: bool) -> None:
+    """Segment and measure every field of an OME-Zarr HCS PLATE (NGFF 0.4 or 0.5).
+
+    Writes labels/<object> into each field of the plate, and into OUT: one parquet of
+    CellProfiler-named per-object features per field, images.parquet (one row per
+    field: count, status, timings) and run.json. Run the same command again to resume:
+    finished fields are skipped.
+
+    \b
+    Example:
+      cellseg-hcs run plate.zarr --out results/ --channel DNA --wells B03,B04
+    """
+    from ..plate import run_plate
+
+    result = run_plate(plate, out, model=model, channel=channel, object_name=object_name,
+                       features=features, wells=_wells(wells), workers=workers,
+                       scheduler=scheduler, backend=backend, device=device,
+                       overwrite=overwrite, progress=progress)
+    images = result.images
+    fields = len(images)
+    click.echo(f"{fields} field(s): {result.computed} computed, {result.skipped} already done, "
+               f"{result.failed} failed; {result.objects} {object_name} "
+               f"in {result.seconds:.1f} s")
+    click.echo(f"labels:   {result.plate}/<row>/<column>/<field>/labels/{object_name}")
+    click.echo(f"features: {result.out / 'features'}  (one parquet per field)")
+    click.echo(f"images:   {result.out / 'images.parquet'}  (one row per field)")
+    click.echo(f"manifest: {result.out / 'run.json'}")
+    for _, row in images[images["status"] == "failed"].head(5).iterrows():
+        click.echo(f"failed {row['Metadata_Well']} site {row['Metadata_Site']}: {row['error']}",
+                   err=True)
+    if fields and result.failed == fields:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="The plate to write (a .zarr folder).")
+@click.option("--pattern", default="metaxpress", show_default=True,
+              help="File name layout: metaxpress, operetta, incell, or a regex with named "
+                   "groups well (or row and column), site and optionally channel.")
+@click.option("--channel-names", default=None,
+              help="Comma-separated channel names, e.g. DNA,ER (default: from the files).")
+@click.option("--plate-name", default=None, help="Plate name (default: the --out name).")
+@click.option("--ngff", "ngff_version", default="0.5", show_default=True,
+              type=click.Choice(["0.5", "0.4"]), help="NGFF version: 0.5 (zarr v3) or 0.4.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def convert(folder: Path, out: Path, pattern: str, channel_names: str | None,
+            plate_name: str | None, ngff_version: str, overwrite: bool) -> None:
+    """Convert a FOLDER of TIFFs named by well and site into an OME-Zarr HCS plate.
+
+    \b
+    Example:
+      cellseg-hcs convert export/ --out plate.zarr --channel-names DNA
+    """
+    from ..convert import convert_tiff_folder
+
+    names = [n.strip() for n in channel_names.split(",")] if channel_names else None
+    path = convert_tiff_folder(folder, out, pattern=pattern, channel_names=names,
+                               plate_name=plate_name, ngff_version=ngff_version,
+                               overwrite=overwrite)
+    from ..io.plate import open_plate
+
+    plate = open_plate(path)
+    click.echo(f"{path}: {len(plate.wells)} well(s), {len(plate.fields)} field(s), "
+               f"channels {', '.join(plate.channel_names)} (NGFF {plate.ngff_version})")

@@ -1,0 +1,181 @@
+"""The tables and files a plate run writes, each written whole or not at all.
+
+Layout of a run's output folder::
+
+    DIR/run.json                                  versions, model hash, backend, parameters
+    DIR/images.parquet                            one row per field (counts, status, timings)
+    DIR/features/plate=P/well=B03/B03_0.parquet   one row per object of field B03_0 (zstd)
+    DIR/status/B03_0.json                         the field's record: written last, so a field
+                                                  with a record has all its outputs
+
+Every file is written under a hidden temporary name in its final folder and renamed into
+place (a rename within one folder is atomic on POSIX file systems, local or shared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+FEATURES_DIR = "features"
+STATUS_DIR = "status"
+IMAGES_TABLE = "images.parquet"
+RUN_MANIFEST = "run.json"
+PARQUET_COMPRESSION = "zstd"
+
+STRING_COLUMNS = ("Metadata_Plate", "Metadata_Well")
+INTEGER_COLUMNS = ("Metadata_Site", "ObjectNumber")
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> Path:
+    """Write a file under a temporary name in its folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable)
+    return write_atomic_bytes(path, (text + "\n").encode())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def arrow_table(table: pd.DataFrame):
+    """A pyarrow table with the types every part shares, empty or not.
+
+    Metadata names are strings, ``Metadata_Site``, ``ObjectNumber`` and
+    ``*_Number_Object_Number`` are 64-bit integers, every measurement is float64, so
+    the parts of a plate read back as one dataset.
+    """
+    import pyarrow as pa
+
+    fields = []
+    for column in table.columns:
+        if column in STRING_COLUMNS or column in ("status", "error") or (
+                not pd.api.types.is_numeric_dtype(table[column])
+                and not pd.api.types.is_bool_dtype(table[column])):
+            kind = pa.string()
+        elif column in INTEGER_COLUMNS or column.endswith("_Number_Object_Number"):
+            kind = pa.int64()
+        elif pd.api.types.is_integer_dtype(table[column]):
+            kind = pa.int64()
+        else:
+            kind = pa.float64()
+        fields.append(pa.field(column, kind))
+    return pa.Table.from_pandas(table, schema=pa.schema(fields), preserve_index=False)
+
+
+def write_parquet(path: Path, table: pd.DataFrame) -> Path:
+    """Write a table as zstd parquet, atomically."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        pq.write_table(arrow_table(table), tmp, compression=PARQUET_COMPRESSION)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def features_path(out: Path, plate: str, well: str, field_name: str) -> Path:
+    """``DIR/features/plate=P/well=W/<well>_<site>.parquet``."""
+    return Path(out) / FEATURES_DIR / f"plate={plate}" / f"well={well}" / f"{field_name}.parquet"
+
+
+def status_path(out: Path, field_name: str) -> Path:
+    """``DIR/status/<well>_<site>.json``: the field's record, its last output."""
+    return Path(out) / STATUS_DIR / f"{field_name}.json"
+
+
+def read_status(out: Path, field_name: str) -> dict[str, Any] | None:
+    """A field's record, or None when it has none (or an unreadable one)."""
+    path = status_path(out, field_name)
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def read_all_status(out: Path) -> list[dict[str, Any]]:
+    """Every field record in a run folder."""
+    records = []
+    for path in sorted((Path(out) / STATUS_DIR).glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:  # cannot happen with atomic writes; never fatal
+            continue
+    return records
+
+
+def images_table(records: Iterable[dict[str, Any]], object_name: str) -> pd.DataFrame:
+    """One row per field from the field records, sorted by well and site."""
+    rows = [dict(record) for record in records]
+    columns = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_FieldPath",
+               f"Count_{object_name}", "status", "error", "Height", "Width"]
+    table = pd.DataFrame(rows)
+    for column in columns:
+        if column not in table:
+            table[column] = pd.Series(dtype=object if column in ("status", "error") else float)
+    seconds = sorted(c for c in table.columns if c.startswith("Seconds_"))
+    table = table[[*columns, *seconds]]
+    if len(table):
+        table = table.sort_values(["Metadata_Well", "Metadata_Site"], kind="stable")
+    table["error"] = table["error"].fillna("").astype(str)
+    for column in (f"Count_{object_name}", "Height", "Width", "Metadata_Site"):
+        table[column] = table[column].fillna(0).astype(np.int64)
+    return table.reset_index(drop=True)
+
+
+def read_features(out: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """All per-object tables of a run as one DataFrame (without the folder-name columns).
+
+    Examples
+    --------
+    >>> cells = read_features("results/")  # doctest: +SKIP
+    >>> cells.groupby("Metadata_Well")["Nuclei_AreaShape_Area"].mean()  # doctest: +SKIP
+    """
+    import pyarrow.dataset as ds
+
+    folder = Path(out) / FEATURES_DIR
+    if not folder.is_dir():
+        raise InputError(f"{out}: no features folder (is this the --out of a plate run?).")
+    dataset = ds.dataset(folder, format="parquet", partitioning=None)
+    table = dataset.to_table(columns=columns).to_pandas()
+    if len(table) and "Metadata_Well" in table and "Metadata_Site" in table:
+        keys = [c for c in ("Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber")
+                if c in table]
+        table = table.sort_values(keys, kind="stable").reset_index(drop=True)
+    return table

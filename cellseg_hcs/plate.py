@@ -1,0 +1,486 @@
+"""The plate run: every field of an OME-Zarr HCS plate through dask into labels and tables.
+
+:func:`run_plate` is the one function behind ``cellseg-hcs run``. It checks everything it
+can before writing anything, then maps two tasks over each field (see
+:mod:`cellseg_hcs.plate_tasks`), keeping a bounded number of fields in flight so memory does
+not grow with the plate, and finally writes ``images.parquet`` and ``run.json``. Outputs are
+described in :mod:`cellseg_hcs.io.tables`.
+
+A run can be stopped at any point (even by SIGKILL) and started again with the same
+command: fields with a record are skipped, the others are (re)computed, and since every
+field writes its own files under fixed names, no object is ever written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .errors import SettingError
+from .features import feature_groups
+from .io import tables
+from .io.plate import Plate, open_plate
+from .plate_tasks import (
+    FINISHED,
+    STATUS_FAILED,
+    FieldJob,
+    failed_record,
+    finish_field,
+    is_finished,
+    predict_field,
+    remember_model,
+)
+
+log = logging.getLogger(__name__)
+
+# Parameters whose change makes earlier outputs in the same folder wrong.
+OUTPUT_PARAMETERS = ("plate", "model_hash", "channels", "object_name", "features")
+DEPENDENCIES = ("torch", "numpy", "scipy", "scikit-image", "zarr", "ome-zarr", "dask",
+                "distributed", "cp-measure", "pyarrow", "pandas", "onnxruntime")
+
+
+@dataclass
+class PlateRunResult:
+    """What a plate run did: where its outputs are, and one row per field."""
+
+    out: Path
+    plate: Path
+    images: pd.DataFrame
+    computed: int
+    skipped: int
+    seconds: float
+
+    @property
+    def failed(self) -> int:
+        return int((self.images["status"] == STATUS_FAILED).sum())
+
+    @property
+    def objects(self) -> int:
+        return int(self.images.filter(like="Count_").sum().sum())
+
+
+def run_plate(
+    plate: str | Path,
+    out: str | Path,
+    *,
+    model: Any = "nuclei",
+    channel: str | list[str] | None = None,
+    object_name: str = "Nuclei",
+    features: str | list[str] = "default",
+    wells: list[str] | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    backend: str = "auto",
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PlateRunResult:
+    """Segment and measure every field of an OME-Zarr HCS plate.
+
+    Writes ``labels/<object_name>`` into each field of the plate, and into ``out``: one
+    features parquet per field, ``images.parquet`` (one row per field) and ``run.json``.
+    Everything is checked before anything is written; a field that fails is recorded in
+    ``images.parquet`` and the rest of the plate goes on.
+
+    Parameters
+    ----------
+    plate:
+        The OME-Zarr HCS plate (NGFF 0.4 or 0.5).
+    out:
+        The output folder. Running again with the same folder skips finished fields.
+    model:
+        A built-in model name, a ``.safetensors`` model file, or a loaded
+        :class:`~cellseg_hcs.model.Model`.
+    channel:
+        The channel name(s) the model reads; by default the plate's first channel(s).
+    object_name:
+        What the objects are called in labels and columns (``Nuclei_AreaShape_Area``).
+    features:
+        ``minimal``, ``default`` or ``full`` (see :data:`cellseg_hcs.features.FEATURE_SETS`),
+        or a list of feature groups.
+    wells:
+        Only these wells (``["B03", "B04"]``); all wells by default.
+    workers:
+        Worker processes of the local dask cluster (default: sized to the machine).
+    scheduler:
+        Address of a running dask scheduler (``tcp://host:8786``), or a
+        ``distributed.Client``, to run on instead of a local cluster.
+    backend, device:
+        Inference backend (``auto``, ``torch``, ...) and device (``cpu``, ``cuda:0``).
+    overwrite:
+        Recompute fields that are already finished.
+    progress:
+        Show a progress bar.
+
+    Examples
+    --------
+    >>> result = run_plate("plate.zarr", "results/", channel="DNA")  # doctest: +SKIP
+    >>> result.images[["Metadata_Well", "Count_Nuclei", "status"]]  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    plan = _plan(plate, out, model=model, channel=channel, object_name=object_name,
+                 features=features, wells=wells, workers=workers, scheduler=scheduler,
+                 backend=backend, device=device, overwrite=overwrite)
+    with _client(plan, scheduler, workers) as client:
+        _prepare_output(plan, overwrite)
+        jobs = plan.jobs(threads=plan.threads_per_worker)
+        todo = jobs if overwrite else [j for j in jobs if not is_finished(j)]
+        skipped = len(jobs) - len(todo)
+        if skipped:
+            log.info("%d of %d field(s) already finished in %s; skipping them",
+                     skipped, len(jobs), plan.out)
+        _run_fields(client, todo, total=len(jobs), done=skipped, progress=progress,
+                    object_name=object_name)
+    records = tables.read_all_status(plan.out)
+    images = tables.images_table(records, object_name)
+    tables.write_parquet(plan.out / tables.IMAGES_TABLE, images)
+    seconds = time.perf_counter() - started
+    result = PlateRunResult(plan.out, plan.plate.path, images, len(todo), skipped, seconds)
+    _write_manifest(plan, finished={"fields": len(images), "failed": result.failed,
+                                    "objects": result.objects, "computed": len(todo),
+                                    "skipped": skipped, "seconds": round(seconds, 2)})
+    return result
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+@dataclass
+class _Plan:
+    plate: Plate
+    out: Path
+    fields: list
+    channels: tuple[str, ...]
+    object_name: str
+    features: tuple[str, ...]
+    feature_set: str | list[str]
+    model: Any
+    model_path: str
+    backend: str
+    backend_reason: str
+    device: str | None
+    parameters: dict[str, Any]
+    threads_per_worker: int | None = None
+
+    def jobs(self, threads: int | None) -> list[FieldJob]:
+        return [FieldJob(plate_path=str(self.plate.path), field=f, out=str(self.out),
+                         channels=self.channels, object_name=self.object_name,
+                         features=self.features, model_path=self.model_path,
+                         model_hash=self.model.hash, backend=self.backend, device=self.device,
+                         threads=threads, postprocess=dict(self.model.info.postprocess))
+                for f in self.fields]
+
+
+OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def _plan(plate, out, *, model, channel, object_name, features, wells, workers, scheduler,
+          backend, device, overwrite) -> _Plan:
+    """Check every input and setting; raise one sentence for the first problem found."""
+    from .model import Model, load_model
+    from .runtime import choose_backend
+
+    opened = open_plate(plate)
+    fields = opened.select(list(wells) if wells else None)
+    if not OBJECT_NAME.fullmatch(object_name or ""):
+        raise SettingError(f"object name {object_name!r} must be letters and digits, starting "
+                           "with a letter (it begins every column name, e.g. Nuclei_...).")
+    groups = feature_groups(features)
+    if workers is not None and scheduler is not None:
+        raise SettingError("give either --workers (a local cluster) or --scheduler "
+                           "(an existing one), not both.")
+    if workers is not None and workers < 1:
+        raise SettingError(f"--workers must be 1 or more, not {workers}.")
+    loaded = model if isinstance(model, Model) else load_model(model)
+    channels = _channels(opened, channel, loaded.info.in_channels)
+    backend_name, reason = choose_backend(backend, device)
+    out = Path(out).absolute()
+    if out.exists() and not out.is_dir():
+        raise SettingError(f"--out {out} is a file, not a folder.")
+    model_path = _model_path(model, loaded, out)
+    parameters = {
+        "plate": str(opened.path.absolute()), "out": str(out), "model": str(model_path),
+        "model_hash": loaded.hash, "channels": list(channels), "object_name": object_name,
+        "features": list(groups), "feature_set": features if isinstance(features, str)
+        else "custom", "wells": sorted({f.well for f in fields}),
+        "workers": workers, "scheduler": _scheduler_text(scheduler), "backend": backend,
+        "device": device, "overwrite": overwrite,
+    }
+    previous = _read_manifest(out)
+    if previous and not overwrite:
+        old = previous.get("parameters", {})
+        changed = [k for k in OUTPUT_PARAMETERS if k in old and old[k] != parameters[k]]
+        if changed:
+            raise SettingError(
+                f"{out} holds a run with a different {changed[0].replace('_', ' ')} "
+                f"({old[changed[0]]!r}); use another --out, or --overwrite to replace it."
+            )
+    return _Plan(opened, out, fields, channels, object_name, groups, features, loaded,
+                 model_path, backend_name, reason, device, parameters)
+
+
+def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:
+    names = list(plate.channel_names)
+    if channel is None:
+        wanted = names[:count]
+    else:
+        wanted = [channel] if isinstance(channel, str) else list(channel)
+        wanted = [c.strip() for text in wanted for c in text.split(",") if c.strip()]
+    for name in wanted:
+        if name not in names:
+            raise SettingError(f"channel {name!r} is not in plate {plate.path}; its channels "
+                               f"are {', '.join(names)}.")
+    if len(wanted) != count:
+        raise SettingError(f"the model reads {count} channel(s), but {len(wanted)} "
+                           f"({', '.join(wanted)}) were given for plate {plate.path}.")
+    return tuple(wanted)
+
+
+def _model_path(model, loaded, out: Path) -> str:
+    """Where workers find the model: its file, or a copy in ``out`` for in-memory models."""
+    if loaded.source and Path(loaded.source).is_file():
+        path = str(Path(loaded.source).absolute())
+    else:
+        path = str(out / f"model-{loaded.hash}.safetensors")
+    remember_model(path, loaded)
+    return path
+
+
+def _scheduler_text(scheduler) -> str | None:
+    if scheduler is None or isinstance(scheduler, str):
+        return scheduler
+    return str(getattr(scheduler, "scheduler_info", lambda: {})().get("address", scheduler))
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads((out / tables.RUN_MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _prepare_output(plan: _Plan, overwrite: bool) -> None:
+    out = plan.out
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        previous = _read_manifest(out) or {}
+        old = previous.get("parameters", {})
+        if any(k in old and old[k] != plan.parameters[k] for k in OUTPUT_PARAMETERS):
+            # Outputs made with other settings must not mix with these ones.
+            for name in (tables.FEATURES_DIR, tables.STATUS_DIR):
+                shutil.rmtree(out / name, ignore_errors=True)
+            (out / tables.IMAGES_TABLE).unlink(missing_ok=True)
+    if not Path(plan.model_path).is_file():
+        plan.model.save(plan.model_path)
+    _write_manifest(plan, finished=None)
+
+
+def _write_manifest(plan: _Plan, finished: dict[str, Any] | None) -> None:
+    from .runtime import backend_report
+
+    backend_info: dict[str, Any] = {"name": plan.backend, "reason": plan.backend_reason}
+    with contextlib.suppress(Exception):
+        backend_info["available"] = {k: asdict(v) for k, v in backend_report().items()}
+    manifest = {
+        "cellseg_hcs": __version__,
+        "status": "complete" if finished else "running",
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": _python_version(),
+        "dependencies": _dependency_versions(),
+        "plate": {"path": str(plan.plate.path.absolute()), "name": plan.plate.name,
+                  "ngff_version": plan.plate.ngff_version, "fields": len(plan.plate.fields),
+                  "channels": list(plan.plate.channel_names)},
+        "model": {"path": plan.model_path, "hash": plan.model.hash,
+                  "architecture": plan.model.info.architecture,
+                  "network": plan.model.info.network,
+                  "postprocess": plan.model.info.postprocess,
+                  "normalize": plan.model.info.normalize},
+        "backend": backend_info,
+        "parameters": plan.parameters,
+        "outputs": {"labels": f"<plate>/<row>/<column>/<field>/labels/{plan.object_name}",
+                    "features": f"{tables.FEATURES_DIR}/plate=<plate>/well=<well>/"
+                                "<well>_<site>.parquet",
+                    "images": tables.IMAGES_TABLE, "records": f"{tables.STATUS_DIR}/"},
+        "result": finished,
+    }
+    tables.write_json(plan.out / tables.RUN_MANIFEST, manifest)
+
+
+def _python_version() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+def _dependency_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in DEPENDENCIES:
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+# ----------------------------------------------------------------------------- dask
+
+
+def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
+    """``(worker processes, threads each)`` for a local cluster on this machine.
+
+    On CPU, one single-threaded process per core (segmentation, labelling and measuring
+    are all busy, and processes side-step the GIL), capped by memory at ~2 GB a worker.
+    With a CUDA GPU, one process with a thread per core: one thread feeds the GPU while
+    the others measure.
+    """
+    import torch
+
+    cores = _cores()
+    if workers is None and torch.cuda.is_available():
+        return 1, cores
+    if workers is None:
+        memory_gb = _memory_gb()
+        workers = max(1, min(cores, int(memory_gb // 2) if memory_gb else cores))
+    return workers, 1
+
+
+def _cores() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:
+        return max(os.cpu_count() or 1, 1)
+
+
+def _memory_gb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def _client(plan: _Plan, scheduler, workers: int | None) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None and not isinstance(scheduler, str):
+        plan.threads_per_worker = None
+        yield scheduler  # the caller's own Client: theirs to close
+        return
+    if isinstance(scheduler, str):
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise SettingError(f"no dask scheduler answers at {scheduler} ({exc}).") from None
+        plan.threads_per_worker = None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n_workers, threads = local_cluster_size(workers)
+    torch_threads = max(1, _cores() // n_workers) if threads == 1 else None
+    plan.threads_per_worker = torch_threads
+    log.info("local dask cluster: %d worker process(es) x %d thread(s)", n_workers, threads)
+    resources = {"GPU": 1} if threads > 1 else None
+    with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
+                      dashboard_address=None, resources=resources,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _gpu_resource(client) -> dict[str, int] | None:
+    """Ask for a GPU only where some worker advertises one (or the task would never run)."""
+    workers = client.scheduler_info().get("workers", {})
+    if any(info.get("resources", {}).get("GPU") for info in workers.values()):
+        return {"GPU": 1}
+    return None
+
+
+def _in_flight_limit(client) -> int:
+    workers = client.scheduler_info().get("workers", {})
+    threads = sum(info.get("nthreads", 1) for info in workers.values()) or 1
+    return 2 * threads + 2
+
+
+def _run_fields(client, jobs: list[FieldJob], *, total: int, done: int, progress: bool,
+                object_name: str) -> None:
+    """Submit two tasks per field, at most a few fields ahead, and follow them to the end."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    if not jobs:
+        return
+    resources = _gpu_resource(client)
+    limit = _in_flight_limit(client)
+    token = os.urandom(4).hex()
+    pending = iter(jobs)
+    by_key: dict[str, FieldJob] = {}
+    futures = as_completed()
+    objects = 0
+    pixels = 0
+    started = time.perf_counter()
+
+    def submit_next() -> bool:
+        job = next(pending, None)
+        if job is None:
+            return False
+        name = f"{job.field.name}-{token}"
+        predicted = client.submit(predict_field, job, key=f"predict-{name}",
+                                  resources=resources, pure=False)
+        finished = client.submit(finish_field, job, predicted, key=f"finish-{name}",
+                                 pure=False, priority=1)
+        by_key[finished.key] = job
+        futures.add(finished)
+        return True
+
+    for _ in range(limit):
+        if not submit_next():
+            break
+    bar = tqdm(total=total, initial=done, unit="field", desc="fields", disable=not progress)
+    try:
+        for future in futures:
+            job = by_key.pop(future.key)
+            try:
+                record = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. every worker running it died
+                record = failed_record(job, f"field {job.field.name}: the task did not finish "
+                                            f"({type(exc).__name__}: {exc}).")
+            future.release()
+            count = int(record.get(f"Count_{object_name}", 0))
+            objects += count
+            pixels += int(record.get("Height", 0)) * int(record.get("Width", 0))
+            _log_record(record, object_name)
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(objects=objects, MPps=f"{pixels / 1e6 / elapsed:.2f}", refresh=False)
+            bar.update(1)
+            submit_next()
+    finally:
+        bar.close()
+
+
+def _log_record(record: dict[str, Any], object_name: str) -> None:
+    name = f"{record['Metadata_Well']}_{record['Metadata_Site']}"
+    stages = ", ".join(f"{k.removeprefix('Seconds_').lower()} {v:.2f}s"
+                       for k, v in record.items() if k.startswith("Seconds_"))
+    if record["status"] in FINISHED:
+        log.info("%s: %d %s (%s)", name, record.get(f"Count_{object_name}", 0), object_name,
+                 stages)
+    else:
+        log.warning("%s failed: %s", name, record.get("error"))
