@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${1:-.venv-cp}
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac  # absolute: pip reads files under it
 PYTHON=${PYTHON:-python3.11}
 STAMP="$VENV/.cellseg-hcs-env"
 
@@ -25,7 +26,8 @@ PROKARYOTE_VERSION=2.4.4
 want="$(cat "$0" pyproject.toml | sha256sum | cut -c1-16) $($PYTHON -V 2>&1)"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
-    && "$VENV/bin/python" -c "import cellprofiler_core, javabridge, cellseg_hcs" 2>/dev/null; then
+    && "$VENV/bin/python" -c "import cellprofiler_core.preferences, javabridge, cellseg_hcs" \
+      2>/dev/null; then
   echo "CellProfiler environment $VENV is up to date."
   exit 0
 fi
@@ -51,8 +53,8 @@ torch==2.13.0
 EOF
 build_constraints="$VENV/build-constraints.txt"
 echo "numpy==1.26.4" >"$build_constraints"
-export PIP_CONSTRAINT="$PWD/$constraints"
-export PIP_BUILD_CONSTRAINT="$PWD/$build_constraints"
+export PIP_CONSTRAINT="$constraints"
+export PIP_BUILD_CONSTRAINT="$build_constraints"
 
 pip install --quiet --upgrade "pip>=25.3"
 pip install --quiet "numpy==1.26.4" "setuptools<81" wheel
@@ -65,15 +67,18 @@ pip install --quiet --no-deps "cellprofiler-core==$CP_VERSION" "cellprofiler==$C
   "python-bioformats==$BIOFORMATS_VERSION" "prokaryote==$PROKARYOTE_VERSION"
 pip install --quiet "centrosome>=1.3" "scikit-image<0.25" scipy "h5py>=3.7" matplotlib \
   psutil pyzmq "docutils" boto3 imageio "inflect<7" jinja2 joblib mahotas pillow requests \
-  scikit-learn six tifffile deprecation "sentry-sdk<2"
+  scikit-learn six tifffile deprecation "sentry-sdk<2" future
 
 # cellseg-hcs (editable) with its dependencies, within the same constraints; torch is the
 # local CPU wheel, installed first so no other build is resolved.
 pip install --quiet "torch==2.13.0"
 pip install --quiet -e . pytest
 
+# The check imports what a headless run imports (cellprofiler_core.preferences pulls in h5py,
+# future and the measurement code), not just the top-level packages.
 "$VENV/bin/python" - <<'EOF'
-import cellprofiler_core, javabridge, numpy, cellseg_hcs
+import cellprofiler_core, cellprofiler_core.preferences, cellprofiler.modules, javabridge
+import numpy, cellseg_hcs
 print(f"cellprofiler-core {cellprofiler_core.__version__}, numpy {numpy.__version__}, "
       f"cellseg-hcs {cellseg_hcs.__version__}")
 EOF
