@@ -1,0 +1,242 @@
+"""``cellseg-hcs serve``: real sockets on 127.0.0.1, a tiny model, every server shut down.
+
+The server must answer every request, good or bad, with a reply, and keep serving.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from cellseg_hcs.errors import SettingError
+from cellseg_hcs.serve import (
+    Client,
+    Segmenter,
+    SegmentOptions,
+    SegmentServer,
+    ServerError,
+    protocol,
+)
+
+
+@pytest.fixture
+def model_file(tiny_model, tmp_path):
+    return str(tiny_model.save(tmp_path / "tiny.safetensors"))
+
+
+@pytest.fixture
+def image():
+    rng = np.random.default_rng(0)
+    return (rng.random((96, 80)) * 4000).astype(np.uint16)
+
+
+@pytest.fixture
+def server(model_file, tmp_path):
+    with SegmentServer(Segmenter(), default_model=model_file, timeout=2.0).start() as running:
+        running.write_connection_file(tmp_path / "cache" / "serve.json")
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    return Client(server.connection_file, timeout=30)
+
+
+def raw_exchange(server, data: bytes) -> dict:
+    """Send raw bytes, half-close, and read the server's reply header."""
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return protocol.receive(sock)[0]
+
+
+def request_bytes(header: dict, arrays: dict | None = None) -> bytes:
+    return b"".join(bytes(piece) for piece in protocol.encode(header, arrays))
+
+
+def assert_still_serving(client, image):
+    assert client.segment(image)["labels"].shape == image.shape
+
+
+def test_labels_over_the_socket_equal_model_segment(client, tiny_model, image):
+    labels = client.segment(image)["labels"]
+    expected = tiny_model.segment(image)
+    assert labels.dtype == expected.dtype
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_probabilities_come_back_only_when_asked_for(client, tiny_model, image):
+    assert set(client.segment(image)) == {"labels"}
+    result = client.segment(image, probabilities=True)
+    assert result["probabilities"].dtype == np.float32
+    np.testing.assert_allclose(result["probabilities"], tiny_model.predict_maps(image)[0],
+                               atol=1e-6)
+
+
+def test_threshold_and_size_overrides_reach_the_post_processing(client, tiny_model, image):
+    result = client.segment(image, foreground_threshold=0.3, min_size=1)["labels"]
+    np.testing.assert_array_equal(result, tiny_model.segment(image, foreground_threshold=0.3,
+                                                             min_size=1))
+
+
+def test_server_listens_on_loopback_by_default(server):
+    assert server.host == "127.0.0.1"
+
+
+def test_connection_file_is_readable_by_the_user_only(server):
+    path = server.connection_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    details = json.loads(path.read_text())
+    assert (details["host"], details["port"], details["token"]) == (
+        server.host, server.port, server.token)
+
+
+def test_connection_file_rewrite_tightens_loose_permissions(server, tmp_path):
+    path = tmp_path / "loose.json"
+    path.write_text("{}")
+    path.chmod(0o644)
+    server.write_connection_file(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_wrong_token_is_refused_and_the_server_keeps_serving(server, client, image):
+    intruder = Client(host=server.host, port=server.port, token="guess", timeout=30)
+    with pytest.raises(ServerError, match="wrong or missing token"):
+        intruder.segment(image)
+    assert_still_serving(client, image)
+
+
+def test_request_without_token_is_refused(server):
+    reply = raw_exchange(server, request_bytes({"op": "info"}))
+    assert reply["ok"] is False and "token" in reply["error"]
+
+
+@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                                     bytes(range(256)) * 4,
+                                     b"CSH1" + struct.pack(">I", 5) + b"{nope"])
+def test_garbage_bytes_get_an_error_reply(server, client, image, garbage):
+    reply = raw_exchange(server, garbage)
+    assert reply["ok"] is False
+    assert_still_serving(client, image)
+
+
+def test_oversized_header_is_refused_before_it_is_read(server):
+    reply = raw_exchange(server, b"CSH1" + struct.pack(">I", 1 << 30))
+    assert reply["ok"] is False and "over the limit" in reply["error"]
+
+
+def test_image_over_the_size_limit_is_refused(model_file, tmp_path, image):
+    with SegmentServer(Segmenter(), default_model=model_file, max_bytes=1000).start() as small:
+        small_client = Client(host=small.host, port=small.port, token=small.token, timeout=30)
+        with pytest.raises(ServerError, match="limit"):
+            small_client.segment(image)
+        assert small_client.info()["model"] == model_file
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ([{"name": "image", "dtype": "<c8", "shape": [8, 8]}], "unsupported dtype"),
+    ([{"name": "image", "dtype": "|O", "shape": [8, 8]}], "unsupported dtype"),
+    ([{"name": "image", "dtype": "<f4", "shape": [0, 8]}], "invalid shape"),
+    ([{"name": "image", "dtype": "<f4", "shape": [8, -8]}], "invalid shape"),
+    ([{"name": "image", "dtype": "<f4", "shape": "8x8"}], "invalid shape"),
+    ([{"name": "image", "dtype": "<f4"}], "lacks name, dtype or shape"),
+    ("image", "not a list"),
+])
+def test_bad_array_descriptions_are_refused(server, arrays, message):
+    header = {"token": server.token, "op": "segment", "arrays": arrays}
+    body = json.dumps(header).encode()
+    reply = raw_exchange(server, protocol.PREFIX.pack(protocol.MAGIC, len(body)) + body)
+    assert reply["ok"] is False and message in reply["error"]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (8,)])
+def test_images_that_are_not_2d_are_refused(client, shape):
+    with pytest.raises(ServerError, match="2-D"):
+        client.segment(np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"tile_size": 3}, "tile size"),
+    ({"batch_size": 0}, "batch size"),
+    ({"foreground_threshold": 1.5}, "probability threshold"),
+    ({"min_size": -1}, "minimum size"),
+    ({"device": "tpu"}, "device"),
+    ({"colour": "blue"}, "unknown option"),
+    ({"model": "no-such-model"}, "no-such-model"),
+])
+def test_bad_options_get_a_sentence_naming_them(client, image, options, message):
+    with pytest.raises(ServerError, match=message):
+        client.segment(image, **options)
+
+
+def test_request_cut_off_midway_does_not_stop_the_server(server, client, image):
+    pieces = protocol.encode({"token": server.token, "op": "segment"}, {"image": image})
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(pieces[0] + bytes(pieces[1])[:100])
+    assert_still_serving(client, image)
+
+
+def test_silent_client_is_dropped_after_the_timeout(server, client, image):
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.settimeout(10)
+        assert sock.recv(1) == b""  # the server closed it (timeout=2 s) without a reply
+    assert_still_serving(client, image)
+
+
+def test_concurrent_clients_share_one_model(server, client, tiny_model, image):
+    expected = tiny_model.segment(image)
+    results: list = [None] * 6
+
+    def work(index: int) -> None:
+        results[index] = Client(server.connection_file, timeout=60).segment(image)["labels"]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(np.array_equal(result, expected) for result in results)
+    assert len(server.segmenter._models) == 1
+    assert client.info()["images_served"] == 6
+
+
+def test_info_names_the_served_model(client, model_file, tiny_model):
+    info = client.info()
+    assert info["model"] == model_file
+    assert info["hash"] == tiny_model.hash
+
+
+def test_close_removes_the_connection_file(model_file, tmp_path):
+    server = SegmentServer(Segmenter(), default_model=model_file).start()
+    path = server.write_connection_file(tmp_path / "serve.json")
+    server.close()
+    assert not path.exists()
+    with pytest.raises(ServerError, match="no cellseg-hcs server|no connection file"):
+        Client(path)
+
+
+def test_client_without_a_server_says_how_to_start_one(tmp_path):
+    with pytest.raises(ServerError, match="cellseg-hcs serve"):
+        Client(tmp_path / "absent.json")
+
+
+def test_client_names_an_address_where_nothing_listens():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ServerError, match=f"127.0.0.1:{port}"):
+        Client(host="127.0.0.1", port=port, token="x", timeout=5).info()
+
+
+@pytest.mark.parametrize("raw", [{"tile_size": 512.0}, {"probabilities": "yes"},
+                                 {"min_size": True}, []])
+def test_segment_options_reject_values_of_the_wrong_type(raw):
+    with pytest.raises(SettingError):
+        SegmentOptions.from_dict(raw)
