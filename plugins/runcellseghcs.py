@@ -1,0 +1,386 @@
+"""
+RunCellSegHCS
+=============
+
+**RunCellSegHCS** finds nuclei (or cells) with a cellseg-hcs deep-learning model, where
+**IdentifyPrimaryObjects** or **RunCellpose** would otherwise stand. Its objects feed the
+measurement modules as usual.
+
+The model runs in one of two places, chosen automatically:
+
+-  *In CellProfiler's Python*, when the ``cellseg_hcs`` package is installed there
+   (``pip install cellseg-hcs`` into CellProfiler's environment). The model is loaded once per
+   worker and kept for every image set.
+-  *On a cellseg-hcs server*, otherwise: start ``cellseg-hcs serve`` from any Python where
+   cellseg-hcs is installed, on the same computer. It keeps one model warm and answers every
+   CellProfiler worker in turn, so several workers share one GPU. This module then needs
+   nothing besides numpy and CellProfiler itself.
+
+|
+
+============ ============ ===============
+Supports 2D? Supports 3D? Respects masks?
+============ ============ ===============
+YES          NO           NO
+============ ============ ===============
+
+Measurements made by this module
+^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+
+**Image measurements:** *Count*: the number of objects found.
+
+**Object measurements:** *Location_Center_X/Y/Z* and *Number_Object_Number*.
+
+See the cellseg-hcs documentation (docs/cellprofiler.md) for installation and the server.
+"""
+
+# Nothing heavy is imported here: CellProfiler imports and instantiates every plugin when it
+# starts, in every worker. numpy and cellseg_hcs are imported when an image is segmented.
+import importlib.util
+import json
+import os
+import socket
+import struct
+
+from cellprofiler_core.module.image_segmentation import ImageSegmentation
+from cellprofiler_core.setting import Binary, ValidationError
+from cellprofiler_core.setting.choice import Choice
+from cellprofiler_core.setting.text import Float, ImageName, Integer, Pathname, Text
+
+__version__ = "1"
+
+SOURCE_BUILTIN = "Built-in model"
+SOURCE_FILE = "Model file"
+MODE_AUTOMATIC = "Automatic"
+MODE_IN_PROCESS = "In CellProfiler's Python"
+MODE_SERVER = "On a cellseg-hcs server"
+DEVICE_CHOICES = {"Automatic": "auto", "CPU": "cpu", "GPU": "cuda"}
+
+SERVER_FILE_ENV = "CELLSEG_HCS_SERVER_FILE"
+# The wire format of cellseg_hcs/serve/protocol.py, repeated here because this file must work
+# where cellseg_hcs cannot be imported. Tests run both against the real server.
+_MAGIC = b"CSH1"
+_PREFIX = struct.Struct(">4sI")
+_MAX_HEADER_BYTES = 64 * 1024
+_CONNECT_SECONDS = 10
+_REPLY_SECONDS = 1800
+
+# One in-process segmenter per CellProfiler worker process, kept across image sets.
+_SEGMENTER = None
+
+
+class RunCellSegHCS(ImageSegmentation):
+    category = "Object Processing"
+    module_name = "RunCellSegHCS"
+    variable_revision_number = 1
+
+    def create_settings(self):
+        super().create_settings()
+        self.y_name.value = "Nuclei"
+
+        self.model_source = Choice(
+            "Model",
+            [SOURCE_BUILTIN, SOURCE_FILE],
+            SOURCE_BUILTIN,
+            doc="A model shipped with cellseg-hcs, or a *.safetensors* file written by "
+            "``cellseg-hcs train``.",
+        )
+        self.builtin_model = Text(
+            "Built-in model name",
+            "nuclei",
+            doc="Name of a model shipped with cellseg-hcs (``cellseg-hcs info`` lists them).",
+        )
+        self.model_file = Pathname(
+            "Model file",
+            "",
+            wildcard="cellseg-hcs models (*.safetensors)|*.safetensors",
+            doc="A *.safetensors* model file written by cellseg-hcs.",
+        )
+        self.run_mode = Choice(
+            "Where to run the model",
+            [MODE_AUTOMATIC, MODE_IN_PROCESS, MODE_SERVER],
+            MODE_AUTOMATIC,
+            doc=f"*{MODE_AUTOMATIC}*: in CellProfiler's Python when cellseg-hcs is installed "
+            f"there, otherwise on a running ``cellseg-hcs serve``. *{MODE_SERVER}* needs the "
+            "server on this computer; its connection file is read from "
+            f"``${SERVER_FILE_ENV}`` or ``~/.cache/cellseg-hcs/serve.json``.",
+        )
+        self.device = Choice(
+            "Processor",
+            list(DEVICE_CHOICES),
+            "Automatic",
+            doc="*Automatic* uses a GPU when there is one (on a server: the server's choice).",
+        )
+        self.tile_size = Integer(
+            "Tile size (pixels)",
+            512,
+            minval=64,
+            maxval=8192,
+            doc="Images larger than this are predicted in overlapping tiles.",
+        )
+        self.batch_size = Integer(
+            "Tiles per batch",
+            4,
+            minval=1,
+            maxval=256,
+            doc="Tiles run together; larger is faster on a GPU and needs more memory.",
+        )
+        self.use_model_thresholds = Binary(
+            "Use the model's own thresholds?",
+            True,
+            doc="*Yes* keeps the probability threshold and minimum size tuned with the model.",
+        )
+        self.probability_threshold = Float(
+            "Probability threshold",
+            0.5,
+            minval=0.01,
+            maxval=0.99,
+            doc="Pixels whose object probability is above this belong to objects.",
+        )
+        self.min_size = Integer(
+            "Minimum object size (pixels)",
+            16,
+            minval=0,
+            doc="Objects with fewer pixels than this are discarded.",
+        )
+        self.save_probabilities = Binary(
+            "Save the probability image?",
+            False,
+            doc="Also output the model's object probability (0 to 1) as an image.",
+        )
+        self.probability_image_name = ImageName(
+            "Name the probability image",
+            "ObjectProbability",
+            doc="Name of the output probability image.",
+        )
+
+    def settings(self):
+        return super().settings() + [
+            self.model_source,
+            self.builtin_model,
+            self.model_file,
+            self.run_mode,
+            self.device,
+            self.tile_size,
+            self.batch_size,
+            self.use_model_thresholds,
+            self.probability_threshold,
+            self.min_size,
+            self.save_probabilities,
+            self.probability_image_name,
+        ]
+
+    def visible_settings(self):
+        visible = super().visible_settings() + [self.model_source]
+        if self.model_source.value == SOURCE_BUILTIN:
+            visible.append(self.builtin_model)
+        else:
+            visible.append(self.model_file)
+        visible += [self.run_mode, self.device, self.tile_size, self.batch_size,
+                    self.use_model_thresholds]
+        if not self.use_model_thresholds.value:
+            visible += [self.probability_threshold, self.min_size]
+        visible.append(self.save_probabilities)
+        if self.save_probabilities.value:
+            visible.append(self.probability_image_name)
+        return visible
+
+    def upgrade_settings(self, setting_values, variable_revision_number, module_name):
+        # Revision 1 is the first; later revisions add their steps here, one revision each.
+        if variable_revision_number > self.variable_revision_number:
+            raise ValueError(
+                f"This pipeline was saved by a newer RunCellSegHCS (settings revision "
+                f"{variable_revision_number}); update the plugin to load it."
+            )
+        return setting_values, variable_revision_number
+
+    def volumetric(self):
+        return False
+
+    # ------------------------------------------------------------ checks
+    def model_name(self):
+        """The model as cellseg-hcs names it: a built-in name or an absolute file path."""
+        if self.model_source.value == SOURCE_BUILTIN:
+            return self.builtin_model.value.strip()
+        return os.path.abspath(os.path.expanduser(self.model_file.value))
+
+    def validate_module(self, pipeline):
+        if self.model_source.value == SOURCE_BUILTIN and not self.builtin_model.value.strip():
+            raise ValidationError(
+                "Enter the name of a built-in model, for example 'nuclei'.", self.builtin_model
+            )
+        if self.model_source.value == SOURCE_FILE:
+            if not self.model_file.value.lower().endswith(".safetensors"):
+                raise ValidationError(
+                    "The model file must be a .safetensors file written by cellseg-hcs.",
+                    self.model_file,
+                )
+            if not os.path.isfile(self.model_name()):
+                raise ValidationError(
+                    f"The model file {self.model_name()} does not exist.", self.model_file
+                )
+        mode = self.run_mode.value
+        if mode == MODE_IN_PROCESS and not _cellseg_hcs_installed():
+            raise ValidationError(
+                "cellseg-hcs is not installed in CellProfiler's Python: install it there "
+                f"with pip, or choose '{MODE_SERVER}'.",
+                self.run_mode,
+            )
+        if mode == MODE_SERVER or (mode == MODE_AUTOMATIC and not _cellseg_hcs_installed()):
+            path = _server_file()
+            if not os.path.isfile(path):
+                raise ValidationError(
+                    f"No cellseg-hcs server is running (no connection file at {path}): start "
+                    "one with 'cellseg-hcs serve', or install cellseg-hcs in CellProfiler's "
+                    "Python.",
+                    self.run_mode,
+                )
+
+    # ------------------------------------------------------------ running
+    def options(self):
+        """The segmentation options, as cellseg_hcs.serve.SegmentOptions takes them."""
+        options = {
+            "model": self.model_name(),
+            "device": DEVICE_CHOICES[self.device.value],
+            "tile_size": int(self.tile_size.value),
+            "batch_size": int(self.batch_size.value),
+            "probabilities": bool(self.save_probabilities.value),
+        }
+        if not self.use_model_thresholds.value:
+            options["foreground_threshold"] = float(self.probability_threshold.value)
+            options["min_size"] = int(self.min_size.value)
+        return options
+
+    def uses_server(self):
+        """True when this run sends images to a cellseg-hcs server."""
+        mode = self.run_mode.value
+        return mode == MODE_SERVER or (mode == MODE_AUTOMATIC and not _cellseg_hcs_installed())
+
+    def run(self, workspace):
+        import numpy
+
+        image = workspace.image_set.get_image(self.x_name.value)
+        if image.volumetric:
+            raise ValueError(
+                f"RunCellSegHCS segments 2-D images; {self.x_name.value} is a 3-D image."
+            )
+        pixels = numpy.asarray(image.pixel_data, dtype=numpy.float32)
+        options = self.options()
+        if self.uses_server():
+            result = _segment_on_server(pixels, options)
+        else:
+            result = _segment_in_process(pixels, options)
+
+        from cellprofiler_core.image import Image
+        from cellprofiler_core.object import Objects
+
+        objects = Objects()
+        objects.segmented = result["labels"].astype(numpy.int32)
+        objects.parent_image = image
+        workspace.object_set.add_objects(objects, self.y_name.value)
+        self.add_measurements(workspace)
+        if self.save_probabilities.value:
+            probability = Image(result["probabilities"], parent_image=image, convert=False)
+            workspace.image_set.add(self.probability_image_name.value, probability)
+
+        if self.show_window:
+            workspace.display_data.x_data = image.pixel_data
+            workspace.display_data.y_data = objects.segmented
+            workspace.display_data.dimensions = image.dimensions
+
+
+def _cellseg_hcs_installed():
+    return importlib.util.find_spec("cellseg_hcs") is not None
+
+
+def _server_file():
+    override = os.environ.get(SERVER_FILE_ENV)
+    if override:
+        return os.path.expanduser(override)
+    return os.path.join(os.path.expanduser("~"), ".cache", "cellseg-hcs", "serve.json")
+
+
+def _segment_in_process(pixels, options):
+    global _SEGMENTER
+    from cellseg_hcs.serve import Segmenter, SegmentOptions
+
+    if _SEGMENTER is None:
+        _SEGMENTER = Segmenter()
+    return _SEGMENTER.segment(pixels, SegmentOptions(**options))
+
+
+def _segment_on_server(pixels, options):
+    """Labels (and probabilities) from the server named by the connection file."""
+    path = _server_file()
+    try:
+        with open(path) as handle:
+            details = json.load(handle)
+        address, token = (details["host"], int(details["port"])), details["token"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RuntimeError(
+            f"Cannot read the cellseg-hcs server's connection file {path} ({exc}); "
+            "is 'cellseg-hcs serve' running?"
+        ) from exc
+    if options.get("device") == "auto":
+        options = {key: value for key, value in options.items() if key != "device"}
+    header = {"token": token, "op": "segment", "options": options}
+    try:
+        sock = socket.create_connection(address, timeout=_CONNECT_SECONDS)
+    except OSError as exc:
+        raise RuntimeError(
+            f"No cellseg-hcs server answers at {address[0]}:{address[1]} ({exc}); "
+            "start one with 'cellseg-hcs serve'."
+        ) from exc
+    with sock:
+        sock.settimeout(_REPLY_SECONDS)
+        try:
+            _send(sock, header, {"image": pixels})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading early; its reply says why
+        reply, arrays = _receive(sock)
+    if not reply.get("ok"):
+        raise RuntimeError(f"The cellseg-hcs server refused the image: {reply.get('error')}")
+    return arrays
+
+
+def _send(sock, header, arrays):
+    import numpy
+
+    described, payloads = [], []
+    for name, array in arrays.items():
+        array = numpy.ascontiguousarray(array)
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        described.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
+        payloads.append(memoryview(array).cast("B"))
+    body = json.dumps({**header, "arrays": described}).encode()
+    sock.sendall(_PREFIX.pack(_MAGIC, len(body)) + body)
+    for payload in payloads:
+        sock.sendall(payload)
+
+
+def _receive(sock):
+    import numpy
+
+    magic, length = _PREFIX.unpack(_read(sock, _PREFIX.size))
+    if magic != _MAGIC or length > _MAX_HEADER_BYTES:
+        raise RuntimeError("The cellseg-hcs server sent a reply this plugin cannot read.")
+    header = json.loads(_read(sock, length))
+    arrays = {}
+    for spec in header.get("arrays", []):
+        dtype = numpy.dtype(spec["dtype"])
+        count = int(numpy.prod(spec["shape"], dtype=numpy.int64))
+        data = _read(sock, count * dtype.itemsize)
+        arrays[spec["name"]] = numpy.frombuffer(data, dtype=dtype).reshape(spec["shape"])
+    return header, arrays
+
+
+def _read(sock, size):
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        got = sock.recv_into(view[done:], min(size - done, 1 << 20))
+        if got == 0:
+            raise RuntimeError("The cellseg-hcs server closed the connection mid-reply.")
+        done += got
+    return buffer

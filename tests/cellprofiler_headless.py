@@ -1,0 +1,162 @@
+"""Checks that run inside CellProfiler's own Python (.venv-cp), for test_cellprofiler_plugin.py.
+
+Usage: ``.venv-cp/bin/python tests/cellprofiler_headless.py REQUEST.json``; prints one JSON
+report on its last line. Everything here uses cellprofiler-core's own machinery: its plugin
+loader, its pipeline reader and writer, and its module validation.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+
+MODULE = "RunCellSegHCS"
+
+
+def load_modules(plugins: str) -> dict:
+    """Load CellProfiler's modules and the plugins the way CellProfiler does at start-up."""
+    import cellprofiler_core.preferences as preferences
+
+    preferences.set_headless()
+    preferences.set_plugin_directory(plugins, globally=False)
+    from cellprofiler_core.constants.modules import all_modules, badmodules
+    from cellprofiler_core.utilities.core.modules import fill_modules
+
+    fill_modules()
+    loaded = all_modules.get(MODULE)
+    return {
+        "loaded": loaded is not None,
+        "bad_modules": [str(name) for name, _ in badmodules],
+        "heavy_imports_at_start": sorted(m for m in ("torch", "cellseg_hcs") if m in sys.modules),
+        "category": getattr(loaded, "category", None),
+        "classes": [cls.__name__ for cls in getattr(loaded, "__mro__", ())],
+    }
+
+
+def find_module(pipeline):
+    return next(m for m in pipeline.modules() if m.module_name == MODULE)
+
+
+def round_trip(pipeline_file: str) -> dict:
+    """Change every RunCellSegHCS setting, save the pipeline as text, load it again."""
+    from cellprofiler_core.pipeline import Pipeline
+
+    pipeline = Pipeline()
+    pipeline.load(pipeline_file)
+    module = find_module(pipeline)
+    changed = {
+        "Name the output object": "MyNuclei",
+        "Model": "Model file",
+        "Model file": "/models/my model.safetensors",
+        "Built-in model name": "cells",
+        "Where to run the model": "On a cellseg-hcs server",
+        "Processor": "GPU",
+        "Tile size (pixels)": "1024",
+        "Tiles per batch": "16",
+        "Use the model's own thresholds?": "No",
+        "Probability threshold": "0.35",
+        "Minimum object size (pixels)": "40",
+        "Save the probability image?": "Yes",
+        "Name the probability image": "NucleusProbability",
+    }
+    for setting in module.settings():
+        if setting.text in changed:
+            setting.value = changed[setting.text]
+    saved = {s.text: s.value_text for s in module.settings()}
+    text = io.StringIO()
+    pipeline.dump(text)
+    reloaded = Pipeline()
+    reloaded.load(io.StringIO(text.getvalue()))
+    again = find_module(reloaded)
+    return {
+        "changed": changed,
+        "saved": saved,
+        "loaded": {s.text: s.value_text for s in again.settings()},
+        "revision": again.variable_revision_number,
+        "options": again.options(),
+    }
+
+
+def validation(pipeline_file: str, tmp: str) -> dict:
+    """The validation message (or None) for settings a user can get wrong."""
+    from cellprofiler_core.pipeline import Pipeline
+    from cellprofiler_core.setting import ValidationError
+
+    pipeline = Pipeline()
+    pipeline.load(pipeline_file)
+    module = find_module(pipeline)
+    plugin = sys.modules[type(module).__module__]
+    not_a_model = os.path.join(tmp, "weights.txt")
+    open(not_a_model, "w").close()
+
+    def module_with(**values):
+        pipeline.load(pipeline_file)
+        target = find_module(pipeline)
+        for setting in target.settings():
+            if setting.text in values:
+                setting.value = values[setting.text]
+        return target
+
+    def message(**values) -> str | None:
+        target = module_with(**values)
+        try:
+            target.test_valid(pipeline)
+        except ValidationError as exc:
+            return exc.message
+        return None
+
+    report = {
+        "example": message(),
+        "empty_builtin_name": message(**{"Built-in model name": " "}),
+        "missing_model_file": message(**{"Model": "Model file",
+                                         "Model file": os.path.join(tmp, "nope.safetensors")}),
+        "not_a_model_file": message(**{"Model": "Model file", "Model file": not_a_model}),
+    }
+    os.environ["CELLSEG_HCS_SERVER_FILE"] = os.path.join(tmp, "no-server.json")
+    report["server_not_running"] = message(**{"Where to run the model": "On a cellseg-hcs server"})
+    report["automatic_uses_server_when_installed"] = module_with().uses_server()
+    installed = plugin._cellseg_hcs_installed
+    plugin._cellseg_hcs_installed = lambda: False
+    try:
+        report["in_process_not_installed"] = message(
+            **{"Where to run the model": "In CellProfiler's Python"})
+        report["automatic_not_installed_no_server"] = message()
+        report["automatic_uses_server_when_not_installed"] = module_with().uses_server()
+    finally:
+        plugin._cellseg_hcs_installed = installed
+    try:
+        module.upgrade_settings([], module.variable_revision_number + 1, MODULE)
+        report["newer_revision"] = None
+    except ValueError as exc:
+        report["newer_revision"] = str(exc)
+    return report
+
+
+def server_refusal(connection_file: str) -> str | None:
+    """The error the plugin raises when the server refuses it (e.g. a wrong token)."""
+    import numpy
+    from cellprofiler_core.constants.modules import all_modules
+
+    plugin = sys.modules[all_modules[MODULE].__module__]
+    os.environ["CELLSEG_HCS_SERVER_FILE"] = connection_file
+    try:
+        plugin._segment_on_server(numpy.zeros((64, 64), numpy.float32), {"model": "nuclei"})
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
+def main(request_file: str) -> None:
+    request = json.loads(open(request_file).read())
+    report = {"loader": load_modules(request["plugins"])}
+    report["round_trip"] = round_trip(request["pipeline"])
+    report["validation"] = validation(request["pipeline"], request["tmp"])
+    if request.get("wrong_token_file"):
+        report["wrong_token"] = server_refusal(request["wrong_token_file"])
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,216 @@
+"""RunCellSegHCS in a real CellProfiler: cellprofiler-core 4.2.8.1 and CellProfiler 4.2.8.1 in
+their own virtual environment (.venv-cp, built by scripts/setup_cellprofiler_env.sh).
+
+The example pipeline runs through CellProfiler's own headless command line
+(``cellprofiler -c -r -p examples/segment_nuclei.cppipe --plugins-directory plugins``), once with
+the model in CellProfiler's Python and once on a ``cellseg-hcs serve`` started from this
+environment, and its objects are compared with ``cellseg-hcs segment`` on the same files with
+the same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellseg_hcs.serve import Client
+
+REPO = Path(__file__).resolve().parents[1]
+CP_VENV = Path(os.environ.get("CELLSEG_HCS_CP_VENV", REPO / ".venv-cp"))
+CP_PYTHON = CP_VENV / "bin" / "python"
+CP_COMMAND = CP_VENV / "bin" / "cellprofiler"
+PLUGINS = REPO / "plugins"
+EXAMPLE = REPO / "examples" / "segment_nuclei.cppipe"
+IMAGES = REPO / "tests" / "data" / "mnfinder" / "images"
+# One 8-bit and one 16-bit image: CellProfiler rescales each differently to 0..1.
+IMAGE_NAMES = (
+    "test__2023-05-31_misc__MAX_2022-12-29-0004.tif",
+    "test__2023-05-31_misc__MAX_2021_1_12_BAY18_CREST647_chr18_568_h3kac488_DAPI_20x-Series003-1.tif",
+)
+
+pytestmark = [
+    pytest.mark.cellprofiler,
+    pytest.mark.skipif(not CP_PYTHON.exists(),
+                       reason=f"no CellProfiler environment at {CP_VENV}; build it with "
+                              "scripts/setup_cellprofiler_env.sh"),
+]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for name in IMAGE_NAMES:
+        shutil.copy(IMAGES / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(images, tmp_path_factory) -> dict[str, np.ndarray]:
+    """Labels from ``cellseg-hcs segment`` (the command, run in-process) on the same files."""
+    import tifffile
+    from click.testing import CliRunner
+
+    from cellseg_hcs.cli import main
+
+    out = tmp_path_factory.mktemp("reference")
+    result = CliRunner().invoke(main, ["segment", *map(str, sorted(images.iterdir())),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return {path.name: tifffile.imread(out / f"{path.stem}_labels.tif")
+            for path in images.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``cellseg-hcs serve`` in a subprocess; yields its connection file, always stopped."""
+    folder = tmp_path_factory.mktemp("server")
+    connection_file = folder / "serve.json"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from cellseg_hcs.cli import main; main()", "serve",
+         "--connection-file", str(connection_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not connection_file.exists():
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "cellseg-hcs serve did not start in 120 s"
+            time.sleep(0.2)
+        yield connection_file
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+    assert process.returncode == 0, process.stdout.read()
+    assert not connection_file.exists(), "the server left its connection file behind"
+
+
+def run_cellprofiler(pipeline: Path, images: Path, out: Path, env: dict | None = None) -> dict:
+    """Run a pipeline with CellProfiler's headless command; per-image counts and object areas."""
+    out.mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run(
+        [str(CP_COMMAND), "-c", "-r", "-p", str(pipeline), "--plugins-directory", str(PLUGINS),
+         "-i", str(images), "-o", str(out)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    image_rows = list(csv.DictReader(open(out / "cellseg_hcs_Image.csv")))
+    nuclei_rows = list(csv.DictReader(open(out / "cellseg_hcs_Nuclei.csv")))
+    errors = [row[key] for row in image_rows for key in row
+              if key.startswith("ModuleError") and float(row[key]) != 0]
+    assert not errors, completed.stderr[-3000:]
+    results = {}
+    for row in image_rows:
+        number = row["ImageNumber"]
+        objects = sorted((int(r["ObjectNumber"]), float(r["AreaShape_Area"]))
+                         for r in nuclei_rows if r["ImageNumber"] == number)
+        results[row["FileName_DNA"]] = {"count": int(float(row["Count_Nuclei"])),
+                                        "areas": [area for _, area in objects]}
+    return results
+
+
+def assert_same_objects(found: dict, reference: dict[str, np.ndarray]) -> None:
+    assert sorted(found) == sorted(reference)
+    for name, labels in reference.items():
+        expected_areas = np.bincount(labels.ravel())[1:]
+        count = found[name]["count"]
+        assert count > 0
+        # The bar: the same number of objects within 2%.
+        assert abs(count - len(expected_areas)) <= 0.02 * len(expected_areas), name
+        # In fact the same objects: CellProfiler's 0..1 floats normalize to the same model input
+        # as the raw integers, up to float rounding (a pixel exactly at a threshold may flip).
+        if count == len(expected_areas):
+            same = np.mean(np.asarray(found[name]["areas"]) == expected_areas)
+            assert same >= 0.98, f"{name}: only {same:.1%} of objects have identical areas"
+
+
+@pytest.fixture(scope="module")
+def headless_report(tmp_path_factory, server) -> dict:
+    """One run of tests/cellprofiler_headless.py in CellProfiler's Python (it takes seconds)."""
+    folder = tmp_path_factory.mktemp("headless")
+    wrong_token_file = folder / "wrong-token.json"
+    details = json.loads(server.read_text())
+    wrong_token_file.write_text(json.dumps({**details, "token": "not-the-token"}))
+    request = folder / "request.json"
+    request.write_text(json.dumps({"plugins": str(PLUGINS), "pipeline": str(EXAMPLE),
+                                   "tmp": str(folder),
+                                   "wrong_token_file": str(wrong_token_file)}))
+    completed = subprocess.run([str(CP_PYTHON), str(REPO / "tests" / "cellprofiler_headless.py"),
+                                str(request)], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_cellprofilers_plugin_loader_loads_the_module(headless_report):
+    loader = headless_report["loader"]
+    assert loader["loaded"]
+    assert loader["bad_modules"] == []
+    assert loader["category"] == "Object Processing"
+    assert "ImageSegmentation" in loader["classes"]
+
+
+def test_loading_the_plugin_imports_neither_torch_nor_cellseg_hcs(headless_report):
+    assert headless_report["loader"]["heavy_imports_at_start"] == []
+
+
+def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
+    trip = headless_report["round_trip"]
+    assert trip["loaded"] == trip["saved"]
+    for text, value in trip["changed"].items():
+        assert trip["loaded"][text] == value, text
+    assert trip["options"] == {"model": "/models/my model.safetensors", "device": "cuda",
+                               "tile_size": 1024, "batch_size": 16, "probabilities": True,
+                               "foreground_threshold": 0.35, "min_size": 40}
+
+
+def test_validation_explains_each_misconfiguration(headless_report):
+    messages = headless_report["validation"]
+    assert messages["example"] is None
+    assert "built-in model" in messages["empty_builtin_name"]
+    assert "nope.safetensors" in messages["missing_model_file"]
+    assert ".safetensors file" in messages["not_a_model_file"]
+    assert "cellseg-hcs serve" in messages["server_not_running"]
+    assert "no-server.json" in messages["server_not_running"]
+    assert "not installed in CellProfiler's Python" in messages["in_process_not_installed"]
+    assert "cellseg-hcs serve" in messages["automatic_not_installed_no_server"]
+    assert "newer RunCellSegHCS" in messages["newer_revision"]
+
+
+def test_automatic_mode_runs_in_process_only_where_cellseg_hcs_is_installed(headless_report):
+    messages = headless_report["validation"]
+    assert messages["automatic_uses_server_when_installed"] is False
+    assert messages["automatic_uses_server_when_not_installed"] is True
+
+
+def test_plugin_reports_the_servers_refusal_of_a_wrong_token(headless_report):
+    assert "wrong or missing token" in headless_report["wrong_token"]
+
+
+def test_example_pipeline_in_process_finds_the_objects_of_cellseg_hcs_segment(
+        images, reference, tmp_path):
+    found = run_cellprofiler(EXAMPLE, images, tmp_path / "out")
+    assert_same_objects(found, reference)
+
+
+def test_example_pipeline_on_the_server_finds_the_objects_of_cellseg_hcs_segment(
+        images, reference, server, tmp_path):
+    text = EXAMPLE.read_text()
+    assert "Where to run the model:Automatic" in text
+    pipeline = tmp_path / "on_server.cppipe"
+    pipeline.write_text(text.replace("Where to run the model:Automatic",
+                                     "Where to run the model:On a cellseg-hcs server"))
+    served_before = Client(server).info()["images_served"]
+    found = run_cellprofiler(pipeline, images, tmp_path / "out",
+                             env={"CELLSEG_HCS_SERVER_FILE": str(server)})
+    assert Client(server).info()["images_served"] == served_before + len(IMAGE_NAMES)
+    assert_same_objects(found, reference)
