@@ -1,0 +1,279 @@
+"""The plate run: outputs, resume, broken fields and input checks (issue 4)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from click.testing import CliRunner
+from plate_helpers import make_plate, threshold_model
+
+from cellseg_hcs.cli import main
+from cellseg_hcs.io.plate import ome_attrs, open_plate
+from cellseg_hcs.io.tables import read_features
+from cellseg_hcs.plate import run_plate
+
+REQUIRED_COLUMNS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber",
+                    "Nuclei_Number_Object_Number", "Nuclei_Location_Center_X",
+                    "Nuclei_Location_Center_Y", "Nuclei_AreaShape_Area",
+                    "Nuclei_Intensity_MeanIntensity_DNA"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    """An in-process dask cluster: the same scheduler and task code, no process start-up."""
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=2,
+                dashboard_address=None) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def model():
+    return threshold_model()
+
+
+def _run(plate, out, client, model, **options):
+    options.setdefault("features", "minimal")
+    return run_plate(plate, out, model=model, scheduler=client, progress=False, **options)
+
+
+def _features(out) -> pd.DataFrame:
+    return read_features(out)
+
+
+@pytest.mark.parametrize("ngff_version", ["0.5", "0.4"])
+def test_run_writes_labels_features_images_and_manifest(tmp_path, client, model, ngff_version):
+    truth = make_plate(tmp_path / "plate.zarr", ngff_version=ngff_version)
+    result = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+
+    plate = open_plate(tmp_path / "plate.zarr")
+    for field in plate.fields:
+        image = zarr.open_group(str(plate.path / field.path), mode="r")
+        label = zarr.open_group(str(plate.path / field.path / "labels" / "Nuclei"), mode="r")
+        label_attrs = ome_attrs(label)
+        assert label_attrs["image-label"]["source"]["image"] == "../../"
+        assert ome_attrs(image.get("labels"))["labels"] == ["Nuclei"]
+        image_levels = [d["path"] for d in ome_attrs(image)["multiscales"][0]["datasets"]]
+        label_levels = [d["path"] for d in label_attrs["multiscales"][0]["datasets"]]
+        assert label_levels == image_levels and len(label_levels) == 2
+        full = label[label_levels[0]][...]
+        assert full.dtype.kind == "u"
+        assert full.shape == image[image_levels[0]].shape[1:]
+        assert full.max() == truth[(field.well, field.site)]
+
+    images = result.images
+    assert len(images) == len(truth)
+    assert images.set_index(["Metadata_Well", "Metadata_Site"])["Count_Nuclei"].to_dict() == truth
+    assert (images["status"] == "ok").all()
+    assert {"Seconds_Predict", "Seconds_Measure", "error"} <= set(images.columns)
+    assert pd.read_parquet(tmp_path / "out" / "images.parquet").equals(images)
+
+    features = _features(tmp_path / "out")
+    assert list(features.columns[:7]) == REQUIRED_COLUMNS[:7]
+    assert set(REQUIRED_COLUMNS) <= set(features.columns)
+    assert len(features) == sum(truth.values())
+    assert not features.duplicated(["Metadata_Well", "Metadata_Site", "ObjectNumber"]).any()
+    part = tmp_path / "out" / "features" / "plate=plate" / "well=B02" / "B02_1.parquet"
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(part).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert pq.read_table(part).num_rows == truth[("B02", 1)]
+
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["model"]["hash"] == model.hash
+    assert {"torch", "zarr", "dask", "cp-measure"} <= set(manifest["dependencies"])
+    assert manifest["backend"]["name"] == "torch"
+    assert manifest["parameters"]["channels"] == ["DNA"]
+    assert manifest["parameters"]["features"] == ["location", "shape", "intensity"]
+    assert manifest["plate"]["ngff_version"] == ngff_version
+
+
+def test_rerun_skips_finished_fields_and_ends_with_the_same_tables(tmp_path, client, model):
+    make_plate(tmp_path / "plate.zarr")
+    first = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    features = _features(tmp_path / "out")
+    second = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    assert (first.computed, second.computed, second.skipped) == (4, 0, 4)
+    assert second.images.equals(first.images)
+    assert _features(tmp_path / "out").equals(features)
+
+
+def test_overwrite_recomputes_every_field(tmp_path, client, model):
+    make_plate(tmp_path / "plate.zarr")
+    _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    before = (tmp_path / "out" / "status" / "B02_0.json").stat().st_mtime_ns
+    again = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, overwrite=True)
+    assert again.computed == 4
+    assert (tmp_path / "out" / "status" / "B02_0.json").stat().st_mtime_ns > before
+
+
+def test_wells_option_runs_only_those_wells_and_later_runs_add_to_the_tables(
+        tmp_path, client, model):
+    truth = make_plate(tmp_path / "plate.zarr")
+    only = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, wells=["b3"])
+    assert set(only.images["Metadata_Well"]) == {"B03"}
+    both = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    assert (both.computed, both.skipped, len(both.images)) == (2, 2, len(truth))
+
+
+def _break_fields(plate_path: Path) -> None:
+    """B02_0: a corrupt chunk; B02_1: all zeros; B03_0: bool pixels; B03_1: no cells."""
+    plate = open_plate(plate_path)
+    fields = {f.name: f for f in plate.fields}
+
+    def full_level(name):
+        group = zarr.open_group(str(plate_path / fields[name].path), mode="a")
+        return group, ome_attrs(group)["multiscales"][0]["datasets"][0]["path"]
+
+    group, level = full_level("B02_0")
+    chunk = next(p for p in (plate_path / fields["B02_0"].path / level).rglob("*")
+                 if p.is_file() and p.name not in ("zarr.json", ".zarray", ".zattrs"))
+    chunk.write_bytes(b"this is not a compressed chunk")
+    group, level = full_level("B02_1")
+    group[level][...] = 0
+    group, level = full_level("B03_0")
+    shape = group[level].shape
+    group.create_array(level, shape=shape, dtype=bool, overwrite=True,
+                       chunks=group[level].chunks)
+    group, level = full_level("B03_1")
+    group[level][...] = 100
+
+
+def test_broken_fields_are_recorded_and_the_rest_of_the_plate_completes(tmp_path, client,
+                                                                       model):
+    truth = make_plate(tmp_path / "plate.zarr", wells=("B02", "B03", "C05"))
+    _break_fields(tmp_path / "plate.zarr")
+    result = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    rows = result.images.set_index(["Metadata_Well", "Metadata_Site"])
+
+    assert rows.loc[("B02", 0), "status"] == "failed"
+    assert "B02_0" in rows.loc[("B02", 0), "error"]
+    assert rows.loc[("B02", 1), "status"] == "empty"
+    assert "blank" in rows.loc[("B02", 1), "error"]
+    assert rows.loc[("B03", 0), "status"] == "failed"
+    assert "pixel type bool" in rows.loc[("B03", 0), "error"]
+    assert rows.loc[("B03", 1), "status"] == "empty"
+    assert rows.loc[("B03", 1), "error"] == "no objects found"
+    for site in (0, 1):
+        assert rows.loc[("C05", site), "status"] == "ok"
+        assert rows.loc[("C05", site), "Count_Nuclei"] == truth[("C05", site)]
+
+    features = _features(tmp_path / "out")
+    assert set(features["Metadata_Well"]) == {"C05"}
+    assert not (tmp_path / "out/features/plate=plate/well=B02/B02_0.parquet").exists()
+    empty = pd.read_parquet(tmp_path / "out/features/plate=plate/well=B03/B03_1.parquet")
+    assert len(empty) == 0 and list(empty.columns) == list(features.columns)
+
+
+def test_failed_fields_are_tried_again_on_the_next_run(tmp_path, client, model):
+    truth = make_plate(tmp_path / "plate.zarr")
+    pristine = tmp_path / "pristine.zarr"
+    shutil.copytree(tmp_path / "plate.zarr", pristine)
+    _break_fields(tmp_path / "plate.zarr")
+    first = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    assert first.failed == 2
+    shutil.rmtree(tmp_path / "plate.zarr")  # the data is repaired (re-exported)
+    shutil.copytree(pristine, tmp_path / "plate.zarr")
+    second = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    assert second.failed == 0
+    assert second.images.set_index(["Metadata_Well", "Metadata_Site"])[
+        "Count_Nuclei"].to_dict() == truth
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def model_file(tmp_path, model) -> Path:
+    return model.save(tmp_path / "threshold.safetensors")
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _assert_stopped_before_writing(result, out: Path, plate: Path | None, *words: str):
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert message.startswith("Error: ") and "\n" not in message and "Traceback" not in message
+    for word in words:
+        assert word in message
+    assert not out.exists()
+    if plate is not None:
+        assert not list(plate.rglob("labels"))
+
+
+def test_a_path_that_is_not_a_plate_stops_the_run_with_exit_2(tmp_path, model_file):
+    folder = tmp_path / "not-a-plate"
+    folder.mkdir()
+    result = _cli("run", folder, "--out", tmp_path / "out", "--model", model_file)
+    _assert_stopped_before_writing(result, tmp_path / "out", None, str(folder), "not")
+
+
+def test_an_unknown_channel_stops_the_run_with_exit_2(tmp_path, model_file):
+    make_plate(tmp_path / "plate.zarr")
+    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out",
+                  "--model", model_file, "--channel", "GFP")
+    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr",
+                                   "'GFP'", "DNA")
+
+
+def test_a_model_file_that_is_not_a_model_stops_the_run_with_exit_2(tmp_path):
+    make_plate(tmp_path / "plate.zarr")
+    bogus = tmp_path / "model.safetensors"
+    bogus.write_bytes(b"\x00" * 64)
+    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model", bogus)
+    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr",
+                                   str(bogus))
+
+
+def test_an_unknown_well_stops_the_run_with_exit_2(tmp_path, model_file):
+    make_plate(tmp_path / "plate.zarr")
+    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out",
+                  "--model", model_file, "--wells", "H12")
+    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr", "H12")
+
+
+def test_a_folder_with_another_run_is_refused_without_overwrite(tmp_path, client, model):
+    make_plate(tmp_path / "plate.zarr")
+    _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    from cellseg_hcs.errors import SettingError
+
+    with pytest.raises(SettingError, match="different features"):
+        _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, features="default")
+
+
+def test_model_is_loaded_once_per_worker_process(tmp_path, model_file):
+    from distributed import Client, LocalCluster
+
+    from cellseg_hcs.plate_tasks import loaded_model_count
+
+    make_plate(tmp_path / "plate.zarr", wells=("B02", "B03", "B04"))
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        result = run_plate(tmp_path / "plate.zarr", tmp_path / "out", model=model_file,
+                           features="minimal", scheduler=client, progress=False)
+        counts = client.run(loaded_model_count)
+    assert result.computed == 6
+    assert list(counts.values()) == [1]
+
+
+def test_empty_plate_table_columns_match_a_full_field(tmp_path, client, model):
+    make_plate(tmp_path / "plate.zarr", wells=("B02",), sites=1)
+    group = zarr.open_group(str(tmp_path / "plate.zarr" / "B/02/0"), mode="a")
+    level = ome_attrs(group)["multiscales"][0]["datasets"][0]["path"]
+    group[level][...] = np.uint16(100)
+    result = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, features="default")
+    assert result.images["status"].tolist() == ["empty"]
+    table = pd.read_parquet(tmp_path / "out/features/plate=plate/well=B02/B02_0.parquet")
+    assert len(table) == 0
+    assert "Nuclei_Texture_Contrast_DNA_3_00_256" in table.columns
+    assert "Nuclei_Neighbors_NumberOfNeighbors_Expanded" in table.columns
