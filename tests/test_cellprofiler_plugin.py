@@ -96,13 +96,30 @@ def server(tmp_path_factory):
     assert not connection_file.exists(), "the server left its connection file behind"
 
 
+# Put on PYTHONPATH, this makes CellProfiler's Python one where cellseg_hcs is not installed
+# (as in the CellProfiler desktop app): it removes the finder of the editable install, and
+# records at exit whether torch or cellseg_hcs were imported after all.
+HIDE_CELLSEG_HCS = """
+import atexit, os, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "cellseg_hcs" not in getattr(f, "__module__", "")
+                    and "cellseg_hcs" not in repr(f)]
+sys.path[:] = [p for p in sys.path
+               if not os.path.isfile(os.path.join(p, "cellseg_hcs", "__init__.py"))]
+
+@atexit.register
+def _record():
+    with open(os.environ["IMPORTED_REPORT"], "w") as f:
+        f.write(" ".join(m for m in ("torch", "cellseg_hcs") if m in sys.modules))
+"""
+
+
 def run_cellprofiler(pipeline: Path, images: Path, out: Path, env: dict | None = None) -> dict:
     """Run a pipeline with CellProfiler's headless command; per-image counts and object areas."""
     out.mkdir(parents=True, exist_ok=True)
     completed = subprocess.run(
         [str(CP_COMMAND), "-c", "-r", "-p", str(pipeline), "--plugins-directory", str(PLUGINS),
          "-i", str(images), "-o", str(out)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}, cwd=out)
     assert completed.returncode == 0, completed.stderr[-3000:]
     image_rows = list(csv.DictReader(open(out / "cellseg_hcs_Image.csv")))
     nuclei_rows = list(csv.DictReader(open(out / "cellseg_hcs_Nuclei.csv")))
@@ -199,6 +216,21 @@ def test_plugin_reports_the_servers_refusal_of_a_wrong_token(headless_report):
 def test_example_pipeline_in_process_finds_the_objects_of_cellseg_hcs_segment(
         images, reference, tmp_path):
     found = run_cellprofiler(EXAMPLE, images, tmp_path / "out")
+    assert_same_objects(found, reference)
+
+
+def test_example_pipeline_uses_the_server_where_cellseg_hcs_is_not_installed(
+        images, reference, server, tmp_path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(HIDE_CELLSEG_HCS)
+    imported = tmp_path / "imported.txt"
+    served_before = Client(server).info()["images_served"]
+    found = run_cellprofiler(EXAMPLE, images, tmp_path / "out",
+                             env={"CELLSEG_HCS_SERVER_FILE": str(server),
+                                  "PYTHONPATH": str(hide), "IMPORTED_REPORT": str(imported)})
+    assert imported.read_text() == ""  # neither torch nor cellseg_hcs in CellProfiler's Python
+    assert Client(server).info()["images_served"] == served_before + len(IMAGE_NAMES)
     assert_same_objects(found, reference)
 
 

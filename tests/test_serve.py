@@ -6,10 +6,15 @@ The server must answer every request, good or bad, with a reply, and keep servin
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import stat
 import struct
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -240,3 +245,30 @@ def test_client_names_an_address_where_nothing_listens():
 def test_segment_options_reject_values_of_the_wrong_type(raw):
     with pytest.raises(SettingError):
         SegmentOptions.from_dict(raw)
+
+
+def test_serve_command_writes_its_connection_file_and_stops_cleanly_on_sigterm(
+        model_file, tmp_path, image):
+    connection_file = tmp_path / "serve.json"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from cellseg_hcs.cli import main; main()", "serve",
+         "--model", model_file, "--connection-file", str(connection_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not connection_file.exists():
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "cellseg-hcs serve did not start in 60 s"
+            time.sleep(0.1)
+        assert stat.S_IMODE(connection_file.stat().st_mode) == 0o600
+        details = json.loads(connection_file.read_text())
+        assert details["host"] == "127.0.0.1" and details["pid"] == process.pid
+        assert Client(connection_file, timeout=30).segment(image)["labels"].shape == image.shape
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=20)
+    assert "stopped" in process.stdout.read()
+    assert not connection_file.exists()
