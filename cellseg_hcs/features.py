@@ -76,7 +76,9 @@ def _location(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measure
 def _core(name: str, **options) -> Callable:
     from cp_measure.bulk import get_core_measurements
 
-    return functools.partial(get_core_measurements(sanitize=False)[name], **options)
+    legacy = options.pop("legacy", False)
+    return functools.partial(get_core_measurements(legacy=legacy, sanitize=False)[name],
+                             **options)
 
 
 def _shape(advanced: bool) -> Callable:
@@ -135,22 +137,65 @@ def _texture(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurem
                         gray_levels=TEXTURE_GRAY_LEVELS)(labels, clipped)
 
 
-NEIGHBOR_FEATURES = ("NumberOfNeighbors", "FirstClosestObjectNumber", "FirstClosestDistance",
-                     "SecondClosestObjectNumber", "SecondClosestDistance",
-                     "AngleBetweenNeighbors", "PercentTouching")
-
-
 def _neighbors(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
+    """MeasureObjectNeighbors with the objects as their own neighbours, "expand until adjacent".
+
+    Computed here rather than by cp_measure 0.3, whose version of this case counts each
+    object as its own closest neighbour; this one agrees with CellProfiler 4.2.8 to 1e-12
+    (tests/test_features_cellprofiler.py). ``PercentTouching`` still comes from cp_measure,
+    which gets it right. As in CellProfiler, a missing closest or second-closest object is
+    number 0 at distance 0.
+    """
+    from scipy import ndimage as ndi
+
     count = int(labels.max())
-    if count < 2:  # cp_measure needs two objects; a lone object has no neighbours
-        lone = {f"Neighbors_{name}_Expanded": np.full(count, np.nan) for name in NEIGHBOR_FEATURES}
-        lone["Neighbors_NumberOfNeighbors_Expanded"] = np.zeros(count)
-        lone["Neighbors_PercentTouching_Expanded"] = np.zeros(count)
-        return lone
+    zeros = np.zeros(count)
+    out = {f"Neighbors_{name}_Expanded": zeros.copy() for name in (
+        "NumberOfNeighbors", "FirstClosestObjectNumber", "FirstClosestDistance",
+        "SecondClosestObjectNumber", "SecondClosestDistance", "AngleBetweenNeighbors",
+        "PercentTouching")}
+    if count < 2:
+        return out
+    # Every pixel takes the label of its nearest object; objects whose grown regions share
+    # an edge (4-connected) are neighbours.
+    nearest = ndi.distance_transform_edt(labels == 0, return_distances=False,
+                                         return_indices=True)
+    grown = labels[tuple(nearest)]
+    pairs = []
+    for a, b in ((grown[:, :-1], grown[:, 1:]), (grown[:-1, :], grown[1:, :])):
+        touching = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([a[touching], b[touching]], axis=1))
+    edges = np.unique(np.sort(np.concatenate(pairs), axis=1), axis=0)
+    out["Neighbors_NumberOfNeighbors_Expanded"] = np.bincount(
+        edges.ravel(), minlength=count + 1)[1:].astype(np.float64)
+
+    index = np.arange(1, count + 1)
+    rows, cols = np.indices(labels.shape)
+    y = np.asarray(ndi.mean(rows, labels, index))
+    x = np.asarray(ndi.mean(cols, labels, index))
+    distance = np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :])
+    np.fill_diagonal(distance, np.inf)
+    order = np.argsort(distance, axis=1, kind="stable")
+    first = order[:, 0]
+    out["Neighbors_FirstClosestObjectNumber_Expanded"] = first + 1.0
+    out["Neighbors_FirstClosestDistance_Expanded"] = distance[index - 1, first]
+    if count > 2:
+        second = order[:, 1]
+        out["Neighbors_SecondClosestObjectNumber_Expanded"] = second + 1.0
+        out["Neighbors_SecondClosestDistance_Expanded"] = distance[index - 1, second]
+        to_first = np.stack([x[first] - x, y[first] - y], axis=1)
+        to_second = np.stack([x[second] - x, y[second] - y], axis=1)
+        cosine = (to_first * to_second).sum(axis=1) / (
+            np.linalg.norm(to_first, axis=1) * np.linalg.norm(to_second, axis=1))
+        out["Neighbors_AngleBetweenNeighbors_Expanded"] = np.degrees(
+            np.arccos(np.clip(cosine, -1.0, 1.0)))
+
     from cp_measure.bulk import get_multimask_measurements
 
-    values = get_multimask_measurements()["neighbors"](labels, labels)
-    return {key: np.asarray(value, dtype=np.float64) for key, value in values.items()}
+    touching = get_multimask_measurements()["neighbors"](labels, labels)
+    out["Neighbors_PercentTouching_Expanded"] = np.asarray(
+        touching["Neighbors_PercentTouching_Expanded"], dtype=np.float64)
+    return out
 
 
 def _correlation(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
@@ -182,8 +227,9 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
     "shape_advanced": FeatureGroup("MeasureObjectSizeShape with moments and inertia",
                                    _shape(True)),
     "zernike": FeatureGroup("MeasureObjectSizeShape Zernike shape features", _zernike),
+    # legacy=True: CellProfiler's own quartile convention (n*q), not numpy's ((n-1)*q).
     "intensity": FeatureGroup("MeasureObjectIntensity, each channel",
-                              _per_channel("intensity", _append_channel)),
+                              _per_channel("intensity", _append_channel, legacy=True)),
     "texture": FeatureGroup(f"MeasureTexture at scale {TEXTURE_SCALE}, "
                             f"{TEXTURE_GRAY_LEVELS} gray levels, each channel", _texture),
     "neighbors": FeatureGroup("MeasureObjectNeighbors, expanded until adjacent", _neighbors),
