@@ -1,20 +1,40 @@
-"""Backends by name, the ``auto`` choice, and the tiled runtime a model predicts through."""
+"""Backends by name, the ``auto`` choice, and the tiled runtime a model predicts through.
+
+``auto`` follows one documented order: TensorRT on a CUDA GPU, then torch on a CUDA GPU,
+then whichever CPU backend was measured fastest for this model on this machine (measured
+once on a small tile, remembered in the cache folder under the model's hash).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import platform
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import BackendUnavailable, SettingError
-from .base import Availability, Backend
+from .base import Availability, Backend, default_cpu_threads
+from .onnxruntime_backend import OnnxRuntimeBackend
+from .tensorrt_backend import TensorRTBackend
 from .tiling import TileGrid
 from .torch_backend import TorchBackend
 
 log = logging.getLogger(__name__)
 
-BACKENDS: dict[str, type[Backend]] = {"torch": TorchBackend}
+BACKENDS: dict[str, type[Backend]] = {
+    "tensorrt": TensorRTBackend,
+    "torch": TorchBackend,
+    "onnxruntime": OnnxRuntimeBackend,
+}
+# What ``auto`` tries on a GPU, in order; on the CPU the candidates are measured.
+AUTO_GPU_ORDER: tuple[str, ...] = ("tensorrt", "torch")
+AUTO_CPU_CANDIDATES: tuple[str, ...] = ("onnxruntime", "torch")
+MEASURE_TILE = 256
 
 
 def backend_report() -> dict[str, Availability]:
@@ -22,25 +42,124 @@ def backend_report() -> dict[str, Availability]:
     return {name: cls.availability() for name, cls in BACKENDS.items()}
 
 
-def choose_backend(backend: str = "auto", device: str | None = None) -> tuple[str, str]:
-    """The backend to use and why: ``(name, reason)``."""
+def _runs_on_gpu(availability: Availability) -> bool:
+    return availability.ok and any(d.startswith("cuda") for d in availability.devices)
+
+
+def choose_backend(backend: str = "auto", device: str | None = None,
+                   model: Any = None) -> tuple[str, str]:
+    """The backend to use and why: ``(name, reason)``.
+
+    Parameters
+    ----------
+    backend:
+        ``auto`` or a name in :data:`BACKENDS`.
+    device:
+        ``cpu``, ``cuda`` or ``cuda:N``; None lets ``auto`` take a GPU when there is one.
+    model:
+        With a model, ``auto`` on the CPU measures the candidates on it (once; the answer is
+        cached on disk); without one it takes the first available CPU candidate.
+
+    Examples
+    --------
+    >>> choose_backend("torch")
+    ('torch', 'asked for')
+    """
     if backend != "auto":
         if backend not in BACKENDS:
             raise SettingError(
-                f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}."
-            )
+                f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}.")
         availability = BACKENDS[backend].availability()
         if not availability.ok:
             raise BackendUnavailable(f"backend {backend!r} cannot run here: {availability.reason}")
         return backend, "asked for"
-    return "torch", "torch is the only backend registered"
+    report = backend_report()
+    skipped = []
+    if device is None or device.startswith("cuda"):
+        for name in AUTO_GPU_ORDER:
+            if _runs_on_gpu(report[name]):
+                return name, f"{name} is the fastest backend available on a CUDA GPU"
+            skipped.append(f"{name}: {(report[name].reason or 'no CUDA GPU').rstrip('.')}")
+    if device is not None and device.startswith("cuda"):
+        raise BackendUnavailable(f"device {device!r} asked for, but no backend can use a CUDA "
+                                 f"GPU here ({'; '.join(skipped)}).")
+    candidates = [name for name in AUTO_CPU_CANDIDATES if report[name].ok]
+    if not candidates:
+        raise BackendUnavailable("no inference backend can run here: " + "; ".join(
+            f"{name}: {a.reason.rstrip('.')}" for name, a in report.items()) + ".")
+    why_not_gpu = f"no GPU backend ({'; '.join(skipped)})" if skipped else "device cpu asked for"
+    if model is None or len(candidates) == 1:
+        return candidates[0], f"{why_not_gpu}; {candidates[0]} is the first CPU candidate"
+    speeds = fastest_cpu_backend(model, candidates)
+    best = max(speeds, key=speeds.get)
+    measured = ", ".join(f"{name} {speed:.1f}" for name, speed in speeds.items())
+    return best, (f"{why_not_gpu}; {best} measured fastest on this CPU for this model "
+                  f"(MP/s on a {MEASURE_TILE}x{MEASURE_TILE} tile: {measured})")
 
 
-def _make_backend(model, name: str, device: str | None, **options) -> Backend:
-    cls = BACKENDS[name]
-    if name == "torch":
-        return cls(model.network, device=device, **options)
-    return cls(model, device=device, **options)
+def _choice_cache_key(model: Any, candidates: Sequence[str]) -> str:
+    report = backend_report()
+    versions = ",".join(f"{name}={report[name].version}" for name in candidates)
+    return (f"{model.hash}|{versions}|threads={default_cpu_threads()}|"
+            f"{platform.machine()}|{os.cpu_count()}")
+
+
+def fastest_cpu_backend(model: Any, candidates: Sequence[str]) -> dict[str, float]:
+    """Megapixels per second of each CPU backend on this model, measured once and cached.
+
+    The cache (``auto-backend.json`` in the cache folder) is keyed by the model hash, the
+    backend versions, the thread count and the machine, so a new model or upgrade re-measures.
+    """
+    from ..export import cache_dir
+
+    path = cache_dir() / "auto-backend.json"
+    key = _choice_cache_key(model, candidates)
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), dict):
+        return {name: float(speed) for name, speed in known[key].items()}
+    speeds = {name: measure_backend(BACKENDS[name].load(model, "cpu"), model.info.in_channels,
+                                    getattr(model.network, "multiple", 1))
+              for name in candidates}
+    known[key] = speeds
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(path)
+    except OSError as exc:  # a read-only cache only costs a re-measurement next time
+        log.info("cannot cache the backend choice at %s (%s)", path, exc)
+    return speeds
+
+
+def measure_backend(backend: Backend, channels: int, multiple: int = 1,
+                    tile: int = MEASURE_TILE, repeats: int = 3) -> float:
+    """Best-of-``repeats`` megapixels per second of a backend on one random tile."""
+    side = -(-tile // multiple) * multiple
+    batch = np.random.default_rng(0).random((1, channels, side, side), dtype=np.float32)
+    backend.predict(batch)  # warm-up: first runs allocate and pick kernels
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        backend.predict(batch)
+        best = min(best, time.perf_counter() - started)
+    return side * side / 1e6 / best
+
+
+def pad_to_multiple(batch: np.ndarray, multiple: int) -> np.ndarray:
+    """Pad NCHW tiles at the bottom and right to a multiple, as the network itself would.
+
+    Reflect where the tile is large enough, else replicate: the UNet's own rule, so every
+    backend sees exactly the input the torch network pads to internally.
+    """
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return batch
+    mode = "reflect" if height > pad_h and width > pad_w else "edge"
+    return np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
 
 
 class Runtime:
@@ -53,15 +172,23 @@ class Runtime:
     backend, device:
         Backend name (or ``auto``) and device (``cpu``, ``cuda:0``; None = backend's choice).
     tile_size, overlap, batch_size:
-        Fields larger than ``tile_size`` are cut into tiles overlapping by ``overlap``
-        pixels and run ``batch_size`` tiles at a time.
+        Fields larger than ``tile_size`` are cut into tiles overlapping by at least
+        ``overlap`` pixels and run ``batch_size`` tiles at a time.
+    backend_options:
+        Passed to the backend (``threads``, ``precision``).
     """
 
-    def __init__(self, model, backend: str = "auto", device: str | None = None, *,
-                 tile_size: int = 512, overlap: int = 64, batch_size: int = 4,
-                 **backend_options) -> None:
-        self.name, self.reason = choose_backend(backend, device)
-        self.backend = _make_backend(model, self.name, device, **backend_options)
+    def __init__(self, model: Any, backend: str = "auto", device: str | None = None, *,
+                 tile_size: int = 1024, overlap: int = 64, batch_size: int = 4,
+                 **backend_options: Any) -> None:
+        if tile_size < 16 or not 0 <= overlap < tile_size // 2 or batch_size < 1:
+            raise SettingError(f"tile size {tile_size}, overlap {overlap} and batch size "
+                               f"{batch_size} must satisfy tile >= 16, 0 <= overlap < tile/2, "
+                               "batch >= 1.")
+        self.name, self.reason = choose_backend(backend, device, model)
+        self.multiple = int(getattr(model.network, "multiple", 1))
+        self.backend = BACKENDS[self.name].load(model, device, tile_size=tile_size,
+                                                 batch_size=batch_size, **backend_options)
         self.tile_size = tile_size
         self.overlap = overlap
         self.batch_size = batch_size
@@ -71,13 +198,17 @@ class Runtime:
     def describe(self) -> dict[str, str]:
         return {**self.backend.describe(), "reason": self.reason}
 
+    def grid(self, shape: tuple[int, ...]) -> TileGrid:
+        """The tiles this runtime cuts a field of this shape into."""
+        return TileGrid(shape, self.tile_size, self.overlap, self.multiple)
+
     def predict(self, field: np.ndarray) -> np.ndarray:
         """Whole-field probability maps (K, H, W) for one normalized CYX field."""
         return self.predict_many([field])[0]
 
     def predict_many(self, fields: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Maps for several fields, batching tiles of same-shaped tiles across fields."""
-        grids = [TileGrid(f.shape, self.tile_size, self.overlap) for f in fields]
+        """Maps for several fields, batching same-shaped tiles across fields."""
+        grids = [self.grid(f.shape) for f in fields]
         blenders = [grid.blender(self.channels) for grid in grids]
         queue: dict[tuple, list] = {}
         for index, (field, grid) in enumerate(zip(fields, grids)):
@@ -91,7 +222,8 @@ class Runtime:
         return [blender.result() for blender in blenders]
 
     def _run(self, items: list, blenders: list) -> None:
-        batch = np.stack([pixels for _, _, pixels in items])
-        predictions = self.backend.predict(batch)
+        batch = np.stack([pixels for _, _, pixels in items]).astype(np.float32, copy=False)
+        height, width = batch.shape[-2:]
+        predictions = self.backend.predict(pad_to_multiple(batch, self.multiple))
         for (index, tile, _), prediction in zip(items, predictions):
-            blenders[index].add(tile, prediction)
+            blenders[index].add(tile, prediction[:, :height, :width])
