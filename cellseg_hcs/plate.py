@@ -399,9 +399,11 @@ def _client(plan: _Plan, scheduler, workers: int | None) -> Iterator[Any]:
     plan.threads_per_worker = torch_threads
     log.info("local dask cluster: %d worker process(es) x %d thread(s)", n_workers, threads)
     resources = {"GPU": 1} if threads > 1 else None
+    # ":0": a free port for the dashboard (when bokeh is installed), so runs never collide.
     with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
-                      dashboard_address=None, resources=resources,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      dashboard_address=":0", resources=resources,
+                      silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+        log.info("dask dashboard: %s", client.dashboard_link)
         yield client
 
 

@@ -54,8 +54,14 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
     Example:
       cellseg-hcs run plate.zarr --out results/ --channel DNA --wells B03,B04
     """
+    import logging
+
+    import distributed  # noqa: F401 - configures its loggers on import; quiet them after
+
     from ..plate import run_plate
 
+    if logging.getLogger().level > logging.DEBUG:  # dask's own chatter only with -vv
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     result = run_plate(plate, out, model=model, channel=channel, object_name=object_name,
                        features=features, wells=_wells(wells), workers=workers,
                        scheduler=scheduler, backend=backend, device=device,
@@ -65,7 +71,10 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
     click.echo(f"{fields} field(s): {result.computed} computed, {result.skipped} already done, "
                f"{result.failed} failed; {result.objects} {object_name} "
                f"in {result.seconds:.1f} s")
-    click.echo(f"labels:   {result.plate}/<row>/<column>/<field>/labels/{object_name}")
+    if fields:
+        example = result.plate / images["Metadata_FieldPath"].iloc[0] / "labels" / object_name
+        more = f" (and in each of the other {fields - 1} field(s))" if fields > 1 else ""
+        click.echo(f"labels:   {example}{more}")
     click.echo(f"features: {result.out / 'features'}  (one parquet per field)")
     click.echo(f"images:   {result.out / 'images.parquet'}  (one row per field)")
     click.echo(f"manifest: {result.out / 'run.json'}")

@@ -1,0 +1,31 @@
+"""The demo plate the README starts with: real images, two wells, two fields each."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from cellseg_hcs.io.plate import open_plate, read_field
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(tmp_path):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "make_demo_plate.py"),
+                           str(tmp_path / "demo.zarr")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"cellseg-hcs run {tmp_path / 'demo.zarr'} --out demo-results" in done.stdout
+
+    plate = open_plate(tmp_path / "demo.zarr")
+    assert plate.ngff_version == "0.5"
+    assert plate.channel_names == ("DNA",)
+    assert [(f.well, f.site) for f in plate.fields] == [("B02", 0), ("B02", 1), ("B03", 0),
+                                                        ("B03", 1)]
+    field = plate.fields[3]
+    expected = tifffile.imread(EXAMPLES / "data" / "mnfinder" / "HFF-revt-01_s19.tif")
+    np.testing.assert_array_equal(read_field(plate.path, field).channels["DNA"], expected)
