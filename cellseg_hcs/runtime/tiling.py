@@ -71,7 +71,7 @@ def taper(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
     array([0.  , 0.15, 0.85, 1.  , 1.  , 1.  , 1.  , 1.  ], dtype=float32)
     """
     weights = np.ones(size, dtype=np.float32)
-    overlap = min(overlap, size // 2)
+    overlap = min(overlap, size)  # ramps from both ends may meet: the minimum of the two holds
     if overlap <= 0:
         return weights
     dead = overlap // 4
