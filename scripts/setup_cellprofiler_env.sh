@@ -72,7 +72,7 @@ pip install --quiet "centrosome>=1.3" "scikit-image<0.25" scipy "h5py>=3.7" matp
 # cellseg-hcs (editable) with its dependencies, within the same constraints; torch is the
 # local CPU wheel, installed first so no other build is resolved.
 pip install --quiet "torch==2.13.0"
-pip install --quiet -e . pytest
+pip install --quiet -e ".[cellprofiler]" pytest
 
 # The check imports what a headless run imports (cellprofiler_core.preferences pulls in h5py,
 # future and the measurement code), not just the top-level packages.

@@ -148,11 +148,46 @@ def server_refusal(connection_file: str) -> str | None:
     return None
 
 
+def probability_image(pipeline_file: str, image_file: str) -> dict:
+    """Run the module in-process on one image set with the probability image switched on."""
+    import numpy
+    import tifffile
+    from cellprofiler_core.image import Image, ImageSetList
+    from cellprofiler_core.measurement import Measurements
+    from cellprofiler_core.object import ObjectSet
+    from cellprofiler_core.pipeline import Pipeline
+    from cellprofiler_core.workspace import Workspace
+
+    import cellseg_hcs
+
+    pipeline = Pipeline()
+    pipeline.load(pipeline_file)
+    module = find_module(pipeline)
+    module.save_probabilities.value = True
+    module.probability_image_name.value = "NucleusProbability"
+    raw = tifffile.imread(image_file)
+    image_sets = ImageSetList()
+    image_set = image_sets.get_image_set(0)
+    image_set.add("DNA", Image(raw / numpy.iinfo(raw.dtype).max))
+    objects = ObjectSet()
+    workspace = Workspace(pipeline, module, image_set, objects, Measurements(), image_sets)
+    module.run(workspace)
+    probability = image_set.get_image("NucleusProbability").pixel_data
+    expected = cellseg_hcs.load_model("nuclei").predict_maps(raw)[0]
+    return {
+        "shape": list(probability.shape),
+        "image_shape": list(raw.shape),
+        "max_difference": float(numpy.abs(probability - expected).max()),
+        "objects": int(objects.get_objects(module.y_name.value).count),
+    }
+
+
 def main(request_file: str) -> None:
     request = json.loads(open(request_file).read())
     report = {"loader": load_modules(request["plugins"])}
     report["round_trip"] = round_trip(request["pipeline"])
     report["validation"] = validation(request["pipeline"], request["tmp"])
+    report["probability_image"] = probability_image(request["pipeline"], request["image"])
     if request.get("wrong_token_file"):
         report["wrong_token"] = server_refusal(request["wrong_token_file"])
     print(json.dumps(report))

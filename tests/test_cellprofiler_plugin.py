@@ -160,7 +160,7 @@ def headless_report(tmp_path_factory, server) -> dict:
     wrong_token_file.write_text(json.dumps({**details, "token": "not-the-token"}))
     request = folder / "request.json"
     request.write_text(json.dumps({"plugins": str(PLUGINS), "pipeline": str(EXAMPLE),
-                                   "tmp": str(folder),
+                                   "tmp": str(folder), "image": str(IMAGES / IMAGE_NAMES[1]),
                                    "wrong_token_file": str(wrong_token_file)}))
     completed = subprocess.run([str(CP_PYTHON), str(REPO / "tests" / "cellprofiler_headless.py"),
                                 str(request)], capture_output=True, text=True, timeout=300)
@@ -207,6 +207,13 @@ def test_automatic_mode_runs_in_process_only_where_cellseg_hcs_is_installed(head
     messages = headless_report["validation"]
     assert messages["automatic_uses_server_when_installed"] is False
     assert messages["automatic_uses_server_when_not_installed"] is True
+
+
+def test_probability_image_is_the_models_foreground_map(headless_report):
+    output = headless_report["probability_image"]
+    assert output["shape"] == output["image_shape"]
+    assert output["max_difference"] < 1e-5
+    assert output["objects"] > 0
 
 
 def test_plugin_reports_the_servers_refusal_of_a_wrong_token(headless_report):

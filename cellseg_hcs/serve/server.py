@@ -70,9 +70,13 @@ class SegmentServer(socketserver.ThreadingTCPServer):
     max_bytes:
         The largest image (in bytes) a request may carry.
     max_connections:
-        Requests handled at once; more get a "busy" reply.
+        Requests whose images are held in memory at once (read, queued for the model, or
+        being predicted); later ones wait, having sent only their checked header, for up to
+        ``queue_timeout`` seconds, then get a "busy" reply.
     timeout:
         Seconds a client may take to send its request.
+    queue_timeout:
+        Seconds a checked request may wait for a free slot.
 
     Examples
     --------
@@ -87,13 +91,15 @@ class SegmentServer(socketserver.ThreadingTCPServer):
     def __init__(self, segmenter: Segmenter, *, default_model: str = "nuclei",
                  device: str = "auto", host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, max_bytes: int = protocol.DEFAULT_MAX_BYTES,
-                 max_connections: int = 32, timeout: float = 60.0) -> None:
+                 max_connections: int = 8, timeout: float = 60.0,
+                 queue_timeout: float = 600.0) -> None:
         self.segmenter = segmenter
         self.default_model = default_model
         self.device = device
         self.token = token or secrets.token_urlsafe(32)
         self.max_bytes = max_bytes
         self.timeout_seconds = timeout
+        self.queue_timeout = queue_timeout
         self.slots = threading.BoundedSemaphore(max_connections)
         self.connection_file: Path | None = None
         self._thread: threading.Thread | None = None
@@ -179,18 +185,27 @@ class SegmentServer(socketserver.ThreadingTCPServer):
             op = header.get("op")
             if op not in ("segment", "info"):
                 return _error(f"unknown request {op!r}; this server answers segment and info."), {}
-            arrays = protocol.receive_arrays(sock, protocol.array_specs(header, self.max_bytes))
+            specs = protocol.array_specs(header, self.max_bytes)
             raw = header.get("options", {})
             raw = {"model": self.default_model, "device": self.device,
                    **(raw if isinstance(raw, dict) else {"options": raw})}
             options = SegmentOptions.from_dict(raw)
             if op == "info":
+                if specs:
+                    raise SettingError("an info request carries no arrays.")
                 return {"ok": True, "info": {**self.segmenter.describe(options.model),
                                              "device": options.device,
                                              "images_served": self.images_served}}, {}
-            if set(arrays) != {"image"}:
+            if [name for name, _, _ in specs] != ["image"]:
                 raise SettingError("a segment request carries exactly one array, 'image'.")
-            result = self.segmenter.segment(arrays["image"], options)
+            # Only checked requests from token holders queue here, so memory stays bounded.
+            if not self.slots.acquire(timeout=self.queue_timeout):
+                return _error("the server is busy; try again later."), {}
+            try:
+                image = protocol.receive_arrays(sock, specs)["image"]
+                result = self.segmenter.segment(image, options)
+            finally:
+                self.slots.release()
             with self._count_lock:
                 self.images_served += 1
             return {"ok": True}, result
@@ -211,14 +226,7 @@ class _RequestHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(self.server.timeout_seconds)
-        if not self.server.slots.acquire(blocking=False):
-            protocol.send(sock, _error("the server is busy; try again."))
-            _drain(sock)
-            return
-        try:
-            self.server.answer(sock)
-        finally:
-            self.server.slots.release()
+        self.server.answer(sock)
 
 
 def _error(message: str) -> dict[str, Any]:
