@@ -1,0 +1,72 @@
+"""Fast maps-to-labels gives exactly the labels of the plain whole-field watershed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+
+from cellseg_hcs.postprocess import PostprocessSettings, fill_holes, maps_to_labels
+
+
+def plain_maps_to_labels(foreground, distance, settings):
+    """The specification: one seeded watershed over the whole field, orphans kept."""
+    mask = foreground > settings.foreground_threshold
+    if settings.fill_holes:
+        mask = ndi.binary_fill_holes(mask)
+    seeds, n_seeds = ndi.label((distance > settings.seed_threshold) & mask)
+    components, n_components = ndi.label(mask)
+    seeded = np.zeros(n_components + 1, dtype=bool)
+    seeded[np.unique(components[seeds > 0])] = True
+    orphan_ids, _ = ndi.label(~seeded[components] & mask)
+    seeds = np.where(orphan_ids > 0, orphan_ids + n_seeds, seeds)
+    labels = watershed(-distance, seeds, mask=mask)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= max(settings.min_size, 1)
+    keep[0] = False
+    new_ids = np.zeros(sizes.size, dtype=np.int64)
+    new_ids[keep] = np.arange(1, keep.sum() + 1)
+    return new_ids[labels]
+
+
+def _smooth_maps(seed: int, shape=(160, 230)) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    foreground = ndi.gaussian_filter(rng.random(shape), 3)
+    foreground = (foreground - foreground.min()) / np.ptp(foreground)
+    distance = ndi.gaussian_filter(rng.random(shape), 2) * foreground * 2
+    return foreground.astype(np.float32), distance.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("settings", [PostprocessSettings(),
+                                      PostprocessSettings(0.3, 0.6, 1, False),
+                                      PostprocessSettings(0.6, 0.2, 30, True),
+                                      PostprocessSettings(0.45, 0.5, 4, True)])
+def test_labels_equal_the_plain_whole_field_watershed(seed, settings):
+    foreground, distance = _smooth_maps(seed)
+    labels = maps_to_labels(foreground, distance, settings)
+    expected = plain_maps_to_labels(foreground, distance, settings)
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_labels_equal_the_plain_watershed_on_the_built_in_model_output(mnfinder_dir):
+    import tifffile
+
+    from cellseg_hcs import load_model
+
+    model = load_model("nuclei")
+    for path in sorted((mnfinder_dir / "images").glob("*.tif"))[:2]:
+        maps = model.predict_maps(tifffile.imread(path), backend="torch")
+        settings = model.postprocess_settings
+        labels = maps_to_labels(maps[0], maps[1], settings)
+        assert labels.max() > 0
+        np.testing.assert_array_equal(labels, plain_maps_to_labels(maps[0], maps[1], settings))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fill_holes_equals_scipy_binary_fill_holes(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 80, size=2))
+    mask = ndi.gaussian_filter(rng.random(shape), 1.5) > 0.5
+    np.testing.assert_array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
