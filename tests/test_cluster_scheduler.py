@@ -1,4 +1,8 @@
-"""`--scheduler`: the run on a real dask scheduler and two workers on 127.0.0.1."""
+"""`--scheduler`: the run on a real dask scheduler and two workers on 127.0.0.1.
+
+Each worker is its own process (with its nanny) in its own session, so "killing a worker"
+takes the whole worker down as a crashed node would, and cleaning up never misses one.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from plate_helpers import make_plate, threshold_model
 
 from cellseg_hcs.io.tables import read_features
 from cellseg_hcs.plate import _gpu_resource, run_plate
+from cellseg_hcs.plate_tasks import loaded_model_count
 
 DASK = [sys.executable, "-m", "dask"]
 
@@ -91,6 +96,8 @@ def test_run_on_a_scheduler_with_two_workers_survives_one_worker_killed(tmp_path
         assert not runner.is_alive(), "the run did not finish after a worker was killed"
         if failure:
             raise failure[0]
+        with Client(address, timeout="30s") as probe:
+            models_loaded = probe.run(loaded_model_count)
 
     assert done_at_kill < len(truth), "the run ended before a worker could be killed"
     on_cluster = result[0]
@@ -106,6 +113,8 @@ def test_run_on_a_scheduler_with_two_workers_survives_one_worker_killed(tmp_path
                                   read_features(tmp_path / "local"))
     assert on_cluster.images.set_index(["Metadata_Well", "Metadata_Site"])[
         "Count_Nuclei"].to_dict() == truth
+    # The surviving worker ran most fields, and loaded the model once for all of them.
+    assert list(models_loaded.values()) == [1]
 
 
 def test_network_tasks_ask_for_a_gpu_only_where_workers_advertise_one(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -14,12 +14,11 @@ from cellseg_hcs.io.plate import open_plate, read_field
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(tmp_path):
-    done = subprocess.run([sys.executable, str(EXAMPLES / "make_demo_plate.py"),
-                           str(tmp_path / "demo.zarr")], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert f"cellseg-hcs run {tmp_path / 'demo.zarr'} --out demo-results" in done.stdout
+def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["make_demo_plate.py", str(tmp_path / "demo.zarr")])
+    runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
+    assert f"cellseg-hcs run {tmp_path / 'demo.zarr'} --out demo-results" in capsys.readouterr().out
 
     plate = open_plate(tmp_path / "demo.zarr")
     assert plate.ngff_version == "0.5"

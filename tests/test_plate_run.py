@@ -90,7 +90,9 @@ def test_run_writes_labels_features_images_and_manifest(tmp_path, client, model,
     assert manifest["status"] == "complete"
     assert manifest["model"]["hash"] == model.hash
     assert {"torch", "zarr", "dask", "cp-measure"} <= set(manifest["dependencies"])
-    assert manifest["backend"]["name"] == "torch"
+    from cellseg_hcs.runtime import BACKENDS
+
+    assert manifest["backend"]["name"] in BACKENDS and manifest["backend"]["reason"]
     assert manifest["parameters"]["channels"] == ["DNA"]
     assert manifest["parameters"]["features"] == ["location", "shape", "intensity"]
     assert manifest["plate"]["ngff_version"] == ngff_version
@@ -249,21 +251,6 @@ def test_a_folder_with_another_run_is_refused_without_overwrite(tmp_path, client
 
     with pytest.raises(SettingError, match="different features"):
         _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, features="default")
-
-
-def test_model_is_loaded_once_per_worker_process(tmp_path, model_file):
-    from distributed import Client, LocalCluster
-
-    from cellseg_hcs.plate_tasks import loaded_model_count
-
-    make_plate(tmp_path / "plate.zarr", wells=("B02", "B03", "B04"))
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        result = run_plate(tmp_path / "plate.zarr", tmp_path / "out", model=model_file,
-                           features="minimal", scheduler=client, progress=False)
-        counts = client.run(loaded_model_count)
-    assert result.computed == 6
-    assert list(counts.values()) == [1]
 
 
 def test_empty_plate_table_columns_match_a_full_field(tmp_path, client, model):
