@@ -178,7 +178,8 @@ class _Plan:
         return [FieldJob(plate_path=str(self.plate.path), field=f, out=str(self.out),
                          channels=self.channels, object_name=self.object_name,
                          features=self.features, model_path=self.model_path,
-                         model_hash=self.model.hash, backend=self.backend, device=self.device,
+                         model_hash=self.model.hash, backend=self.parameters["backend"],
+                         device=self.device,
                          threads=threads, postprocess=dict(self.model.info.postprocess))
                 for f in self.fields]
 
@@ -295,7 +296,10 @@ def _prepare_output(plan: _Plan, overwrite: bool) -> None:
 def _write_manifest(plan: _Plan, finished: dict[str, Any] | None) -> None:
     from .runtime import backend_report
 
-    backend_info: dict[str, Any] = {"name": plan.backend, "reason": plan.backend_reason}
+    backend_info: dict[str, Any] = {
+        "asked": plan.parameters["backend"], "name": plan.backend, "reason": plan.backend_reason,
+        "note": "each worker resolves 'auto' on its own hardware; the backend every field "
+                "used is in images.parquet"}
     with contextlib.suppress(Exception):
         backend_info["available"] = {k: asdict(v) for k, v in backend_report().items()}
     manifest = {

@@ -93,15 +93,23 @@ def loaded_model_count() -> int:
     return len(_MODELS)
 
 
+_BACKEND_CHOICE: dict[tuple, str] = {}
+
+
 def _runtime(model, job: FieldJob):
+    """The model's runtime in this process; ``auto`` is resolved here, on the worker, since
+    a cluster's workers may have a GPU that the machine submitting the run lacks."""
     from .runtime import BACKENDS, choose_backend
 
+    key = (job.backend, job.device, job.model_hash)
+    with _MODELS_LOCK:
+        if key not in _BACKEND_CHOICE:
+            _BACKEND_CHOICE[key] = choose_backend(job.backend, job.device, model)[0]
+        name = _BACKEND_CHOICE[key]
     options: dict[str, Any] = {}
-    if job.threads:
-        name, _ = choose_backend(job.backend, job.device)
-        if "threads" in inspect.signature(BACKENDS[name].__init__).parameters:
-            options["threads"] = job.threads
-    return model.runtime(job.backend, job.device, **options)
+    if job.threads and "threads" in inspect.signature(BACKENDS[name].__init__).parameters:
+        options["threads"] = job.threads
+    return model.runtime(name, job.device, **options)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -136,14 +144,15 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
         stacked = planes[0] if len(planes) == 1 else np.stack(planes)
         blank = not np.any(stacked)
         model = cached_model(job.model_path, job.model_hash)
+        runtime = _runtime(model, job)
         started = time.perf_counter()
         if blank:  # an empty well or a failed acquisition: nothing to predict
             maps = np.zeros((len(model.info.outputs), *planes[0].shape), np.float32)
         else:
             x = model.prepare(stacked, 0 if len(planes) == 1 else None)
-            maps = _runtime(model, job).predict(x)
+            maps = runtime.predict(x)
         seconds["Seconds_Predict"] = time.perf_counter() - started
-        return {"maps": maps, "blank": blank, "seconds": seconds}
+        return {"maps": maps, "blank": blank, "seconds": seconds, "backend": runtime.name}
     except Exception as exc:  # noqa: BLE001 - one broken field must not stop the plate
         return {"error": _sentence(job.field, exc), "seconds": seconds}
 
@@ -158,6 +167,7 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
 
     field_ = job.field
     record = _base_record(job)
+    record["backend"] = predicted.get("backend", "")
     seconds = dict(predicted.get("seconds", {}))
     out = Path(job.out)
     parquet = tables.features_path(out, field_.plate, field_.well, field_.name)
@@ -235,7 +245,7 @@ def _base_record(job: FieldJob) -> dict[str, Any]:
     return {"Metadata_Plate": job.field.plate, "Metadata_Well": job.field.well,
             "Metadata_Site": job.field.site, "Metadata_FieldPath": job.field.path,
             f"Count_{job.object_name}": 0, "status": STATUS_FAILED, "error": "",
-            "Height": 0, "Width": 0}
+            "Height": 0, "Width": 0, "backend": ""}
 
 
 def _sentence(field_: PlateField, exc: Exception) -> str:

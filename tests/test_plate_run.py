@@ -93,6 +93,7 @@ def test_run_writes_labels_features_images_and_manifest(tmp_path, client, model,
     from cellseg_hcs.runtime import BACKENDS
 
     assert manifest["backend"]["name"] in BACKENDS and manifest["backend"]["reason"]
+    assert set(images["backend"]) <= set(BACKENDS)  # what each field actually ran on
     assert manifest["parameters"]["channels"] == ["DNA"]
     assert manifest["parameters"]["features"] == ["location", "shape", "intensity"]
     assert manifest["plate"]["ngff_version"] == ngff_version

@@ -82,7 +82,7 @@ def arrow_table(table: pd.DataFrame):
 
     fields = []
     for column in table.columns:
-        if column in STRING_COLUMNS or column in ("status", "error") or (
+        if column in STRING_COLUMNS or column in ("status", "error", "backend") or (
                 not pd.api.types.is_numeric_dtype(table[column])
                 and not pd.api.types.is_bool_dtype(table[column])):
             kind = pa.string()
@@ -144,16 +144,18 @@ def images_table(records: Iterable[dict[str, Any]], object_name: str) -> pd.Data
     """One row per field from the field records, sorted by well and site."""
     rows = [dict(record) for record in records]
     columns = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_FieldPath",
-               f"Count_{object_name}", "status", "error", "Height", "Width"]
+               f"Count_{object_name}", "status", "error", "Height", "Width", "backend"]
     table = pd.DataFrame(rows)
     for column in columns:
         if column not in table:
-            table[column] = pd.Series(dtype=object if column in ("status", "error") else float)
+            text = column in ("status", "error", "backend")
+            table[column] = pd.Series(dtype=object if text else float)
     seconds = sorted(c for c in table.columns if c.startswith("Seconds_"))
     table = table[[*columns, *seconds]]
     if len(table):
         table = table.sort_values(["Metadata_Well", "Metadata_Site"], kind="stable")
-    table["error"] = table["error"].fillna("").astype(str)
+    for column in ("error", "backend"):
+        table[column] = table[column].fillna("").astype(str)
     for column in (f"Count_{object_name}", "Height", "Width", "Metadata_Site"):
         table[column] = table[column].fillna(0).astype(np.int64)
     return table.reset_index(drop=True)
