@@ -269,7 +269,22 @@ class RunCellSegHCS(ImageSegmentation):
         if self.uses_server():
             result = _segment_on_server(pixels, options)
         else:
-            result = _segment_in_process(pixels, options)
+            try:
+                segmenter = _in_process_segmenter()
+            except ImportError as exc:
+                # Installed but broken (a torch that does not load, say): Automatic still
+                # has the server, if one runs.
+                if self.run_mode.value != MODE_AUTOMATIC or not os.path.isfile(_server_file()):
+                    raise RuntimeError(
+                        f"cellseg-hcs is installed in CellProfiler's Python but does not import "
+                        f"({exc}); repair it, or run 'cellseg-hcs serve' and choose "
+                        f"'{MODE_SERVER}'."
+                    ) from exc
+                result = _segment_on_server(pixels, options)
+            else:
+                from cellseg_hcs.serve import SegmentOptions
+
+                result = segmenter.segment(pixels, SegmentOptions(**options))
 
         from cellprofiler_core.image import Image
         from cellprofiler_core.object import Objects
@@ -300,13 +315,14 @@ def _server_file():
     return os.path.join(os.path.expanduser("~"), ".cache", "cellseg-hcs", "serve.json")
 
 
-def _segment_in_process(pixels, options):
+def _in_process_segmenter():
+    """This worker's segmenter (its models stay loaded across image sets)."""
     global _SEGMENTER
-    from cellseg_hcs.serve import Segmenter, SegmentOptions
-
     if _SEGMENTER is None:
+        from cellseg_hcs.serve import Segmenter
+
         _SEGMENTER = Segmenter()
-    return _SEGMENTER.segment(pixels, SegmentOptions(**options))
+    return _SEGMENTER
 
 
 def _segment_on_server(pixels, options):

@@ -148,15 +148,27 @@ def server_refusal(connection_file: str) -> str | None:
     return None
 
 
+def run_module(module, pipeline, raw):
+    """Run the module on one image set holding ``raw`` (scaled to 0..1 as CellProfiler does)."""
+    import numpy
+    from cellprofiler_core.image import Image, ImageSetList
+    from cellprofiler_core.measurement import Measurements
+    from cellprofiler_core.object import ObjectSet
+    from cellprofiler_core.workspace import Workspace
+
+    image_sets = ImageSetList()
+    image_set = image_sets.get_image_set(0)
+    image_set.add("DNA", Image(raw / numpy.iinfo(raw.dtype).max))
+    objects = ObjectSet()
+    module.run(Workspace(pipeline, module, image_set, objects, Measurements(), image_sets))
+    return image_set, objects
+
+
 def probability_image(pipeline_file: str, image_file: str) -> dict:
     """Run the module in-process on one image set with the probability image switched on."""
     import numpy
     import tifffile
-    from cellprofiler_core.image import Image, ImageSetList
-    from cellprofiler_core.measurement import Measurements
-    from cellprofiler_core.object import ObjectSet
     from cellprofiler_core.pipeline import Pipeline
-    from cellprofiler_core.workspace import Workspace
 
     import cellseg_hcs
 
@@ -166,12 +178,7 @@ def probability_image(pipeline_file: str, image_file: str) -> dict:
     module.save_probabilities.value = True
     module.probability_image_name.value = "NucleusProbability"
     raw = tifffile.imread(image_file)
-    image_sets = ImageSetList()
-    image_set = image_sets.get_image_set(0)
-    image_set.add("DNA", Image(raw / numpy.iinfo(raw.dtype).max))
-    objects = ObjectSet()
-    workspace = Workspace(pipeline, module, image_set, objects, Measurements(), image_sets)
-    module.run(workspace)
+    image_set, objects = run_module(module, pipeline, raw)
     probability = image_set.get_image("NucleusProbability").pixel_data
     expected = cellseg_hcs.load_model("nuclei").predict_maps(raw)[0]
     return {
@@ -182,12 +189,45 @@ def probability_image(pipeline_file: str, image_file: str) -> dict:
     }
 
 
+def broken_install(pipeline_file: str, image_file: str, connection_file: str) -> dict:
+    """cellseg_hcs installed but failing to import: Automatic falls back to a running server,
+    an explicit in-process choice says what is wrong."""
+    import tifffile
+    from cellprofiler_core.pipeline import Pipeline
+
+    pipeline = Pipeline()
+    pipeline.load(pipeline_file)
+    module = find_module(pipeline)
+    plugin = sys.modules[type(module).__module__]
+    os.environ["CELLSEG_HCS_SERVER_FILE"] = connection_file
+    raw = tifffile.imread(image_file)
+
+    def broken():
+        raise ImportError("libtorch_cpu.so: cannot open shared object file")
+
+    working, plugin._in_process_segmenter = plugin._in_process_segmenter, broken
+    try:
+        _, objects = run_module(module, pipeline, raw)
+        report = {"automatic_objects": int(objects.get_objects(module.y_name.value).count)}
+        module.run_mode.value = "In CellProfiler's Python"
+        try:
+            run_module(module, pipeline, raw)
+            report["in_process_error"] = None
+        except RuntimeError as exc:
+            report["in_process_error"] = str(exc)
+    finally:
+        plugin._in_process_segmenter = working
+    return report
+
+
 def main(request_file: str) -> None:
     request = json.loads(open(request_file).read())
     report = {"loader": load_modules(request["plugins"])}
     report["round_trip"] = round_trip(request["pipeline"])
     report["validation"] = validation(request["pipeline"], request["tmp"])
     report["probability_image"] = probability_image(request["pipeline"], request["image"])
+    report["broken_install"] = broken_install(request["pipeline"], request["image"],
+                                              request["server_file"])
     if request.get("wrong_token_file"):
         report["wrong_token"] = server_refusal(request["wrong_token_file"])
     print(json.dumps(report))

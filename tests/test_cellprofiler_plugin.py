@@ -161,6 +161,7 @@ def headless_report(tmp_path_factory, server) -> dict:
     request = folder / "request.json"
     request.write_text(json.dumps({"plugins": str(PLUGINS), "pipeline": str(EXAMPLE),
                                    "tmp": str(folder), "image": str(IMAGES / IMAGE_NAMES[1]),
+                                   "server_file": str(server),
                                    "wrong_token_file": str(wrong_token_file)}))
     completed = subprocess.run([str(CP_PYTHON), str(REPO / "tests" / "cellprofiler_headless.py"),
                                 str(request)], capture_output=True, text=True, timeout=300)
@@ -214,6 +215,14 @@ def test_probability_image_is_the_models_foreground_map(headless_report):
     assert output["shape"] == output["image_shape"]
     assert output["max_difference"] < 1e-5
     assert output["objects"] > 0
+
+
+def test_automatic_mode_falls_back_to_the_server_when_cellseg_hcs_fails_to_import(
+        headless_report, reference):
+    broken = headless_report["broken_install"]
+    assert broken["automatic_objects"] == reference[IMAGE_NAMES[1]].max()
+    assert "does not import" in broken["in_process_error"]
+    assert "libtorch_cpu.so" in broken["in_process_error"]
 
 
 def test_plugin_reports_the_servers_refusal_of_a_wrong_token(headless_report):

@@ -48,7 +48,8 @@ def write_connection_file(path: Path, details: dict[str, Any]) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # also when the file was left over with other permissions
+        if hasattr(os, "fchmod"):  # not on Windows, where the profile folder's access applies
+            os.fchmod(fd, 0o600)  # also when the file was left over with other permissions
         os.write(fd, json.dumps(details, indent=2).encode())
     finally:
         os.close(fd)
