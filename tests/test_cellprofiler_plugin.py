@@ -45,6 +45,14 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def complete_environment() -> None:
+    """A .venv-cp whose build stopped half-way fails here, with the reason, instead of later."""
+    if not (CP_VENV / ".cellseg-hcs-env").is_file():
+        pytest.fail(f"the CellProfiler environment at {CP_VENV} is incomplete (its build did not "
+                    "finish); rerun scripts/setup_cellprofiler_env.sh and read its output.")
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("images")
