@@ -59,6 +59,7 @@ class TrainSettings:
     norm: str = "batch"
     stem: int = 1
     seed: int = 0
+    threads: int | None = None
     time_limit: float | None = None
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
@@ -73,8 +74,7 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         self.images, self.labels, self.diameters = [], [], []
         for sample in dataset:
-            image = np.asarray(sample.image)
-            planes = image[None] if image.ndim == 2 else image
+            planes = _channels_first(np.asarray(sample.image), sample.labels.shape)
             self.images.append(np.stack([percentile_normalize(p) for p in planes]))
             self.labels.append(np.asarray(sample.labels).astype(np.int32))
             self.diameters.append(median_diameter(sample.labels))
@@ -102,6 +102,15 @@ class PatchSampler:
         x = torch.from_numpy(np.stack([p[0] for p in patches]))
         y = torch.from_numpy(np.stack([p[1] for p in patches]))
         return x, y
+
+
+def _channels_first(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """CYX planes from a YX, CYX or YXC (RGB) training image whose YX is ``shape``."""
+    if image.ndim == 2:
+        return image[None]
+    if image.shape[:2] == tuple(shape) and image.shape[-1] != shape[-1]:
+        return np.moveaxis(image, -1, 0)
+    return image
 
 
 def _prefetch(sampler: PatchSampler, batch_size: int, stop: threading.Event) -> queue.Queue:
@@ -170,6 +179,8 @@ def train(
             raise TypeError(f"train() got an unknown setting {key!r}")
         setattr(settings, key, value)
     torch.manual_seed(settings.seed)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     sampler = PatchSampler(dataset, settings.augment, settings.seed)
     network_options = {"in_channels": sampler.in_channels, "out_channels": 2,
                        "depth": settings.depth, "width": settings.width, "norm": settings.norm,

@@ -55,7 +55,9 @@ def _read_with_bioio(path: Path) -> np.ndarray:
 def channel_names(path: str | Path) -> list[str] | None:
     """Channel names stored in the file, when the format has them (bioio), else None."""
     path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES | PIL_SUFFIXES:
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return _tiff_channel_names(path)
+    if path.suffix.lower() in PIL_SUFFIXES:
         return None
     try:
         from bioio import BioImage
@@ -63,6 +65,26 @@ def channel_names(path: str | Path) -> list[str] | None:
         return [str(name) for name in BioImage(path).channel_names]
     except Exception:  # noqa: BLE001 - names are optional
         return None
+
+
+def _tiff_channel_names(path: Path) -> list[str] | None:
+    """Channel names from OME-TIFF (``Channel Name``) or ImageJ (``Labels``) metadata."""
+    import re
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                names = re.findall(r"<Channel\b[^>]*?\bName=\"([^\"]*)\"", tif.ome_metadata)
+                if names:
+                    return names
+            labels = (tif.imagej_metadata or {}).get("Labels")
+            if labels:
+                return [str(label) for label in labels]
+    except Exception:  # noqa: BLE001 - names are optional; the pixels are read elsewhere
+        return None
+    return None
 
 
 def select_channel(

@@ -1,0 +1,79 @@
+"""Augmentation keeps images and labels in register and is repeatable from its seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cellseg_hcs.augment import (
+    AugmentSettings,
+    choose_scale,
+    flip_rotate,
+    median_diameter,
+    paste_objects,
+    random_patch,
+    vary_intensity,
+)
+
+from conftest import disk
+
+
+def _scene(shape=(120, 160)):
+    labels = np.zeros(shape, np.int32)
+    for index, (center, radius) in enumerate([((30, 40), 12), ((80, 100), 16), ((60, 20), 8)], 1):
+        labels[disk(shape, center, radius)] = index
+    image = (labels > 0).astype(np.float32)
+    return image, labels
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_flips_and_rotations_move_image_and_labels_together(seed):
+    image, labels = _scene()
+    out_image, out_labels = flip_rotate(image, labels, np.random.default_rng(seed))
+    np.testing.assert_array_equal(out_image > 0, out_labels > 0)
+    assert sorted(np.unique(out_labels)) == sorted(np.unique(labels))
+
+
+@pytest.mark.parametrize("scale", [0.25, 0.5, 1.0, 2.0, 3.0])
+def test_patches_are_the_patch_size_and_objects_scale_with_them(scale):
+    image, labels = _scene()
+    settings = AugmentSettings(patch_size=64, object_centred_probability=1.0)
+    patch, patch_labels = random_patch(image[None], labels, scale, settings,
+                                       np.random.default_rng(1))
+    assert patch.shape == (1, 64, 64) and patch_labels.shape == (64, 64)
+    # Image (linear, anti-aliased) and labels (nearest) may differ only along object edges.
+    inside, labelled = patch[0] > 0.5, patch_labels > 0
+    assert (inside & labelled).sum() >= 0.85 * (inside | labelled).sum()
+
+
+def test_wide_scales_reach_the_whole_diameter_range():
+    settings = AugmentSettings(diameter_range=(8.0, 80.0), wide_scale_probability=1.0)
+    rng = np.random.default_rng(0)
+    diameters = [30 * choose_scale(30.0, settings, rng) for _ in range(2000)]
+    assert 8 <= min(diameters) < 10 and 70 < max(diameters) <= 80
+
+
+def test_median_diameter_of_disks():
+    _, labels = _scene()
+    assert median_diameter(labels) == pytest.approx(24, abs=1.5)
+    assert median_diameter(np.zeros((5, 5), int)) == 0.0
+
+
+def test_intensity_changes_are_repeatable_from_the_seed():
+    image, _ = _scene()
+    settings = AugmentSettings(blur_probability=1.0, noise_probability=1.0)
+    first = vary_intensity(image, settings, np.random.default_rng(7))
+    second = vary_intensity(image, settings, np.random.default_rng(7))
+    np.testing.assert_array_equal(first, second)
+    assert first.dtype == np.float32 and not np.array_equal(first, image)
+
+
+def test_pasted_objects_never_overlap_existing_ones():
+    image, labels = _scene()
+    source_image, source_labels = _scene()
+    out_image, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
+                                          np.random.default_rng(3))
+    assert out_labels.max() > labels.max()
+    for index in np.unique(labels)[1:]:  # the originals are untouched
+        np.testing.assert_array_equal(out_labels[labels == index], index)
+    assert (out_image[out_labels > labels.max()] == 1).all()

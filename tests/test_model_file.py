@@ -1,0 +1,72 @@
+"""A model file is one safetensors file that brings back the same network and its metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import cellseg_hcs as cs
+from cellseg_hcs.errors import ModelError
+from cellseg_hcs.model import Model
+
+
+def test_saved_model_loads_with_identical_maps_and_metadata(tiny_model, tmp_path):
+    tiny_model.info.metrics = {"val_f1": 0.5}
+    path = tiny_model.save(tmp_path / "m.safetensors")
+    loaded = cs.load_model(path)
+    image = np.random.default_rng(0).random((40, 56)).astype(np.float32)
+    np.testing.assert_array_equal(
+        tiny_model.predict_maps(image, backend="torch"), loaded.predict_maps(image, backend="torch")
+    )
+    assert loaded.info.metrics == {"val_f1": 0.5}
+    assert loaded.info.network == tiny_model.info.network
+    assert loaded.info.package_version == cs.__version__
+    assert loaded.hash == tiny_model.hash
+
+
+def test_hash_changes_when_a_weight_changes(tiny_model):
+    before = tiny_model.hash
+    with __import__("torch").no_grad():
+        next(tiny_model.network.parameters()).add_(1.0)
+    assert tiny_model.hash != before
+
+
+def test_save_leaves_no_temporary_file(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "m.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_a_missing_model_file_is_one_sentence(tmp_path):
+    with pytest.raises(ModelError, match="no such model file"):
+        Model.load(tmp_path / "absent.safetensors")
+
+
+def test_a_file_that_is_not_a_model_is_refused(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ModelError, match="not a cellseg-hcs model file"):
+        cs.load_model(junk)
+
+
+def test_a_foreign_safetensors_file_is_refused(tmp_path):
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": np.zeros(3, dtype=np.float32)}, str(foreign))
+    with pytest.raises(ModelError, match="not a cellseg-hcs model"):
+        cs.load_model(foreign)
+
+
+def test_an_unknown_name_lists_the_built_in_models():
+    with pytest.raises(ModelError, match="'mitochondria' is neither a built-in model.*nuclei"):
+        cs.load_model("mitochondria")
+
+
+def test_the_built_in_model_ships_in_the_package_and_is_small():
+    from cellseg_hcs.models import builtin_model_path
+
+    path = builtin_model_path("nuclei")
+    assert path.is_file()
+    assert path.stat().st_size < 20 * 1024 * 1024
+    model = cs.load_model("nuclei")
+    assert model.info.object_name == "Nuclei"
+    assert model.info.training.get("command"), "the model card needs the training command"
