@@ -111,10 +111,16 @@ class RunCellSegHCS(ImageSegmentation):
             "Automatic",
             doc="*Automatic* uses a GPU when there is one (on a server: the server's choice).",
         )
+        self.default_tiling = Binary(
+            "Use cellseg-hcs's tile and batch sizes?",
+            True,
+            doc="*Yes* tiles large images as ``cellseg-hcs segment`` does (the same labels); "
+            "*No* sets the tile size and the tiles run at once (GPU memory, speed).",
+        )
         self.tile_size = Integer(
             "Tile size (pixels)",
-            512,
-            minval=64,
+            1024,
+            minval=256,
             maxval=8192,
             doc="Images larger than this are predicted in overlapping tiles.",
         )
@@ -161,6 +167,7 @@ class RunCellSegHCS(ImageSegmentation):
             self.model_file,
             self.run_mode,
             self.device,
+            self.default_tiling,
             self.tile_size,
             self.batch_size,
             self.use_model_thresholds,
@@ -176,8 +183,10 @@ class RunCellSegHCS(ImageSegmentation):
             visible.append(self.builtin_model)
         else:
             visible.append(self.model_file)
-        visible += [self.run_mode, self.device, self.tile_size, self.batch_size,
-                    self.use_model_thresholds]
+        visible += [self.run_mode, self.device, self.default_tiling]
+        if not self.default_tiling.value:
+            visible += [self.tile_size, self.batch_size]
+        visible.append(self.use_model_thresholds)
         if not self.use_model_thresholds.value:
             visible += [self.probability_threshold, self.min_size]
         visible.append(self.save_probabilities)
@@ -242,10 +251,11 @@ class RunCellSegHCS(ImageSegmentation):
         options = {
             "model": self.model_name(),
             "device": DEVICE_CHOICES[self.device.value],
-            "tile_size": int(self.tile_size.value),
-            "batch_size": int(self.batch_size.value),
             "probabilities": bool(self.save_probabilities.value),
         }
+        if not self.default_tiling.value:
+            options["tile_size"] = int(self.tile_size.value)
+            options["batch_size"] = int(self.batch_size.value)
         if not self.use_model_thresholds.value:
             options["foreground_threshold"] = float(self.probability_threshold.value)
             options["min_size"] = int(self.min_size.value)

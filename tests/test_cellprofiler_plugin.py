@@ -195,7 +195,7 @@ def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
     for text, value in trip["changed"].items():
         assert trip["loaded"][text] == value, text
     assert trip["options"] == {"model": "/models/my model.safetensors", "device": "cuda",
-                               "tile_size": 1024, "batch_size": 16, "probabilities": True,
+                               "tile_size": 768, "batch_size": 16, "probabilities": True,
                                "foreground_threshold": 0.35, "min_size": 40}
 
 

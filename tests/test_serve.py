@@ -290,3 +290,17 @@ def test_serve_command_writes_its_connection_file_and_stops_cleanly_on_sigterm(
     assert returncode == 0, output
     assert "stopped" in output, output
     assert not connection_file.exists(), output
+
+
+def test_tile_and_batch_sizes_reach_the_runtime_and_default_to_its_own(server, client, image,
+                                                                       model_file):
+    from cellseg_hcs.runtime import Runtime
+
+    client.segment(image, tile_size=256, batch_size=2)
+    runtime = server.segmenter.model(model_file)._runtime
+    assert (runtime.tile_size, runtime.batch_size) == (256, 2)
+    client.segment(image)
+    runtime = server.segmenter.model(model_file)._runtime
+    defaults = Runtime.__init__.__kwdefaults__
+    assert (runtime.tile_size, runtime.batch_size) == (defaults["tile_size"],
+                                                       defaults["batch_size"])

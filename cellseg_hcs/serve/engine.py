@@ -30,7 +30,8 @@ class SegmentOptions:
     device:
         ``"auto"`` (GPU when there is one), ``"cpu"`` or ``"cuda"``.
     tile_size, batch_size:
-        Tiling of large images, and tiles run at once.
+        Tiling of large images, and tiles run at once; None keeps the runtime's defaults,
+        the ones ``cellseg-hcs segment`` uses.
     foreground_threshold, min_size:
         Post-processing overrides; None keeps the model's own tuned values.
     probabilities:
@@ -39,8 +40,8 @@ class SegmentOptions:
 
     model: str = "nuclei"
     device: str = "auto"
-    tile_size: int = 512
-    batch_size: int = 4
+    tile_size: int | None = None
+    batch_size: int | None = None
     foreground_threshold: float | None = None
     min_size: int | None = None
     probabilities: bool = False
@@ -50,9 +51,13 @@ class SegmentOptions:
             raise SettingError("the model must be a built-in model name or a model file path.")
         if self.device not in DEVICES:
             raise SettingError(f"device {self.device!r} is not one of {', '.join(DEVICES)}.")
-        if not isinstance(self.tile_size, int) or not 64 <= self.tile_size <= 8192:
-            raise SettingError(f"tile size {self.tile_size!r} must be an integer from 64 to 8192.")
-        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 256:
+        if self.tile_size is not None and (
+            not isinstance(self.tile_size, int) or not 256 <= self.tile_size <= 8192
+        ):
+            raise SettingError(f"tile size {self.tile_size!r} must be an integer from 256 to 8192.")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 256
+        ):
             raise SettingError(f"batch size {self.batch_size!r} must be an integer from 1 to 256.")
         threshold = self.foreground_threshold
         if threshold is not None and (
@@ -83,6 +88,12 @@ class SegmentOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def runtime_options(self) -> dict[str, int]:
+        """Tiling options for ``Model.runtime``; empty for the defaults."""
+        options = {"tile_size": self.tile_size, "batch_size": self.batch_size}
+        return {key: value for key, value in options.items() if value is not None}
 
     @property
     def postprocess_overrides(self) -> dict[str, Any]:
@@ -142,8 +153,7 @@ class Segmenter:
         device = None if options.device == "auto" else options.device
         with self._lock:
             x = model.prepare(image)
-            runtime = model.runtime("auto", device, tile_size=options.tile_size,
-                                    batch_size=options.batch_size)
+            runtime = model.runtime("auto", device, **options.runtime_options)
             maps = runtime.predict(x)
         labels = model.labels_from_maps(maps, **options.postprocess_overrides)
         result = {"labels": labels}
