@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
 from .io.images import channel_names, read_image, write_labels
-from .model import Model, load_model
 
 PREFETCH = 2  # fields read ahead of the network
 
@@ -38,7 +38,7 @@ def segment_files(
     images: Sequence[str | Path],
     out: str | Path,
     *,
-    model: str | Path | Model = "nuclei",
+    model: str | Path | Any = "nuclei",
     channel: int | str | None = None,
     backend: str = "auto",
     device: str | None = None,
@@ -48,6 +48,10 @@ def segment_files(
     """Segment every image file and write ``out/<stem>_labels.tif`` for each.
 
     All inputs are checked to exist, and the backend to run, before any output is written.
+    ``model`` is a built-in model name, a model file or a loaded
+    :class:`~cellseg_hcs.model.Model`. A named model that already ran on onnxruntime here
+    runs from its cached ONNX export without importing PyTorch (see
+    :mod:`cellseg_hcs.runtime.compiled`); the labels are the same.
 
     Examples
     --------
@@ -61,8 +65,7 @@ def segment_files(
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: no such image file.")
-    model = model if isinstance(model, Model) else load_model(model)
-    runtime = model.runtime(backend, device)
+    model, runtime = _model_and_runtime(model, backend, device)
     out = Path(out)
 
     def read(path: Path) -> tuple[np.ndarray, float]:
@@ -99,6 +102,26 @@ def segment_files(
         finally:
             bar.close()
     return results
+
+
+def _model_and_runtime(model: Any, backend: str, device: str | None) -> tuple[Any, Any]:
+    """The model and its runtime; a named model compiled earlier comes without PyTorch."""
+    from .runtime.compiled import compiled_model, remember_compiled
+
+    if not isinstance(model, (str, Path)):
+        return model, model.runtime(backend, device)
+    compiled = compiled_model(model, backend, device)
+    if compiled is not None:
+        return compiled, compiled.runtime(backend, device)
+    from .model import load_model
+
+    loaded = load_model(model)
+    runtime = loaded.runtime(backend, device)
+    if runtime.name == "onnxruntime" and runtime.describe()["device"] == "cpu":
+        from .export import cached_onnx
+
+        remember_compiled(model, loaded, cached_onnx(loaded))
+    return loaded, runtime
 
 
 def _read_ahead(pool: ThreadPoolExecutor, read, paths: Sequence[Path]) -> Iterator:

@@ -98,10 +98,39 @@ def choose_backend(backend: str = "auto", device: str | None = None,
 
 
 def _choice_cache_key(model: Any, candidates: Sequence[str]) -> str:
-    report = backend_report()
-    versions = ",".join(f"{name}={report[name].version}" for name in candidates)
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    # Package versions from metadata, not imports: the compiled path must not import torch.
+    versions = ",".join(f"{name}={installed(name)}" for name in candidates)
     return (f"{model.hash}|{versions}|threads={default_cpu_threads()}|"
             f"{platform.machine()}|{os.cpu_count()}")
+
+
+def _choice_cache_path():
+    from ..export import cache_dir
+
+    return cache_dir() / "auto-backend.json"
+
+
+def _read_choices() -> dict:
+    try:
+        return json.loads(_choice_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_cpu_speeds(model: Any, candidates: Sequence[str]) -> dict[str, float] | None:
+    """The speeds measured earlier for this model, backends and machine, or None."""
+    known = _read_choices().get(_choice_cache_key(model, candidates))
+    if not isinstance(known, dict) or set(known) != set(candidates):
+        return None
+    return {name: float(speed) for name, speed in known.items()}
 
 
 def fastest_cpu_backend(model: Any, candidates: Sequence[str]) -> dict[str, float]:
@@ -110,20 +139,15 @@ def fastest_cpu_backend(model: Any, candidates: Sequence[str]) -> dict[str, floa
     The cache (``auto-backend.json`` in the cache folder) is keyed by the model hash, the
     backend versions, the thread count and the machine, so a new model or upgrade re-measures.
     """
-    from ..export import cache_dir
-
-    path = cache_dir() / "auto-backend.json"
-    key = _choice_cache_key(model, candidates)
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if isinstance(known.get(key), dict):
-        return {name: float(speed) for name, speed in known[key].items()}
+    cached = cached_cpu_speeds(model, candidates)
+    if cached is not None:
+        return cached
     speeds = {name: measure_backend(BACKENDS[name].load(model, "cpu"), model.info.in_channels,
                                     getattr(model.network, "multiple", 1))
               for name in candidates}
-    known[key] = speeds
+    known = _read_choices()
+    known[_choice_cache_key(model, candidates)] = speeds
+    path = _choice_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

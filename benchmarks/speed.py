@@ -1,0 +1,300 @@
+"""Speed harness: megapixels per second per stage, for every backend and the classic baseline.
+
+One command measures everything in one run, so the ratios hold on a noisy machine:
+
+    python benchmarks/speed.py                   # all available backends, defaults below
+
+* **stages** (read, normalize, network, post-process, whole) on the mnfinder test images
+  (``../shared/data/mnfinder/images/test__*``; ``tests/data`` in a fresh clone) and on
+  2160x2160 fields (montages of those images), for each available backend and for the
+  classic Otsu + watershed pipeline (``classic.py``). Each measurement runs in a fresh
+  process, after one warm-up field, and reports that process's peak memory (max RSS).
+* **whole command**: ``cellseg-hcs segment`` over a few dozen images, start-up included,
+  against ``classic.py`` over the same images, alternated ``--repeats`` times (median).
+
+Results go to ``benchmarks/results/speed.json`` and to the table in ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED_IMAGES = REPO.parent / "shared" / "data" / "mnfinder" / "images"
+TEST_IMAGES = REPO / "tests" / "data" / "mnfinder" / "images"
+STAGES = ("read", "normalize", "network", "postprocess", "whole")
+START, END = "<!-- speed-table:start -->", "<!-- speed-table:end -->"
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
+    """Seconds per stage for our pipeline over ``files`` (one warm-up field first)."""
+    import tifffile
+
+    from cellseg_hcs import load_model
+
+    model = load_model(model_name)
+    runtime = model.runtime(backend, "cpu")
+    seconds = dict.fromkeys(STAGES, 0.0)
+    megapixels = 0.0
+    for index, path in enumerate([files[0], *files]):
+        clock = [time.perf_counter()]
+        image = tifffile.imread(path)
+        clock.append(time.perf_counter())
+        field = model.prepare(image)
+        clock.append(time.perf_counter())
+        maps = runtime.predict(field)
+        clock.append(time.perf_counter())
+        labels = model.labels_from_maps(maps)
+        clock.append(time.perf_counter())
+        if index == 0:  # warm-up
+            continue
+        for stage, begin, end in zip(STAGES, clock, clock[1:]):
+            seconds[stage] += end - begin
+        seconds["whole"] += clock[-1] - clock[0]
+        megapixels += image.size / 1e6
+        del labels
+    return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mb": _peak_rss_mb(),
+            "backend": runtime.describe()}
+
+
+def measure_classic(files: list[Path]) -> dict:
+    """Seconds per stage for the classic pipeline (its 'network' is threshold + distance)."""
+    import tifffile
+
+    sys.path.insert(0, str(HERE))
+    import classic
+
+    seconds = dict.fromkeys(STAGES, 0.0)
+    megapixels = 0.0
+    for index, path in enumerate([files[0], *files]):
+        clock = [time.perf_counter()]
+        image = tifffile.imread(path)
+        clock.append(time.perf_counter())
+        smoothed = classic.smooth(image)
+        clock.append(time.perf_counter())
+        mask, distance = classic.foreground_and_distance(smoothed)
+        clock.append(time.perf_counter())
+        classic.declump(mask, distance)
+        clock.append(time.perf_counter())
+        if index == 0:
+            continue
+        for stage, begin, end in zip(STAGES, clock, clock[1:]):
+            seconds[stage] += end - begin
+        seconds["whole"] += clock[-1] - clock[0]
+        megapixels += image.size / 1e6
+    return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mb": _peak_rss_mb(),
+            "backend": {"backend": "classic (Otsu + watershed, scikit-image)"}}
+
+
+def _worker(argv: list[str]) -> None:
+    kind, model_name, *files = argv
+    paths = [Path(f) for f in files]
+    result = measure_classic(paths) if kind == "classic" else measure_model(paths, kind,
+                                                                             model_name)
+    print(json.dumps(result))
+
+
+def _run_worker(kind: str, model: str, files: list[Path]) -> dict:
+    command = [sys.executable, __file__, "--worker", kind, model, *map(str, files)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"worker {kind} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_images() -> list[Path]:
+    shared = sorted(SHARED_IMAGES.glob("test__*"))
+    return shared or sorted(TEST_IMAGES.glob("*.tif"))
+
+
+def montage_fields(images: list[Path], count: int, folder: Path, side: int = 2160) -> list[Path]:
+    """2160x2160 uint16 fields tiled from the test images (each rescaled to a common range)."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    blocks = []
+    for path in images:
+        image = tifffile.imread(path).astype(np.float32)
+        low, high = np.percentile(image, [1, 99.8])
+        blocks.append(np.clip((image - low) / max(high - low, 1e-6), 0, 1.2)[:512, :512])
+    fields = []
+    for index in range(count):
+        rows = []
+        for _ in range(-(-side // 512)):
+            picks = rng.integers(0, len(blocks), size=-(-side // 512))
+            rows.append(np.concatenate([np.pad(blocks[p], ((0, 512 - blocks[p].shape[0]),
+                                                           (0, 512 - blocks[p].shape[1])),
+                                               mode="reflect") for p in picks], axis=1))
+        field = (np.concatenate(rows)[:side, :side] * 4000 + 100).astype(np.uint16)
+        path = folder / f"field{index}_{side}.tif"
+        tifffile.imwrite(path, field)
+        fields.append(path)
+    return fields
+
+
+# ----------------------------------------------------------------------------- whole command
+
+
+def whole_command(images: list[Path], repeats: int, workdir: Path) -> dict:
+    """Wall seconds of ``cellseg-hcs segment`` and of ``classic.py`` on the same images."""
+    script = Path(sys.executable).parent / "cellseg-hcs"
+    ours = [str(script) if script.exists() else "cellseg-hcs", "segment", *map(str, images),
+            "--out"]
+    theirs = [sys.executable, str(HERE / "classic.py"), *map(str, images), "--out"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    walls: dict[str, list[float]] = {"cellseg-hcs segment": [], "classic": []}
+    subprocess.run([*ours, str(workdir / "warm")], check=True, capture_output=True, env=env)
+    for repeat in range(repeats):
+        for name, command in (("cellseg-hcs segment", ours), ("classic", theirs)):
+            out = workdir / f"{name.split()[0]}-{repeat}"
+            started = time.perf_counter()
+            subprocess.run([*command, str(out)], check=True, capture_output=True, env=env)
+            walls[name].append(time.perf_counter() - started)
+            shutil.rmtree(out, ignore_errors=True)
+    megapixels = sum(_pixels(p) for p in images) / 1e6
+    return {"images": len(images), "megapixels": megapixels,
+            "seconds": {k: statistics.median(v) for k, v in walls.items()},
+            "all_seconds": walls}
+
+
+def _pixels(path: Path) -> int:
+    import tifffile
+
+    with tifffile.TiffFile(path) as handle:
+        return int(np.prod(handle.pages[0].shape[:2]))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    from cellseg_hcs.runtime import default_cpu_threads
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": default_cpu_threads(), "python": platform.python_version(),
+            "system": platform.platform(), "load_average": os.getloadavg()}
+
+
+def table(results: dict) -> str:
+    lines = ["| data | pipeline | " + " | ".join(f"{s} MP/s" for s in STAGES)
+             + " | x classic (whole) | peak RSS MB |",
+             "|---|---|" + "---|" * (len(STAGES) + 2)]
+    for data, rows in results["stages"].items():
+        classic_speed = rows["classic"]["megapixels"] / rows["classic"]["seconds"]["whole"]
+        for name, row in rows.items():
+            speeds = [row["megapixels"] / max(row["seconds"][s], 1e-9) for s in STAGES]
+            lines.append(f"| {data} | {name} | " + " | ".join(f"{v:.2f}" for v in speeds)
+                         + f" | {speeds[-1] / classic_speed:.2f} | {row['peak_rss_mb']:.0f} |")
+    whole = results.get("whole_command")
+    if whole:
+        ours = whole["megapixels"] / whole["seconds"]["cellseg-hcs segment"]
+        theirs = whole["megapixels"] / whole["seconds"]["classic"]
+        lines += ["", f"Whole command over {whole['images']} images "
+                  f"({whole['megapixels']:.1f} MP, start-up included, median of "
+                  f"{len(whole['all_seconds']['classic'])}): `cellseg-hcs segment` "
+                  f"**{ours:.2f} MP/s**, classic {theirs:.2f} MP/s: "
+                  f"**{ours / theirs:.2f}x** the classic pipeline."]
+    info = results["machine"]
+    load = ", ".join(f"{x:.1f}" for x in info["load_average"])
+    lines += ["", f"Machine: {info['cpu']}, {info['cores']} cores used, Python "
+              f"{info['python']}, load average {load} at the start. "
+              f"Model: `{results['model']}` ({results['model_hash']}). "
+              f"Command: `{results['command']}`. Date: {results['date']}."]
+    return "\n".join(lines)
+
+
+def write_readme(text: str, readme: Path) -> None:
+    current = readme.read_text() if readme.is_file() else f"{START}\n{END}\n"
+    head, _, rest = current.partition(START)
+    _, _, tail = rest.partition(END)
+    readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        _worker(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="nuclei")
+    parser.add_argument("--backends", default=None,
+                        help="Comma-separated backends (default: every available one).")
+    parser.add_argument("--fields", type=int, default=3, help="2160x2160 fields to time.")
+    parser.add_argument("--command-images", type=int, default=48,
+                        help="Images for the whole-command comparison (test images repeated).")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "speed.json")
+    parser.add_argument("--readme", type=Path, default=HERE / "README.md")
+    args = parser.parse_args(argv)
+
+    from cellseg_hcs import load_model
+    from cellseg_hcs.runtime import backend_report
+
+    available = [n for n, a in backend_report().items() if a.ok and "cpu" in a.devices]
+    backends = args.backends.split(",") if args.backends else available
+    images = test_images()
+    results: dict = {"machine": machine(), "model": args.model,
+                     "model_hash": load_model(args.model).hash,
+                     "command": "python benchmarks/speed.py " + " ".join(argv),
+                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "stages": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        fields = montage_fields(images, args.fields, workdir)
+        for data, files in ((f"mnfinder test ({len(images)} images)", images),
+                            (f"2160x2160 fields ({len(fields)})", fields)):
+            rows = {}
+            for kind in ["classic", *backends]:
+                print(f"stages: {data}: {kind}", file=sys.stderr, flush=True)
+                rows[kind] = _run_worker(kind, args.model, files)
+            results["stages"][data] = rows
+        if args.command_images:
+            copies = workdir / "command"
+            copies.mkdir()
+            chosen = []
+            for index in range(args.command_images):
+                source = images[index % len(images)]
+                chosen.append(copies / f"{index:03d}_{source.name}")
+                shutil.copy(source, chosen[-1])
+            print("whole command", file=sys.stderr, flush=True)
+            results["whole_command"] = whole_command(chosen, args.repeats, workdir)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    text = table(results)
+    write_readme(text, args.readme)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
