@@ -210,6 +210,9 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise SettingError(f"--out {out} is a file, not a folder.")
+    if not os.access(opened.path, os.W_OK):
+        raise SettingError(f"plate {opened.path} is read-only; the run writes each field's "
+                           "labels into the plate, so it must be writable.")
     model_path = _model_path(model, loaded, out)
     parameters = {
         "plate": str(opened.path.absolute()), "out": str(out), "model": str(model_path),
@@ -250,8 +253,13 @@ def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:
 
 
 def _model_path(model, loaded, out: Path) -> str:
-    """Where workers find the model: its file, or a copy in ``out`` for in-memory models."""
-    if loaded.source and Path(loaded.source).is_file():
+    """Where workers find the model: a built-in model's name (each worker opens its own
+    installation's copy), a model file, or a copy in ``out`` for in-memory models."""
+    from .models.registry import BUILTIN_MODELS
+
+    if isinstance(model, str) and model in BUILTIN_MODELS and not Path(model).exists():
+        path = model
+    elif loaded.source and Path(loaded.source).is_file():
         path = str(Path(loaded.source).absolute())
     else:
         path = str(out / f"model-{loaded.hash}.safetensors")
@@ -288,7 +296,7 @@ def _prepare_output(plan: _Plan, overwrite: bool) -> None:
             for name in (tables.FEATURES_DIR, tables.STATUS_DIR):
                 shutil.rmtree(out / name, ignore_errors=True)
             (out / tables.IMAGES_TABLE).unlink(missing_ok=True)
-    if not Path(plan.model_path).is_file():
+    if Path(plan.model_path).is_absolute() and not Path(plan.model_path).is_file():
         plan.model.save(plan.model_path)
     _write_manifest(plan, finished=None)
 
@@ -476,7 +484,10 @@ def _run_fields(client, jobs: list[FieldJob], *, total: int, done: int, progress
             elapsed = max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(objects=objects, MPps=f"{pixels / 1e6 / elapsed:.2f}", refresh=False)
             bar.update(1)
-            submit_next()
+            # Workers may join (adaptive clusters) or leave: keep the window in step.
+            limit = _in_flight_limit(client)
+            while futures.count() < limit and submit_next():
+                pass
     finally:
         bar.close()
 

@@ -265,3 +265,26 @@ def test_empty_plate_table_columns_match_a_full_field(tmp_path, client, model):
     assert len(table) == 0
     assert "Nuclei_Texture_Contrast_DNA_3_00_256" in table.columns
     assert "Nuclei_Neighbors_NumberOfNeighbors_Expanded" in table.columns
+
+
+def test_run_command_prints_where_the_labels_and_tables_are(tmp_path, client, model_file):
+    truth = make_plate(tmp_path / "plate.zarr")
+    address = client.scheduler.address  # the in-process cluster, joined as --scheduler
+    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
+                  model_file, "--features", "minimal", "--scheduler", address, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"4 field(s): 4 computed, 0 already done, 0 failed; {sum(truth.values())} Nuclei" \
+        in result.output
+    assert f"labels:   {tmp_path / 'plate.zarr' / 'B/02/0/labels/Nuclei'}" in result.output
+    assert str(tmp_path / "out" / "images.parquet") in result.output
+    again = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
+                 model_file, "--features", "minimal", "--scheduler", address, "--no-progress")
+    assert "0 computed, 4 already done" in again.output
+
+
+def test_workers_and_scheduler_together_are_refused(tmp_path, model_file):
+    make_plate(tmp_path / "plate.zarr")
+    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
+                  model_file, "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786")
+    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr",
+                                   "--workers", "--scheduler")
