@@ -57,7 +57,10 @@ def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
     runtime = model.runtime(backend, "cpu")
     seconds = dict.fromkeys(STAGES, 0.0)
     megapixels = 0.0
+    cpu_started = 0.0
     for index, path in enumerate([files[0], *files]):
+        if index == 1:
+            cpu_started = time.process_time()
         clock = [time.perf_counter()]
         image = tifffile.imread(path)
         clock.append(time.perf_counter())
@@ -75,7 +78,7 @@ def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
         megapixels += image.size / 1e6
         del labels
     return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mb": _peak_rss_mb(),
-            "backend": runtime.describe()}
+            "cpu_seconds": time.process_time() - cpu_started, "backend": runtime.describe()}
 
 
 def measure_classic(files: list[Path]) -> dict:
@@ -87,7 +90,10 @@ def measure_classic(files: list[Path]) -> dict:
 
     seconds = dict.fromkeys(STAGES, 0.0)
     megapixels = 0.0
+    cpu_started = 0.0
     for index, path in enumerate([files[0], *files]):
+        if index == 1:
+            cpu_started = time.process_time()
         clock = [time.perf_counter()]
         image = tifffile.imread(path)
         clock.append(time.perf_counter())
@@ -104,6 +110,7 @@ def measure_classic(files: list[Path]) -> dict:
         seconds["whole"] += clock[-1] - clock[0]
         megapixels += image.size / 1e6
     return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mb": _peak_rss_mb(),
+            "cpu_seconds": time.process_time() - cpu_started,
             "backend": {"backend": "classic (Otsu + watershed, scikit-image)"}}
 
 
@@ -167,18 +174,26 @@ def whole_command(images: list[Path], repeats: int, workdir: Path) -> dict:
     theirs = [sys.executable, str(HERE / "classic.py"), *map(str, images), "--out"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     walls: dict[str, list[float]] = {"cellseg-hcs segment": [], "classic": []}
+    cpus: dict[str, list[float]] = {"cellseg-hcs segment": [], "classic": []}
     subprocess.run([*ours, str(workdir / "warm")], check=True, capture_output=True, env=env)
     for repeat in range(repeats):
         for name, command in (("cellseg-hcs segment", ours), ("classic", theirs)):
             out = workdir / f"{name.split()[0]}-{repeat}"
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _children_cpu()
             subprocess.run([*command, str(out)], check=True, capture_output=True, env=env)
             walls[name].append(time.perf_counter() - started)
+            cpus[name].append(_children_cpu() - cpu)
             shutil.rmtree(out, ignore_errors=True)
     megapixels = sum(_pixels(p) for p in images) / 1e6
     return {"images": len(images), "megapixels": megapixels,
             "seconds": {k: statistics.median(v) for k, v in walls.items()},
+            "cpu_seconds": {k: statistics.median(v) for k, v in cpus.items()},
             "all_seconds": walls}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pixels(path: Path) -> int:
@@ -208,14 +223,16 @@ def machine() -> dict:
 
 def table(results: dict) -> str:
     lines = ["| data | pipeline | " + " | ".join(f"{s} MP/s" for s in STAGES)
-             + " | x classic (whole) | peak RSS MB |",
-             "|---|---|" + "---|" * (len(STAGES) + 2)]
+             + " | x classic (whole) | CPU s / MP | peak RSS MB |",
+             "|---|---|" + "---|" * (len(STAGES) + 3)]
     for data, rows in results["stages"].items():
         classic_speed = rows["classic"]["megapixels"] / rows["classic"]["seconds"]["whole"]
         for name, row in rows.items():
             speeds = [row["megapixels"] / max(row["seconds"][s], 1e-9) for s in STAGES]
             lines.append(f"| {data} | {name} | " + " | ".join(f"{v:.2f}" for v in speeds)
-                         + f" | {speeds[-1] / classic_speed:.2f} | {row['peak_rss_mb']:.0f} |")
+                         + f" | {speeds[-1] / classic_speed:.2f} | "
+                         f"{row['cpu_seconds'] / row['megapixels']:.2f} | "
+                         f"{row['peak_rss_mb']:.0f} |")
     whole = results.get("whole_command")
     if whole:
         ours = whole["megapixels"] / whole["seconds"]["cellseg-hcs segment"]
@@ -224,7 +241,9 @@ def table(results: dict) -> str:
                   f"({whole['megapixels']:.1f} MP, start-up included, median of "
                   f"{len(whole['all_seconds']['classic'])}): `cellseg-hcs segment` "
                   f"**{ours:.2f} MP/s**, classic {theirs:.2f} MP/s: "
-                  f"**{ours / theirs:.2f}x** the classic pipeline."]
+                  f"**{ours / theirs:.2f}x** the classic pipeline. CPU time (all threads): "
+                  f"{whole['cpu_seconds']['cellseg-hcs segment']:.1f} s vs "
+                  f"{whole['cpu_seconds']['classic']:.1f} s."]
     info = results["machine"]
     load = ", ".join(f"{x:.1f}" for x in info["load_average"])
     lines += ["", f"Machine: {info['cpu']}, {info['cores']} cores used, Python "

@@ -178,8 +178,8 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, engine: Any, device: str, precision: str, profile: ShapeProfile,
-                 version: str) -> None:
+    def __init__(self, trt: Any, engine: Any, device: str, precision: str,
+                 profile: ShapeProfile) -> None:
         import torch
 
         self.engine = engine
@@ -187,8 +187,11 @@ class TensorRTBackend(Backend):
         self.device = torch.device(device)
         self.precision = precision
         self.profile = profile
-        self.version = version
-        self.input_name, self.output_name = (engine.get_tensor_name(i) for i in range(2))
+        self.version = trt.__version__
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        modes = {name: engine.get_tensor_mode(name) for name in names}
+        self.input_name = next(n for n in names if modes[n] == trt.TensorIOMode.INPUT)
+        self.output_name = next(n for n in names if modes[n] == trt.TensorIOMode.OUTPUT)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -233,7 +236,7 @@ class TensorRTBackend(Backend):
             engine = cached_engine(trt, cache_dir() / "tensorrt" / key,
                                    lambda: build_engine(trt, onnx_bytes(model), profile,
                                                         precision))
-        return cls(engine, device, precision, profile, trt.__version__)
+        return cls(trt, engine, device, precision, profile)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         import torch
