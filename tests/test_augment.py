@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import disk
 
 from cellseg_hcs.augment import (
     AugmentSettings,
@@ -14,8 +15,6 @@ from cellseg_hcs.augment import (
     random_patch,
     vary_intensity,
 )
-
-from conftest import disk
 
 
 def _scene(shape=(120, 160)):

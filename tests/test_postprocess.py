@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import disk
 
 from cellseg_hcs.postprocess import PostprocessSettings, label_dtype, maps_to_labels
 from cellseg_hcs.targets import instance_distance, instance_targets
-
-from conftest import disk
 
 
 def _two_touching_disks():

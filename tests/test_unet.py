@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cellseg_hcs.models import UNet, build_network
 from cellseg_hcs.errors import ModelError
+from cellseg_hcs.models import UNet, build_network
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (7, 300), (37, 50), (64, 64), (129, 31)])

@@ -21,22 +21,29 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such image file.")
-    suffix = path.suffix.lower()
     try:
-        if suffix in TIFF_SUFFIXES:
-            import tifffile
-
-            return np.asarray(tifffile.imread(path))
-        if suffix in PIL_SUFFIXES:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return np.asarray(im)
-        return _read_with_bioio(path)
+        image = _read_pixels(path)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one sentence
         raise InputError(f"{path}: cannot be read as an image ({exc}).") from exc
+    if image.ndim < 2 or image.size == 0:
+        raise InputError(f"{path}: cannot be read as an image (no pixels in it).")
+    return image
+
+
+def _read_pixels(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        return np.asarray(tifffile.imread(path))
+    if suffix in PIL_SUFFIXES:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im)
+    return _read_with_bioio(path)
 
 
 def _read_with_bioio(path: Path) -> np.ndarray:

@@ -1,0 +1,112 @@
+"""`cellseg-hcs segment`: any common image file in, one uint16 label image out per input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+from PIL import Image
+
+import cellseg_hcs as cs
+from cellseg_hcs.cli import main
+
+
+@pytest.fixture(scope="module")
+def model():
+    return cs.load_model("nuclei")
+
+
+@pytest.fixture(scope="module")
+def real_image(request):
+    from conftest import MNFINDER
+
+    path = sorted((MNFINDER / "images").glob("*MCC13*"))[0]
+    return tifffile.imread(path)
+
+
+def _segment(args):
+    return CliRunner().invoke(main, ["segment", *map(str, args)])
+
+
+def test_segment_writes_a_uint16_label_image_per_input(tmp_path, mnfinder_dir):
+    images = sorted((mnfinder_dir / "images").glob("*.tif"))[:2]
+    result = _segment([*images, "--out", tmp_path / "labels"])
+    assert result.exit_code == 0, result.output
+    for image in images:
+        labels = tifffile.imread(tmp_path / "labels" / f"{image.stem}_labels.tif")
+        assert labels.dtype == np.uint16
+        assert labels.shape == tifffile.imread(image).shape
+        assert labels.max() > 0
+        assert sorted(np.unique(labels))[-1] == len(np.unique(labels)) - 1  # 1..N, no gaps
+
+
+def test_python_api_and_command_give_the_same_labels(tmp_path, mnfinder_dir, model):
+    image_path = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
+    assert _segment([image_path, "--out", tmp_path]).exit_code == 0
+    written = tifffile.imread(tmp_path / f"{image_path.stem}_labels.tif")
+    np.testing.assert_array_equal(written, model.segment(tifffile.imread(image_path)))
+
+
+def test_png_8bit_input_finds_the_same_nuclei_as_16bit(tmp_path, real_image, model):
+    scaled = real_image.astype(np.float64)
+    scaled = (255 * (scaled - scaled.min()) / (scaled.max() - scaled.min())).astype(np.uint8)
+    Image.fromarray(scaled).save(tmp_path / "eight.png")
+    assert _segment([tmp_path / "eight.png", "--out", tmp_path]).exit_code == 0
+    eight = tifffile.imread(tmp_path / "eight_labels.tif")
+    sixteen = model.segment(real_image)
+    assert abs(int(eight.max()) - int(sixteen.max())) <= max(2, 0.05 * sixteen.max())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_bit_depth_and_brightness_do_not_change_the_result_much(real_image, model, dtype):
+    reference = model.segment(real_image)
+    image = real_image.astype(np.float64) / real_image.max()
+    image = image * {np.uint8: 60, np.uint16: 4000, np.float32: 1.0}[dtype]  # dim 8-bit too
+    labels = model.segment(image.astype(dtype))
+    overlap = ((labels > 0) & (reference > 0)).sum() / ((labels > 0) | (reference > 0)).sum()
+    assert overlap > 0.9
+    assert abs(int(labels.max()) - int(reference.max())) <= max(2, 0.05 * reference.max())
+
+
+def test_a_channel_is_chosen_by_index_or_by_name(tmp_path, real_image, model):
+    noise = np.random.default_rng(0).integers(0, 50, real_image.shape).astype(real_image.dtype)
+    stack = np.stack([noise, real_image])
+    tifffile.imwrite(tmp_path / "stack.ome.tif", stack,
+                     metadata={"axes": "CYX", "Channel": {"Name": ["Actin", "DAPI"]}})
+    expected = model.segment(real_image)
+    for channel, name in [("1", "by_index"), ("DAPI", "by_name")]:
+        out = tmp_path / name
+        result = _segment([tmp_path / "stack.ome.tif", "--channel", channel, "--out", out])
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(tifffile.imread(out / "stack.ome_labels.tif"), expected)
+
+
+def test_an_unknown_channel_name_is_one_sentence_and_exit_2(tmp_path, real_image):
+    tifffile.imwrite(tmp_path / "s.ome.tif", np.stack([real_image, real_image]),
+                     metadata={"axes": "CYX", "Channel": {"Name": ["A", "B"]}})
+    result = _segment([tmp_path / "s.ome.tif", "--channel", "DAPI", "--out", tmp_path / "o"])
+    assert result.exit_code == 2
+    assert "channel 'DAPI' not found; channels are: A, B." in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_input_stops_before_anything_is_written(tmp_path, mnfinder_dir):
+    good = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
+    result = _segment([good, tmp_path / "absent.tif", "--out", tmp_path / "out"])
+    assert result.exit_code == 2
+    assert "absent.tif: no such image file." in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_file_names_the_file(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    result = _segment([bad, "--out", tmp_path / "out"])
+    assert result.exit_code == 2
+    assert "broken.tif: cannot be read as an image" in result.output
+
+
+def test_an_image_with_no_nuclei_gives_empty_labels(model):
+    flat = np.full((200, 200), 500, np.uint16)
+    assert model.segment(flat).max() == 0

@@ -1,0 +1,94 @@
+"""Training: repeatable from its seed, learns real structure, keeps the best epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from click.testing import CliRunner
+from conftest import disk
+
+import cellseg_hcs as cs
+from cellseg_hcs.augment import AugmentSettings
+from cellseg_hcs.cli import main
+from cellseg_hcs.data import Sample
+from cellseg_hcs.train import instance_loss, learning_rate_at
+
+SMALL = {"width": 4, "depth": 3, "batch_size": 2, "steps_per_epoch": 3,
+         "augment": AugmentSettings(patch_size=48)}
+
+
+def _blobs(seed: int, shape=(96, 96), count=8) -> Sample:
+    """A synthetic field of bright disks (some touching) on a noisy background."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.int32)
+    for index in range(1, count + 1):
+        center = rng.integers(10, shape[0] - 10, 2)
+        labels[disk(shape, center, int(rng.integers(5, 9))) & (labels == 0)] = index
+    image = 200 + 800 * (labels > 0) + rng.normal(0, 40, shape)
+    return Sample(image.astype(np.uint16), labels, f"blobs{seed}")
+
+
+def test_the_same_seed_trains_the_same_weights():
+    data = [_blobs(0), _blobs(1)]
+    first = cs.train(data, epochs=2, progress=False, seed=3, **SMALL)
+    second = cs.train(data, epochs=2, progress=False, seed=3, **SMALL)
+    for a, b in zip(first.network.state_dict().values(), second.network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_training_on_blobs_learns_to_find_them():
+    data = [_blobs(seed) for seed in range(4)]
+    validation = [_blobs(10), _blobs(11)]
+    model = cs.train(data, validation=validation, epochs=6, progress=False, seed=0,
+                     width=8, depth=3, batch_size=4, steps_per_epoch=10, learning_rate=5e-3,
+                     augment=AugmentSettings(patch_size=64, wide_scale_probability=0.0))
+    history = model.info.training["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert model.info.metrics["val_f1"] >= 0.7
+    best = max(history, key=lambda r: (round(r["val_ap"], 4), r["val_f1"]))
+    assert model.info.training["best_epoch"] == best["epoch"]
+
+
+def test_an_empty_dataset_is_refused():
+    with pytest.raises(cs.errors.InputError, match="empty"):
+        cs.train([], epochs=1, progress=False)
+
+
+def test_an_unknown_setting_is_refused():
+    with pytest.raises(TypeError, match="unknown setting 'widht'"):
+        cs.train([_blobs(0)], epochs=1, progress=False, widht=8)
+
+
+def test_loss_is_small_for_confident_right_maps_and_large_for_wrong_ones():
+    targets = torch.zeros(1, 2, 8, 8)
+    targets[:, :, 2:6, 2:6] = 1
+    right = (targets * 2 - 1) * 20
+    assert instance_loss(right, targets) < 0.05
+    assert instance_loss(-right, targets) > 10
+
+
+def test_learning_rate_warms_up_then_decays():
+    assert learning_rate_at(0.0, 1.0) == pytest.approx(0.1)
+    assert learning_rate_at(0.03, 1.0) == pytest.approx(1.0)
+    assert learning_rate_at(1.0, 1.0) == pytest.approx(0.01)
+
+
+def test_train_command_writes_a_model_that_segments(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    for seed in range(2):
+        sample = _blobs(seed)
+        tifffile.imwrite(images / f"f{seed}.tif", sample.image)
+        tifffile.imwrite(masks / f"f{seed}.tif", sample.labels)
+    out = tmp_path / "model.safetensors"
+    result = CliRunner().invoke(main, ["train", "--images", str(images), "--masks", str(masks),
+                                       "--val-images", str(images), "--val-masks", str(masks),
+                                       "--out", str(out), "--epochs", "1", "--steps", "2",
+                                       "--width", "4", "--depth", "2"])
+    assert result.exit_code == 0, result.output
+    assert "validation F1" in result.output
+    model = cs.load_model(out)
+    assert model.info.training["images"] == str(images)
+    assert model.segment(_blobs(5).image).shape == (96, 96)
