@@ -221,12 +221,37 @@ def broken_install(pipeline_file: str, image_file: str, connection_file: str) ->
     return report
 
 
+def forced_server(pipeline_file: str, image_file: str, connection_file: str) -> int:
+    """Objects found with *On a cellseg-hcs server* chosen where cellseg_hcs is installed."""
+    import tifffile
+    from cellprofiler_core.pipeline import Pipeline
+
+    pipeline = Pipeline()
+    pipeline.load(pipeline_file)
+    module = find_module(pipeline)
+    module.run_mode.value = "On a cellseg-hcs server"
+    os.environ["CELLSEG_HCS_SERVER_FILE"] = connection_file
+    plugin = sys.modules[type(module).__module__]
+
+    def not_here():
+        raise AssertionError("the module ran the model in-process although told to use the server")
+
+    working, plugin._in_process_segmenter = plugin._in_process_segmenter, not_here
+    try:
+        _, objects = run_module(module, pipeline, tifffile.imread(image_file))
+    finally:
+        plugin._in_process_segmenter = working
+    return int(objects.get_objects(module.y_name.value).count)
+
+
 def main(request_file: str) -> None:
     request = json.loads(open(request_file).read())
     report = {"loader": load_modules(request["plugins"])}
     report["round_trip"] = round_trip(request["pipeline"])
     report["validation"] = validation(request["pipeline"], request["tmp"])
     report["probability_image"] = probability_image(request["pipeline"], request["image"])
+    report["forced_server"] = forced_server(request["pipeline"], request["image"],
+                                            request["server_file"])
     report["broken_install"] = broken_install(request["pipeline"], request["image"],
                                               request["server_file"])
     if request.get("wrong_token_file"):

@@ -225,6 +225,12 @@ def test_probability_image_is_the_models_foreground_map(headless_report):
     assert output["objects"] > 0
 
 
+def test_server_mode_chosen_in_the_settings_sends_the_image_to_the_server(
+        headless_report, reference, server):
+    # The runner makes in-process segmentation fail loudly, so these objects came from the server.
+    assert headless_report["forced_server"] == reference[IMAGE_NAMES[1]].max()
+
+
 def test_automatic_mode_falls_back_to_the_server_when_cellseg_hcs_fails_to_import(
         headless_report, reference):
     broken = headless_report["broken_install"]
@@ -254,19 +260,5 @@ def test_example_pipeline_uses_the_server_where_cellseg_hcs_is_not_installed(
                              env={"CELLSEG_HCS_SERVER_FILE": str(server),
                                   "PYTHONPATH": str(hide), "IMPORTED_REPORT": str(imported)})
     assert imported.read_text() == ""  # neither torch nor cellseg_hcs in CellProfiler's Python
-    assert Client(server).info()["images_served"] == served_before + len(IMAGE_NAMES)
-    assert_same_objects(found, reference)
-
-
-def test_example_pipeline_on_the_server_finds_the_objects_of_cellseg_hcs_segment(
-        images, reference, server, tmp_path):
-    text = EXAMPLE.read_text()
-    assert "Where to run the model:Automatic" in text
-    pipeline = tmp_path / "on_server.cppipe"
-    pipeline.write_text(text.replace("Where to run the model:Automatic",
-                                     "Where to run the model:On a cellseg-hcs server"))
-    served_before = Client(server).info()["images_served"]
-    found = run_cellprofiler(pipeline, images, tmp_path / "out",
-                             env={"CELLSEG_HCS_SERVER_FILE": str(server)})
     assert Client(server).info()["images_served"] == served_before + len(IMAGE_NAMES)
     assert_same_objects(found, reference)
