@@ -412,11 +412,24 @@ def _client(plan: _Plan, scheduler, workers: int | None) -> Iterator[Any]:
     log.info("local dask cluster: %d worker process(es) x %d thread(s)", n_workers, threads)
     resources = {"GPU": 1} if threads > 1 else None
     # ":0": a free port for the dashboard (when bokeh is installed), so runs never collide.
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
-                      dashboard_address=":0", resources=resources,
-                      silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
-        log.info("dask dashboard: %s", client.dashboard_link)
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
+                           dashboard_address=":0", resources=resources,
+                           silence_logs=logging.WARNING)
+    client = Client(cluster)
+    log.info("dask dashboard: %s", client.dashboard_link)
+    try:
         yield client
+    finally:
+        # Worker processes slow to exit are killed by their nanny, which dask reports with
+        # tracebacks about closed connections: noise once every field is done.
+        dask_log = logging.getLogger("distributed")
+        level = dask_log.level
+        dask_log.setLevel(logging.CRITICAL)
+        try:
+            client.close()
+            cluster.close()
+        finally:
+            dask_log.setLevel(level)
 
 
 def _gpu_resource(client) -> dict[str, int] | None:
