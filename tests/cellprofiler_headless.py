@@ -179,7 +179,10 @@ def probability_image(pipeline_file: str, image_file: str) -> dict:
     module.save_probabilities.value = True
     module.probability_image_name.value = "NucleusProbability"
     raw = tifffile.imread(image_file)
+    plugin = sys.modules[type(module).__module__]
     image_set, objects = run_module(module, pipeline, raw)
+    segmenter = plugin._SEGMENTER
+    run_module(module, pipeline, raw)  # a second image set
     probability = image_set.get_image("NucleusProbability").pixel_data
     expected = cellseg_hcs.load_model("nuclei").predict_maps(raw)[0]
     return {
@@ -187,6 +190,8 @@ def probability_image(pipeline_file: str, image_file: str) -> dict:
         "image_shape": list(raw.shape),
         "max_difference": float(numpy.abs(probability - expected).max()),
         "objects": int(objects.get_objects(module.y_name.value).count),
+        "segmenter_kept": segmenter is not None and plugin._SEGMENTER is segmenter,
+        "models_loaded": len(segmenter._models),
     }
 
 

@@ -218,6 +218,12 @@ def test_automatic_mode_runs_in_process_only_where_cellseg_hcs_is_installed(head
     assert messages["automatic_uses_server_when_not_installed"] is True
 
 
+def test_model_is_loaded_once_and_kept_across_image_sets(headless_report):
+    output = headless_report["probability_image"]
+    assert output["segmenter_kept"] is True
+    assert output["models_loaded"] == 1
+
+
 def test_probability_image_is_the_models_foreground_map(headless_report):
     output = headless_report["probability_image"]
     assert output["shape"] == output["image_shape"]
