@@ -206,7 +206,9 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
         raise SettingError(f"--workers must be 1 or more, not {workers}.")
     loaded = model if isinstance(model, Model) else load_model(model)
     channels = _channels(opened, channel, loaded.info.in_channels)
-    backend_name, reason = choose_backend(backend, device)
+    # With the model, "auto" on a CPU is measured once and cached on disk; workers on this
+    # machine then read the same answer, so every field of a local run uses one backend.
+    backend_name, reason = choose_backend(backend, device, loaded)
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise SettingError(f"--out {out} is a file, not a folder.")
