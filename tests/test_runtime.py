@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -39,8 +40,13 @@ CPU_BACKENDS = [name for name, a in backend_report().items() if a.ok and "cpu" i
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
-    """Each test gets its own cache folder (ONNX exports, engines, auto choices)."""
+    """Each test gets its own cache folder (ONNX exports, engines, auto choices), and one
+    CPU thread per backend (fast on a busy machine; torch's setting is restored after)."""
     monkeypatch.setenv("CELLSEG_HCS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +87,13 @@ def test_runtime_on_a_field_smaller_than_the_network_multiple_gives_full_size_ma
 
 
 def test_cpu_backends_use_one_thread_per_usable_core_unless_told(stem2_model, monkeypatch):
+    monkeypatch.delenv("CELLSEG_HCS_THREADS")
     backend = BACKENDS["onnxruntime"].load(stem2_model, "cpu")
-    assert backend.describe()["threads"] == str(default_cpu_threads())
+    assert backend.describe()["threads"] == str(len(os.sched_getaffinity(0)))
     monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
     assert default_cpu_threads() == 1
-    before = torch.get_num_threads()
-    try:
-        BACKENDS["torch"].load(stem2_model, "cpu")
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    BACKENDS["torch"].load(stem2_model, "cpu")
+    assert torch.get_num_threads() == 1
 
 
 def test_impossible_tiling_settings_are_refused_in_one_sentence(stem2_model):

@@ -18,6 +18,17 @@ from cellseg_hcs.runtime.compiled import compiled_model
 from cellseg_hcs.segment import segment_files
 
 
+@pytest.fixture(autouse=True)
+def one_cpu_thread(monkeypatch):
+    """Backends on one thread: much faster so on a busy 2-core machine; restored after."""
+    import torch
+
+    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def model_file(tmp_path, monkeypatch):
     """A small stem-2 model saved to a file, and a private cache folder."""

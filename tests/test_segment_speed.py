@@ -12,14 +12,25 @@ from cellseg_hcs.errors import SettingError
 from cellseg_hcs.segment import segment_files
 
 
+@pytest.fixture(autouse=True)
+def one_cpu_thread(monkeypatch):
+    """Backends on one thread: much faster so on a busy 2-core machine; restored after."""
+    import torch
+
+    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def images(mnfinder_dir, tmp_path):
-    """Seven real images (the four committed ones, some twice) in a folder of their own."""
+    """Five real images (the four committed ones, one twice) in a folder of their own."""
     folder = tmp_path / "images"
     folder.mkdir()
     sources = sorted((mnfinder_dir / "images").glob("*.tif"))
     paths = []
-    for index in range(7):
+    for index in range(5):
         target = folder / f"field{index}.tif"
         shutil.copy(sources[index % len(sources)], target)
         paths.append(target)

@@ -44,6 +44,15 @@ def mnfinder_image() -> np.ndarray:
     return tifffile.imread(sorted(images.glob("*MCC13*"))[0])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One thread: many small tiles run much faster so on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _valid(tile: int, overlap: int) -> bool:
     return overlap < tile // 2
 
@@ -124,7 +133,7 @@ FIELD_SHAPES = [(5, 9), (40, 40), (63, 130), (100, 100), (129, 257), (300, 47),
 def test_stitched_maps_equal_whole_image_maps_for_a_network_that_sees_less_than_the_dead_zone(
         local_model, tile, overlap, batch):
     assert overlap // 4 >= LocalNetwork.receptive_radius
-    runtime = Runtime(local_model, "torch", "cpu", tile_size=tile, overlap=overlap,
+    runtime = Runtime(local_model, "torch", "cpu", threads=1, tile_size=tile, overlap=overlap,
                       batch_size=batch)
     rng = np.random.default_rng(tile + overlap)
     for shape in FIELD_SHAPES:
@@ -139,7 +148,8 @@ def test_labels_from_stitched_maps_equal_labels_from_whole_image_maps(local_mode
     rng = np.random.default_rng(1)
     smooth = np.cumsum(np.cumsum(rng.normal(size=(1, 300, 420)), axis=1), axis=2)
     field = ((smooth - smooth.mean()) / smooth.std()).astype(np.float32)
-    runtime = Runtime(local_model, "torch", "cpu", tile_size=96, overlap=16, batch_size=4)
+    runtime = Runtime(local_model, "torch", "cpu", threads=1, tile_size=96, overlap=16,
+                      batch_size=4)
     settings = PostprocessSettings(foreground_threshold=0.5, seed_threshold=0.5, min_size=4)
     stitched, whole = runtime.predict(field), _whole(local_model, field)
     labels = maps_to_labels(stitched[0], stitched[1], settings)
@@ -148,7 +158,8 @@ def test_labels_from_stitched_maps_equal_labels_from_whole_image_maps(local_mode
 
 
 def test_fields_batched_together_give_the_same_maps_as_one_by_one(local_model):
-    runtime = Runtime(local_model, "torch", "cpu", tile_size=64, overlap=12, batch_size=3)
+    runtime = Runtime(local_model, "torch", "cpu", threads=1, tile_size=64, overlap=12,
+                      batch_size=3)
     rng = np.random.default_rng(2)
     fields = [rng.random((1, *shape), dtype=np.float32)
               for shape in [(150, 90), (150, 90), (40, 200), (150, 90)]]
@@ -162,7 +173,7 @@ def test_stitched_unet_maps_match_whole_image_maps_within_tolerance(
         tiny_stem2_model, mnfinder_image, tile, overlap):
     """A UNet sees far; stitching must still stay close to whole-image inference."""
     field = tiny_stem2_model.prepare(mnfinder_image)
-    runtime = Runtime(tiny_stem2_model, "torch", "cpu", tile_size=tile, overlap=overlap)
+    runtime = Runtime(tiny_stem2_model, "torch", "cpu", threads=1, tile_size=tile, overlap=overlap)
     assert len(runtime.grid(field.shape).tiles) > 1
     stitched = runtime.predict(field)
     whole = _whole(tiny_stem2_model, field)
