@@ -21,7 +21,8 @@ import pytest
 from plate_helpers import make_plate, threshold_model
 
 from cellseg_hcs.io.tables import read_features
-from cellseg_hcs.plate import _gpu_resource, run_plate
+from cellseg_hcs.plate import run_plate
+from cellseg_hcs.plate_cluster import _gpu_resource
 from cellseg_hcs.plate_tasks import loaded_model_count
 
 DASK = [sys.executable, "-m", "dask"]
