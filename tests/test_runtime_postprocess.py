@@ -36,6 +36,9 @@ def plain_maps_to_labels(foreground, distance, settings):
     sizes = np.bincount(labels.ravel())
     keep = sizes >= max(settings.min_size, 1)
     keep[0] = False
+    fraction = getattr(settings, "min_size_fraction", 0.0)  # relative size filter, if any
+    if fraction > 0 and keep.any():
+        keep &= sizes >= fraction * np.median(sizes[keep])
     new_ids = np.zeros(sizes.size, dtype=np.int64)
     new_ids[keep] = np.arange(1, keep.sum() + 1)
     return new_ids[labels]
