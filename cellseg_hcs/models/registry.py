@@ -15,7 +15,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": UNet}
 
 # name -> (file in cellseg_hcs/weights, one line for `cellseg-hcs info`)
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    "nuclei": ("nuclei.safetensors", "nuclei in DNA-stain images (Hoechst/DAPI), any magnification"),
+    "nuclei": ("nuclei.safetensors",
+               "nuclei in DNA-stain images (Hoechst/DAPI), any magnification"),
 }
 
 
