@@ -15,13 +15,17 @@ class PostprocessSettings:
 
     ``foreground_threshold`` cuts the foreground probability; ``seed_threshold`` cuts the
     distance map (0 at an object's edge, 1 in its centre) into one seed per object;
-    objects smaller than ``min_size`` pixels are dropped.
+    objects smaller than ``min_size`` pixels are dropped, and so are objects smaller than
+    ``min_size_fraction`` of the field's median object area. The second filter has no unit,
+    so it holds at every magnification: it removes micronuclei and debris, which are a few
+    percent of a nucleus' area, wherever the nuclei are 10 or 100 pixels across.
     """
 
     foreground_threshold: float = 0.5
     seed_threshold: float = 0.5
     min_size: int = 16
     fill_holes: bool = True
+    min_size_fraction: float = 0.0
 
 
 def label_dtype(count: int) -> np.dtype:
@@ -78,7 +82,7 @@ def maps_to_labels(
         inside = components[box] == component
         flooded = watershed(-distance[box], np.where(inside, seeds[box], 0), mask=inside)
         labels[box][inside] = flooded[inside]
-    return _drop_small_and_relabel(labels, settings.min_size)
+    return _drop_small_and_relabel(labels, settings.min_size, settings.min_size_fraction)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -96,10 +100,13 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return ~outside[background]
 
 
-def _drop_small_and_relabel(labels: np.ndarray, min_size: int) -> np.ndarray:
+def _drop_small_and_relabel(labels: np.ndarray, min_size: int,
+                            min_size_fraction: float = 0.0) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     keep = sizes >= max(min_size, 1)
     keep[0] = False
+    if min_size_fraction > 0 and keep.any():
+        keep &= sizes >= min_size_fraction * np.median(sizes[keep])
     dtype = label_dtype(int(keep.sum()))
     new_ids = np.zeros(sizes.size, dtype=dtype)
     new_ids[keep] = np.arange(1, keep.sum() + 1)

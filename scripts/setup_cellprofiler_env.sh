@@ -65,7 +65,7 @@ pip install --quiet --no-binary python-javabridge "python-javabridge==$JAVABRIDG
 # CellProfiler itself, without its pins; then what it imports at run time.
 pip install --quiet --no-deps "cellprofiler-core==$CP_VERSION" "cellprofiler==$CP_VERSION" \
   "python-bioformats==$BIOFORMATS_VERSION" "prokaryote==$PROKARYOTE_VERSION"
-pip install --quiet "centrosome>=1.3" "scikit-image<0.25" scipy "h5py>=3.7" matplotlib \
+pip install --quiet "centrosome>=1.3" "scikit-image<0.25" scipy "h5py>=3.7" "matplotlib<3.9" \
   psutil pyzmq "docutils" boto3 imageio "inflect<7" jinja2 joblib mahotas pillow requests \
   scikit-learn six tifffile deprecation "sentry-sdk<2" future
 

@@ -43,3 +43,17 @@ def tiny_model():
 def disk(shape, center, radius) -> np.ndarray:
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_backend_cache(tmp_path_factory):
+    """Tests measure backends and export models into their own cache, never the user's."""
+    import os
+
+    previous = os.environ.get("CELLSEG_HCS_CACHE")
+    os.environ["CELLSEG_HCS_CACHE"] = str(tmp_path_factory.mktemp("cellseg-hcs-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CELLSEG_HCS_CACHE", None)
+    else:
+        os.environ["CELLSEG_HCS_CACHE"] = previous

@@ -77,3 +77,16 @@ def test_distance_target_peaks_at_one_inside_every_object_and_is_zero_outside():
     for index in (1, 2):
         assert np.isclose(distance[truth == index].max(), 1.0)
         assert distance[truth == index].min() > 0
+
+
+def test_objects_far_smaller_than_the_fields_median_are_dropped_at_any_scale():
+    for scale in (1, 3):  # the same field at two magnifications: the same objects kept
+        foreground = np.zeros((100 * scale, 100 * scale))
+        for top in (5, 35, 65):
+            foreground[top * scale:(top + 20) * scale, 5 * scale:25 * scale] = 1  # nuclei
+        foreground[10 * scale:13 * scale, 60 * scale:63 * scale] = 1  # a micronucleus
+        settings = PostprocessSettings(min_size=1, min_size_fraction=0.1)
+        labels = maps_to_labels(foreground, foreground, settings)
+        assert labels.max() == 3 and labels[11 * scale, 61 * scale] == 0
+        without = maps_to_labels(foreground, foreground, PostprocessSettings(min_size=1))
+        assert without.max() == 4
