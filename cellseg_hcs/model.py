@@ -37,6 +37,7 @@ class ModelInfo:
     normalize: dict[str, float] = field(default_factory=lambda: {"low": 1.0, "high": 99.8})
     postprocess: dict[str, Any] = field(default_factory=lambda: asdict(PostprocessSettings()))
     object_name: str = "Nuclei"
+    working_diameter: float = 30.0
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     package_version: str = __version__
@@ -143,10 +144,23 @@ class Model:
 
     def predict_maps(self, image: np.ndarray, channel: int | str | None = None, *,
                      channel_names: list[str] | None = None, backend: str = "auto",
-                     device: str | None = None) -> np.ndarray:
-        """Probability maps (``len(outputs)``, H, W): foreground, distance, for one image."""
+                     device: str | None = None, diameter: float | None = None) -> np.ndarray:
+        """Probability maps (``len(outputs)``, H, W): foreground, distance, for one image.
+
+        With ``diameter`` (the objects' typical diameter in pixels), the network runs on the
+        image resampled so the objects have the model's working diameter; the maps come back
+        at the image's size (see :mod:`cellseg_hcs.runtime.scaling`).
+        """
+        from .runtime.scaling import predict_at_scale
+
         x = self.prepare(image, channel, channel_names)
-        return self.runtime(backend, device).predict(x)
+        return predict_at_scale(self.runtime(backend, device), x, self.scale_for(diameter))
+
+    def scale_for(self, diameter: float | None) -> float:
+        """How much to resample an image whose objects are ``diameter`` pixels across."""
+        from .runtime.scaling import scale_for
+
+        return scale_for(diameter, self.info.working_diameter)
 
     def labels_from_maps(self, maps: np.ndarray, **settings: Any) -> np.ndarray:
         """Instance labels from predicted maps, with the model's post-processing settings."""
@@ -155,10 +169,16 @@ class Model:
 
     def segment(self, image: np.ndarray, channel: int | str | None = None, *,
                 channel_names: list[str] | None = None, backend: str = "auto",
-                device: str | None = None, **settings: Any) -> np.ndarray:
-        """Instance labels (uint16, or uint32 beyond 65535 objects; 0 = background)."""
+                device: str | None = None, diameter: float | None = None,
+                **settings: Any) -> np.ndarray:
+        """Instance labels (uint16, or uint32 beyond 65535 objects; 0 = background).
+
+        ``diameter``: the objects' typical diameter in pixels, when far from the model's
+        ``working_diameter`` (very small or very large nuclei), or to trade a little accuracy
+        for speed on large ones. ``settings`` override the post-processing thresholds.
+        """
         maps = self.predict_maps(image, channel, channel_names=channel_names,
-                                 backend=backend, device=device)
+                                 backend=backend, device=device, diameter=diameter)
         return self.labels_from_maps(maps, **settings)
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .io.images import channel_names, read_image, write_labels
+from .runtime.scaling import predict_at_scale, scale_for
 
 PREFETCH = 2  # fields read ahead of the network
 
@@ -44,6 +45,7 @@ def segment_files(
     device: str | None = None,
     probabilities: bool = False,
     progress: bool = True,
+    diameter: float | None = None,
 ) -> list[SegmentResult]:
     """Segment every image file and write ``out/<stem>_labels.tif`` for each.
 
@@ -66,6 +68,7 @@ def segment_files(
     if missing:
         raise InputError(f"{missing[0]}: no such image file.")
     model, runtime = _model_and_runtime(model, backend, device)
+    scale = scale_for(diameter, model.info.working_diameter)
     out = Path(out)
 
     def read(path: Path) -> tuple[np.ndarray, float]:
@@ -90,7 +93,7 @@ def segment_files(
         try:
             for path, (field, read_seconds) in zip(paths, _read_ahead(reader, read, paths)):
                 started = time.perf_counter()
-                maps = runtime.predict(field)
+                maps = predict_at_scale(runtime, field, scale)
                 seconds = read_seconds + time.perf_counter() - started
                 pending.append(finisher.submit(finish, path, maps, seconds))
                 while pending and (pending[0].done() or len(pending) > PREFETCH):

@@ -29,8 +29,13 @@ def _channel(value: str | None) -> int | str | None:
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's).")
 @click.option("--probabilities/--no-probabilities", default=False,
               help="Also write the foreground probability map (<stem>_probabilities.tif).")
+@click.option("--diameter", type=float, default=None,
+              help="Typical object diameter in pixels, when far from the model's own (about "
+                   "30): the network then runs on the image resampled to it (faster for "
+                   "large nuclei, and finds very small ones).")
 def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None,
-            backend: str, device: str | None, probabilities: bool) -> None:
+            backend: str, device: str | None, probabilities: bool,
+            diameter: float | None) -> None:
     """Label objects in IMAGES (TIFF, PNG, or anything bioio reads) with a model.
 
     Writes OUT/<stem>_labels.tif for each input: uint16 (uint32 beyond 65535 objects),
@@ -43,7 +48,8 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
     from ..segment import segment_files
 
     results = segment_files(list(images), out, model=model, channel=_channel(channel),
-                            backend=backend, device=device, probabilities=probabilities)
+                            backend=backend, device=device, probabilities=probabilities,
+                            diameter=diameter)
     total = sum(r.count for r in results)
     click.echo(f"{len(results)} image(s), {total} objects -> {out}")
 

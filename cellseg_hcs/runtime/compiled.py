@@ -36,6 +36,7 @@ class CompiledInfo:
     normalize: dict[str, float]
     postprocess: dict[str, Any]
     object_name: str = "Nuclei"
+    working_diameter: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,7 +163,8 @@ def compiled_model(spec: str | Path, backend: str = "auto",
     raw = dict(entry["info"])
     info = CompiledInfo(network=raw.pop("network", {}), outputs=tuple(raw.pop("outputs")),
                         normalize=raw.pop("normalize"), postprocess=raw.pop("postprocess"),
-                        object_name=raw.pop("object_name", "Nuclei"), extra=raw)
+                        object_name=raw.pop("object_name", "Nuclei"),
+                        working_diameter=float(raw.pop("working_diameter", 30.0)), extra=raw)
     model = CompiledModel(entry["path"], entry["model_hash"], info, entry["multiple"])
     if backend == "onnxruntime":
         return model
