@@ -37,7 +37,7 @@ from .plate_tasks import STATUS_FAILED, FieldJob, is_finished, remember_model
 log = logging.getLogger(__name__)
 
 # Parameters whose change makes earlier outputs in the same folder wrong.
-OUTPUT_PARAMETERS = ("plate", "model_hash", "channels", "object_name", "features")
+OUTPUT_PARAMETERS = ("plate", "model_hash", "channels", "object_name", "features", "scale")
 DEPENDENCIES = ("torch", "numpy", "scipy", "scikit-image", "zarr", "ome-zarr", "dask",
                 "distributed", "cp-measure", "pyarrow", "pandas", "onnxruntime")
 
@@ -75,6 +75,7 @@ def run_plate(
     scheduler: Any = None,
     backend: str = "auto",
     device: str | None = None,
+    diameter: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PlateRunResult:
@@ -110,6 +111,9 @@ def run_plate(
         ``distributed.Client``, to run on instead of a local cluster.
     backend, device:
         Inference backend (``auto``, ``torch``, ...) and device (``cpu``, ``cuda:0``).
+    diameter:
+        Typical object diameter in pixels, when far from the model's working diameter;
+        the network then runs on each field resampled to it (see ``Model.segment``).
     overwrite:
         Recompute fields that are already finished.
     progress:
@@ -123,7 +127,7 @@ def run_plate(
     started = time.perf_counter()
     plan = _plan(plate, out, model=model, channel=channel, object_name=object_name,
                  features=features, wells=wells, workers=workers, scheduler=scheduler,
-                 backend=backend, device=device, overwrite=overwrite)
+                 backend=backend, device=device, diameter=diameter, overwrite=overwrite)
     with connect(scheduler, workers) as (client, inference_threads):
         _prepare_output(plan, overwrite)
         jobs = plan.jobs(threads=inference_threads)
@@ -170,7 +174,8 @@ class _Plan:
                          features=self.features, model_path=self.model_path,
                          model_hash=self.model.hash, backend=self.parameters["backend"],
                          device=self.device,
-                         threads=threads, postprocess=dict(self.model.info.postprocess))
+                         threads=threads, postprocess=dict(self.model.info.postprocess),
+                         scale=self.parameters["scale"])
                 for f in self.fields]
 
 
@@ -178,7 +183,7 @@ OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
 def _plan(plate, out, *, model, channel, object_name, features, wells, workers, scheduler,
-          backend, device, overwrite) -> _Plan:
+          backend, device, diameter=None, overwrite) -> _Plan:
     """Check every input and setting; raise one sentence for the first problem found."""
     from .model import Model, load_model
     from .runtime import choose_backend
@@ -212,7 +217,8 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
         "features": list(groups), "feature_set": features if isinstance(features, str)
         else "custom", "wells": sorted({f.well for f in fields}),
         "workers": workers, "scheduler": _scheduler_text(scheduler), "backend": backend,
-        "device": device, "overwrite": overwrite,
+        "device": device, "diameter": diameter, "scale": loaded.scale_for(diameter),
+        "overwrite": overwrite,
     }
     previous = _read_manifest(out)
     if previous and not overwrite:

@@ -29,6 +29,7 @@ import numpy as np
 from .errors import ModelError
 from .io import tables
 from .io.plate import PlateField, labels_exist, read_field, write_field_labels
+from .runtime.scaling import predict_at_scale
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class FieldJob:
     device: str | None = None
     threads: int | None = None
     postprocess: dict[str, Any] = field(default_factory=dict)
+    scale: float = 1.0
+    """The network runs on the field resampled by this factor (see ``diameter``)."""
 
 
 # ----------------------------------------------------------------------------- model cache
@@ -150,7 +153,7 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
             maps = np.zeros((len(model.info.outputs), *planes[0].shape), np.float32)
         else:
             x = model.prepare(stacked, 0 if len(planes) == 1 else None)
-            maps = runtime.predict(x)
+            maps = predict_at_scale(runtime, x, job.scale)
         seconds["Seconds_Predict"] = time.perf_counter() - started
         return {"maps": maps, "blank": blank, "seconds": seconds, "backend": runtime.name}
     except Exception as exc:  # noqa: BLE001 - one broken field must not stop the plate

@@ -288,3 +288,14 @@ def test_workers_and_scheduler_together_are_refused(tmp_path, model_file):
                   model_file, "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786")
     _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr",
                                    "--workers", "--scheduler")
+
+
+def test_diameter_runs_the_network_at_scale_and_finds_the_same_objects(tmp_path, client, model):
+    make_plate(tmp_path / "plate.zarr")
+    native = _run(tmp_path / "plate.zarr", tmp_path / "native", client, model)
+    scaled = _run(tmp_path / "plate.zarr", tmp_path / "scaled", client, model,
+                  diameter=model.info.working_diameter * 1.25, overwrite=True)
+    manifest = json.loads((tmp_path / "scaled" / "run.json").read_text())
+    assert manifest["parameters"]["scale"] == pytest.approx(0.8)
+    assert (scaled.images["Count_Nuclei"].to_numpy()
+            == native.images["Count_Nuclei"].to_numpy()).all()

@@ -38,11 +38,15 @@ def _wells(value: str | None) -> list[str] | None:
 @click.option("--backend", default="auto", show_default=True,
               help="Inference backend: auto, torch, onnxruntime or tensorrt.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's).")
+@click.option("--diameter", type=float, default=None,
+              help="Typical object diameter in pixels, when far from the model's own (about "
+                   "30): the network then runs on each field resampled to it.")
 @click.option("--overwrite", is_flag=True, help="Recompute fields that are already finished.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def run(plate: Path, out: Path, model: str, channel: str | None, object_name: str,
         features: str, wells: str | None, workers: int | None, scheduler: str | None,
-        backend: str, device: str | None, overwrite: bool, progress: bool) -> None:
+        backend: str, device: str | None, diameter: float | None, overwrite: bool,
+        progress: bool) -> None:
     """Segment and measure every field of an OME-Zarr HCS PLATE (NGFF 0.4 or 0.5).
 
     Writes labels/<object> into each field of the plate, and into OUT: one parquet of
@@ -65,7 +69,7 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
     result = run_plate(plate, out, model=model, channel=channel, object_name=object_name,
                        features=features, wells=_wells(wells), workers=workers,
                        scheduler=scheduler, backend=backend, device=device,
-                       overwrite=overwrite, progress=progress)
+                       diameter=diameter, overwrite=overwrite, progress=progress)
     images = result.images
     fields = len(images)
     click.echo(f"{fields} field(s): {result.computed} computed, {result.skipped} already done, "
