@@ -18,9 +18,8 @@ import torch
 
 from . import __version__
 from .errors import ModelError
-from .io.images import select_channel
 from .models.registry import build_network, builtin_model_path
-from .normalize import percentile_normalize
+from .normalize import prepare_field
 from .postprocess import PostprocessSettings, maps_to_labels
 
 METADATA_KEY = "cellseg_hcs"
@@ -122,15 +121,8 @@ class Model:
     def prepare(self, image: np.ndarray, channel: int | str | None = None,
                 channel_names: list[str] | None = None) -> np.ndarray:
         """Normalized float32 CYX input for the network from a raw image."""
-        if self.info.in_channels == 1:
-            plane = select_channel(image, channel, channel_names)
-            return percentile_normalize(plane, **self.info.normalize)[None]
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[0] != self.info.in_channels:
-            raise ModelError(
-                f"this model takes {self.info.in_channels} channels (CYX); got {image.shape}."
-            )
-        return np.stack([percentile_normalize(c, **self.info.normalize) for c in image])
+        return prepare_field(image, self.info.in_channels, self.info.normalize, channel,
+                             channel_names)
 
     def runtime(self, backend: str = "auto", device: str | None = None, **options):
         """The inference runtime (backend + tiling) for this model, made once and kept."""

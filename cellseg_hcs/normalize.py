@@ -31,3 +31,23 @@ def percentile_normalize(
         return np.zeros_like(image)
     out = (image - np.float32(lo)) / np.float32(hi - lo)
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+
+
+def prepare_field(image: np.ndarray, in_channels: int, normalize: dict[str, float],
+                  channel: int | str | None = None,
+                  channel_names: list[str] | None = None) -> np.ndarray:
+    """The network's normalized float32 CYX input from a raw image.
+
+    A one-channel model takes the chosen plane (by index or name); a model of several
+    channels takes a CYX image with exactly that many.
+    """
+    from .errors import ModelError
+    from .io.images import select_channel
+
+    if in_channels == 1:
+        plane = select_channel(image, channel, channel_names)
+        return percentile_normalize(plane, **normalize)[None]
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[0] != in_channels:
+        raise ModelError(f"this model takes {in_channels} channels (CYX); got {image.shape}.")
+    return np.stack([percentile_normalize(c, **normalize) for c in image])

@@ -57,3 +57,14 @@ def _private_backend_cache(tmp_path_factory):
         os.environ.pop("CELLSEG_HCS_CACHE", None)
     else:
         os.environ["CELLSEG_HCS_CACHE"] = previous
+
+
+@pytest.fixture
+def one_cpu_thread(monkeypatch):
+    """Backends on one thread: much faster so on a busy 2-core machine; restored after."""
+    import torch
+
+    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

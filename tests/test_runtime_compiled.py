@@ -17,16 +17,7 @@ from cellseg_hcs.runtime import compiled, registry
 from cellseg_hcs.runtime.compiled import compiled_model
 from cellseg_hcs.segment import segment_files
 
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    """Backends on one thread: much faster so on a busy 2-core machine; restored after."""
-    import torch
-
-    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture

@@ -9,16 +9,7 @@ from skimage.segmentation import watershed
 
 from cellseg_hcs.postprocess import PostprocessSettings, fill_holes, maps_to_labels
 
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    """Backends on one thread: much faster so on a busy 2-core machine; restored after."""
-    import torch
-
-    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def plain_maps_to_labels(foreground, distance, settings):

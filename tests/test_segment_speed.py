@@ -11,16 +11,7 @@ import tifffile
 from cellseg_hcs.errors import SettingError
 from cellseg_hcs.segment import segment_files
 
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    """Backends on one thread: much faster so on a busy 2-core machine; restored after."""
-    import torch
-
-    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.images import select_channel
-from ..normalize import percentile_normalize
+from ..normalize import prepare_field
 from ..postprocess import PostprocessSettings, maps_to_labels
 
 INDEX = "compiled-models.json"
@@ -69,16 +68,8 @@ class CompiledModel:
     def prepare(self, image: np.ndarray, channel: int | str | None = None,
                 channel_names: list[str] | None = None) -> np.ndarray:
         """Normalized float32 CYX input, exactly as :meth:`Model.prepare` makes it."""
-        if self.info.in_channels == 1:
-            plane = select_channel(image, channel, channel_names)
-            return percentile_normalize(plane, **self.info.normalize)[None]
-        from ..errors import ModelError
-
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[0] != self.info.in_channels:
-            raise ModelError(
-                f"this model takes {self.info.in_channels} channels (CYX); got {image.shape}.")
-        return np.stack([percentile_normalize(c, **self.info.normalize) for c in image])
+        return prepare_field(image, self.info.in_channels, self.info.normalize, channel,
+                             channel_names)
 
     def labels_from_maps(self, maps: np.ndarray, **settings: Any) -> np.ndarray:
         merged = {**self.info.postprocess, **settings}
