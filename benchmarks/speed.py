@@ -166,19 +166,25 @@ def montage_fields(images: list[Path], count: int, folder: Path, side: int = 216
 # ----------------------------------------------------------------------------- whole command
 
 
-def whole_command(images: list[Path], repeats: int, workdir: Path) -> dict:
-    """Wall seconds of ``cellseg-hcs segment`` and of ``classic.py`` on the same images."""
+def whole_command(images: list[Path], repeats: int, workdir: Path,
+                  diameters: list[float] = ()) -> dict:
+    """Wall seconds of ``cellseg-hcs segment`` (also with each ``--diameter`` given) and of
+    ``classic.py`` on the same images."""
     script = Path(sys.executable).parent / "cellseg-hcs"
-    ours = [str(script) if script.exists() else "cellseg-hcs", "segment", *map(str, images),
-            "--out"]
-    theirs = [sys.executable, str(HERE / "classic.py"), *map(str, images), "--out"]
+    ours = [str(script) if script.exists() else "cellseg-hcs", "segment", *map(str, images)]
+    commands = {"cellseg-hcs segment": [*ours, "--out"]}
+    for diameter in diameters:
+        commands[f"cellseg-hcs segment --diameter {diameter:g}"] = [
+            *ours, "--diameter", str(diameter), "--out"]
+    commands["classic"] = [sys.executable, str(HERE / "classic.py"), *map(str, images), "--out"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    walls: dict[str, list[float]] = {"cellseg-hcs segment": [], "classic": []}
-    cpus: dict[str, list[float]] = {"cellseg-hcs segment": [], "classic": []}
-    subprocess.run([*ours, str(workdir / "warm")], check=True, capture_output=True, env=env)
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
+    subprocess.run([*ours, "--out", str(workdir / "warm")], check=True, capture_output=True,
+                   env=env)
     for repeat in range(repeats):
-        for name, command in (("cellseg-hcs segment", ours), ("classic", theirs)):
-            out = workdir / f"{name.split()[0]}-{repeat}"
+        for index, (name, command) in enumerate(commands.items()):
+            out = workdir / f"command{index}-{repeat}"
             started, cpu = time.perf_counter(), _children_cpu()
             subprocess.run([*command, str(out)], check=True, capture_output=True, env=env)
             walls[name].append(time.perf_counter() - started)
@@ -244,6 +250,12 @@ def table(results: dict) -> str:
                   f"**{ours / theirs:.2f}x** the classic pipeline. CPU time (all threads): "
                   f"{whole['cpu_seconds']['cellseg-hcs segment']:.1f} s vs "
                   f"{whole['cpu_seconds']['classic']:.1f} s."]
+        for name, seconds in whole["seconds"].items():
+            if "--diameter" in name:
+                speed = whole["megapixels"] / seconds
+                lines.append(f"With `{name.removeprefix('cellseg-hcs segment ')}` (the network "
+                             f"at reduced scale): **{speed:.2f} MP/s**, "
+                             f"**{speed / theirs:.2f}x** the classic pipeline.")
     info = results["machine"]
     load = ", ".join(f"{x:.1f}" for x in info["load_average"])
     lines += ["", f"Machine: {info['cpu']}, {info['cores']} cores used, Python "
@@ -273,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command-images", type=int, default=48,
                         help="Images for the whole-command comparison (test images repeated).")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--diameters", default="",
+                        help="Also time the whole command with these --diameter values "
+                             "(comma-separated), e.g. 60.")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "speed.json")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
     args = parser.parse_args(argv)
@@ -306,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                 chosen.append(copies / f"{index:03d}_{source.name}")
                 shutil.copy(source, chosen[-1])
             print("whole command", file=sys.stderr, flush=True)
-            results["whole_command"] = whole_command(chosen, args.repeats, workdir)
+            diameters = [float(d) for d in args.diameters.split(",") if d]
+            results["whole_command"] = whole_command(chosen, args.repeats, workdir, diameters)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     text = table(results)
