@@ -112,6 +112,22 @@ def test_the_index_names_the_file_its_digest_and_the_export(model_file, mnfinder
     segment_files(_images(mnfinder_dir), tmp_path / "out", model=str(model_file),
                   backend="onnxruntime", progress=False)
     index = json.loads((tmp_path / "cache" / "onnx" / compiled.INDEX).read_text())
-    entry = index[str(model_file)]
+    entry = index[str(model_file.resolve())]
     assert entry["path"] == str(model_file.resolve())
     assert len(entry["sha256"]) == 64 and entry["onnx"].endswith(".onnx")
+
+
+def test_the_same_relative_model_path_in_two_folders_never_gives_the_other_model(
+        model_file, mnfinder_dir, tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    model_file.rename(first / "m.safetensors")
+    other = Model(UNet(in_channels=1, out_channels=2, depth=2, width=4),
+                  ModelInfo(network={"depth": 2, "width": 4}))
+    other.save(second / "m.safetensors")
+    monkeypatch.chdir(first)
+    segment_files(_images(mnfinder_dir), tmp_path / "out", model="m.safetensors",
+                  backend="onnxruntime", progress=False)
+    assert compiled_model("m.safetensors", "onnxruntime").source == str(first / "m.safetensors")
+    monkeypatch.chdir(second)
+    assert compiled_model("m.safetensors", "onnxruntime") is None

@@ -117,7 +117,7 @@ def remember_compiled(spec: str | Path, model: Any, onnx_path: Path) -> None:
     if not model.source or not Path(model.source).is_file():
         return
     index = _read_index()
-    index[str(spec)] = {
+    index[_index_key(spec)] = {
         "path": str(Path(model.source).resolve()), "sha256": _file_digest(Path(model.source)),
         "model_hash": model.hash, "onnx": str(onnx_path),
         "multiple": int(getattr(model.network, "multiple", 1)), "info": asdict(model.info),
@@ -130,6 +130,18 @@ def remember_compiled(spec: str | Path, model: Any, onnx_path: Path) -> None:
         tmp.replace(path)
     except OSError:  # a read-only cache only costs the fast path
         pass
+
+
+def _is_file_spec(spec: str | Path) -> bool:
+    """A model given as a file (by path), not a built-in model's name (as ``load_model``
+    tells them apart; no import of the model registry, which would bring in PyTorch)."""
+    return Path(spec).suffix == ".safetensors" or Path(spec).exists()
+
+
+def _index_key(spec: str | Path) -> str:
+    """A built-in model by its name; a model file by its absolute path, so that the same
+    relative path typed in two folders never names one model for the other."""
+    return str(Path(spec).resolve()) if _is_file_spec(spec) else str(spec)
 
 
 def no_cuda_gpu_here() -> bool:
@@ -146,8 +158,10 @@ def compiled_model(spec: str | Path, backend: str = "auto",
     """
     if backend not in ("auto", "onnxruntime") or device not in (None, "cpu"):
         return None
-    entry = _read_index().get(str(spec))
+    entry = _read_index().get(_index_key(spec))
     if not entry or not Path(entry["onnx"]).is_file() or not Path(entry["path"]).is_file():
+        return None
+    if _is_file_spec(spec) and Path(entry["path"]) != Path(spec).resolve():
         return None
     if _file_digest(Path(entry["path"])) != entry["sha256"]:
         return None
