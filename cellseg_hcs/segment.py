@@ -67,6 +67,12 @@ def segment_files(
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: no such image file.")
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen and seen[path.stem] != path:
+            raise InputError(f"{seen[path.stem]} and {path} would both be written as "
+                             f"{path.stem}_labels.tif; segment them into separate --out folders.")
+        seen[path.stem] = path
     model, runtime = _model_and_runtime(model, backend, device)
     scale = scale_for(diameter, model.info.working_diameter)
     out = Path(out)

@@ -110,3 +110,15 @@ def test_an_unreadable_file_names_the_file(tmp_path):
 def test_an_image_with_no_nuclei_gives_empty_labels(model):
     flat = np.full((200, 200), 500, np.uint16)
     assert model.segment(flat).max() == 0
+
+
+def test_two_inputs_with_the_same_name_are_refused_before_anything_is_written(tmp_path,
+                                                                              mnfinder_dir):
+    image = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
+    for folder in ("plate1", "plate2"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "A01_s1.tif").write_bytes(image.read_bytes())
+    result = _segment([tmp_path / "plate1" / "A01_s1.tif", tmp_path / "plate2" / "A01_s1.tif",
+                       "--out", tmp_path / "out"])
+    assert result.exit_code == 2 and "would both be written as A01_s1_labels.tif" in result.output
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,9 @@ stand-in ``tensorrt`` module, the fallback of ``auto`` and the sentence a user s
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +157,9 @@ def cached_engine(trt: Any, path: Path, build: Any) -> Any:
                         path)
             payload = build()
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
+            # A name of this process's own: workers on other processes (one per GPU, or on
+            # nodes sharing a home folder) may build the same engine at the same time.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             tmp.write_bytes(payload)
             tmp.replace(path)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
