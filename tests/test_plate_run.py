@@ -299,3 +299,17 @@ def test_diameter_runs_the_network_at_scale_and_finds_the_same_objects(tmp_path,
     assert manifest["parameters"]["scale"] == pytest.approx(0.8)
     assert (scaled.images["Count_Nuclei"].to_numpy()
             == native.images["Count_Nuclei"].to_numpy()).all()
+
+
+def test_a_plate_name_with_slashes_stays_inside_out_and_reads_back_unchanged(tmp_path, client,
+                                                                             model):
+    from plate_helpers import disk_field
+
+    from cellseg_hcs.convert import write_plate
+
+    write_plate(tmp_path / "plate.zarr", {("B02", 0): disk_field(0, 3)}, channel_names=["DNA"],
+                plate_name="../2024/05/12 P1")
+    _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    written = list((tmp_path / "out" / "features").rglob("*.parquet"))
+    assert len(written) == 1 and (tmp_path / "out") in written[0].parents
+    assert set(_features(tmp_path / "out")["Metadata_Plate"]) == {"../2024/05/12 P1"}

@@ -112,7 +112,24 @@ def write_parquet(path: Path, table: pd.DataFrame) -> Path:
 
 def features_path(out: Path, plate: str, well: str, field_name: str) -> Path:
     """``DIR/features/plate=P/well=W/<well>_<site>.parquet``."""
-    return Path(out) / FEATURES_DIR / f"plate={plate}" / f"well={well}" / f"{field_name}.parquet"
+    return (Path(out) / FEATURES_DIR / f"plate={path_part(plate)}" / f"well={path_part(well)}"
+            / f"{path_part(field_name)}.parquet")
+
+
+def path_part(name: str) -> str:
+    """A name from a plate's metadata made safe as one folder name of a hive layout.
+
+    Separators, ``=``, ``%`` and leading dots are percent-escaped (as hive partitioning
+    escapes them), so ``2024/05/12 P1`` stays one folder and ``../x`` never leaves ``out``;
+    the name itself is kept as is in the ``Metadata_*`` columns.
+
+    Examples
+    --------
+    >>> path_part("2024/05/12 P1"), path_part("../x")
+    ('2024%2F05%2F12 P1', '%2E.%2Fx')
+    """
+    escaped = "".join(f"%{ord(c):02X}" if c in '%/\\=:' else c for c in str(name))
+    return f"%2E{escaped[1:]}" if escaped.startswith(".") else escaped
 
 
 def status_path(out: Path, field_name: str) -> Path:
