@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ModelError
 from .io import tables
-from .io.plate import PlateField, labels_exist, read_field, write_field_labels
+from .io.plate import PlateField, labels_provenance, read_field, write_field_labels
 from .runtime.scaling import predict_at_scale
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,8 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
         seconds["Seconds_Read"] = seconds.get("Seconds_Read", 0.0) + time.perf_counter() - started
 
         started = time.perf_counter()
-        write_field_labels(job.plate_path, field_, job.object_name, labels, image)
+        write_field_labels(job.plate_path, field_, job.object_name, labels, image,
+                           provenance=labels_provenance_of(job))
         seconds["Seconds_WriteLabels"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -237,7 +238,14 @@ def is_finished(job: FieldJob) -> bool:
         return False
     parquet = tables.features_path(Path(job.out), job.field.plate, job.field.well,
                                    job.field.name)
-    return parquet.is_file() and labels_exist(job.plate_path, job.field, job.object_name)
+    return parquet.is_file() and (labels_provenance(job.plate_path, job.field, job.object_name)
+                                  == labels_provenance_of(job))
+
+
+def labels_provenance_of(job: FieldJob) -> dict[str, Any]:
+    """What this job's labels are made by: a field whose labels in the plate were made by
+    another model or scale (another run into another --out) is not finished for this run."""
+    return {"model_hash": job.model_hash, "scale": round(float(job.scale), 6)}
 
 
 class _FieldProblem(Exception):

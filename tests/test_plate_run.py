@@ -313,3 +313,19 @@ def test_a_plate_name_with_slashes_stays_inside_out_and_reads_back_unchanged(tmp
     written = list((tmp_path / "out" / "features").rglob("*.parquet"))
     assert len(written) == 1 and (tmp_path / "out") in written[0].parents
     assert set(_features(tmp_path / "out")["Metadata_Plate"]) == {"../2024/05/12 P1"}
+
+
+def test_labels_replaced_by_another_models_run_are_made_again_when_the_first_run_resumes(
+        tmp_path, client, model):
+    from cellseg_hcs.io.plate import labels_provenance
+
+    make_plate(tmp_path / "plate.zarr")
+    other = threshold_model()
+    other.info.metrics = {"note": "another model"}  # another hash, same labels
+    _run(tmp_path / "plate.zarr", tmp_path / "a", client, model)
+    _run(tmp_path / "plate.zarr", tmp_path / "b", client, other)
+    field = open_plate(tmp_path / "plate.zarr").fields[0]
+    assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == other.hash
+    again = _run(tmp_path / "plate.zarr", tmp_path / "a", client, model)
+    assert again.computed == 4  # the plate's labels were not this run's: made again
+    assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == model.hash

@@ -247,17 +247,31 @@ def read_field(plate_path: str | Path, field: PlateField,
 # ----------------------------------------------------------------------------- labels
 
 
-def labels_exist(plate_path: str | Path, field: PlateField, name: str) -> bool:
-    """Whether the field already has ``labels/<name>``."""
-    return (Path(plate_path) / field.path / "labels" / name).is_dir()
+PROVENANCE_KEY = "cellseg-hcs"
+
+
+def labels_provenance(plate_path: str | Path, field: PlateField, name: str) -> dict | None:
+    """What made the field's ``labels/<name>`` (model hash, scale), or None if unknown."""
+    import zarr
+
+    path = Path(plate_path) / field.path / "labels" / name
+    if not path.is_dir():
+        return None
+    try:
+        return dict(zarr.open_group(str(path), mode="r").attrs.get(PROVENANCE_KEY) or {}) or None
+    except Exception:  # noqa: BLE001 - unreadable labels are simply not ours to trust
+        return None
 
 
 def write_field_labels(plate_path: str | Path, field: PlateField, name: str,
-                       labels: np.ndarray, image: FieldImage) -> Path:
+                       labels: np.ndarray, image: FieldImage,
+                       provenance: dict[str, Any] | None = None) -> Path:
     """Write ``labels/<name>`` into a field, replacing an older one, atomically.
 
     The label pyramid has one level per image level, each the image level's shape without
     ``c``, made by nearest-neighbour sampling so every level holds only true label values.
+    ``provenance`` (what made the labels: model hash, scale) is stored in the label group's
+    attributes under ``cellseg-hcs``, so a later run can tell whether the labels are its own.
     """
     field_dir = Path(plate_path) / field.path
     labels_dir = field_dir / "labels"
@@ -265,6 +279,10 @@ def write_field_labels(plate_path: str | Path, field: PlateField, name: str,
         shutil.rmtree(stale, ignore_errors=True)
     tmp = labels_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
     _write_label_image(tmp, labels, image, name)
+    if provenance:
+        import zarr
+
+        zarr.open_group(str(tmp), mode="a").attrs[PROVENANCE_KEY] = provenance
     target = labels_dir / name
     if target.exists():
         old = labels_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
