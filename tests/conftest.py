@@ -19,7 +19,7 @@ def mnfinder_dir() -> Path:
     return MNFINDER
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_mnfinder() -> Path:
     """The full mnfinder data set beside the repository (CI has it; a user's clone may not)."""
     if not (SHARED_MNFINDER / "images").is_dir():
