@@ -16,14 +16,7 @@ from cellseg_hcs.export import export_model
 from cellseg_hcs.model import Model, ModelInfo, load_model
 from cellseg_hcs.models import UNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: much faster so on a busy 2-core machine; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

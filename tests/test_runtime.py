@@ -40,13 +40,11 @@ CPU_BACKENDS = [name for name, a in backend_report().items() if a.ok and "cpu" i
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
-    """Each test gets its own cache folder (ONNX exports, engines, auto choices), and one
-    CPU thread per backend (fast on a busy machine; torch's setting is restored after)."""
+    """Each test gets its own cache folder (ONNX exports, engines, auto choices)."""
     monkeypatch.setenv("CELLSEG_HCS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CELLSEG_HCS_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+
+
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,7 @@ def mnfinder_image() -> np.ndarray:
     return tifffile.imread(sorted(images.glob("*MCC13*"))[0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: many small tiles run much faster so on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _valid(tile: int, overlap: int) -> bool:
