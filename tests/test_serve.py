@@ -304,3 +304,49 @@ def test_tile_and_batch_sizes_reach_the_runtime_and_default_to_its_own(server, c
     defaults = Runtime.__init__.__kwdefaults__
     assert (runtime.tile_size, runtime.batch_size) == (defaults["tile_size"],
                                                        defaults["batch_size"])
+
+
+def test_a_client_trickling_its_header_is_cut_at_the_overall_deadline(server, client, image,
+                                                                      monkeypatch):
+    from cellseg_hcs.serve import server as server_module
+
+    monkeypatch.setattr(server_module, "HEADER_SECONDS", 1.0)
+    started = time.monotonic()
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        closed = False
+        for _ in range(40):  # one byte every 0.1 s: each read is quick, the whole is not
+            try:
+                sock.sendall(b"\x00")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.1)
+            sock.settimeout(0.01)
+            try:
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except (TimeoutError, BlockingIOError):
+                pass
+            except OSError:
+                closed = True
+                break
+    assert closed and time.monotonic() - started < 3.5
+    assert_still_serving(client, image)
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(server, client, image, monkeypatch):
+    import threading as threads
+
+    monkeypatch.setattr(server, "_open_connections", threads.BoundedSemaphore(2))
+    held = [socket.create_connection((server.host, server.port), timeout=10) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection((server.host, server.port), timeout=10) as extra:
+            extra.settimeout(5)
+            assert extra.recv(1) == b""  # closed without a thread of its own
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    assert_still_serving(client, image)

@@ -30,6 +30,9 @@ from .engine import Segmenter, SegmentOptions
 
 log = logging.getLogger(__name__)
 
+HEADER_SECONDS = 10.0  # all of a request's header must arrive within this
+MAX_OPEN_CONNECTIONS = 64  # connections at once, authenticated or not
+
 CONNECTION_FILE_ENV = "CELLSEG_HCS_SERVER_FILE"
 
 
@@ -106,7 +109,25 @@ class SegmentServer(socketserver.ThreadingTCPServer):
         self._thread: threading.Thread | None = None
         self.images_served = 0
         self._count_lock = threading.Lock()
+        # Every connection holds a thread from its first byte, before its token is checked:
+        # cap them, and give each client HEADER_SECONDS in all to send its header, so slow
+        # or silent clients cannot tie the server up.
+        self._open_connections = threading.BoundedSemaphore(MAX_OPEN_CONNECTIONS)
         super().__init__((host, port), _RequestHandler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._open_connections.acquire(blocking=False):
+            log.info("refused %s: %d connections already open", client_address,
+                     MAX_OPEN_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._open_connections.release()
 
     @property
     def host(self) -> str:
@@ -178,7 +199,7 @@ class SegmentServer(socketserver.ThreadingTCPServer):
 
     def _reply_to(self, sock: socket.socket) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         try:
-            header = protocol.receive_header(sock)
+            header = _receive_header_within(sock, HEADER_SECONDS)
             if not hmac.compare_digest(str(header.get("token", "")).encode(),
                                        self.token.encode()):
                 return _error("wrong or missing token: read it from the server's connection "
@@ -228,6 +249,24 @@ class _RequestHandler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.settimeout(self.server.timeout_seconds)
         self.server.answer(sock)
+
+
+def _receive_header_within(sock: socket.socket, seconds: float) -> dict[str, Any]:
+    """The request header, or the connection cut when it has not all come in ``seconds``
+    (the socket's own timeout holds for each read, not for the whole header)."""
+    def cut() -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    deadline = threading.Timer(seconds, cut)
+    deadline.daemon = True
+    deadline.start()
+    try:
+        return protocol.receive_header(sock)
+    finally:
+        deadline.cancel()
 
 
 def _error(message: str) -> dict[str, Any]:
