@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import main
+from .options import backend_option, device_option, diameter_option, model_option
 
 
 def _channel(value: str | None) -> int | str | None:
@@ -20,19 +21,14 @@ def _channel(value: str | None) -> int | str | None:
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Folder for the label images (<stem>_labels.tif).")
-@click.option("--model", "-m", default="nuclei", show_default=True,
-              help="Built-in model name or a .safetensors model file.")
+@model_option
 @click.option("--channel", "-c", default=None,
               help="Channel to segment in multi-channel images: index (0-based) or name.")
-@click.option("--backend", default="auto", show_default=True,
-              help="Inference backend: auto, torch, onnxruntime or tensorrt.")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's).")
+@backend_option
+@device_option
 @click.option("--probabilities/--no-probabilities", default=False,
               help="Also write the foreground probability map (<stem>_probabilities.tif).")
-@click.option("--diameter", type=float, default=None,
-              help="Typical object diameter in pixels, when far from the model's own (about "
-                   "30): the network then runs on the image resampled to it (faster for "
-                   "large nuclei, and finds very small ones).")
+@diameter_option
 def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None,
             backend: str, device: str | None, probabilities: bool,
             diameter: float | None) -> None:

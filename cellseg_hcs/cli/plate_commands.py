@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import main
+from .options import backend_option, device_option, diameter_option, model_option
 
 
 def _wells(value: str | None) -> list[str] | None:
@@ -20,8 +21,7 @@ def _wells(value: str | None) -> list[str] | None:
 @click.argument("plate", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Folder for the tables (images.parquet, features/, run.json).")
-@click.option("--model", "-m", default="nuclei", show_default=True,
-              help="Built-in model name or a .safetensors model file.")
+@model_option
 @click.option("--channel", "-c", default=None,
               help="Channel name the model reads (default: the plate's first channel).")
 @click.option("--object", "object_name", default="Nuclei", show_default=True,
@@ -35,12 +35,9 @@ def _wells(value: str | None) -> list[str] | None:
               help="Worker processes of the local dask cluster (default: sized to the machine).")
 @click.option("--scheduler", default=None,
               help="Run on an existing dask cluster: its scheduler address (tcp://host:8786).")
-@click.option("--backend", default="auto", show_default=True,
-              help="Inference backend: auto, torch, onnxruntime or tensorrt.")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's).")
-@click.option("--diameter", type=float, default=None,
-              help="Typical object diameter in pixels, when far from the model's own (about "
-                   "30): the network then runs on each field resampled to it.")
+@backend_option
+@device_option
+@diameter_option
 @click.option("--overwrite", is_flag=True, help="Recompute fields that are already finished.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def run(plate: Path, out: Path, model: str, channel: str | None, object_name: str,

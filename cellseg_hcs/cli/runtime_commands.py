@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from . import main
+from .options import model_option
 
 
 @main.command()
@@ -38,8 +39,7 @@ def info() -> None:
 
 
 @main.command()
-@click.option("--model", "-m", default="nuclei", show_default=True,
-              help="Built-in model name or a .safetensors model file.")
+@model_option
 @click.option("--format", "file_format", default="onnx", show_default=True,
               type=click.Choice(["onnx"]), help="Exchange format to write.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
