@@ -47,14 +47,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
-    """Seconds per stage for our pipeline over ``files`` (one warm-up field first)."""
+def time_stages(files: list[Path], stages) -> dict:
+    """Seconds per stage over ``files`` (one warm-up field first), CPU time and megapixels.
+
+    ``stages`` are the normalize, network and post-process steps, each taking the previous
+    one's result; reading (tifffile) is the first stage of every pipeline.
+    """
     import tifffile
 
-    from cellseg_hcs import load_model
-
-    model = load_model(model_name)
-    runtime = model.runtime(backend, "cpu")
     seconds = dict.fromkeys(STAGES, 0.0)
     megapixels = 0.0
     cpu_started = 0.0
@@ -62,55 +62,39 @@ def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
         if index == 1:
             cpu_started = time.process_time()
         clock = [time.perf_counter()]
-        image = tifffile.imread(path)
+        result = image = tifffile.imread(path)
         clock.append(time.perf_counter())
-        field = model.prepare(image)
-        clock.append(time.perf_counter())
-        maps = runtime.predict(field)
-        clock.append(time.perf_counter())
-        labels = model.labels_from_maps(maps)
-        clock.append(time.perf_counter())
+        for stage in stages:
+            result = stage(result)
+            clock.append(time.perf_counter())
         if index == 0:  # warm-up
             continue
         for stage, begin, end in zip(STAGES, clock, clock[1:]):
             seconds[stage] += end - begin
         seconds["whole"] += clock[-1] - clock[0]
         megapixels += image.size / 1e6
-        del labels
     return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mb": _peak_rss_mb(),
-            "cpu_seconds": time.process_time() - cpu_started, "backend": runtime.describe()}
+            "cpu_seconds": time.process_time() - cpu_started}
+
+
+def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
+    """Seconds per stage for our pipeline over ``files``."""
+    from cellseg_hcs import load_model
+
+    model = load_model(model_name)
+    runtime = model.runtime(backend, "cpu")
+    stages = [model.prepare, runtime.predict, model.labels_from_maps]
+    return {**time_stages(files, stages), "backend": runtime.describe()}
 
 
 def measure_classic(files: list[Path]) -> dict:
     """Seconds per stage for the classic pipeline (its 'network' is threshold + distance)."""
-    import tifffile
-
     sys.path.insert(0, str(HERE))
     import classic
 
-    seconds = dict.fromkeys(STAGES, 0.0)
-    megapixels = 0.0
-    cpu_started = 0.0
-    for index, path in enumerate([files[0], *files]):
-        if index == 1:
-            cpu_started = time.process_time()
-        clock = [time.perf_counter()]
-        image = tifffile.imread(path)
-        clock.append(time.perf_counter())
-        smoothed = classic.smooth(image)
-        clock.append(time.perf_counter())
-        mask, distance = classic.foreground_and_distance(smoothed)
-        clock.append(time.perf_counter())
-        classic.declump(mask, distance)
-        clock.append(time.perf_counter())
-        if index == 0:
-            continue
-        for stage, begin, end in zip(STAGES, clock, clock[1:]):
-            seconds[stage] += end - begin
-        seconds["whole"] += clock[-1] - clock[0]
-        megapixels += image.size / 1e6
-    return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mb": _peak_rss_mb(),
-            "cpu_seconds": time.process_time() - cpu_started,
+    stages = [classic.smooth, classic.foreground_and_distance,
+              lambda mask_and_distance: classic.declump(*mask_and_distance)]
+    return {**time_stages(files, stages),
             "backend": {"backend": "classic (Otsu + watershed, scikit-image)"}}
 
 
