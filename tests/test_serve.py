@@ -31,14 +31,24 @@ from cellseg_hcs.serve import (
 
 
 @pytest.fixture
+def tiny_model():
+    """A hand-set model that labels exactly the bright disks, so labels have objects to
+    compare (a random network finds none at the default thresholds)."""
+    from plate_helpers import threshold_model
+
+    return threshold_model()
+
+
+@pytest.fixture
 def model_file(tiny_model, tmp_path):
     return str(tiny_model.save(tmp_path / "tiny.safetensors"))
 
 
 @pytest.fixture
 def image():
-    rng = np.random.default_rng(0)
-    return (rng.random((96, 80)) * 4000).astype(np.uint16)
+    from plate_helpers import disk_field
+
+    return disk_field(0, 5, shape=(96, 80))
 
 
 @pytest.fixture
@@ -73,6 +83,7 @@ def assert_still_serving(client, image):
 def test_labels_over_the_socket_equal_model_segment(client, tiny_model, image):
     labels = client.segment(image)["labels"]
     expected = tiny_model.segment(image)
+    assert expected.max() == 5  # the five disks: there is something to compare
     assert labels.dtype == expected.dtype
     np.testing.assert_array_equal(labels, expected)
 
@@ -86,9 +97,13 @@ def test_probabilities_come_back_only_when_asked_for(client, tiny_model, image):
 
 
 def test_threshold_and_size_overrides_reach_the_post_processing(client, tiny_model, image):
-    result = client.segment(image, foreground_threshold=0.3, min_size=1)["labels"]
+    # The disks are ~113 px: a minimum size of 200 removes all five, so a dropped
+    # override would show.
+    assert client.segment(image)["labels"].max() == 5
+    result = client.segment(image, foreground_threshold=0.3, min_size=200)["labels"]
+    assert result.max() == 0
     np.testing.assert_array_equal(result, tiny_model.segment(image, foreground_threshold=0.3,
-                                                             min_size=1))
+                                                             min_size=200))
 
 
 def test_server_listens_on_loopback_by_default(server):
@@ -198,6 +213,7 @@ def test_silent_client_is_dropped_after_the_timeout(server, client, image):
 
 def test_concurrent_clients_share_one_model(server, client, tiny_model, image):
     expected = tiny_model.segment(image)
+    assert expected.max() == 5  # the five disks: there is something to compare
     results: list = [None] * 6
 
     def work(index: int) -> None:
