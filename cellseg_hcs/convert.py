@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, SettingError
-from .io.plate import ngff_format, parse_well
+from .io.plate import ngff_format, parse_well, split_well
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +106,14 @@ def _write(path: Path, layout, fields, channel_names, plate_name, version, level
 
     fmt = ngff_format(NGFF_VERSIONS[version])
     root = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
-    rows = sorted({w[0] for w in layout}, key=lambda r: (len(r), r))
-    columns = sorted({w[len(w.rstrip('0123456789')):] for w in layout}, key=int)
-    well_paths = [f"{_row(w)}/{_column(w)}" for w in layout]
+    parts = {well: split_well(well) for well in layout}
+    rows = sorted({row for row, _ in parts.values()}, key=lambda r: (len(r), r))
+    columns = sorted({column for _, column in parts.values()}, key=int)
+    well_paths = [f"{row}/{column}" for row, column in parts.values()]
     write_plate_metadata(root, rows, columns, well_paths, fmt=fmt, name=plate_name,
                          field_count=max(len(sites) for sites in layout.values()))
     for well, sites in layout.items():
-        well_group = root.require_group(f"{_row(well)}/{_column(well)}")
+        well_group = root.require_group("/".join(parts[well]))
         write_well_metadata(well_group, [{"path": p} for _, p in sites], fmt=fmt)
         for site, field_path in sites:
             pixels = fields[(well, site)]
@@ -128,14 +129,6 @@ def _write(path: Path, layout, fields, channel_names, plate_name, version, level
                         axes="cyx", fmt=fmt, storage_options={"chunks": chunks})
             add_metadata(group, {"omero": _omero(channel_names, image.dtype)}, fmt=fmt)
             log.info("wrote well %s site %s %s", well, site, image.shape)
-
-
-def _row(well: str) -> str:
-    return well.rstrip("0123456789")
-
-
-def _column(well: str) -> str:
-    return well[len(_row(well)):]
 
 
 def _default_levels(shape: tuple[int, int], smallest: int = 256) -> int:

@@ -75,3 +75,15 @@ def test_convert_refuses_to_replace_a_plate_without_overwrite(tmp_path):
     again = CliRunner().invoke(main, arguments)
     assert again.exit_code == 2 and "--overwrite" in again.output
     assert CliRunner().invoke(main, [*arguments, "--overwrite"]).exit_code == 0
+
+
+def test_a_1536_well_plate_with_two_letter_rows_is_written_and_read_back(tmp_path):
+    from cellseg_hcs.convert import write_plate
+    from cellseg_hcs.io.plate import open_plate
+
+    image = np.zeros((32, 32), np.uint16)
+    write_plate(tmp_path / "p.zarr", {("AF48", 0): image, ("B03", 0): image},
+                channel_names=["DNA"])
+    plate = open_plate(tmp_path / "p.zarr")
+    assert sorted(f.path for f in plate.fields) == ["AF/48/0", "B/03/0"]
+    assert plate.wells == ["AF48", "B03"]

@@ -49,12 +49,24 @@ def well_name(row: str, column: str) -> str:
     return f"{row}{column.zfill(2) if column.isdigit() else column}"
 
 
-def parse_well(text: str) -> str:
-    """A well as a user types it (``B3``, ``b03``, ``B/03``) in the form :func:`well_name` gives."""
+def split_well(text: str) -> tuple[str, str]:
+    """A well as a user types it (``B3``, ``b03``, ``AF/48``) as its row and two-digit column.
+
+    Examples
+    --------
+    >>> split_well("b3"), split_well("AF48")
+    (('B', '03'), ('AF', '48'))
+    """
     match = re.fullmatch(r"\s*([A-Za-z]+)\s*/?\s*([0-9]+|[A-Za-z0-9]+)\s*", text)
     if not match:
         raise ValueError(text)
-    return well_name(match.group(1).upper(), match.group(2))
+    column = match.group(2)
+    return match.group(1).upper(), column.zfill(2) if column.isdigit() else column
+
+
+def parse_well(text: str) -> str:
+    """A well as a user types it (``B3``, ``b03``, ``B/03``) in the form :func:`well_name` gives."""
+    return well_name(*split_well(text))
 
 
 # ----------------------------------------------------------------------------- reading
