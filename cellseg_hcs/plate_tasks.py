@@ -130,14 +130,16 @@ def check_pixels(plane: np.ndarray, field_name: str) -> str | None:
 
 
 def predict_field(job: FieldJob) -> dict[str, Any]:
-    """Read the field's model channels and predict its maps.
+    """Read the field (every channel, once: the model's for the maps, all for the features)
+    and predict its maps.
 
-    Returns ``{"maps": (K, H, W) float32, "seconds": {...}}``, or ``{"error": sentence}``.
+    Returns ``{"maps": (K, H, W) float32, "image": FieldImage, "seconds": {...}}``, or
+    ``{"error": sentence}``.
     """
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     try:
-        image = read_field(job.plate_path, job.field, list(job.channels))
+        image = read_field(job.plate_path, job.field)
         planes = [image.channels[name] for name in job.channels]
         seconds["Seconds_Read"] = time.perf_counter() - started
         for plane in planes:
@@ -155,7 +157,8 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
             x = model.prepare(stacked, 0 if len(planes) == 1 else None)
             maps = predict_at_scale(runtime, x, job.scale)
         seconds["Seconds_Predict"] = time.perf_counter() - started
-        return {"maps": maps, "blank": blank, "seconds": seconds, "backend": runtime.name}
+        return {"maps": maps, "image": image, "blank": blank, "seconds": seconds,
+                "backend": runtime.name}
     except Exception as exc:  # noqa: BLE001 - one broken field must not stop the plate
         return {"error": _sentence(job.field, exc), "seconds": seconds}
 
@@ -182,10 +185,7 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
         labels = maps_to_labels(maps[0], maps[1], PostprocessSettings(**job.postprocess))
         seconds["Seconds_Postprocess"] = time.perf_counter() - started
 
-        started = time.perf_counter()
-        image = read_field(job.plate_path, field_)
-        seconds["Seconds_Read"] = seconds.get("Seconds_Read", 0.0) + time.perf_counter() - started
-
+        image = predicted["image"]
         started = time.perf_counter()
         write_field_labels(job.plate_path, field_, job.object_name, labels, image,
                            provenance=labels_provenance_of(job))
