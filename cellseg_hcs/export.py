@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingError
+from .io.atomic import write_atomic_bytes
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -120,15 +121,8 @@ def cached_onnx(model: Any) -> Path:
     """Path of the model's ONNX file in the cache, exporting it on first use (once per model)."""
     path = cache_dir() / "onnx" / f"{model.hash}-opset{OPSET}.onnx"
     if not path.is_file():
-        _write_atomically(path, onnx_bytes(model))
+        write_atomic_bytes(path, onnx_bytes(model))
     return path
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
 
 
 def export_model(model: Any, out: str | Path, file_format: str = "onnx") -> Path:
@@ -147,5 +141,5 @@ def export_model(model: Any, out: str | Path, file_format: str = "onnx") -> Path
         raise SettingError(f"unknown export format {file_format!r}; "
                            f"choose from {', '.join(FORMATS)}.")
     out = Path(out)
-    _write_atomically(out, onnx_bytes(model))
+    write_atomic_bytes(out, onnx_bytes(model))
     return out

@@ -38,7 +38,6 @@ import pandas as pd
 
 from .errors import SettingError
 
-METADATA_COLUMNS = ("Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber")
 TEXTURE_SCALE = 3
 TEXTURE_GRAY_LEVELS = 256
 

@@ -160,7 +160,6 @@ class _Plan:
     channels: tuple[str, ...]
     object_name: str
     features: tuple[str, ...]
-    feature_set: str | list[str]
     model: Any
     model_path: str
     backend: str
@@ -230,7 +229,7 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
                 f"{out} holds a run with a different {changed[0].replace('_', ' ')} "
                 f"({old[changed[0]]!r}); use another --out, or --overwrite to replace it."
             )
-    return _Plan(opened, out, fields, channels, object_name, groups, features, loaded,
+    return _Plan(opened, out, fields, channels, object_name, groups, loaded,
                  model_path, backend_name, reason, device, parameters)
 
 

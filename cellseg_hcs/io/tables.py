@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .atomic import temporary_name as _tmp_name
+from .atomic import write_atomic_bytes  # noqa: F401 - part of this module's API
 
 FEATURES_DIR = "features"
 STATUS_DIR = "status"
@@ -36,23 +37,6 @@ STRING_COLUMNS = ("Metadata_Plate", "Metadata_Well")
 INTEGER_COLUMNS = ("Metadata_Site", "ObjectNumber")
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> Path:
-    """Write a file under a temporary name in its folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

@@ -61,10 +61,6 @@ class CompiledModel:
         self.network = CompiledNetwork(multiple)
         self._runtime = None
 
-    @property
-    def postprocess_settings(self) -> PostprocessSettings:
-        return PostprocessSettings(**self.info.postprocess)
-
     def prepare(self, image: np.ndarray, channel: int | str | None = None,
                 channel_names: list[str] | None = None) -> np.ndarray:
         """Normalized float32 CYX input, exactly as :meth:`Model.prepare` makes it."""

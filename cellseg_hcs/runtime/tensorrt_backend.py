@@ -12,9 +12,7 @@ stand-in ``tensorrt`` module, the fallback of ``auto`` and the sentence a user s
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailable
+from ..io.atomic import write_atomic_bytes
 from .base import Availability, Backend
 
 log = logging.getLogger(__name__)
@@ -155,13 +154,9 @@ def cached_engine(trt: Any, path: Path, build: Any) -> Any:
         if not path.is_file():
             log.warning("building a TensorRT engine for this model and GPU (once; cached at %s)",
                         path)
-            payload = build()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # A name of this process's own: workers on other processes (one per GPU, or on
-            # nodes sharing a home folder) may build the same engine at the same time.
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(payload)
-            tmp.replace(path)
+            # Under a name of its own: workers in other processes (one per GPU, or on nodes
+            # sharing a home folder) may build the same engine at the same time.
+            write_atomic_bytes(path, build())
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
