@@ -60,7 +60,8 @@ class Model:
         self.network = network.eval()
         self.info = info
         self.source = source
-        self._runtime = None
+        self._runtimes: dict[tuple, Any] = {}
+        self._runtime = None  # the one used last
 
     # ------------------------------------------------------------ identity
     @property
@@ -125,14 +126,20 @@ class Model:
                              channel_names)
 
     def runtime(self, backend: str = "auto", device: str | None = None, **options):
-        """The inference runtime (backend + tiling) for this model, made once and kept."""
+        """The inference runtime (backend + tiling) for this model and these options, made
+        once and kept: requests that alternate options (a server's clients) reuse theirs."""
         from .runtime import Runtime
 
         wanted = (backend, device, tuple(sorted(options.items())))
-        if self._runtime is None or self._runtime_key != wanted:
-            self._runtime = Runtime(self, backend=backend, device=device, **options)
-            self._runtime_key = wanted
+        if wanted not in self._runtimes:
+            self._runtimes[wanted] = Runtime(self, backend=backend, device=device, **options)
+        self._runtime = self._runtimes[wanted]
         return self._runtime
+
+    def forget_runtimes(self) -> None:
+        """Drop the kept runtimes (after the weights change, as in training)."""
+        self._runtimes.clear()
+        self._runtime = None
 
     def predict_maps(self, image: np.ndarray, channel: int | str | None = None, *,
                      channel_names: list[str] | None = None, backend: str = "auto",

@@ -15,7 +15,6 @@ goes on.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import threading
@@ -96,23 +95,13 @@ def loaded_model_count() -> int:
     return len(_MODELS)
 
 
-_BACKEND_CHOICE: dict[tuple, str] = {}
-
-
 def _runtime(model, job: FieldJob):
-    """The model's runtime in this process; ``auto`` is resolved here, on the worker, since
-    a cluster's workers may have a GPU that the machine submitting the run lacks."""
-    from .runtime import BACKENDS, choose_backend
-
-    key = (job.backend, job.device, job.model_hash)
+    """The model's runtime in this process, made once (``Model.runtime`` keeps it); ``auto``
+    is resolved here, on the worker, since a cluster's workers may have a GPU that the
+    machine submitting the run lacks."""
+    options = {"threads": job.threads} if job.threads else {}
     with _MODELS_LOCK:
-        if key not in _BACKEND_CHOICE:
-            _BACKEND_CHOICE[key] = choose_backend(job.backend, job.device, model)[0]
-        name = _BACKEND_CHOICE[key]
-    options: dict[str, Any] = {}
-    if job.threads and "threads" in inspect.signature(BACKENDS[name].__init__).parameters:
-        options["threads"] = job.threads
-    return model.runtime(name, job.device, **options)
+        return model.runtime(job.backend, job.device, **options)
 
 
 # ----------------------------------------------------------------------------- tasks

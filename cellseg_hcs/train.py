@@ -222,7 +222,7 @@ def train(
             record = {"epoch": epoch, "loss": float(np.mean(losses)),
                       "seconds": round(time.monotonic() - started, 1)}
             if validation:
-                model._runtime = None
+                model.forget_runtimes()
                 scores = evaluate_model(model, validation)
                 record.update({"val_f1": scores["f1"], "val_ap": scores["ap"]})
                 key = (round(scores["ap"], 4), scores["f1"])
@@ -249,7 +249,7 @@ def train(
     network.load_state_dict(best_state)
     info.training["history"] = history
     info.training["seconds"] = round(time.monotonic() - started, 1)
-    model._runtime = None
+    model.forget_runtimes()
     if out is not None:
         model.save(out)
     return model
