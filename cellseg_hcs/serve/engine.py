@@ -151,8 +151,8 @@ class Segmenter:
             raise SettingError(f"expected a 2-D image (or 2-D with channels), got {image.shape}.")
         model = self.model(options.model)
         device = None if options.device == "auto" else options.device
+        x = model.prepare(image)  # CPU work of this request alone: outside the shared lock
         with self._lock:
-            x = model.prepare(image)
             runtime = model.runtime("auto", device, **options.runtime_options)
             maps = runtime.predict(x)
         labels = model.labels_from_maps(maps, **options.postprocess_overrides)
