@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="nuclei")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/accuracy.json"))
     parser.add_argument("--no-robustness", action="store_true")
+    parser.add_argument("--diameters", default="",
+                        help="Also score the model with these --diameter values "
+                             "(comma-separated), e.g. 60: the accuracy cost of the fast mode.")
     args = parser.parse_args(argv)
 
     model = cs.load_model(args.model)
@@ -102,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
               for name in ("validation", "test")}
     methods = {"cellseg-hcs": lambda image: model.segment(image),
                "classic (Otsu + watershed)": classic.segment}
+    for diameter in [float(d) for d in args.diameters.split(",") if d]:
+        methods[f"cellseg-hcs --diameter {diameter:g}"] = (
+            lambda image, d=diameter: model.segment(image, diameter=d))
     rows = []
     for split, samples in splits.items():
         for method, segment in methods.items():

@@ -129,7 +129,9 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     machine = {"cpu_cores": os.cpu_count(), "machine": platform.machine(),
                "python": platform.python_version(), "model": args.model,
-               "features": args.features}
+               "model_hash": __import__("cellseg_hcs").load_model(args.model).hash,
+               "features": args.features, "load_average": os.getloadavg(),
+               "command": "python benchmarks/plate_scale.py " + " ".join(sys.argv[1:])}
     print("\n| wells | fields | workers | run s | fields/s | MP/s | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
