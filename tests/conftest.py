@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,16 @@ TESTS = Path(__file__).parent
 DATA = TESTS / "data"
 MNFINDER = DATA / "mnfinder"
 SHARED_MNFINDER = TESTS.parent.parent / "shared" / "data" / "mnfinder"
+
+# The CellProfiler 4.2.8 environment (scripts/setup_cellprofiler_env.sh; .ci/run builds it).
+CP_VENV = Path(os.environ.get("CELLSEG_HCS_CP_VENV", TESTS.parent / ".venv-cp"))
+CP_PYTHON = CP_VENV / "bin" / "python"
+needs_cellprofiler = [
+    pytest.mark.cellprofiler,
+    pytest.mark.skipif(not CP_PYTHON.exists(),
+                       reason=f"no CellProfiler environment at {CP_VENV}; build it with "
+                              "scripts/setup_cellprofiler_env.sh"),
+]
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CP_PYTHON, CP_VENV, needs_cellprofiler
 
 from cellseg_hcs.serve import Client
 
 REPO = Path(__file__).resolve().parents[1]
-CP_VENV = Path(os.environ.get("CELLSEG_HCS_CP_VENV", REPO / ".venv-cp"))
-CP_PYTHON = CP_VENV / "bin" / "python"
 CP_COMMAND = CP_VENV / "bin" / "cellprofiler"
 PLUGINS = REPO / "plugins"
 EXAMPLE = REPO / "examples" / "segment_nuclei.cppipe"
@@ -37,12 +36,7 @@ IMAGE_NAMES = (
     "test__2023-05-31_misc__MAX_2021_1_12_BAY18_CREST647_chr18_568_h3kac488_DAPI_20x-Series003-1.tif",
 )
 
-pytestmark = [
-    pytest.mark.cellprofiler,
-    pytest.mark.skipif(not CP_PYTHON.exists(),
-                       reason=f"no CellProfiler environment at {CP_VENV}; build it with "
-                              "scripts/setup_cellprofiler_env.sh"),
-]
+pytestmark = needs_cellprofiler
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from conftest import CP_PYTHON, needs_cellprofiler
 
 from cellseg_hcs.features import measure_objects
 
 REPO = Path(__file__).resolve().parents[1]
-CP_PYTHON = REPO / ".venv-cp" / "bin" / "python"
-CP_STAMP = REPO / ".venv-cp" / ".cellseg-hcs-env"
 REFERENCE_SCRIPT = Path(__file__).parent / "cellprofiler_reference.py"
 IMAGE = "test__2023-05-31_misc__MAX_2022-12-29-0004.tif"
 
@@ -22,12 +21,7 @@ IMAGE = "test__2023-05-31_misc__MAX_2022-12-29-0004.tif"
 # installed numpy; both pick a brightest pixel, so we compare the intensity there instead.
 TIE_BROKEN = ("Nuclei_Location_MaxIntensity_X_DNA", "Nuclei_Location_MaxIntensity_Y_DNA")
 
-pytestmark = [
-    pytest.mark.cellprofiler,
-    pytest.mark.skipif(not (CP_PYTHON.exists() and CP_STAMP.exists()),
-                       reason="the CellProfiler environment .venv-cp is not built "
-                              "(scripts/setup_cellprofiler_env.sh)"),
-]
+pytestmark = needs_cellprofiler
 
 
 @pytest.fixture(scope="module")
