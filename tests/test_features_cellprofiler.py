@@ -13,7 +13,6 @@ from conftest import CP_PYTHON, needs_cellprofiler
 
 from cellseg_hcs.features import measure_objects
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE_SCRIPT = Path(__file__).parent / "cellprofiler_reference.py"
 IMAGE = "test__2023-05-31_misc__MAX_2022-12-29-0004.tif"
 
