@@ -152,6 +152,7 @@ def train(
     progress: bool = True,
     settings: TrainSettings | None = None,
     description: dict[str, Any] | None = None,
+    start_from: Model | str | Path | None = None,
     **overrides: Any,
 ) -> Model:
     """Train an instance segmentation model and return the best one seen.
@@ -171,6 +172,9 @@ def train(
         A :class:`TrainSettings`, and/or any of its fields as keywords.
     description:
         Free-form facts stored in the model's training record (data, command).
+    start_from:
+        A model (or its name or file) to fine-tune: training starts from its weights and keeps
+        its architecture; ``width``, ``depth``, ``norm`` and ``stem`` settings are ignored.
     """
     settings = copy.deepcopy(settings) if settings else TrainSettings()
     settings.epochs = epochs
@@ -182,13 +186,19 @@ def train(
     if settings.threads:
         torch.set_num_threads(settings.threads)
     sampler = PatchSampler(dataset, settings.augment, settings.seed)
-    network_options = {"in_channels": sampler.in_channels, "out_channels": 2,
-                       "depth": settings.depth, "width": settings.width, "norm": settings.norm,
-                       "stem": settings.stem}
-    network = build_network("unet", **network_options)
-    info = ModelInfo(architecture="unet", network=network_options)
+    if start_from is not None:
+        network, info = _starting_point(start_from, sampler.in_channels, settings)
+    else:
+        network_options = {"in_channels": sampler.in_channels, "out_channels": 2,
+                           "depth": settings.depth, "width": settings.width,
+                           "norm": settings.norm, "stem": settings.stem}
+        network = build_network("unet", **network_options)
+        info = ModelInfo(architecture="unet", network=network_options)
+    started_from = info.training
     info.training = {"settings": _plain(asdict(settings)), "train_images": len(dataset),
                      "validation_images": len(validation or []), **(description or {})}
+    if start_from is not None:
+        info.training["started_from"] = started_from
     model = Model(network, info)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
@@ -249,10 +259,40 @@ def train(
     network.load_state_dict(best_state)
     info.training["history"] = history
     info.training["seconds"] = round(time.monotonic() - started, 1)
+    info.training["steps"] = step
     model.forget_runtimes()
     if out is not None:
         model.save(out)
     return model
+
+
+def _starting_point(start_from: Model | str | Path, in_channels: int,
+                    settings: TrainSettings) -> tuple[torch.nn.Module, ModelInfo]:
+    """A copy of a trained model's network to fine-tune, and its information.
+
+    The copy keeps the model's normalization, post-processing and working diameter; its
+    training record is replaced by where it started from.
+    """
+    from .model import load_model
+
+    base = start_from if isinstance(start_from, Model) else load_model(start_from)
+    options = dict(base.info.network)
+    if base.info.architecture != "unet" or options.get("out_channels") != 2:
+        raise InputError("start_from must be an instance model made by cellseg-hcs train.")
+    if options.get("in_channels") != in_channels:
+        raise InputError(f"start_from takes {options.get('in_channels')} channel(s) but the "
+                         f"training images have {in_channels}.")
+    for key in ("width", "depth", "norm", "stem"):
+        if key in options:
+            setattr(settings, key, options[key])
+    info = copy.deepcopy(base.info)
+    info.training = {"hash": base.hash, "source": str(base.source),
+                     "seconds": base.info.training.get("seconds"),
+                     "steps": base.info.training.get("steps")}
+    info.metrics = {}
+    info.package_version = ModelInfo().package_version
+    network = copy.deepcopy(base.network).float().train()
+    return network, info
 
 
 def _fraction_done(step: int, total_steps: int, started: float,

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for training (1 on a shared 2-core machine)")
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--start-from", default=None,
+                        help="fine-tune this model (name or file) instead of starting afresh")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         stem=args.stem,
         seed=args.seed,
         threads=args.threads,
+        learning_rate=args.learning_rate,
+        start_from=args.start_from,
         out=args.out,
         description={"data": "mnfinder 1.2.3 training split (30 images), MIT license",
                      "validation": "mnfinder validation split (3 images)",

@@ -51,6 +51,36 @@ def test_training_on_blobs_learns_to_find_them():
     assert model.info.training["best_epoch"] == best["epoch"]
 
 
+def test_fine_tuning_starts_from_the_given_model_and_keeps_its_architecture():
+    data = [_blobs(seed) for seed in range(4)]
+    options = {"batch_size": 4, "steps_per_epoch": 10, "learning_rate": 5e-3, "seed": 0,
+               "progress": False,
+               "augment": AugmentSettings(patch_size=64, wide_scale_probability=0.0)}
+    base = cs.train(data, epochs=6, width=8, depth=3, **options)
+    base.info.postprocess["seed_threshold"] = 0.45
+    before = {k: v.clone() for k, v in base.network.state_dict().items()}
+
+    tuned = cs.train(data, epochs=1, start_from=base, width=32, depth=5, **options)
+    scratch = cs.train(data, epochs=1, width=8, depth=3, **options)
+
+    assert tuned.info.network == base.info.network  # width/depth of the base, not 32/5
+    assert tuned.info.postprocess["seed_threshold"] == 0.45
+    assert tuned.info.training["started_from"]["hash"] == base.hash
+    # It learns on from where the base stopped, well below a fresh start's first epoch...
+    assert (tuned.info.training["history"][0]["loss"]
+            < 0.8 * scratch.info.training["history"][0]["loss"])
+    # ...and the base model itself is left as it was.
+    for key, value in base.network.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+def test_fine_tuning_refuses_a_model_for_other_channels():
+    two_channel = Sample(np.zeros((2, 64, 64), np.uint16), np.zeros((64, 64), np.int32), "x")
+    base = cs.train([_blobs(0)], epochs=1, progress=False, **SMALL)
+    with pytest.raises(cs.errors.InputError, match="1 channel"):
+        cs.train([two_channel], epochs=1, progress=False, start_from=base, **SMALL)
+
+
 def test_an_empty_dataset_is_refused():
     with pytest.raises(cs.errors.InputError, match="empty"):
         cs.train([], epochs=1, progress=False)

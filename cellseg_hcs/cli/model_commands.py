@@ -66,13 +66,20 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
 @click.option("--width", default=16, show_default=True, help="UNet base width.")
 @click.option("--depth", default=5, show_default=True, help="UNet levels.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--learning-rate", default=2e-3, show_default=True,
+              help="Peak learning rate (about half of it suits fine-tuning).")
+@click.option("--start-from", default=None, metavar="MODEL",
+              help="Fine-tune this model (a name such as 'nuclei', or a file) on your images "
+                   "instead of starting afresh; its architecture is kept.")
 def train(images: Path, masks: Path, out: Path, val_images: Path | None,
           val_masks: Path | None, pattern: str, epochs: int, steps: int,
-          minutes: float | None, width: int, depth: int, seed: int) -> None:
+          minutes: float | None, width: int, depth: int, seed: int, learning_rate: float,
+          start_from: str | None) -> None:
     """Train an instance segmentation model from image and mask folders.
 
     Keeps the epoch with the best validation AP when validation folders are given,
-    and tunes the post-processing thresholds on them.
+    and tunes the post-processing thresholds on them. With --start-from, fine-tunes an
+    existing model (for example the shipped 'nuclei') on your own annotated images.
     """
     from .. import data
     from ..train import train as run_training
@@ -84,6 +91,7 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
         validation = data.ImageMaskFolder(val_images, val_masks)
     model = run_training(training, validation=validation, epochs=epochs, out=out,
                          steps_per_epoch=steps, width=width, depth=depth, seed=seed,
+                         learning_rate=learning_rate, start_from=start_from,
                          time_limit=minutes * 60 if minutes else None,
                          description={"images": str(images), "masks": str(masks)})
     if validation is not None:
