@@ -90,3 +90,77 @@ def test_objects_far_smaller_than_the_fields_median_are_dropped_at_any_scale():
         assert labels.max() == 3 and labels[11 * scale, 61 * scale] == 0
         without = maps_to_labels(foreground, foreground, PostprocessSettings(min_size=1))
         assert without.max() == 4
+
+
+# ---------------------------------------------------------------- seeds from distance peaks
+PEAKS = PostprocessSettings(min_size=1, seeds="peaks", peak_height=0.3)
+
+
+def _two_peaks(saddle: float) -> tuple[np.ndarray, np.ndarray]:
+    """One foreground bar whose distance map has peaks of 1 joined by a pass at ``saddle``."""
+    x = np.linspace(0, 1, 41)
+    profile = np.maximum(1 - np.abs(x - 0.25) / 0.25 * (1 - saddle),
+                         1 - np.abs(x - 0.75) / 0.25 * (1 - saddle)).clip(0, 1)
+    distance = np.zeros((9, 45))
+    distance[2:7, 2:43] = profile
+    return (distance > 0).astype(float), distance
+
+
+def test_peaks_split_touching_objects_whose_maps_merge_above_any_threshold():
+    foreground, distance = _two_peaks(saddle=0.6)
+    by_threshold = maps_to_labels(foreground, distance,
+                                  PostprocessSettings(min_size=1, seed_threshold=0.5))
+    assert by_threshold.max() == 1  # the pass at 0.6 joins both seeds above 0.5
+    assert maps_to_labels(foreground, distance, PEAKS).max() == 2
+
+
+def test_peaks_keep_a_nucleus_with_a_shallow_dent_whole():
+    foreground, distance = _two_peaks(saddle=0.85)  # the dent is 0.15 deep, under 0.3
+    assert maps_to_labels(foreground, distance, PEAKS).max() == 1
+    by_threshold = maps_to_labels(foreground, distance,
+                                  PostprocessSettings(min_size=1, seed_threshold=0.9))
+    assert by_threshold.max() == 2
+
+
+def test_peaks_leave_no_foreground_unlabelled():
+    foreground, distance = _two_peaks(saddle=0.2)
+    faint = distance * 0.25  # every peak lower than peak_height
+    for maps in ((foreground, distance), (foreground, faint)):
+        labels = maps_to_labels(*maps, PEAKS)
+        assert ((labels > 0) == (foreground > 0)).all()
+    assert maps_to_labels(foreground, faint, PEAKS).max() == 1
+
+
+def test_peaks_equal_h_maxima_seeds_over_the_whole_field(mnfinder_dir):
+    """The per-component shortcut gives exactly the textbook whole-image result."""
+    import tifffile
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    truth = tifffile.imread(next((mnfinder_dir / "nuclei_labels").glob("*.tif")))
+    foreground, distance = instance_targets(truth)
+    # Smooth noise, like a network's maps: it adds shallow peaks and moves the passes.
+    noise = ndi.gaussian_filter(np.random.default_rng(0).normal(0, 0.3, distance.shape), 2)
+    distance = np.maximum(distance + noise * (foreground > 0), 0)  # no flat tops: no ties
+    settings = PostprocessSettings(min_size=1, seeds="peaks", peak_height=0.3, fill_holes=False)
+    labels = maps_to_labels(foreground, distance, settings)
+
+    mask = foreground > 0.5
+    masked = np.where(mask, distance, 0).astype(np.float32)
+    cross = ndi.generate_binary_structure(2, 1)  # objects are 4-connected
+    seeds, n_seeds = ndi.label(h_maxima(masked, 0.3, footprint=cross).astype(bool) & mask)
+    expected = watershed(-masked, seeds, mask=mask)
+    assert n_seeds > len(np.unique(truth)) - 1  # the noise made extra peaks to sort out
+    flooded = expected > 0  # the textbook leaves seedless specks unlabelled; we keep them
+    pairs = np.unique(np.stack([labels[flooded], expected[flooded]]), axis=1)
+    assert pairs.shape[1] == len(np.unique(labels[flooded])) == n_seeds  # same partition
+    assert (labels[mask] > 0).all()
+
+
+def test_an_unknown_seed_method_is_refused():
+    import pytest
+
+    foreground, distance = _two_peaks(saddle=0.5)
+    with pytest.raises(ValueError, match="unknown seeds 'maxima'"):
+        maps_to_labels(foreground, distance, PostprocessSettings(seeds="maxima"))

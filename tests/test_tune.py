@@ -1,0 +1,63 @@
+"""Tuning post-processing on validation images: it finds the settings that fit the maps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cellseg_hcs.data import Sample
+from cellseg_hcs.postprocess import PostprocessSettings, maps_to_labels
+from cellseg_hcs.tune import seed_choices, tune_postprocess
+
+# Along one bar of foreground: two bright nuclei joined by a high pass (0.6), and a faint
+# one (peak 0.4) beside them, as a network draws a dim nucleus touching bright ones.
+POINTS_X = [0, 10, 20, 30, 40, 47, 54]
+POINTS_Y = [0.05, 1.0, 0.6, 1.0, 0.05, 0.4, 0.05]
+
+
+class MapsModel:
+    """Stands in for a trained model whose network draws fixed maps."""
+
+    def __init__(self, maps: np.ndarray) -> None:
+        self.maps = maps
+        self.runs = 0
+
+    def predict_maps(self, image: np.ndarray) -> np.ndarray:
+        self.runs += 1
+        return self.maps
+
+    def labels_from_maps(self, maps: np.ndarray, **settings) -> np.ndarray:
+        return maps_to_labels(maps[0], maps[1], PostprocessSettings(min_size=1, **settings))
+
+
+def _three_nuclei_in_a_row() -> tuple[Sample, np.ndarray]:
+    profile = np.interp(np.arange(55), POINTS_X, POINTS_Y)
+    distance = np.zeros((9, 59))
+    distance[2:7, 2:57] = profile
+    foreground = (distance > 0).astype(float)
+    truth = np.zeros(distance.shape, np.int32)
+    truth[2:7, 2:22], truth[2:7, 22:42], truth[2:7, 42:57] = 1, 2, 3
+    return Sample(foreground.astype(np.float32), truth, "row"), np.stack([foreground, distance])
+
+
+def test_no_seed_threshold_finds_all_three_but_a_peak_height_does():
+    sample, maps = _three_nuclei_in_a_row()
+    for choice in seed_choices():
+        labels = maps_to_labels(maps[0], maps[1], PostprocessSettings(min_size=1, **choice))
+        assert (labels.max() == 3) == (choice["seeds"] == "peaks" and
+                                       choice["peak_height"] <= 0.35), choice
+
+
+def test_tuning_picks_the_seeds_that_separate_the_nuclei_and_runs_the_network_once():
+    sample, maps = _three_nuclei_in_a_row()
+    model = MapsModel(maps)
+    best = tune_postprocess(model, [sample], size_fraction=(0.0,))
+    assert best["settings"]["seeds"] == "peaks"
+    assert best["scores"]["f1"] == 1.0
+    assert model.runs == 1
+
+
+def test_tuning_without_peak_heights_stays_with_thresholds():
+    sample, maps = _three_nuclei_in_a_row()
+    best = tune_postprocess(MapsModel(maps), [sample], size_fraction=(0.0,), peak=())
+    assert best["settings"]["seeds"] == "threshold"
+    assert best["scores"]["f1"] < 1.0
