@@ -122,3 +122,13 @@ def test_train_command_writes_a_model_that_segments(tmp_path):
     model = cs.load_model(out)
     assert model.info.training["images"] == str(images)
     assert model.segment(_blobs(5).image).shape == (96, 96)
+
+    tuned = tmp_path / "tuned.safetensors"
+    result = CliRunner().invoke(main, ["train", "--images", str(images), "--masks", str(masks),
+                                       "--out", str(tuned), "--epochs", "1", "--steps", "2",
+                                       "--start-from", str(out), "--learning-rate", "1e-3"])
+    assert result.exit_code == 0, result.output
+    tuned_model = cs.load_model(tuned)
+    assert tuned_model.info.network == model.info.network  # not the default width 16
+    assert tuned_model.info.training["started_from"]["hash"] == model.hash
+    assert tuned_model.info.training["settings"]["learning_rate"] == 1e-3
