@@ -22,7 +22,9 @@ class PostprocessSettings:
     and so are objects smaller than ``min_size_fraction`` of the field's median object
     area. The second filter has no unit, so it holds at every magnification: it removes
     micronuclei and debris, which are a few percent of a nucleus' area, wherever the
-    nuclei are 10 or 100 pixels across.
+    nuclei are 10 or 100 pixels across. Objects whose mean foreground probability is under
+    ``min_score`` are dropped too: the network's own doubt, which spares small nuclei that
+    a size filter would take.
     """
 
     foreground_threshold: float = 0.5
@@ -32,6 +34,7 @@ class PostprocessSettings:
     min_size_fraction: float = 0.0
     seeds: str = "threshold"
     peak_height: float = 0.3
+    min_score: float = 0.0
 
 
 def label_dtype(count: int) -> np.dtype:
@@ -59,6 +62,12 @@ def maps_to_labels(
     array([0, 1, 2], dtype=uint16)
     """
     settings = settings or PostprocessSettings()
+    return drop_objects(split_objects(foreground, distance, settings), foreground, settings)
+
+
+def split_objects(foreground: np.ndarray, distance: np.ndarray,
+                  settings: PostprocessSettings) -> np.ndarray:
+    """The first stage of :func:`maps_to_labels`: objects before any is dropped (int32)."""
     if settings.seeds not in SEED_FINDERS:
         raise ValueError(f"unknown seeds {settings.seeds!r}; choose from "
                          f"{', '.join(SEED_FINDERS)}")
@@ -66,11 +75,33 @@ def maps_to_labels(
     if settings.fill_holes:
         mask = fill_holes(mask)
     if not mask.any():
-        return np.zeros(mask.shape, dtype=np.uint16)
+        return np.zeros(mask.shape, dtype=np.int32)
     distance = np.asarray(distance, dtype=np.float32)
     components, n_components = ndi.label(mask)
-    labels = SEED_FINDERS[settings.seeds](components, n_components, distance, settings)
-    return _drop_small_and_relabel(labels, settings.min_size, settings.min_size_fraction)
+    return SEED_FINDERS[settings.seeds](components, n_components, distance, settings)
+
+
+def drop_objects(labels: np.ndarray, foreground: np.ndarray,
+                 settings: PostprocessSettings) -> np.ndarray:
+    """The second stage of :func:`maps_to_labels`: small and doubtful objects dropped.
+
+    Drops objects under ``min_size`` pixels, then those under ``min_size_fraction`` of the
+    median area of the rest, then those whose mean foreground probability is under
+    ``min_score``; the others are numbered 1..N in their order.
+    """
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= max(settings.min_size, 1)
+    keep[0] = False
+    if settings.min_size_fraction > 0 and keep.any():
+        keep &= sizes >= settings.min_size_fraction * np.median(sizes[keep])
+    if settings.min_score > 0 and keep.any():
+        total = np.bincount(labels.ravel(), weights=np.asarray(foreground, np.float64).ravel(),
+                            minlength=sizes.size)
+        keep &= total >= settings.min_score * sizes
+    dtype = label_dtype(int(keep.sum()))
+    new_ids = np.zeros(sizes.size, dtype=dtype)
+    new_ids[keep] = np.arange(1, keep.sum() + 1)
+    return new_ids[labels]
 
 
 def _objects_by_threshold(components: np.ndarray, n_components: int, distance: np.ndarray,
@@ -155,16 +186,3 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
         outside[edge] = True
     outside[0] = False  # label 0 is the mask itself
     return ~outside[background]
-
-
-def _drop_small_and_relabel(labels: np.ndarray, min_size: int,
-                            min_size_fraction: float = 0.0) -> np.ndarray:
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= max(min_size, 1)
-    keep[0] = False
-    if min_size_fraction > 0 and keep.any():
-        keep &= sizes >= min_size_fraction * np.median(sizes[keep])
-    dtype = label_dtype(int(keep.sum()))
-    new_ids = np.zeros(sizes.size, dtype=dtype)
-    new_ids[keep] = np.arange(1, keep.sum() + 1)
-    return new_ids[labels]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
 
 from .data.base import Sample
 from .evaluate import evaluate_model
+from .metrics import InstanceScores
+from .postprocess import PostprocessSettings, drop_objects, split_objects
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 PEAK_HEIGHTS = (0.2, 0.25, 0.3, 0.35, 0.4)
 SIZE_FRACTIONS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3)
+MIN_SCORES = (0.0, 0.7, 0.8, 0.85, 0.9)
 
 
 def seed_choices(seed: Sequence[float] = SEED_THRESHOLDS,
@@ -27,25 +31,37 @@ def tune_postprocess(model, validation: Sequence[Sample],
                      foreground: Sequence[float] = FOREGROUND_THRESHOLDS,
                      seed: Sequence[float] = SEED_THRESHOLDS,
                      size_fraction: Sequence[float] = SIZE_FRACTIONS,
-                     peak: Sequence[float] = PEAK_HEIGHTS) -> dict:
-    """The foreground threshold, seeds and relative size filter with the best validation AP.
+                     peak: Sequence[float] = PEAK_HEIGHTS,
+                     min_score: Sequence[float] = MIN_SCORES) -> dict:
+    """The post-processing settings with the best validation AP (then F1).
 
-    Seeds are tried both ways (:class:`~cellseg_hcs.postprocess.PostprocessSettings`):
-    thresholds ``seed`` and peak heights ``peak`` (an empty sequence leaves that way out).
-    Ties go to the better F1, then to the foreground threshold nearest 0.5, the smaller
-    filter, and the earlier seed choice.
+    Tries every foreground threshold, every way to seed objects (thresholds ``seed`` and
+    peak heights ``peak``; an empty sequence leaves that way out, see
+    :class:`~cellseg_hcs.postprocess.PostprocessSettings`), every relative size filter and
+    every minimum object score. Ties go to the better F1, then to the foreground threshold
+    nearest 0.5, the weaker filters, and the earlier seed choice.
 
-    The network runs once per image; only the post-processing is repeated.
-    Returns ``{"settings": {...}, "scores": {...}}``.
+    The network runs once per image and objects are split once per foreground and seed
+    choice; only the filters are repeated. Returns ``{"settings": {...}, "scores": {...}}``
+    with the full metrics of the chosen settings.
     """
+    base = PostprocessSettings(**model.info.postprocess)
     maps = [model.predict_maps(sample.image) for sample in validation]
-    choices = seed_choices(seed, peak)
     best = None
-    for fg, (order, seeds), fraction in product(foreground, enumerate(choices), size_fraction):
-        settings = {"foreground_threshold": fg, **seeds, "min_size_fraction": fraction}
-        scores = evaluate_model(model, validation, maps=maps, **settings)
-        key = (round(scores["ap"], 4), scores["f1"], -abs(fg - 0.5), -fraction, -order)
-        if best is None or key > best[0]:
-            best = (key, settings, scores)
-    _, settings, scores = best
+    for fg, (order, seeds) in product(foreground, enumerate(seed_choices(seed, peak))):
+        split = replace(base, foreground_threshold=fg, **seeds)
+        objects = [split_objects(m[0], m[1], split) for m in maps]
+        for fraction, score in product(size_fraction, min_score):
+            settings = replace(split, min_size_fraction=fraction, min_score=score)
+            scores = InstanceScores()
+            for sample, field_maps, field_objects in zip(validation, maps, objects):
+                scores.add(sample.labels, drop_objects(field_objects, field_maps[0], settings))
+            summary = scores.summary()
+            key = (round(summary["ap"], 4), summary["f1"], -abs(fg - 0.5), -fraction, -score,
+                   -order)
+            if best is None or key > best[0]:
+                best = (key, {"foreground_threshold": fg, **seeds,
+                              "min_size_fraction": fraction, "min_score": score})
+    settings = best[1]
+    scores = evaluate_model(model, validation, maps=maps, **settings)
     return {"settings": settings, "scores": {k: float(np.float64(v)) for k, v in scores.items()}}

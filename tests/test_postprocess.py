@@ -164,3 +164,18 @@ def test_an_unknown_seed_method_is_refused():
     foreground, distance = _two_peaks(saddle=0.5)
     with pytest.raises(ValueError, match="unknown seeds 'maxima'"):
         maps_to_labels(foreground, distance, PostprocessSettings(seeds="maxima"))
+
+
+def test_doubtful_objects_are_dropped_and_confident_small_ones_kept():
+    foreground = np.zeros((40, 90))
+    for left in (5, 30, 55):
+        foreground[5:25, left:left + 20] = 0.95  # three nuclei
+    foreground[30:35, 10:15] = 0.9  # a small nucleus the network is sure of
+    foreground[30:35, 40:45] = 0.6  # a small speck it doubts
+    distance = (foreground > 0).astype(float)
+    by_score = maps_to_labels(foreground, distance,
+                              PostprocessSettings(min_size=1, min_score=0.8))
+    assert by_score.max() == 4 and by_score[32, 12] > 0 and by_score[32, 42] == 0
+    by_size = maps_to_labels(foreground, distance,
+                             PostprocessSettings(min_size=1, min_size_fraction=0.25))
+    assert by_size.max() == 3 and by_size[32, 12] == 0  # a size filter loses the small nucleus

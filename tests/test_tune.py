@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cellseg_hcs.data import Sample
+from cellseg_hcs.model import ModelInfo
 from cellseg_hcs.postprocess import PostprocessSettings, maps_to_labels
 from cellseg_hcs.tune import seed_choices, tune_postprocess
 
@@ -20,13 +21,15 @@ class MapsModel:
     def __init__(self, maps: np.ndarray) -> None:
         self.maps = maps
         self.runs = 0
+        self.info = ModelInfo(postprocess={"min_size": 1})
 
     def predict_maps(self, image: np.ndarray) -> np.ndarray:
         self.runs += 1
         return self.maps
 
     def labels_from_maps(self, maps: np.ndarray, **settings) -> np.ndarray:
-        return maps_to_labels(maps[0], maps[1], PostprocessSettings(min_size=1, **settings))
+        merged = {**self.info.postprocess, **settings}
+        return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged))
 
 
 def _three_nuclei_in_a_row() -> tuple[Sample, np.ndarray]:
@@ -61,3 +64,17 @@ def test_tuning_without_peak_heights_stays_with_thresholds():
     best = tune_postprocess(MapsModel(maps), [sample], size_fraction=(0.0,), peak=())
     assert best["settings"]["seeds"] == "threshold"
     assert best["scores"]["f1"] < 1.0
+
+
+def test_tuning_drops_doubtful_specks_by_score_not_the_small_sure_nuclei():
+    sample, maps = _three_nuclei_in_a_row()
+    foreground, distance = maps.copy()
+    truth = sample.labels.copy()
+    # Row 0 is apart from the row of nuclei (rows 2-6): two specks of the same size.
+    foreground[0, 3:7], distance[0, 3:7] = 0.55, 0.3  # a doubtful speck, not a nucleus
+    foreground[0, 40:44], distance[0, 40:44] = 1.0, 0.3  # a small nucleus, sure
+    truth[0, 40:44] = 4
+    best = tune_postprocess(MapsModel(np.stack([foreground, distance])),
+                            [Sample(foreground.astype(np.float32), truth, "row")])
+    assert best["scores"]["f1"] == 1.0
+    assert best["settings"]["min_score"] > 0.55 and best["settings"]["min_size_fraction"] == 0
