@@ -78,3 +78,22 @@ def test_tuning_drops_doubtful_specks_by_score_not_the_small_sure_nuclei():
                             [Sample(foreground.astype(np.float32), truth, "row")])
     assert best["scores"]["f1"] == 1.0
     assert best["settings"]["min_score"] > 0.55 and best["settings"]["min_size_fraction"] == 0
+
+
+def test_the_quick_scores_of_tuning_equal_the_full_metrics(mnfinder_dir):
+    import tifffile
+    from scipy import ndimage as ndi
+
+    from cellseg_hcs.metrics import InstanceScores, match_instances
+    from cellseg_hcs.tune import _ap_and_f1
+
+    full, matches = InstanceScores(), []
+    for path in sorted((mnfinder_dir / "nuclei_labels").glob("*.tif"))[:2]:
+        truth = tifffile.imread(path)
+        pred = np.where(ndi.binary_erosion(truth > 0, iterations=2), truth, 0)  # shrunk
+        pred[:40] = 0  # and some missed
+        full.add(truth, pred)
+        matches.append(match_instances(truth, pred))
+    summary = full.summary()
+    assert 0 < summary["ap"] < summary["f1"] < 1
+    assert _ap_and_f1(matches) == (summary["ap"], summary["f1"])
