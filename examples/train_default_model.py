@@ -1,9 +1,15 @@
 """Train the shipped default model ``nuclei`` on the mnfinder training split.
 
-This is the exact recipe behind ``cellseg_hcs/weights/nuclei.safetensors``:
+This is the recipe behind ``cellseg_hcs/weights/nuclei.safetensors``: a model from scratch,
+then the same model fine-tuned from it (see its MODEL_CARD.md):
 
     python examples/train_default_model.py --data ../shared/data/mnfinder \
         --out cellseg_hcs/weights/nuclei.safetensors --minutes 90 --threads 1
+    python examples/train_default_model.py --data ../shared/data/mnfinder \
+        --out cellseg_hcs/weights/nuclei.safetensors --minutes 125 --threads 2 \
+        --learning-rate 1e-3 --start-from cellseg_hcs/weights/nuclei.safetensors
+
+Each run ends by choosing the post-processing on the validation split.
 
 Training images: ``training__*`` (30); model selection and post-processing thresholds:
 ``validation__*`` (3). The test split is never read here.

@@ -1,10 +1,11 @@
-"""Fast maps-to-labels gives exactly the labels of the plain whole-field watershed."""
+"""Fast maps-to-labels gives the labels of the plain whole-field watershed (same objects)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from cellseg_hcs.postprocess import PostprocessSettings, fill_holes, maps_to_labels
@@ -17,7 +18,13 @@ def plain_maps_to_labels(foreground, distance, settings):
     mask = foreground > settings.foreground_threshold
     if settings.fill_holes:
         mask = ndi.binary_fill_holes(mask)
-    seeds, n_seeds = ndi.label((distance > settings.seed_threshold) & mask)
+    if settings.seeds == "peaks":  # h-maxima of the distance map inside the foreground
+        masked = np.where(mask, distance, 0).astype(np.float32)
+        cross = ndi.generate_binary_structure(2, 1)
+        peaks = h_maxima(masked, settings.peak_height, footprint=cross).astype(bool)
+        seeds, n_seeds = ndi.label(peaks & mask)
+    else:
+        seeds, n_seeds = ndi.label((distance > settings.seed_threshold) & mask)
     components, n_components = ndi.label(mask)
     seeded = np.zeros(n_components + 1, dtype=bool)
     seeded[np.unique(components[seeds > 0])] = True
@@ -30,9 +37,23 @@ def plain_maps_to_labels(foreground, distance, settings):
     fraction = getattr(settings, "min_size_fraction", 0.0)  # relative size filter, if any
     if fraction > 0 and keep.any():
         keep &= sizes >= fraction * np.median(sizes[keep])
+    if settings.min_score > 0:  # mean foreground probability of each object
+        totals = np.bincount(labels.ravel(), weights=foreground.ravel(), minlength=sizes.size)
+        keep &= totals >= settings.min_score * sizes
     new_ids = np.zeros(sizes.size, dtype=np.int64)
     new_ids[keep] = np.arange(1, keep.sum() + 1)
     return new_ids[labels]
+
+
+def assert_same_labels(labels, expected, settings):
+    """Threshold seeds: the very same labels. Peak seeds: the same objects, numbered in
+    another order (single-seed components first)."""
+    if settings.seeds == "threshold":
+        np.testing.assert_array_equal(labels, expected)
+        return
+    np.testing.assert_array_equal(labels > 0, expected > 0)
+    pairs = np.unique(np.stack([labels.ravel(), expected.ravel()]), axis=1)
+    assert pairs.shape[1] == labels.max() + 1 == expected.max() + 1  # one to one
 
 
 def _smooth_maps(seed: int, shape=(160, 230)) -> tuple[np.ndarray, np.ndarray]:
@@ -47,12 +68,16 @@ def _smooth_maps(seed: int, shape=(160, 230)) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("settings", [PostprocessSettings(),
                                       PostprocessSettings(0.3, 0.6, 1, False),
                                       PostprocessSettings(0.6, 0.2, 30, True),
-                                      PostprocessSettings(0.45, 0.5, 4, True)])
+                                      PostprocessSettings(0.45, 0.5, 4, True),
+                                      PostprocessSettings(0.4, seeds="peaks", peak_height=0.3,
+                                                          min_score=0.6),
+                                      PostprocessSettings(0.5, seeds="peaks", peak_height=0.1,
+                                                          min_size=1)])
 def test_labels_equal_the_plain_whole_field_watershed(seed, settings):
     foreground, distance = _smooth_maps(seed)
     labels = maps_to_labels(foreground, distance, settings)
     expected = plain_maps_to_labels(foreground, distance, settings)
-    np.testing.assert_array_equal(labels, expected)
+    assert_same_labels(labels, expected, settings)
 
 
 def test_labels_equal_the_plain_watershed_on_the_built_in_model_output(mnfinder_dir):
@@ -64,9 +89,10 @@ def test_labels_equal_the_plain_watershed_on_the_built_in_model_output(mnfinder_
     for path in sorted((mnfinder_dir / "images").glob("*.tif"))[:2]:
         maps = model.predict_maps(tifffile.imread(path), backend="torch")
         settings = model.postprocess_settings
+        assert settings.seeds == "peaks" and settings.min_score > 0  # the shipped settings
         labels = maps_to_labels(maps[0], maps[1], settings)
         assert labels.max() > 0
-        np.testing.assert_array_equal(labels, plain_maps_to_labels(maps[0], maps[1], settings))
+        assert_same_labels(labels, plain_maps_to_labels(maps[0], maps[1], settings), settings)
 
 
 @pytest.mark.parametrize("seed", range(10))
