@@ -14,6 +14,7 @@ Writes ``benchmarks/results/quantize.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -56,10 +57,13 @@ def quantize(model, training, out: Path) -> Path:
             return next(self.patches, None)
 
     prepared = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(cached_onnx(model)), str(prepared), skip_symbolic_shape=True)
-    quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+    # The quantizer leaves scratch files (shape inference, external data) in the working
+    # directory: run it inside the output's folder.
+    with contextlib.chdir(out.parent):
+        quant_pre_process(str(cached_onnx(model)), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
     return out
 
 
