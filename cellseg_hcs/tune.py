@@ -10,7 +10,7 @@ import numpy as np
 
 from .data.base import Sample
 from .evaluate import evaluate_model
-from .metrics import IOU_THRESHOLDS, match_instances
+from .metrics import InstanceScores, match_instances
 from .postprocess import PostprocessSettings, drop_objects, split_objects
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
@@ -53,10 +53,12 @@ def tune_postprocess(model, validation: Sequence[Sample],
         objects = [split_objects(m[0], m[1], split) for m in maps]
         for fraction, score in product(size_fraction, min_score):
             settings = replace(split, min_size_fraction=fraction, min_score=score)
-            ap, f1 = _ap_and_f1([match_instances(sample.labels,
-                                                 drop_objects(field_objects, m[0], settings))
-                                 for sample, m, field_objects in zip(validation, maps, objects)])
-            key = (round(ap, 4), f1, -abs(fg - 0.5), -fraction, -score, -order)
+            scores = InstanceScores(matches=[
+                match_instances(sample.labels, drop_objects(field_objects, m[0], settings))
+                for sample, m, field_objects in zip(validation, maps, objects)
+            ]).matching_summary()
+            key = (round(scores["ap"], 4), scores["f1"], -abs(fg - 0.5), -fraction, -score,
+                   -order)
             if best is None or key > best[0]:
                 best = (key, {"foreground_threshold": fg, **seeds,
                               "min_size_fraction": fraction, "min_score": score})
@@ -64,17 +66,3 @@ def tune_postprocess(model, validation: Sequence[Sample],
     scores = evaluate_model(model, validation, maps=maps, **settings)
     return {"settings": settings, "scores": {k: float(np.float64(v)) for k, v in scores.items()}}
 
-
-def _ap_and_f1(matches: list) -> tuple[float, float]:
-    """Pooled AP over IoU 0.5:0.95 and F1 at 0.5, as :class:`~cellseg_hcs.metrics.InstanceScores`
-    computes them, without the other metrics."""
-    n_true = sum(m.n_true for m in matches)
-    n_pred = sum(m.n_pred for m in matches)
-    aps, f1 = [], 1.0
-    for threshold in IOU_THRESHOLDS:
-        tp = sum(m.tp[threshold] for m in matches)
-        fp, fn = n_pred - tp, n_true - tp
-        aps.append(tp / (tp + fp + fn) if tp + fp + fn else 1.0)
-        if threshold == IOU_THRESHOLDS[0]:
-            f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    return float(np.mean(aps)), f1
