@@ -49,9 +49,11 @@ def quantize(model, training, out: Path) -> Path:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    patches = list(calibration_patches(model, training))  # read before leaving the cwd
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.patches = calibration_patches(model, training)
+            self.patches = iter(patches)
 
         def get_next(self):
             return next(self.patches, None)
