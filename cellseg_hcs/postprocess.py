@@ -144,7 +144,7 @@ def _objects_by_peaks(components: np.ndarray, n_components: int, distance: np.nd
 
     height = settings.peak_height
     inside_any = components > 0
-    masked = np.where(inside_any, distance, 0).astype(np.float32)
+    masked = np.where(inside_any, distance, np.float32(0))  # float32, like distance
     tall = (ndi.maximum_filter(masked, size=3) == masked) & inside_any & (masked >= height)
     candidates = np.bincount(components[tall], minlength=n_components + 1)
     single = np.flatnonzero(candidates[1:] <= 1) + 1
