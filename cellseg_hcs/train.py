@@ -46,7 +46,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainSettings:
-    """How to train. ``steps_per_epoch`` batches make an epoch; validation runs after each."""
+    """How to train. ``steps_per_epoch`` batches make an epoch; validation runs after each.
+
+    ``average``: when above 0, the weights validated, kept and returned are an exponential
+    moving average of the trained ones, each step moving ``1 - average`` of the way to them
+    (0.999 averages over roughly the last thousand steps); 0 keeps the trained weights.
+    """
 
     epochs: int = 50
     steps_per_epoch: int = 100
@@ -61,6 +66,7 @@ class TrainSettings:
     seed: int = 0
     threads: int | None = None
     time_limit: float | None = None
+    average: float = 0.0
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
 
@@ -200,6 +206,10 @@ def train(
     if start_from is not None:
         info.training["started_from"] = started_from
     model = Model(network, info)
+    if not 0 <= settings.average < 1:
+        raise InputError(f"average must be in [0, 1), not {settings.average}.")
+    averaged = copy.deepcopy(network).eval().requires_grad_(False) if settings.average else None
+    scored = Model(averaged, info) if averaged is not None else model
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
     total_steps = settings.epochs * settings.steps_per_epoch
@@ -225,6 +235,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if averaged is not None:
+                    update_average(averaged, network, settings.average)
                 step += 1
                 losses.append(loss.item())
                 bar.update(1)
@@ -232,8 +244,8 @@ def train(
             record = {"epoch": epoch, "loss": float(np.mean(losses)),
                       "seconds": round(time.monotonic() - started, 1)}
             if validation:
-                model.forget_runtimes()
-                scores = evaluate_model(model, validation)
+                scored.forget_runtimes()
+                scores = evaluate_model(scored, validation)
                 record.update({"val_f1": scores["f1"], "val_ap": scores["ap"]})
                 key = (round(scores["ap"], 4), scores["f1"])
             else:
@@ -244,19 +256,20 @@ def train(
             log.info("epoch %s", record)
             if best_key is None or key > best_key:
                 best_key = key
-                best_state = copy.deepcopy(network.state_dict())
+                best_state = copy.deepcopy(scored.network.state_dict())
                 info.training["best_epoch"] = epoch
                 info.metrics = {k: v for k, v in record.items() if k.startswith("val_")}
                 if out is not None:
                     info.training["history"] = history
-                    model.save(out)
+                    scored.save(out)
             if _fraction_done(step, total_steps, started, settings.time_limit) >= 1:
                 log.info("training budget spent after epoch %d", epoch)
                 break
     finally:
         stop.set()
         bar.close()
-    network.load_state_dict(best_state)
+    if best_state is not None:  # None only when no epoch ran: the starting weights are kept
+        network.load_state_dict(best_state)
     info.training["history"] = history
     info.training["seconds"] = round(time.monotonic() - started, 1)
     info.training["steps"] = step
@@ -264,6 +277,19 @@ def train(
     if out is not None:
         model.save(out)
     return model
+
+
+def update_average(averaged: torch.nn.Module, network: torch.nn.Module, decay: float) -> None:
+    """Move ``averaged``'s weights and float buffers ``1 - decay`` of the way to ``network``'s.
+
+    Integer buffers (batch-norm step counts) are copied.
+    """
+    with torch.no_grad():
+        for mine, theirs in zip(averaged.state_dict().values(), network.state_dict().values()):
+            if mine.is_floating_point():
+                mine.lerp_(theirs, 1 - decay)
+            else:
+                mine.copy_(theirs)
 
 
 def _starting_point(start_from: Model | str | Path, in_channels: int,

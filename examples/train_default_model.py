@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for training (1 on a shared 2-core machine)")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--average", type=float, default=0.0,
+                        help="keep an exponential moving average of the weights (e.g. 0.999)")
     parser.add_argument("--start-from", default=None,
                         help="fine-tune this model (name or file) instead of starting afresh")
     args = parser.parse_args(argv)
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         learning_rate=args.learning_rate,
         start_from=args.start_from,
+        average=args.average,
         out=args.out,
         description={"data": "mnfinder 1.2.3 training split (30 images), MIT license",
                      "validation": "mnfinder validation split (3 images)",

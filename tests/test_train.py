@@ -13,7 +13,7 @@ import cellseg_hcs as cs
 from cellseg_hcs.augment import AugmentSettings
 from cellseg_hcs.cli import main
 from cellseg_hcs.data import Sample
-from cellseg_hcs.train import instance_loss, learning_rate_at
+from cellseg_hcs.train import instance_loss, learning_rate_at, update_average
 
 SMALL = {"width": 4, "depth": 3, "batch_size": 2, "steps_per_epoch": 3,
          "augment": AugmentSettings(patch_size=48)}
@@ -74,6 +74,35 @@ def test_fine_tuning_starts_from_the_given_model_and_keeps_its_architecture():
         torch.testing.assert_close(value, before[key])
 
 
+def test_the_weight_average_moves_part_of_the_way_and_copies_step_counts():
+    averaged, trained = torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
+    with torch.no_grad():
+        trained.weight.fill_(3.0)
+        trained.running_mean.fill_(2.0)
+        trained.num_batches_tracked.fill_(7)
+    update_average(averaged, trained, 0.75)
+    torch.testing.assert_close(averaged.weight, torch.full((2,), 0.25 * 3.0 + 0.75 * 1.0))
+    torch.testing.assert_close(averaged.running_mean, torch.full((2,), 0.25 * 2.0))
+    assert int(averaged.num_batches_tracked) == 7
+
+
+def test_training_with_a_weight_average_returns_the_average_not_the_last_weights():
+    data = [_blobs(0), _blobs(1)]
+    plain = cs.train(data, epochs=2, progress=False, seed=3, **SMALL)
+    averaged = cs.train(data, epochs=2, progress=False, seed=3, average=0.9, **SMALL)
+    # The same seed trains the same weights; with average=0.9 over 6 steps the kept weights
+    # lie between the starting weights and the trained ones, so they differ from the latter.
+    start = cs.train(data, epochs=0, progress=False, seed=3, **SMALL)
+    for name, trained in plain.network.state_dict().items():
+        if not trained.is_floating_point() or "running" in name:
+            continue
+        kept, initial = averaged.network.state_dict()[name], start.network.state_dict()[name]
+        moved, full = (kept - initial).norm(), (trained - initial).norm()
+        assert moved < full, name
+    with pytest.raises(cs.errors.InputError, match="average"):
+        cs.train(data, epochs=1, progress=False, average=1.0, **SMALL)
+
+
 def test_fine_tuning_refuses_a_model_for_other_channels():
     two_channel = Sample(np.zeros((2, 64, 64), np.uint16), np.zeros((64, 64), np.int32), "x")
     base = cs.train([_blobs(0)], epochs=1, progress=False, **SMALL)
@@ -126,9 +155,11 @@ def test_train_command_writes_a_model_that_segments(tmp_path):
     tuned = tmp_path / "tuned.safetensors"
     result = CliRunner().invoke(main, ["train", "--images", str(images), "--masks", str(masks),
                                        "--out", str(tuned), "--epochs", "1", "--steps", "2",
-                                       "--start-from", str(out), "--learning-rate", "1e-3"])
+                                       "--start-from", str(out), "--learning-rate", "1e-3",
+                                       "--average", "0.99"])
     assert result.exit_code == 0, result.output
     tuned_model = cs.load_model(tuned)
     assert tuned_model.info.network == model.info.network  # not the default width 16
     assert tuned_model.info.training["started_from"]["hash"] == model.hash
     assert tuned_model.info.training["settings"]["learning_rate"] == 1e-3
+    assert tuned_model.info.training["settings"]["average"] == 0.99

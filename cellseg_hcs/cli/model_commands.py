@@ -71,10 +71,13 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
 @click.option("--start-from", default=None, metavar="MODEL",
               help="Fine-tune this model (a name such as 'nuclei', or a file) on your images "
                    "instead of starting afresh; its architecture is kept.")
+@click.option("--average", default=0.0, show_default=True,
+              help="Keep an exponential moving average of the weights, moving this much "
+                   "less than all the way each step (0.999 smooths over ~1000 steps; 0: off).")
 def train(images: Path, masks: Path, out: Path, val_images: Path | None,
           val_masks: Path | None, pattern: str, epochs: int, steps: int,
           minutes: float | None, width: int, depth: int, seed: int, learning_rate: float,
-          start_from: str | None) -> None:
+          start_from: str | None, average: float) -> None:
     """Train an instance segmentation model from image and mask folders.
 
     Keeps the epoch with the best validation AP when validation folders are given,
@@ -92,7 +95,7 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
     model = run_training(training, validation=validation, epochs=epochs, out=out,
                          steps_per_epoch=steps, width=width, depth=depth, seed=seed,
                          learning_rate=learning_rate, start_from=start_from,
-                         time_limit=minutes * 60 if minutes else None,
+                         average=average, time_limit=minutes * 60 if minutes else None,
                          description={"images": str(images), "masks": str(masks)})
     if validation is not None:
         best = tune_postprocess(model, validation)
