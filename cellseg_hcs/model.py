@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from .errors import ModelError
 from .models.registry import build_network, builtin_model_path
 from .normalize import prepare_field
 from .postprocess import PostprocessSettings, maps_to_labels
+from .weights import is_builtin_name
 
 METADATA_KEY = "cellseg_hcs"
 OUTPUTS = ("foreground", "distance")
@@ -110,6 +111,10 @@ class Model:
             raise ModelError(f"{path}: a safetensors file, but not a cellseg-hcs model.")
         raw = json.loads(metadata[METADATA_KEY])
         raw["outputs"] = tuple(raw.get("outputs", OUTPUTS))
+        unknown = sorted(set(raw) - {f.name for f in fields(ModelInfo)})
+        if unknown:
+            raise ModelError(f"{path}: written by a newer cellseg-hcs (it stores "
+                             f"{', '.join(unknown)}); upgrade cellseg-hcs to read it.")
         info = ModelInfo(**raw)
         network = build_network(info.architecture, **info.network)
         try:
@@ -193,7 +198,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def load_model(model: str | Path = "nuclei") -> Model:
-    """A built-in model by name (``"nuclei"``) or a model file by path."""
+    """A built-in model by name (``"nuclei"``) or a model file by path.
+
+    A built-in name wins over a file or folder of that name in the working directory (an
+    output folder called ``nuclei`` must not hide the default model); a model file of such a
+    name can be given as ``./nuclei``.
+    """
+    if is_builtin_name(model):
+        return Model.load(builtin_model_path(model))
     path = Path(model)
     if path.suffix == ".safetensors" or path.exists():
         return Model.load(path)

@@ -253,9 +253,9 @@ def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:
 def _model_path(model, loaded, out: Path) -> str:
     """Where workers find the model: a built-in model's name (each worker opens its own
     installation's copy), a model file, or a copy in ``out`` for in-memory models."""
-    from .models.registry import BUILTIN_MODELS
+    from .weights import is_builtin_name
 
-    if isinstance(model, str) and model in BUILTIN_MODELS and not Path(model).exists():
+    if is_builtin_name(model):
         path = model
     elif loaded.source and Path(loaded.source).is_file():
         path = str(Path(loaded.source).absolute())

@@ -70,3 +70,29 @@ def test_the_built_in_model_ships_in_the_package_and_is_small():
     model = cs.load_model("nuclei")
     assert model.info.object_name == "Nuclei"
     assert model.info.training.get("command"), "the model card needs the training command"
+
+
+def test_a_folder_named_like_a_built_in_model_does_not_hide_it(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nuclei").mkdir()  # e.g. the output folder of an earlier `segment --out nuclei`
+    assert cs.load_model("nuclei").info.object_name == "Nuclei"
+    tiny_model.save(tmp_path / "mine")  # a model file of that kind of name is still reachable
+    assert cs.load_model("./mine").hash == tiny_model.hash
+
+
+def test_a_model_from_a_newer_version_is_one_sentence(tiny_model, tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from cellseg_hcs.model import METADATA_KEY
+
+    path = tiny_model.save(tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="np") as handle:
+        metadata = handle.metadata()
+        state = {key: handle.get_tensor(key) for key in handle.keys()}
+    raw = json.loads(metadata[METADATA_KEY])
+    raw["calibration"] = {"added": "later"}
+    save_file(state, str(path), metadata={METADATA_KEY: json.dumps(raw)})
+    with pytest.raises(ModelError, match="newer cellseg-hcs.*calibration"):
+        cs.load_model(path)

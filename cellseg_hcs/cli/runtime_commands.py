@@ -18,8 +18,9 @@ def info() -> None:
     then the backend ``--backend auto`` would take on this machine and why.
     """
     from .. import __version__
-    from ..models.registry import BUILTIN_MODELS, builtin_model_path
+    from ..models.registry import builtin_model_path
     from ..runtime import BACKENDS, backend_report, choose_backend
+    from ..weights import BUILTIN_MODELS
 
     click.echo(f"cellseg-hcs {__version__}")
     click.echo("models:")

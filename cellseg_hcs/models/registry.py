@@ -9,15 +9,11 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ModelError
+from ..weights import BUILTIN_MODELS
 from .unet import UNet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": UNet}
 
-# name -> (file in cellseg_hcs/weights, one line for `cellseg-hcs info`)
-BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    "nuclei": ("nuclei.safetensors",
-               "nuclei in DNA-stain images (Hoechst/DAPI), any magnification"),
-}
 
 
 def build_network(architecture: str, **options) -> nn.Module:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..normalize import prepare_field
 from ..postprocess import PostprocessSettings, maps_to_labels
+from ..weights import is_builtin_name
 
 INDEX = "compiled-models.json"
 
@@ -131,6 +132,8 @@ def remember_compiled(spec: str | Path, model: Any, onnx_path: Path) -> None:
 def _is_file_spec(spec: str | Path) -> bool:
     """A model given as a file (by path), not a built-in model's name (as ``load_model``
     tells them apart; no import of the model registry, which would bring in PyTorch)."""
+    if is_builtin_name(spec):
+        return False
     return Path(spec).suffix == ".safetensors" or Path(spec).exists()
 
 

@@ -1,0 +1,18 @@
+"""Models shipped inside the package (weights and model cards).
+
+Kept free of heavy imports: the fast path that runs a compiled model without PyTorch reads
+the names from here.
+"""
+
+# name -> (file in this folder, one line for `cellseg-hcs info`)
+BUILTIN_MODELS: dict[str, tuple[str, str]] = {
+    "nuclei": ("nuclei.safetensors",
+               "nuclei in DNA-stain images (Hoechst/DAPI), best with nuclei about 30 px "
+               "across (--diameter for others)"),
+}
+
+
+def is_builtin_name(model: object) -> bool:
+    """True when ``model`` names a shipped model. Such a name always means that model, even
+    where a file or folder of the same name exists (``./nuclei`` reaches the file)."""
+    return isinstance(model, str) and model in BUILTIN_MODELS
