@@ -8,12 +8,13 @@ import types
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "__version__", "data", "load_model", "metrics", "train"]
+__all__ = ["Model", "__version__", "data", "errors", "load_model", "metrics", "run_plate",
+           "segment_files", "train"]
 
 # Loaded on first use, so that commands which do not need PyTorch (``info``, ``segment``
 # on the cached onnxruntime path) start without importing it (~2 s of CPU).
 _LAZY = {"Model": "model", "load_model": "model", "train": "train", "data": None,
-         "metrics": None}
+         "metrics": None, "errors": None, "segment_files": "segment", "run_plate": "plate"}
 
 
 def __getattr__(name: str):

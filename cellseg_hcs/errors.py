@@ -2,7 +2,9 @@
 
 
 class CellSegError(Exception):
-    """Base class: the CLI prints the message and exits with code 2, with no traceback."""
+    """Base class: the CLI prints the message and exits with ``exit_code``, no traceback."""
+
+    exit_code = 2
 
 
 class InputError(CellSegError):
@@ -19,3 +21,17 @@ class BackendUnavailable(CellSegError):
 
 class SettingError(CellSegError):
     """A setting (channel, well, threshold...) does not fit the input."""
+
+
+class SomeInputsFailed(CellSegError):
+    """Some inputs of a batch could not be processed; every other one was (exit code 1).
+
+    ``results`` holds what was done, ``failures`` each failed input with its one sentence.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, results: list, failures: list[tuple[object, str]]) -> None:
+        super().__init__(message)
+        self.results = results
+        self.failures = failures

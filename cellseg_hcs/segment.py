@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import CellSegError, InputError, SomeInputsFailed
 from .io.images import channel_names, read_image, write_labels
 from .runtime.scaling import predict_at_scale, scale_for
 
@@ -49,7 +49,11 @@ def segment_files(
 ) -> list[SegmentResult]:
     """Segment every image file and write ``out/<stem>_labels.tif`` for each.
 
-    All inputs are checked to exist, and the backend to run, before any output is written.
+    All inputs are checked to exist, and the backend to run and the output folder, before
+    any output is written. An image that cannot be read (corrupt, or without the asked
+    channel) does not stop the others: it is skipped, and at the end
+    :class:`~cellseg_hcs.errors.SomeInputsFailed` names what failed (with what was done in
+    ``.results``); when every image fails, the first one's :class:`InputError` is raised.
     ``model`` is a built-in model name, a model file or a loaded
     :class:`~cellseg_hcs.model.Model`. A named model that already ran on onnxruntime here
     runs from its cached ONNX export without importing PyTorch (see
@@ -64,9 +68,11 @@ def segment_files(
     from tqdm.auto import tqdm
 
     paths = [Path(p) for p in images]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise InputError(f"{missing[0]}: no such image file.")
+    for path in paths:
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give the images in it (e.g. {path}/*.tif).")
+        if not path.is_file():
+            raise InputError(f"{path}: no such image file.")
     seen: dict[str, Path] = {}
     for path in paths:
         if path.stem in seen and seen[path.stem] != path:
@@ -75,11 +81,15 @@ def segment_files(
         seen[path.stem] = path
     model, runtime = _model_and_runtime(model, backend, device)
     scale = scale_for(diameter, model.info.working_diameter)
-    out = Path(out)
+    out = _output_folder(out)
+    failures: list[tuple[Path, str]] = []
 
-    def read(path: Path) -> tuple[np.ndarray, float]:
+    def read(path: Path) -> tuple[np.ndarray | None, float | str]:
         started = time.perf_counter()
-        field = model.prepare(read_image(path), channel, channel_names(path))
+        try:
+            field = model.prepare(read_image(path), channel, channel_names(path))
+        except CellSegError as exc:
+            return None, str(exc)
         return field, time.perf_counter() - started
 
     def finish(path: Path, maps: np.ndarray, seconds: float) -> SegmentResult:
@@ -98,6 +108,10 @@ def segment_files(
         bar = tqdm(total=len(paths), desc="segmenting", unit="image", disable=not progress)
         try:
             for path, (field, read_seconds) in zip(paths, _read_ahead(reader, read, paths)):
+                if field is None:
+                    failures.append((path, read_seconds))
+                    bar.update()
+                    continue
                 started = time.perf_counter()
                 maps = predict_at_scale(runtime, field, scale)
                 seconds = read_seconds + time.perf_counter() - started
@@ -110,7 +124,27 @@ def segment_files(
                 bar.update()
         finally:
             bar.close()
+    if failures and not results:
+        others = f" (the other {len(failures) - 1} image(s) failed too)" \
+            if len(failures) > 1 else ""
+        raise InputError(f"{failures[0][1]}{others}")
+    if failures:
+        raise SomeInputsFailed(
+            f"{len(failures)} of {len(paths)} image(s) could not be segmented; the other "
+            f"{len(results)} were written to {out}.", results, failures)
     return results
+
+
+def _output_folder(out: str | Path) -> Path:
+    """``out``, created if needed; one sentence when it is a file or cannot be made."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the label images.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror}.") from None
+    return out
 
 
 def _model_and_runtime(model: Any, backend: str, device: str | None) -> tuple[Any, Any]:

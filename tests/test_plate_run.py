@@ -282,6 +282,19 @@ def test_run_command_prints_where_the_labels_and_tables_are(tmp_path, client, mo
     assert "0 computed, 4 already done" in again.output
 
 
+def test_run_command_exits_1_when_some_fields_failed_and_lists_them(tmp_path, client,
+                                                                   model_file):
+    make_plate(tmp_path / "plate.zarr")
+    _break_fields(tmp_path / "plate.zarr")
+    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
+                  model_file, "--features", "minimal", "--scheduler",
+                  client.scheduler.address, "--no-progress")
+    assert result.exit_code == 1  # an overnight script sees that fields are missing
+    assert "2 failed" in result.output
+    assert "failed B02 site 0" in result.output and "failed B03 site 0" in result.output
+    assert (tmp_path / "out" / "images.parquet").is_file()
+
+
 def test_workers_and_scheduler_together_are_refused(tmp_path, model_file):
     make_plate(tmp_path / "plate.zarr")
     result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",

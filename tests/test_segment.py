@@ -122,3 +122,42 @@ def test_two_inputs_with_the_same_name_are_refused_before_anything_is_written(tm
                        "--out", tmp_path / "out"])
     assert result.exit_code == 2 and "would both be written as A01_s1_labels.tif" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_file_in_a_batch_is_skipped_listed_and_exits_1(tmp_path, mnfinder_dir):
+    good = sorted((mnfinder_dir / "images").glob("*.tif"))[:2]
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    result = _segment([good[0], bad, good[1], "--out", tmp_path / "out"])
+    assert result.exit_code == 1
+    assert "failed: " in result.output and "broken.tif: cannot be read as an image" in result.output
+    assert "1 of 3 image(s) could not be segmented; the other 2 were written" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{p.stem}_labels.tif" for p in good)
+    assert "Traceback" not in result.output
+
+
+def test_the_python_api_reports_what_failed_and_what_was_done(tmp_path, mnfinder_dir, model):
+    good = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    with pytest.raises(cs.errors.SomeInputsFailed) as caught:
+        cs.segment_files([bad, good], tmp_path / "out", model=model, progress=False)
+    assert [r.image for r in caught.value.results] == [good]
+    assert [path for path, _ in caught.value.failures] == [bad]
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path, mnfinder_dir):
+    good = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
+    (tmp_path / "out").write_text("my notes")
+    result = _segment([good, "--out", tmp_path / "out"])
+    assert result.exit_code == 2
+    assert "is a file; give a folder" in result.output
+    assert (tmp_path / "out").read_text() == "my notes"
+
+
+def test_a_folder_given_as_an_image_says_so(tmp_path):
+    (tmp_path / "plate1").mkdir()
+    result = _segment([tmp_path / "plate1", "--out", tmp_path / "out"])
+    assert result.exit_code == 2
+    assert "plate1 is a folder; give the images in it" in result.output

@@ -1,7 +1,8 @@
 """The ``cellseg-hcs`` command: a thin click shell over the library.
 
 Each command lives in a module of this package and is registered on :data:`main`.
-Errors of the package's own types are printed as one sentence with exit code 2.
+Errors of the package's own types are printed as one sentence with exit code 2 (bad input,
+nothing done) or 1 (some inputs of a batch failed, the others were written).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from ..errors import CellSegError
 
 
 class _FriendlyGroup(click.Group):
-    """Prints a :class:`CellSegError` as one line (no traceback) and exits with code 2."""
+    """Prints a :class:`CellSegError` as one line (no traceback) and exits with its code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except CellSegError as exc:
             click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(exc.exit_code)
 
 
 @click.group(cls=_FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})

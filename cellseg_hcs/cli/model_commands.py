@@ -35,17 +35,26 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
     """Label objects in IMAGES (TIFF, PNG, or anything bioio reads) with a model.
 
     Writes OUT/<stem>_labels.tif for each input: uint16 (uint32 beyond 65535 objects),
-    0 = background. Works offline with the built-in model.
+    0 = background. Works offline with the built-in model. An image that cannot be read
+    is listed and skipped; the exit status is then 1 (2 when nothing could be done).
 
     \b
     Example:
       cellseg-hcs segment plate1/*.tif --out labels/ --channel 0
     """
+    from ..errors import SomeInputsFailed
     from ..segment import segment_files
 
-    results = segment_files(list(images), out, model=model, channel=_channel(channel),
-                            backend=backend, device=device, probabilities=probabilities,
-                            diameter=diameter)
+    try:
+        results = segment_files(list(images), out, model=model, channel=_channel(channel),
+                                backend=backend, device=device, probabilities=probabilities,
+                                diameter=diameter)
+    except SomeInputsFailed as exc:
+        for _, reason in exc.failures[:10]:
+            click.echo(f"failed: {reason}", err=True)
+        if len(exc.failures) > 10:
+            click.echo(f"... and {len(exc.failures) - 10} more", err=True)
+        raise
     total = sum(r.count for r in results)
     click.echo(f"{len(results)} image(s), {total} objects -> {out}")
 

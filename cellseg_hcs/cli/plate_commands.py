@@ -49,7 +49,8 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
     Writes labels/<object> into each field of the plate, and into OUT: one parquet of
     CellProfiler-named per-object features per field, images.parquet (one row per
     field: count, status, timings) and run.json. Run the same command again to resume:
-    finished fields are skipped.
+    finished fields are skipped and failed ones tried again. Exit status: 0 when every
+    field is done, 1 when some failed (listed; the others are written), 2 on bad input.
 
     \b
     Example:
@@ -82,7 +83,10 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
     for _, row in images[images["status"] == "failed"].head(5).iterrows():
         click.echo(f"failed {row['Metadata_Well']} site {row['Metadata_Site']}: {row['error']}",
                    err=True)
-    if fields and result.failed == fields:
+    if result.failed > 5:
+        click.echo(f"... and {result.failed - 5} more: see the 'error' column of "
+                   f"{result.out / 'images.parquet'}", err=True)
+    if result.failed:
         sys.exit(1)
 
 
