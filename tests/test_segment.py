@@ -161,3 +161,31 @@ def test_a_folder_given_as_an_image_says_so(tmp_path):
     result = _segment([tmp_path / "plate1", "--out", tmp_path / "out"])
     assert result.exit_code == 2
     assert "plate1 is a folder; give the images in it" in result.output
+
+
+def test_channels_last_images_with_many_channels_keep_their_shape(tmp_path):
+    from cellseg_hcs.io.images import read_image, select_channel
+
+    rng = np.random.default_rng(0)
+    planes = rng.integers(0, 4000, (5, 64, 80)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "yxc.tif", np.moveaxis(planes, 0, -1))  # no axes stored
+    image = read_image(tmp_path / "yxc.tif")
+    np.testing.assert_array_equal(select_channel(image, 3), planes[3])
+
+
+def test_hyperstack_axes_are_read_from_the_file(tmp_path):
+    from cellseg_hcs.io.images import read_image, select_channel
+
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 4000, (2, 1, 3, 40, 50)).astype(np.uint16)  # T Z C Y X
+    tifffile.imwrite(tmp_path / "tzcyx.tif", stack, imagej=True, metadata={"axes": "TZCYX"})
+    np.testing.assert_array_equal(select_channel(read_image(tmp_path / "tzcyx.tif"), 2),
+                                  stack[0, 0, 2])
+
+
+def test_a_z_stack_is_refused_in_one_sentence(tmp_path):
+    stack = np.zeros((7, 40, 50), np.uint16)
+    tifffile.imwrite(tmp_path / "z.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    result = _segment([tmp_path / "z.tif", "--out", tmp_path / "out"])
+    assert result.exit_code == 2
+    assert "a stack of 7 Z planes; segmentation is 2-D" in result.output

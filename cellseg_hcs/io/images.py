@@ -37,13 +37,38 @@ def _read_pixels(path: Path) -> np.ndarray:
     if suffix in TIFF_SUFFIXES:
         import tifffile
 
-        return np.asarray(tifffile.imread(path))
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return tiff_planes(np.asarray(series.asarray()), series.axes, path)
     if suffix in PIL_SUFFIXES:
         from PIL import Image
 
         with Image.open(path) as im:
             return np.asarray(im)
     return _read_with_bioio(path)
+
+
+def tiff_planes(data: np.ndarray, axes: str, path: str | Path = "image") -> np.ndarray:
+    """YX or CYX pixels from a TIFF series whose axes tifffile knows (``TZCYX``, ``YXS``...).
+
+    The first time point is taken; a stack of several Z planes is refused in one sentence
+    (segmentation is 2-D: give a projection or one plane); colour samples (S) are channels.
+    With axes tifffile cannot name (``Q``, ``I``), the pixels are returned as stored and
+    :func:`select_channel` tells the channel axis by its size.
+    """
+    if len(axes) != data.ndim or set(axes) - set("TZCSYX") or not {"Y", "X"} <= set(axes):
+        return data
+    if "T" in axes:
+        data, axes = np.take(data, 0, axis=axes.index("T")), axes.replace("T", "")
+    if "Z" in axes:
+        planes = data.shape[axes.index("Z")]
+        if planes > 1:
+            raise InputError(f"{path}: a stack of {planes} Z planes; segmentation is 2-D, so "
+                             "give a projection (e.g. the maximum) or one plane.")
+        data, axes = np.take(data, 0, axis=axes.index("Z")), axes.replace("Z", "")
+    order = [axis for axis in axes if axis in "CS"] + ["Y", "X"]
+    data = np.transpose(data, [axes.index(axis) for axis in order])
+    return data.reshape((-1, *data.shape[-2:])) if data.ndim > 2 else data
 
 
 def _read_with_bioio(path: Path) -> np.ndarray:
@@ -97,7 +122,7 @@ def _tiff_channel_names(path: Path) -> list[str] | None:
 def select_channel(
     image: np.ndarray, channel: int | str | None = None, names: list[str] | None = None
 ) -> np.ndarray:
-    """One 2-D plane from a YX, CYX or YXC image.
+    """One 2-D plane from a YX, CYX or YXC image (the channel axis is the shorter end one).
 
     ``channel`` is an index or a name from ``names``; with no channel, a multi-channel image
     gives its first channel, except RGB(A) images whose channels are equal (grayscale saved
@@ -111,7 +136,8 @@ def select_channel(
         return image
     if image.ndim != 3:
         raise InputError(f"expected a 2-D image with channels, got shape {image.shape}.")
-    channels_last = image.shape[-1] <= 4 and image.shape[0] > 4
+    # The channel axis is the shorter of the first and the last (YXC when the last is).
+    channels_last = image.shape[-1] < image.shape[0]
     planes = np.moveaxis(image, -1, 0) if channels_last else image
     if isinstance(channel, str) and not channel.isdigit():
         if not names or channel not in names:
