@@ -220,6 +220,10 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
         "device": device, "diameter": diameter, "scale": loaded.scale_for(diameter),
         "overwrite": overwrite,
     }
+    if not overwrite:
+        _refuse_other_labels(opened, fields, object_name,
+                             {"model_hash": loaded.hash, "scale": round(float(
+                                 parameters["scale"]), 6)})
     previous = _read_manifest(out)
     if previous and not overwrite:
         old = previous.get("parameters", {})
@@ -231,6 +235,25 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
             )
     return _Plan(opened, out, fields, channels, object_name, groups, loaded,
                  model_path, backend_name, reason, device, parameters)
+
+
+def _refuse_other_labels(plate: Plate, fields, object_name: str, ours: dict) -> None:
+    """One sentence when a field already holds ``labels/<object_name>`` made otherwise
+    (another model or scale, e.g. a run into another --out, or another tool): this run
+    would replace them, and the tables of the run that made them would describe lost labels."""
+    from .io.plate import labels_provenance
+
+    for field in fields:
+        if not (Path(plate.path) / field.path / "labels" / object_name).is_dir():
+            continue
+        theirs = labels_provenance(plate.path, field, object_name)
+        if theirs != ours:
+            made = (f"by model {theirs.get('model_hash')} at scale {theirs.get('scale')}"
+                    if theirs else "by another tool")
+            raise SettingError(
+                f"field {field.name} of {plate.path} already holds labels/{object_name} made "
+                f"{made}; give another --object name to keep both, or --overwrite to "
+                "replace them.")
 
 
 def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from plate_helpers import make_plate, threshold_model
 
 from cellseg_hcs.cli import main
+from cellseg_hcs.errors import SettingError
 from cellseg_hcs.io.plate import ome_attrs, open_plate
 from cellseg_hcs.io.tables import read_features
 from cellseg_hcs.plate import run_plate
@@ -248,7 +249,6 @@ def test_an_unknown_well_stops_the_run_with_exit_2(tmp_path, model_file):
 def test_a_folder_with_another_run_is_refused_without_overwrite(tmp_path, client, model):
     make_plate(tmp_path / "plate.zarr")
     _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
-    from cellseg_hcs.errors import SettingError
 
     with pytest.raises(SettingError, match="different features"):
         _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, features="default")
@@ -328,17 +328,29 @@ def test_a_plate_name_with_slashes_stays_inside_out_and_reads_back_unchanged(tmp
     assert set(_features(tmp_path / "out")["Metadata_Plate"]) == {"../2024/05/12 P1"}
 
 
-def test_labels_replaced_by_another_models_run_are_made_again_when_the_first_run_resumes(
-        tmp_path, client, model):
+def test_another_models_run_does_not_silently_replace_a_runs_labels(tmp_path, client, model):
     from cellseg_hcs.io.plate import labels_provenance
 
     make_plate(tmp_path / "plate.zarr")
     other = threshold_model()
     other.info.metrics = {"note": "another model"}  # another hash, same labels
     _run(tmp_path / "plate.zarr", tmp_path / "a", client, model)
-    _run(tmp_path / "plate.zarr", tmp_path / "b", client, other)
     field = open_plate(tmp_path / "plate.zarr").fields[0]
+    # Run b would replace the labels that run a's tables describe: refused, nothing written.
+    with pytest.raises(SettingError, match=f"already holds labels/Nuclei made by model "
+                                           f"{model.hash}.*another --object name"):
+        _run(tmp_path / "plate.zarr", tmp_path / "b", client, other)
+    assert not (tmp_path / "b").exists()
+    assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == model.hash
+    # Under another object name both sets of labels live side by side.
+    _run(tmp_path / "plate.zarr", tmp_path / "b", client, other, object_name="NucleiB")
+    assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == model.hash
+    # Asked to replace them, it does; run a, resumed, then finds its labels gone and (asked
+    # to overwrite in its turn) makes them again.
+    _run(tmp_path / "plate.zarr", tmp_path / "c", client, other, overwrite=True)
     assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == other.hash
-    again = _run(tmp_path / "plate.zarr", tmp_path / "a", client, model)
-    assert again.computed == 4  # the plate's labels were not this run's: made again
+    with pytest.raises(SettingError, match="already holds labels/Nuclei"):
+        _run(tmp_path / "plate.zarr", tmp_path / "a", client, model)
+    again = _run(tmp_path / "plate.zarr", tmp_path / "a", client, model, overwrite=True)
+    assert again.computed == 4
     assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == model.hash

@@ -38,7 +38,10 @@ def _wells(value: str | None) -> list[str] | None:
 @backend_option
 @device_option
 @diameter_option
-@click.option("--overwrite", is_flag=True, help="Recompute fields that are already finished.")
+@click.option("--overwrite", is_flag=True,
+              help="Recompute fields that are already finished, and replace labels/<object> "
+                   "made by another model, scale or tool (refused without it). When the "
+                   "settings differ from OUT's earlier run, its tables are deleted first.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def run(plate: Path, out: Path, model: str, channel: str | None, object_name: str,
         features: str, wells: str | None, workers: int | None, scheduler: str | None,
