@@ -43,7 +43,17 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args()
     from cellseg_hcs.errors import CellSegError
+    from cellseg_hcs.io.plate import open_plate
 
+    if args.out.exists() and not args.overwrite:
+        try:  # the README's command run twice: keep the plate (and the labels a run wrote)
+            open_plate(args.out)
+        except CellSegError:
+            pass  # not a plate: write_plate below refuses to touch it, in one sentence
+        else:
+            print(f"{args.out} exists; keeping it (--overwrite to build it afresh)")
+            print(f"next: cellseg-hcs run {args.out} --out demo-results")
+            return
     try:
         path = make_demo_plate(args.out, ngff_version=args.ngff, overwrite=args.overwrite)
     except CellSegError as exc:

@@ -28,3 +28,15 @@ def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(
     field = plate.fields[3]
     expected = tifffile.imread(EXAMPLES / "data" / "mnfinder" / "HFF-revt-01_s19.tif")
     np.testing.assert_array_equal(read_field(plate.path, field).channels["DNA"], expected)
+
+
+def test_the_readme_command_can_run_twice(tmp_path, monkeypatch, capsys):
+    plate = tmp_path / "demo.zarr"
+    monkeypatch.setattr(sys, "argv", ["make_demo_plate.py", str(plate)])
+    runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
+    marker = plate / "B" / "02" / "0" / "labels"
+    marker.mkdir()  # what a run leaves in the plate
+    runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
+    assert "exists; keeping it" in capsys.readouterr().out
+    assert marker.is_dir()
+    assert len(open_plate(plate).fields) == 4
