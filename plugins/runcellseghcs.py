@@ -72,7 +72,7 @@ _SEGMENTER = None
 class RunCellSegHCS(ImageSegmentation):
     category = "Object Processing"
     module_name = "RunCellSegHCS"
-    variable_revision_number = 1
+    variable_revision_number = 2
 
     def create_settings(self):
         super().create_settings()
@@ -138,16 +138,34 @@ class RunCellSegHCS(ImageSegmentation):
         )
         self.probability_threshold = Float(
             "Probability threshold",
-            0.5,
+            0.4,
             minval=0.01,
             maxval=0.99,
-            doc="Pixels whose object probability is above this belong to objects.",
+            doc="Pixels whose object probability is above this belong to objects (the "
+            "shipped *nuclei* model's own value is 0.4).",
         )
         self.min_size = Integer(
             "Minimum object size (pixels)",
             16,
             minval=0,
             doc="Objects with fewer pixels than this are discarded.",
+        )
+        self.give_diameter = Binary(
+            "Give the objects' typical diameter?",
+            False,
+            doc="*No* runs the model at the image's own scale: best when the objects are "
+            "about as large as the model's training objects (the shipped *nuclei* model: "
+            "about 30 pixels across). *Yes* resamples each image so that objects of the "
+            "diameter below reach that size, then returns the objects at the image's own "
+            "size (the ``--diameter`` of ``cellseg-hcs``): for very small or very large "
+            "nuclei (a high magnification over-splits large ones).",
+        )
+        self.diameter = Float(
+            "Typical diameter (pixels)",
+            30.0,
+            minval=1.0,
+            maxval=10000.0,
+            doc="The typical diameter of the objects in this image, in pixels.",
         )
         self.save_probabilities = Binary(
             "Save the probability image?",
@@ -175,6 +193,8 @@ class RunCellSegHCS(ImageSegmentation):
             self.min_size,
             self.save_probabilities,
             self.probability_image_name,
+            self.give_diameter,
+            self.diameter,
         ]
 
     def visible_settings(self):
@@ -186,6 +206,9 @@ class RunCellSegHCS(ImageSegmentation):
         visible += [self.run_mode, self.device, self.default_tiling]
         if not self.default_tiling.value:
             visible += [self.tile_size, self.batch_size]
+        visible.append(self.give_diameter)
+        if self.give_diameter.value:
+            visible.append(self.diameter)
         visible.append(self.use_model_thresholds)
         if not self.use_model_thresholds.value:
             visible += [self.probability_threshold, self.min_size]
@@ -195,7 +218,10 @@ class RunCellSegHCS(ImageSegmentation):
         return visible
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        # Revision 1 is the first; later revisions add their steps here, one revision each.
+        # One step per revision. Revision 2 added the diameter (off: the revision 1 behaviour).
+        if variable_revision_number == 1:
+            setting_values = list(setting_values) + ["No", "30.0"]
+            variable_revision_number = 2
         if variable_revision_number > self.variable_revision_number:
             raise ValueError(
                 f"This pipeline was saved by a newer RunCellSegHCS (settings revision "
@@ -259,6 +285,8 @@ class RunCellSegHCS(ImageSegmentation):
         if not self.use_model_thresholds.value:
             options["foreground_threshold"] = float(self.probability_threshold.value)
             options["min_size"] = int(self.min_size.value)
+        if self.give_diameter.value:
+            options["diameter"] = float(self.diameter.value)
         return options
 
     def uses_server(self):

@@ -46,6 +46,7 @@ def round_trip(pipeline_file: str) -> dict:
     pipeline = Pipeline()
     pipeline.load(pipeline_file)
     module = find_module(pipeline)
+    as_loaded = {s.text: s.value_text for s in module.settings()}  # the example: revision 1
     changed = {
         "Name the output object": "MyNuclei",
         "Model": "Model file",
@@ -61,6 +62,8 @@ def round_trip(pipeline_file: str) -> dict:
         "Minimum object size (pixels)": "40",
         "Save the probability image?": "Yes",
         "Name the probability image": "NucleusProbability",
+        "Give the objects' typical diameter?": "Yes",
+        "Typical diameter (pixels)": "60.0",
     }
     for setting in module.settings():
         if setting.text in changed:
@@ -77,6 +80,7 @@ def round_trip(pipeline_file: str) -> dict:
         "loaded": {s.text: s.value_text for s in again.settings()},
         "revision": again.variable_revision_number,
         "options": again.options(),
+        "as_loaded": as_loaded,
     }
 
 

@@ -190,7 +190,16 @@ def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
         assert trip["loaded"][text] == value, text
     assert trip["options"] == {"model": "/models/my model.safetensors", "device": "cuda",
                                "tile_size": 768, "batch_size": 16, "probabilities": True,
-                               "foreground_threshold": 0.35, "min_size": 40}
+                               "foreground_threshold": 0.35, "min_size": 40, "diameter": 60.0}
+    assert trip["revision"] == 2
+
+
+def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
+    # examples/segment_nuclei.cppipe was saved by revision 1, before the diameter setting.
+    as_loaded = headless_report["round_trip"]["as_loaded"]
+    assert as_loaded["Give the objects' typical diameter?"] == "No"
+    assert as_loaded["Typical diameter (pixels)"] == "30.0"
+    assert as_loaded["Probability threshold"] == "0.5"  # a saved value is kept as saved
 
 
 def test_validation_explains_each_misconfiguration(headless_report):

@@ -189,6 +189,8 @@ def test_images_that_are_not_2d_are_refused(client, shape):
     ({"foreground_threshold": 1.5}, "probability threshold"),
     ({"min_size": -1}, "minimum size"),
     ({"device": "tpu"}, "device"),
+    ({"diameter": 0}, "diameter"),
+    ({"diameter": "big"}, "diameter"),
     ({"colour": "blue"}, "unknown option"),
     ({"model": "no-such-model"}, "no-such-model"),
 ])
@@ -366,3 +368,10 @@ def test_connections_beyond_the_cap_are_closed_at_once(server, client, image, mo
             sock.close()
     time.sleep(0.5)
     assert_still_serving(client, image)
+
+
+def test_a_diameter_reaches_the_network_scale(client, tiny_model, image):
+    result = client.segment(image, diameter=2.5 * tiny_model.info.working_diameter)["labels"]
+    expected = tiny_model.segment(image, diameter=2.5 * tiny_model.info.working_diameter)
+    np.testing.assert_array_equal(result, expected)
+    assert not np.array_equal(result, tiny_model.segment(image))  # the scale made a difference

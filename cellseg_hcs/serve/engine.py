@@ -36,6 +36,10 @@ class SegmentOptions:
         Post-processing overrides; None keeps the model's own tuned values.
     probabilities:
         Also return the foreground probability map (float32).
+    diameter:
+        The objects' typical diameter in pixels: the network then runs on the image
+        resampled to the model's working diameter (``--diameter`` of the CLI); None runs it
+        at the image's own scale.
     """
 
     model: str = "nuclei"
@@ -45,6 +49,7 @@ class SegmentOptions:
     foreground_threshold: float | None = None
     min_size: int | None = None
     probabilities: bool = False
+    diameter: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -71,6 +76,12 @@ class SegmentOptions:
             raise SettingError(f"minimum size {self.min_size!r} must be a whole number of pixels.")
         if not isinstance(self.probabilities, bool):
             raise SettingError(f"probabilities {self.probabilities!r} must be true or false.")
+        if self.diameter is not None and (
+            not isinstance(self.diameter, (int, float)) or isinstance(self.diameter, bool)
+            or not 1.0 <= self.diameter <= 10000.0
+        ):
+            raise SettingError(f"diameter {self.diameter!r} must be a number of pixels "
+                               "from 1 to 10000.")
 
     @classmethod
     def from_dict(cls, raw: Any) -> SegmentOptions:
@@ -151,10 +162,13 @@ class Segmenter:
             raise SettingError(f"expected a 2-D image (or 2-D with channels), got {image.shape}.")
         model = self.model(options.model)
         device = None if options.device == "auto" else options.device
+        from ..runtime.scaling import predict_at_scale
+
         x = model.prepare(image)  # CPU work of this request alone: outside the shared lock
+        scale = model.scale_for(options.diameter)
         with self._lock:
             runtime = model.runtime("auto", device, **options.runtime_options)
-            maps = runtime.predict(x)
+            maps = predict_at_scale(runtime, x, scale)
         labels = model.labels_from_maps(maps, **options.postprocess_overrides)
         result = {"labels": labels}
         if options.probabilities:
@@ -171,6 +185,10 @@ class Segmenter:
 
 
 def _model_key(name: str) -> tuple:
+    from ..weights import is_builtin_name
+
+    if is_builtin_name(name):
+        return ("builtin", name)
     path = Path(name)
     if path.suffix == ".safetensors" or path.exists():
         path = path.expanduser().resolve()
