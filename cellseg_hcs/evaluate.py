@@ -55,7 +55,13 @@ def evaluate_folders(pred: str | Path, truth: str | Path,
     ``x_labels.tif`` pairs with truth ``x.tif``). With a folder of foreground probability
     maps (same names), the pixel AuROC is added.
     """
-    pairs = ImageMaskFolder(truth, pred, cache=False)
+    try:
+        pairs = ImageMaskFolder(truth, pred, cache=False)
+    except InputError as exc:
+        if not (Path(truth).is_dir() and Path(pred).is_dir()):
+            raise
+        raise InputError(f"no prediction in {pred} pairs with a true mask in {truth} (a "
+                         "prediction x_labels.tif or x.tif pairs with truth x.tif).") from exc
     if pairs.unmatched:
         raise InputError(f"{pred}: no prediction for {pairs.unmatched[0]} in {truth}.")
     scores = InstanceScores()

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 # Parameters whose change makes earlier outputs in the same folder wrong.
 OUTPUT_PARAMETERS = ("plate", "model_hash", "channels", "object_name", "features", "scale")
+# How a user names each of them (the option that changes it).
+PARAMETER_WORDS = {"plate": "plate", "model_hash": "model (--model)", "channels": "--channel",
+                   "object_name": "--object name", "features": "--features",
+                   "scale": "network scale (--diameter)"}
 DEPENDENCIES = ("torch", "numpy", "scipy", "scikit-image", "zarr", "ome-zarr", "dask",
                 "distributed", "cp-measure", "pyarrow", "pandas", "onnxruntime")
 
@@ -220,19 +224,19 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
         "device": device, "diameter": diameter, "scale": loaded.scale_for(diameter),
         "overwrite": overwrite,
     }
-    if not overwrite:
-        _refuse_other_labels(opened, fields, object_name,
-                             {"model_hash": loaded.hash, "scale": round(float(
-                                 parameters["scale"]), 6)})
     previous = _read_manifest(out)
     if previous and not overwrite:
         old = previous.get("parameters", {})
         changed = [k for k in OUTPUT_PARAMETERS if k in old and old[k] != parameters[k]]
         if changed:
             raise SettingError(
-                f"{out} holds a run with a different {changed[0].replace('_', ' ')} "
+                f"{out} holds a run with a different {PARAMETER_WORDS[changed[0]]} "
                 f"({old[changed[0]]!r}); use another --out, or --overwrite to replace it."
             )
+    if not overwrite:
+        _refuse_other_labels(opened, fields, object_name,
+                             {"model_hash": loaded.hash, "scale": round(float(
+                                 parameters["scale"]), 6)})
     return _Plan(opened, out, fields, channels, object_name, groups, loaded,
                  model_path, backend_name, reason, device, parameters)
 
@@ -263,6 +267,9 @@ def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:
     else:
         wanted = [channel] if isinstance(channel, str) else list(channel)
         wanted = [c.strip() for text in wanted for c in text.split(",") if c.strip()]
+        # A channel may be given by its index, as `segment --channel 0` takes it.
+        wanted = [names[int(c)] if c.isdigit() and c not in names and int(c) < len(names)
+                  else c for c in wanted]
     for name in wanted:
         if name not in names:
             raise SettingError(f"channel {name!r} is not in plate {plate.path}; its channels "

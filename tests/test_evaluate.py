@@ -56,6 +56,15 @@ def test_a_missing_prediction_is_named(tmp_path):
     assert result.exit_code == 2 and "no prediction for extra.tif" in result.output
 
 
+def test_folders_with_no_pair_at_all_say_which_is_which(tmp_path):
+    truth_dir, pred_dir = _folders(tmp_path, [np.ones((8, 8), np.uint16)], [])
+    tifffile.imwrite(pred_dir / "other_labels.tif", np.ones((8, 8), np.uint16))
+    result = CliRunner().invoke(main, ["evaluate", "--pred", str(pred_dir),
+                                       "--truth", str(truth_dir)])
+    assert result.exit_code == 2
+    assert f"no prediction in {pred_dir} pairs with a true mask in {truth_dir}" in result.output
+
+
 def test_afnr_and_mean_matched_iou_by_hand():
     truth = np.zeros((20, 40), np.uint16)
     truth[0:10, 0:10] = 1  # 100 px

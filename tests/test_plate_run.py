@@ -250,8 +250,18 @@ def test_a_folder_with_another_run_is_refused_without_overwrite(tmp_path, client
     make_plate(tmp_path / "plate.zarr")
     _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
 
-    with pytest.raises(SettingError, match="different features"):
+    with pytest.raises(SettingError, match="different --features"):
         _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, features="default")
+    with pytest.raises(SettingError, match=r"different network scale \(--diameter\)"):
+        _run(tmp_path / "plate.zarr", tmp_path / "out", client, model,
+             diameter=2 * model.info.working_diameter)
+
+
+def test_a_plate_channel_can_be_given_by_its_index(tmp_path, client, model):
+    make_plate(tmp_path / "plate.zarr")
+    _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, channel="0")
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert manifest["parameters"]["channels"] == ["DNA"]
 
 
 def test_empty_plate_table_columns_match_a_full_field(tmp_path, client, model):

@@ -134,6 +134,14 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate_at(1.0, 1.0) == pytest.approx(0.01)
 
 
+def test_train_command_wants_both_validation_folders_or_neither(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--images", str(tmp_path), "--masks",
+                                       str(tmp_path), "--out", str(tmp_path / "m.safetensors"),
+                                       "--val-images", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "give both --val-images and --val-masks, or neither." in result.output
+
+
 def test_train_command_writes_a_model_that_segments(tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir(), masks.mkdir()

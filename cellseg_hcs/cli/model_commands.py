@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import SettingError
 from . import main
 from .options import backend_option, device_option, diameter_option, model_option
 
@@ -17,7 +18,7 @@ def _channel(value: str | None) -> int | str | None:
     return int(value) if value.isdigit() else value
 
 
-@main.command()
+@main.command(short_help='Label nuclei in image files: one label image per file.')
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Folder for the label images (<stem>_labels.tif).")
@@ -59,7 +60,7 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
     click.echo(f"{len(results)} image(s), {total} objects -> {out}")
 
 
-@main.command()
+@main.command(short_help='Train a model from image and mask folders.')
 @click.option("--images", required=True, type=click.Path(path_type=Path),
               help="Folder of training images.")
 @click.option("--masks", required=True, type=click.Path(path_type=Path),
@@ -97,6 +98,8 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
     from ..train import train as run_training
     from ..tune import tune_postprocess
 
+    if bool(val_images) != bool(val_masks):
+        raise SettingError("give both --val-images and --val-masks, or neither.")
     training = data.ImageMaskFolder(images, masks, pattern=pattern)
     validation = None
     if val_images and val_masks:
@@ -114,7 +117,7 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
     click.echo(f"model written to {out}")
 
 
-@main.command()
+@main.command(short_help='Score predicted labels against true ones (F1, AP, IoU...).')
 @click.option("--pred", required=True, type=click.Path(path_type=Path),
               help="Folder of predicted label images.")
 @click.option("--truth", required=True, type=click.Path(path_type=Path),

@@ -17,7 +17,7 @@ def _wells(value: str | None) -> list[str] | None:
     return [w.strip() for w in value.split(",") if w.strip()]
 
 
-@main.command()
+@main.command(short_help='Segment and measure a whole OME-Zarr plate: labels + parquet.')
 @click.argument("plate", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Folder for the tables (images.parquet, features/, run.json).")
@@ -93,7 +93,7 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help='Convert TIFFs named by well and site into an OME-Zarr plate.')
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="The plate to write (a .zarr folder).")

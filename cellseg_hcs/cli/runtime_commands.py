@@ -10,7 +10,7 @@ from . import main
 from .options import model_option
 
 
-@main.command()
+@main.command(short_help='Version, built-in models and inference backends here.')
 def info() -> None:
     """Print the version, the built-in models and every inference backend.
 
@@ -39,7 +39,7 @@ def info() -> None:
     click.echo(f"auto: {chosen} ({reason}; with a model, CPU backends are measured on it)")
 
 
-@main.command()
+@main.command(short_help="Export a model's network to ONNX.")
 @model_option
 @click.option("--format", "file_format", default="onnx", show_default=True,
               type=click.Choice(["onnx"]), help="Exchange format to write.")

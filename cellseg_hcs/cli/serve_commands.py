@@ -9,7 +9,7 @@ import click
 from . import main
 
 
-@main.command()
+@main.command(short_help="Keep a model warm for CellProfiler's RunCellSegHCS module.")
 @click.option("--model", "-m", default="nuclei", show_default=True,
               help="Model to keep loaded: built-in name or .safetensors file (clients may "
                    "ask for others; they are loaded on first use).")
@@ -26,7 +26,7 @@ from . import main
 def serve(model: str, device: str, host: str, port: int, connection_file: Path | None,
           max_mb: int) -> None:
     """Keep a model warm and segment images sent by CellProfiler (RunCellSegHCS) or
-    other local clients, one at a time, on one GPU.
+    other local clients, one at a time, on one device (a GPU when there is one).
 
     \b
     Example:
