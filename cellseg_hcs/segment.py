@@ -81,15 +81,16 @@ def segment_files(
         seen[path.stem] = path
     model, runtime = _model_and_runtime(model, backend, device)
     scale = scale_for(diameter, model.info.working_diameter)
+    created = not Path(out).exists()
     out = _output_folder(out)
-    failures: list[tuple[Path, str]] = []
+    failures: list[tuple[Path, CellSegError]] = []
 
-    def read(path: Path) -> tuple[np.ndarray | None, float | str]:
+    def read(path: Path) -> tuple[np.ndarray | None, float | CellSegError]:
         started = time.perf_counter()
         try:
             field = model.prepare(read_image(path), channel, channel_names(path))
         except CellSegError as exc:
-            return None, str(exc)
+            return None, exc
         return field, time.perf_counter() - started
 
     def finish(path: Path, maps: np.ndarray, seconds: float) -> SegmentResult:
@@ -125,13 +126,17 @@ def segment_files(
         finally:
             bar.close()
     if failures and not results:
-        others = f" (the other {len(failures) - 1} image(s) failed too)" \
-            if len(failures) > 1 else ""
-        raise InputError(f"{failures[0][1]}{others}")
+        if created and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty folder behind
+        first = failures[0][1]
+        if len(failures) == 1:
+            raise first
+        raise type(first)(f"{first} (the other {len(failures) - 1} image(s) failed too)")
     if failures:
         raise SomeInputsFailed(
             f"{len(failures)} of {len(paths)} image(s) could not be segmented; the other "
-            f"{len(results)} were written to {out}.", results, failures)
+            f"{len(results)} were written to {out}.", results,
+            [(path, str(exc)) for path, exc in failures])
     return results
 
 

@@ -105,6 +105,7 @@ def test_an_unreadable_file_names_the_file(tmp_path):
     result = _segment([bad, "--out", tmp_path / "out"])
     assert result.exit_code == 2
     assert "broken.tif: cannot be read as an image" in result.output
+    assert not (tmp_path / "out").exists()  # nothing written, no empty folder left
 
 
 def test_an_image_with_no_nuclei_gives_empty_labels(model):
