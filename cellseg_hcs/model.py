@@ -21,7 +21,7 @@ from .errors import ModelError
 from .models.registry import build_network, builtin_model_path
 from .normalize import prepare_field
 from .postprocess import PostprocessSettings, maps_to_labels
-from .weights import is_builtin_name
+from .weights import is_model_file
 
 METADATA_KEY = "cellseg_hcs"
 OUTPUTS = ("foreground", "distance")
@@ -204,11 +204,8 @@ def load_model(model: str | Path = "nuclei") -> Model:
     output folder called ``nuclei`` must not hide the default model); a model file of such a
     name can be given as ``./nuclei``.
     """
-    if is_builtin_name(model):
-        return Model.load(builtin_model_path(model))
-    path = Path(model)
-    if path.suffix == ".safetensors" or path.exists():
-        return Model.load(path)
+    if is_model_file(model):
+        return Model.load(Path(model))
     builtin = builtin_model_path(str(model))
     if not builtin.is_file():
         raise ModelError(f"built-in model {model!r} is missing from this installation.")

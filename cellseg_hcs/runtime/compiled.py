@@ -22,7 +22,7 @@ import numpy as np
 
 from ..normalize import prepare_field
 from ..postprocess import PostprocessSettings, maps_to_labels
-from ..weights import is_builtin_name
+from ..weights import is_model_file
 
 INDEX = "compiled-models.json"
 
@@ -129,18 +129,10 @@ def remember_compiled(spec: str | Path, model: Any, onnx_path: Path) -> None:
         pass
 
 
-def _is_file_spec(spec: str | Path) -> bool:
-    """A model given as a file (by path), not a built-in model's name (as ``load_model``
-    tells them apart; no import of the model registry, which would bring in PyTorch)."""
-    if is_builtin_name(spec):
-        return False
-    return Path(spec).suffix == ".safetensors" or Path(spec).exists()
-
-
 def _index_key(spec: str | Path) -> str:
     """A built-in model by its name; a model file by its absolute path, so that the same
     relative path typed in two folders never names one model for the other."""
-    return str(Path(spec).resolve()) if _is_file_spec(spec) else str(spec)
+    return str(Path(spec).resolve()) if is_model_file(spec) else str(spec)
 
 
 def no_cuda_gpu_here() -> bool:
@@ -160,7 +152,7 @@ def compiled_model(spec: str | Path, backend: str = "auto",
     entry = _read_index().get(_index_key(spec))
     if not entry or not Path(entry["onnx"]).is_file() or not Path(entry["path"]).is_file():
         return None
-    if _is_file_spec(spec) and Path(entry["path"]) != Path(spec).resolve():
+    if is_model_file(spec) and Path(entry["path"]) != Path(spec).resolve():
         return None
     if _file_digest(Path(entry["path"])) != entry["sha256"]:
         return None
