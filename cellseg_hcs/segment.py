@@ -85,13 +85,14 @@ def segment_files(
     out = _output_folder(out)
     failures: list[tuple[Path, CellSegError]] = []
 
-    def read(path: Path) -> tuple[np.ndarray | None, float | CellSegError]:
+    def read(path: Path) -> tuple[np.ndarray | None, float, CellSegError | None]:
+        """The prepared field and the seconds it took, or None and why it failed."""
         started = time.perf_counter()
         try:
             field = model.prepare(read_image(path), channel, channel_names(path))
         except CellSegError as exc:
-            return None, exc
-        return field, time.perf_counter() - started
+            return None, 0.0, exc
+        return field, time.perf_counter() - started, None
 
     def finish(path: Path, maps: np.ndarray, seconds: float) -> SegmentResult:
         started = time.perf_counter()
@@ -108,9 +109,10 @@ def segment_files(
         pending: list[Future] = []
         bar = tqdm(total=len(paths), desc="segmenting", unit="image", disable=not progress)
         try:
-            for path, (field, read_seconds) in zip(paths, _read_ahead(reader, read, paths)):
-                if field is None:
-                    failures.append((path, read_seconds))
+            for path, (field, read_seconds, error) in zip(paths,
+                                                          _read_ahead(reader, read, paths)):
+                if error is not None:
+                    failures.append((path, error))
                     bar.update()
                     continue
                 started = time.perf_counter()

@@ -160,10 +160,10 @@ class Segmenter:
         image = np.asarray(image)
         if image.ndim not in (2, 3) or min(image.shape) < 1:
             raise SettingError(f"expected a 2-D image (or 2-D with channels), got {image.shape}.")
-        model = self.model(options.model)
-        device = None if options.device == "auto" else options.device
         from ..runtime.scaling import predict_at_scale
 
+        model = self.model(options.model)
+        device = None if options.device == "auto" else options.device
         x = model.prepare(image)  # CPU work of this request alone: outside the shared lock
         scale = model.scale_for(options.diameter)
         with self._lock:
@@ -185,13 +185,10 @@ class Segmenter:
 
 
 def _model_key(name: str) -> tuple:
-    from ..weights import is_builtin_name
+    from ..weights import is_model_file
 
-    if is_builtin_name(name):
-        return ("builtin", name)
-    path = Path(name)
-    if path.suffix == ".safetensors" or path.exists():
-        path = path.expanduser().resolve()
+    if is_model_file(name):
+        path = Path(name).expanduser().resolve()
         mtime = path.stat().st_mtime_ns if path.exists() else 0
         return ("file", str(path), mtime)
     return ("builtin", name)
