@@ -96,3 +96,15 @@ def test_a_model_from_a_newer_version_is_one_sentence(tiny_model, tmp_path):
     save_file(state, str(path), metadata={METADATA_KEY: json.dumps(raw)})
     with pytest.raises(ModelError, match="newer cellseg-hcs.*calibration"):
         cs.load_model(path)
+
+
+def test_the_compiled_cache_and_the_server_read_a_built_in_name_as_load_model_does(
+        tmp_path, monkeypatch):
+    from cellseg_hcs.runtime.compiled import _index_key
+    from cellseg_hcs.serve.engine import _model_key
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nuclei").mkdir()
+    assert _index_key("nuclei") == "nuclei"
+    assert _model_key("nuclei") == ("builtin", "nuclei")
+    assert _model_key("./nuclei")[0] == "file"
