@@ -1,4 +1,9 @@
-"""Model maps to instance labels: seeded watershed on the predicted distance map."""
+"""Model maps to instance labels: seeded watershed on the predicted centre (or distance) map.
+
+The second map (called ``distance`` in these functions) is whatever the model learned to peak
+at each object's centre: the centre map of current models or the distance to the edge of
+older ones (see :mod:`cellseg_hcs.targets`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ class PostprocessSettings:
     """Thresholds that turn probability maps into labels.
 
     ``foreground_threshold`` cuts the foreground probability. ``seeds`` says how the
-    distance map (0 at an object's edge, 1 in its centre) gives one seed per object:
+    second map (1 in an object's centre, falling towards its edge) gives one seed per object:
     ``"threshold"`` takes the connected regions above ``seed_threshold``; ``"peaks"`` takes
     the peaks that rise at least ``peak_height`` above the lowest pass to a higher peak
     (the h-maxima), which splits touching nuclei whose maps merge above any one threshold

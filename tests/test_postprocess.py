@@ -139,7 +139,7 @@ def test_peaks_equal_h_maxima_seeds_over_the_whole_field(mnfinder_dir):
     from skimage.segmentation import watershed
 
     truth = tifffile.imread(next((mnfinder_dir / "nuclei_labels").glob("*.tif")))
-    foreground, distance = instance_targets(truth)
+    foreground, distance = instance_targets(truth, "distance")
     # Smooth noise, like a network's maps: it adds shallow peaks and moves the passes.
     noise = ndi.gaussian_filter(np.random.default_rng(0).normal(0, 0.3, distance.shape), 2)
     distance = np.maximum(distance + noise * (foreground > 0), 0)  # no flat tops: no ties
