@@ -39,7 +39,7 @@ from .evaluate import evaluate_model
 from .model import Model, ModelInfo
 from .models.registry import build_network
 from .normalize import percentile_normalize
-from .targets import instance_targets
+from .targets import TARGETS, instance_targets
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ class TrainSettings:
     ``average``: when above 0, the weights validated, kept and returned are an exponential
     moving average of the trained ones, each step moving ``1 - average`` of the way to them
     (0.999 averages over roughly the last thousand steps); 0 keeps the trained weights.
+
+    ``target``: what the second output learns (see :mod:`cellseg_hcs.targets`): ``"centre"``
+    (one peak per object, the default) or ``"distance"`` (distance to the edge, as models
+    before version 0.2 did; it splits irregular objects into their lobes).
+
+    ``keep``: which weights are returned: ``"best"``, the epoch with the best validation AP
+    (then F1), or ``"last"``, the final ones (validation, if given, is still scored and
+    recorded each epoch). Without validation the last epoch is kept either way.
     """
 
     epochs: int = 50
@@ -67,16 +75,22 @@ class TrainSettings:
     threads: int | None = None
     time_limit: float | None = None
     average: float = 0.0
+    target: str = "centre"
+    keep: str = "best"
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
 
 class PatchSampler:
     """Draws augmented training batches (inputs, targets) from a dataset, repeatably."""
 
-    def __init__(self, dataset: Sequence[Sample], augment: AugmentSettings, seed: int) -> None:
+    def __init__(self, dataset: Sequence[Sample], augment: AugmentSettings, seed: int,
+                 target: str = "centre") -> None:
         if len(dataset) == 0:
             raise InputError("the training dataset is empty.")
+        if target not in TARGETS:
+            raise InputError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}.")
         self.augment = augment
+        self.target = target
         self.rng = np.random.default_rng(seed)
         self.images, self.labels, self.diameters = [], [], []
         for sample in dataset:
@@ -101,7 +115,7 @@ class PatchSampler:
             image, labels = paste_objects(image, labels, *source, count, rng)
         image, labels = flip_rotate(image, labels, rng)
         image = vary_intensity(image, settings, rng)
-        return image, instance_targets(labels)
+        return image, instance_targets(labels, self.target)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         patches = [self.patch() for _ in range(size)]
@@ -138,7 +152,7 @@ def _prefetch(sampler: PatchSampler, batch_size: int, stop: threading.Event) -> 
 
 def instance_loss(logits: torch.Tensor, targets: torch.Tensor,
                   distance_weight: float = 2.0) -> torch.Tensor:
-    """BCE + soft Dice on the foreground, plus BCE of the normalized distance map."""
+    """BCE + soft Dice on the foreground, plus BCE of the second map (centre or distance)."""
     foreground, distance = targets[:, 0], targets[:, 1]
     fg_logits = logits[:, 0]
     bce = F.binary_cross_entropy_with_logits(fg_logits, foreground)
@@ -191,7 +205,7 @@ def train(
     torch.manual_seed(settings.seed)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    sampler = PatchSampler(dataset, settings.augment, settings.seed)
+    sampler = PatchSampler(dataset, settings.augment, settings.seed, settings.target)
     if start_from is not None:
         network, info = _starting_point(start_from, sampler.in_channels, settings)
     else:
@@ -200,6 +214,7 @@ def train(
                            "norm": settings.norm, "stem": settings.stem}
         network = build_network("unet", **network_options)
         info = ModelInfo(architecture="unet", network=network_options)
+    info.outputs = ("foreground", settings.target)
     started_from = info.training
     info.training = {"settings": _plain(asdict(settings)), "train_images": len(dataset),
                      "validation_images": len(validation or []), **(description or {})}
@@ -208,6 +223,8 @@ def train(
     model = Model(network, info)
     if not 0 <= settings.average < 1:
         raise InputError(f"average must be in [0, 1), not {settings.average}.")
+    if settings.keep not in ("best", "last"):
+        raise InputError(f"keep must be 'best' or 'last', not {settings.keep!r}.")
     averaged = copy.deepcopy(network).eval().requires_grad_(False) if settings.average else None
     scored = Model(averaged, info) if averaged is not None else model
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
@@ -248,7 +265,7 @@ def train(
                 scores = evaluate_model(scored, validation)
                 record.update({"val_f1": scores["f1"], "val_ap": scores["ap"]})
                 key = (round(scores["ap"], 4), scores["f1"])
-            else:
+            if not validation or settings.keep == "last":
                 key = (epoch,)
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", val_f1=f"{record.get('val_f1', 0):.3f}",

@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--average", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999)")
+    parser.add_argument("--target", default="centre", choices=["centre", "distance"],
+                        help="what the second output learns (see cellseg_hcs.targets)")
+    parser.add_argument("--keep", default="best", choices=["best", "last"],
+                        help="keep the best validation epoch or the last one")
     parser.add_argument("--start-from", default=None,
                         help="fine-tune this model (name or file) instead of starting afresh")
     args = parser.parse_args(argv)
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         learning_rate=args.learning_rate,
         start_from=args.start_from,
         average=args.average,
+        target=args.target,
+        keep=args.keep,
         out=args.out,
         description={"data": "mnfinder 1.2.3 training split (30 images), MIT license",
                      "validation": "mnfinder validation split (3 images)",

@@ -103,6 +103,24 @@ def test_training_with_a_weight_average_returns_the_average_not_the_last_weights
         cs.train(data, epochs=1, progress=False, average=1.0, **SMALL)
 
 
+def test_keep_last_returns_the_final_weights_even_with_validation():
+    data = [_blobs(0), _blobs(1)]
+    last = cs.train(data, validation=[_blobs(2)], epochs=2, progress=False, seed=3,
+                    keep="last", **SMALL)
+    plain = cs.train(data, epochs=2, progress=False, seed=3, **SMALL)  # no validation: last
+    for a, b in zip(last.network.state_dict().values(), plain.network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert last.info.training["best_epoch"] == 2
+    assert [len(r) for r in last.info.training["history"]] == [5, 5]  # val_f1, val_ap kept
+    with pytest.raises(cs.errors.InputError, match="keep must be 'best' or 'last'"):
+        cs.train(data, epochs=1, progress=False, keep="first", **SMALL)
+
+
+def test_an_unknown_target_is_refused_before_training():
+    with pytest.raises(cs.errors.InputError, match="unknown target 'edges'"):
+        cs.train([_blobs(0)], epochs=1, progress=False, target="edges", **SMALL)
+
+
 def test_fine_tuning_refuses_a_model_for_other_channels():
     two_channel = Sample(np.zeros((2, 64, 64), np.uint16), np.zeros((64, 64), np.int32), "x")
     base = cs.train([_blobs(0)], epochs=1, progress=False, **SMALL)
@@ -164,9 +182,11 @@ def test_train_command_writes_a_model_that_segments(tmp_path):
     result = CliRunner().invoke(main, ["train", "--images", str(images), "--masks", str(masks),
                                        "--out", str(tuned), "--epochs", "1", "--steps", "2",
                                        "--start-from", str(out), "--learning-rate", "1e-3",
-                                       "--average", "0.99"])
+                                       "--average", "0.99", "--target", "distance"])
     assert result.exit_code == 0, result.output
     tuned_model = cs.load_model(tuned)
+    assert model.info.outputs == ("foreground", "centre")  # the default target
+    assert tuned_model.info.outputs == ("foreground", "distance")
     assert tuned_model.info.network == model.info.network  # not the default width 16
     assert tuned_model.info.training["started_from"]["hash"] == model.hash
     assert tuned_model.info.training["settings"]["learning_rate"] == 1e-3

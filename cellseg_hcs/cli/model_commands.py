@@ -84,10 +84,14 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
 @click.option("--average", default=0.0, show_default=True,
               help="Keep an exponential moving average of the weights, moving this much "
                    "less than all the way each step (0.999 smooths over ~1000 steps; 0: off).")
+@click.option("--target", type=click.Choice(["centre", "distance"]), default="centre",
+              show_default=True,
+              help="What the second output learns: 'centre' (one peak per object, keeps "
+                   "irregular nuclei whole) or 'distance' to the edge (the older models').")
 def train(images: Path, masks: Path, out: Path, val_images: Path | None,
           val_masks: Path | None, pattern: str, epochs: int, steps: int,
           minutes: float | None, width: int, depth: int, seed: int, learning_rate: float,
-          start_from: str | None, average: float) -> None:
+          start_from: str | None, average: float, target: str) -> None:
     """Train an instance segmentation model from image and mask folders.
 
     Keeps the epoch with the best validation AP when validation folders are given,
@@ -107,7 +111,8 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
     model = run_training(training, validation=validation, epochs=epochs, out=out,
                          steps_per_epoch=steps, width=width, depth=depth, seed=seed,
                          learning_rate=learning_rate, start_from=start_from,
-                         average=average, time_limit=minutes * 60 if minutes else None,
+                         average=average, target=target,
+                         time_limit=minutes * 60 if minutes else None,
                          description={"images": str(images), "masks": str(masks)})
     if validation is not None:
         best = tune_postprocess(model, validation)
