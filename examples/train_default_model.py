@@ -4,10 +4,11 @@ This is the recipe behind ``cellseg_hcs/weights/nuclei.safetensors``: a model fr
 then the same model fine-tuned from it (see its MODEL_CARD.md):
 
     python examples/train_default_model.py --data ../shared/data/mnfinder \
-        --out cellseg_hcs/weights/nuclei.safetensors --minutes 90 --threads 1
+        --out cellseg_hcs/weights/nuclei.safetensors --minutes 90 --threads 1 --target distance
     python examples/train_default_model.py --data ../shared/data/mnfinder \
         --out cellseg_hcs/weights/nuclei.safetensors --minutes 125 --threads 2 \
-        --learning-rate 1e-3 --start-from cellseg_hcs/weights/nuclei.safetensors
+        --learning-rate 1e-3 --target distance \
+        --start-from cellseg_hcs/weights/nuclei.safetensors
 
 Each run ends by choosing the post-processing on the validation split.
 
