@@ -151,11 +151,12 @@ def montage_fields(images: list[Path], count: int, folder: Path, side: int = 216
 
 
 def whole_command(images: list[Path], repeats: int, workdir: Path,
-                  diameters: list[float] = ()) -> dict:
-    """Wall seconds of ``cellseg-hcs segment`` (also with each ``--diameter`` given) and of
-    ``classic.py`` on the same images."""
+                  diameters: list[float] = (), model: str = "nuclei") -> dict:
+    """Wall seconds of ``cellseg-hcs segment --model MODEL`` (also with each ``--diameter``
+    given) and of ``classic.py`` on the same images."""
     script = Path(sys.executable).parent / "cellseg-hcs"
-    ours = [str(script) if script.exists() else "cellseg-hcs", "segment", *map(str, images)]
+    ours = [str(script) if script.exists() else "cellseg-hcs", "segment", *map(str, images),
+            "--model", str(model)]
     commands = {"cellseg-hcs segment": [*ours, "--out"]}
     for diameter in diameters:
         commands[f"cellseg-hcs segment --diameter {diameter:g}"] = [
@@ -306,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(source, chosen[-1])
             print("whole command", file=sys.stderr, flush=True)
             diameters = [float(d) for d in args.diameters.split(",") if d]
-            results["whole_command"] = whole_command(chosen, args.repeats, workdir, diameters)
+            results["whole_command"] = whole_command(chosen, args.repeats, workdir, diameters,
+                                                     args.model)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     text = table(results)

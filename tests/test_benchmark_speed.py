@@ -1,0 +1,36 @@
+"""The speed benchmark times the model it is asked about (benchmarks/speed.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+
+
+@pytest.fixture
+def speed():
+    spec = importlib.util.spec_from_file_location("speed_benchmark", SPEED)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_whole_command_runs_the_model_given_to_the_benchmark(speed, tmp_path, monkeypatch):
+    ran: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **_: ran.append(command))
+    monkeypatch.setattr(speed, "_pixels", lambda path: 100)
+    images = [tmp_path / "a.tif", tmp_path / "b.tif"]
+
+    timings = speed.whole_command(images, repeats=2, workdir=tmp_path, diameters=[60],
+                                  model="my_model.safetensors")
+
+    ours = [command for command in ran if "segment" in command]
+    assert len(ours) == 1 + 2 * 2  # a warm-up, then each variant per repeat
+    for command in ours:
+        assert command[command.index("--model") + 1] == "my_model.safetensors"
+    assert set(timings["seconds"]) == {"cellseg-hcs segment",
+                                       "cellseg-hcs segment --diameter 60", "classic"}
