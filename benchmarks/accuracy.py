@@ -9,7 +9,9 @@ distance-transform declumping, benchmarks/classic.py) runs on the same images.
     python benchmarks/accuracy.py --data ../shared/data/mnfinder --model nuclei \
         --json benchmarks/accuracy.json
 
-The test split is only ever read here, never by training or model selection.
+The test split is only ever read here, never by training or model selection; to compare
+candidate models, ``--validation-only`` scores the validation split and its changed images
+and does not read the test split.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="nuclei")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/accuracy.json"))
     parser.add_argument("--no-robustness", action="store_true")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="Score the validation split and its changed images only, never "
+                             "reading the test split: for choosing between candidate models.")
     parser.add_argument("--diameters", default="",
                         help="Also score the model with these --diameter values "
                              "(comma-separated), e.g. 60: the accuracy cost of the fast mode.")
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     model = cs.load_model(args.model)
     images, masks = args.data / "images", args.data / "nuclei_labels"
     splits = {name: list(ImageMaskFolder(images, masks, pattern=f"{name}__*"))
-              for name in ("validation", "test")}
+              for name in (("validation",) if args.validation_only else ("validation", "test"))}
+    robustness_split = "validation" if args.validation_only else "test"
     methods = {"cellseg-hcs": lambda image: model.segment(image),
                "classic (Otsu + watershed)": classic.segment}
     for diameter in [float(d) for d in args.diameters.split(",") if d]:
@@ -116,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     if not args.no_robustness:
         for change, apply in CHANGES.items():
-            changed = [apply(s) for s in splits["test"]]
+            changed = [apply(s) for s in splits[robustness_split]]
             for method, segment in methods.items():
-                rows.append({"data": f"mnfinder test, {change}", "method": method,
+                rows.append({"data": f"mnfinder {robustness_split}, {change}",
+                             "method": method,
                              **score(segment, changed)})
                 print(json.dumps(rows[-1]), flush=True)
     result = {

@@ -1,0 +1,41 @@
+"""Comparing candidate models on validation never reads the test split (benchmarks/accuracy.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ACCURACY = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+
+
+@pytest.fixture
+def accuracy():
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ACCURACY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validation_only_scores_validation_and_its_changes_without_reading_test(
+        accuracy, mnfinder_dir, tiny_model, tmp_path):
+    data = tmp_path / "mnfinder"
+    name = "test__2023-05-31_misc__MAX_2022-12-29-0004.tif"
+    for folder in ("images", "nuclei_labels"):
+        (data / folder).mkdir(parents=True)
+        shutil.copy(mnfinder_dir / folder / name, data / folder / "validation__one.tif")
+        (data / folder / "test__unreadable.tif").write_bytes(b"not a tiff")  # reading fails
+    model = tmp_path / "tiny.safetensors"
+    tiny_model.save(model)
+    out = tmp_path / "scores.json"
+
+    accuracy.main(["--data", str(data), "--model", str(model), "--validation-only",
+                   "--json", str(out)])
+
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["data"] for row in rows} == {
+        "mnfinder validation", *(f"mnfinder validation, {change}" for change in accuracy.CHANGES)}
+    assert {row["method"] for row in rows} == {"cellseg-hcs", "classic (Otsu + watershed)"}
