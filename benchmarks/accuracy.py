@@ -34,6 +34,7 @@ import classic  # noqa: E402
 import cellseg_hcs as cs  # noqa: E402
 from cellseg_hcs.data import ImageMaskFolder, Sample  # noqa: E402
 from cellseg_hcs.metrics import evaluate_pairs  # noqa: E402
+from cellseg_hcs.runtime.scaling import predict_at_scale  # noqa: E402
 
 KEYS = ("f1", "precision", "recall", "ap", "coco_ap", "coco_ap50", "coco_ap75",
         "mean_matched_iou", "pixel_iou")
@@ -102,18 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diameters", default="",
                         help="Also score the model with these --diameter values "
                              "(comma-separated), e.g. 60: the accuracy cost of the fast mode.")
+    parser.add_argument("--backend", default="auto",
+                        help="inference backend (auto, torch, onnxruntime, tensorrt)")
+    parser.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16"),
+                        help="the torch backend's precision, e.g. bf16: its accuracy cost")
     args = parser.parse_args(argv)
 
     model = cs.load_model(args.model)
+    options = {"precision": args.precision} if args.precision else {}
+    runtime = model.runtime(args.backend, None, **options)
     images, masks = args.data / "images", args.data / "nuclei_labels"
     splits = {name: list(ImageMaskFolder(images, masks, pattern=f"{name}__*"))
               for name in (("validation",) if args.validation_only else ("validation", "test"))}
     robustness_split = "validation" if args.validation_only else "test"
-    methods = {"cellseg-hcs": lambda image: model.segment(image),
+    def segment(image: np.ndarray, diameter: float | None = None) -> np.ndarray:
+        maps = predict_at_scale(runtime, model.prepare(image), model.scale_for(diameter))
+        return model.labels_from_maps(maps)
+
+    methods = {"cellseg-hcs": segment,
                "classic (Otsu + watershed)": classic.segment}
     for diameter in [float(d) for d in args.diameters.split(",") if d]:
         methods[f"cellseg-hcs --diameter {diameter:g}"] = (
-            lambda image, d=diameter: model.segment(image, diameter=d))
+            lambda image, d=diameter: segment(image, d))
     rows = []
     for split, samples in splits.items():
         for method, segment in methods.items():
@@ -131,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": "python benchmarks/accuracy.py " + " ".join(argv or sys.argv[1:]),
         "model": str(args.model), "model_hash": model.hash,
+        "runtime": runtime.describe(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                    f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
         "rows": rows,

@@ -39,3 +39,24 @@ def test_validation_only_scores_validation_and_its_changes_without_reading_test(
     assert {row["data"] for row in rows} == {
         "mnfinder validation", *(f"mnfinder validation, {change}" for change in accuracy.CHANGES)}
     assert {row["method"] for row in rows} == {"cellseg-hcs", "classic (Otsu + watershed)"}
+
+
+def test_backend_and_precision_are_the_ones_scored_and_recorded(
+        accuracy, mnfinder_dir, tiny_model, tmp_path):
+    data = tmp_path / "mnfinder"
+    name = "test__2023-05-31_misc__MAX_2022-12-29-0004.tif"
+    for folder in ("images", "nuclei_labels"):
+        (data / folder).mkdir(parents=True)
+        shutil.copy(mnfinder_dir / folder / name, data / folder / "validation__one.tif")
+    model = tmp_path / "tiny.safetensors"
+    tiny_model.save(model)
+    out = tmp_path / "scores.json"
+
+    accuracy.main(["--data", str(data), "--model", str(model), "--validation-only",
+                   "--no-robustness", "--backend", "torch", "--precision", "bf16",
+                   "--json", str(out)])
+
+    result = json.loads(out.read_text())
+    assert result["runtime"]["backend"] == "torch"
+    assert result["runtime"]["precision"] == "bf16"
+    assert [row["data"] for row in result["rows"]] == ["mnfinder validation"] * 2
