@@ -2,7 +2,7 @@
 
 Scores (pooled over images; instance F1 at IoU 0.5, DSB AP over IoU 0.5:0.95, COCO AP)
 on the validation and test splits, then on the test split changed the ways other labs'
-images differ from it: magnification (0.5x, 0.75x, 1.5x), bit depth (8-bit), a dim
+images differ from it: magnification (0.5x, 0.75x, 1.5x, 2x), bit depth (8-bit), a dim
 exposure with shot noise, and an uneven background. The classic baseline (Otsu +
 distance-transform declumping, benchmarks/classic.py) runs on the same images.
 
@@ -34,7 +34,7 @@ import classic  # noqa: E402
 import cellseg_hcs as cs  # noqa: E402
 from cellseg_hcs.data import ImageMaskFolder, Sample  # noqa: E402
 from cellseg_hcs.metrics import evaluate_pairs  # noqa: E402
-from cellseg_hcs.runtime.scaling import predict_at_scale  # noqa: E402
+from cellseg_hcs.runtime.scaling import parse_diameter, segment_field  # noqa: E402
 
 KEYS = ("f1", "precision", "recall", "ap", "coco_ap", "coco_ap50", "coco_ap75",
         "mean_matched_iou", "pixel_iou")
@@ -75,6 +75,7 @@ CHANGES: dict[str, Callable[[Sample], Sample]] = {
     "magnification 0.5x": _magnify(0.5),
     "magnification 0.75x": _magnify(0.75),
     "magnification 1.5x": _magnify(1.5),
+    "magnification 2x": _magnify(2.0),
     "8-bit": _eight_bit,
     "dim + shot noise": _dim_and_noisy,
     "uneven background": _uneven_background,
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                              "reading the test split: for choosing between candidate models.")
     parser.add_argument("--diameters", default="",
                         help="Also score the model with these --diameter values "
-                             "(comma-separated), e.g. 60: the accuracy cost of the fast mode.")
+                             "(comma-separated), e.g. native,60: the image's own scale, and "
+                             "the accuracy cost of the fast mode.")
     parser.add_argument("--backend", default="auto",
                         help="inference backend (auto, torch, onnxruntime, tensorrt)")
     parser.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16"),
@@ -116,15 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     splits = {name: list(ImageMaskFolder(images, masks, pattern=f"{name}__*"))
               for name in (("validation",) if args.validation_only else ("validation", "test"))}
     robustness_split = "validation" if args.validation_only else "test"
-    def segment(image: np.ndarray, diameter: float | None = None) -> np.ndarray:
-        maps = predict_at_scale(runtime, model.prepare(image), model.scale_for(diameter))
-        return model.labels_from_maps(maps)
+    def cellseg(image: np.ndarray, diameter: float | str | None = "auto") -> np.ndarray:
+        return segment_field(model, runtime, model.prepare(image), diameter)[0]
 
-    methods = {"cellseg-hcs": segment,
+    methods = {"cellseg-hcs": cellseg,
                "classic (Otsu + watershed)": classic.segment}
-    for diameter in [float(d) for d in args.diameters.split(",") if d]:
-        methods[f"cellseg-hcs --diameter {diameter:g}"] = (
-            lambda image, d=diameter: segment(image, d))
+    for text in [d for d in args.diameters.split(",") if d]:
+        diameter = parse_diameter(text)
+        methods[f"cellseg-hcs --diameter {text}"] = (
+            lambda image, d=diameter: cellseg(image, d))
     rows = []
     for split, samples in splits.items():
         for method, segment in methods.items():

@@ -13,6 +13,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
+from .runtime.scaling import median_diameter  # noqa: F401  (used by training, re-exported)
+
 
 @dataclass(frozen=True)
 class AugmentSettings:
@@ -38,13 +40,6 @@ class AugmentSettings:
     noise_std: tuple[float, float] = (0.01, 0.12)
     density_probability: float = 0.3
     density_objects: tuple[int, int] = (3, 15)
-
-
-def median_diameter(labels: np.ndarray) -> float:
-    """Median equivalent-circle diameter of the objects in a label image (0 if none)."""
-    areas = np.bincount(np.asarray(labels).ravel())[1:]
-    areas = areas[areas > 0]
-    return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else 0.0
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:

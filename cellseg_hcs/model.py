@@ -173,17 +173,22 @@ class Model:
 
     def segment(self, image: np.ndarray, channel: int | str | None = None, *,
                 channel_names: list[str] | None = None, backend: str = "auto",
-                device: str | None = None, diameter: float | None = None,
+                device: str | None = None, diameter: float | str | None = "auto",
                 **settings: Any) -> np.ndarray:
         """Instance labels (uint16, or uint32 beyond 65535 objects; 0 = background).
 
         ``diameter``: the objects' typical diameter in pixels, when far from the model's
         ``working_diameter`` (very small or very large nuclei), or to trade a little accuracy
-        for speed on large ones. ``settings`` override the post-processing thresholds.
+        for speed on large ones; ``"auto"`` (the default) measures it from a first pass and
+        runs the network again at the right scale only when it is far off; None keeps the
+        image's own scale. ``settings`` override the post-processing thresholds.
         """
-        maps = self.predict_maps(image, channel, channel_names=channel_names,
-                                 backend=backend, device=device, diameter=diameter)
-        return self.labels_from_maps(maps, **settings)
+        from .runtime.scaling import parse_diameter, segment_field
+
+        prepared = self.prepare(image, channel, channel_names)
+        labels, _, _ = segment_field(self, self.runtime(backend, device), prepared,
+                                     parse_diameter(diameter), **settings)
+        return labels
 
     def __repr__(self) -> str:
         return f"Model({self.info.architecture}, {self.info.network}, source={self.source!r})"

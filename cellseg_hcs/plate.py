@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import SettingError
+from .errors import CellSegError, SettingError
 from .features import feature_groups
 from .io import tables
 from .io.plate import Plate, open_plate
@@ -79,7 +80,7 @@ def run_plate(
     scheduler: Any = None,
     backend: str = "auto",
     device: str | None = None,
-    diameter: float | None = None,
+    diameter: float | str | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PlateRunResult:
@@ -118,6 +119,9 @@ def run_plate(
     diameter:
         Typical object diameter in pixels, when far from the model's working diameter;
         the network then runs on each field resampled to it (see ``Model.segment``).
+        ``"auto"`` measures it on the plate's first field with objects and runs every field
+        at the one scale that follows (a plate is one magnification); None (the default)
+        runs at the fields' own scale.
     overwrite:
         Recompute fields that are already finished.
     progress:
@@ -191,6 +195,7 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
     """Check every input and setting; raise one sentence for the first problem found."""
     from .model import Model, load_model
     from .runtime import choose_backend
+    from .runtime.scaling import parse_diameter
 
     opened = open_plate(plate)
     fields = opened.select(list(wells) if wells else None)
@@ -203,6 +208,7 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
                            "(an existing one), not both.")
     if workers is not None and workers < 1:
         raise SettingError(f"--workers must be 1 or more, not {workers}.")
+    diameter = parse_diameter(diameter)
     loaded = model if isinstance(model, Model) else load_model(model)
     channels = _channels(opened, channel, loaded.info.in_channels)
     # With the model, "auto" on a CPU is measured once and cached on disk; workers on this
@@ -221,7 +227,8 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
         "features": list(groups), "feature_set": features if isinstance(features, str)
         else "custom", "wells": sorted({f.well for f in fields}),
         "workers": workers, "scheduler": _scheduler_text(scheduler), "backend": backend,
-        "device": device, "diameter": diameter, "scale": loaded.scale_for(diameter),
+        "device": device, "diameter": diameter,
+        **_network_scale(opened, channels, loaded, diameter, backend_name, device),
         "overwrite": overwrite,
     }
     previous = _read_manifest(out)
@@ -239,6 +246,43 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
                                  parameters["scale"]), 6)})
     return _Plan(opened, out, fields, channels, object_name, groups, loaded,
                  model_path, backend_name, reason, device, parameters)
+
+
+def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, backend: str,
+                   device: str | None) -> dict[str, Any]:
+    """``{"scale": ...}`` for the whole plate, and for ``"auto"`` the diameter it measured.
+
+    ``"auto"`` segments the plate's first fields (up to :data:`AUTO_FIELDS`, whichever
+    wells are run, so a rerun on other wells finds the same scale) at their own scale until
+    one has objects, and takes the scale that brings their median diameter to the model's
+    (1.0 when it is near it already).
+    """
+    from .io.plate import read_field
+    from .plate_tasks import check_pixels
+    from .runtime.scaling import AUTO, auto_scale
+
+    if diameter != AUTO:
+        return {"scale": model.scale_for(diameter)}
+    runtime = model.runtime(backend, device)
+    for field in plate.select(None)[:AUTO_FIELDS]:
+        try:
+            image = read_field(plate.path, field, list(channels))
+        except (CellSegError, OSError, ValueError):
+            continue  # an unreadable field fails in the run itself, with its reason
+        planes = [image.channels[name] for name in channels]
+        if any(check_pixels(plane, field.name) for plane in planes) or not np.any(planes[0]):
+            continue
+        stacked = planes[0] if len(planes) == 1 else np.stack(planes)
+        maps = runtime.predict(model.prepare(stacked, 0 if len(planes) == 1 else None))
+        scale, measured = auto_scale(model.labels_from_maps(maps), model.info.working_diameter)
+        if measured > 0:
+            log.info("diameter auto: %.1f px measured on field %s; network scale %.3f",
+                     measured, field.name, scale)
+            return {"scale": scale, "measured_diameter": round(measured, 2)}
+    return {"scale": 1.0, "measured_diameter": None}
+
+
+AUTO_FIELDS = 3
 
 
 def _refuse_other_labels(plate: Plate, fields, object_name: str, ours: dict) -> None:

@@ -5,6 +5,10 @@ network on the current one, post-processing and writing the previous one. Each s
 in its own thread (the network libraries and the watershed release the GIL), so the
 network is never idle waiting for disk or for the watershed; the results are identical to
 running the stages one after the other.
+
+With ``diameter="auto"`` (the default) the post-processing stage also measures the objects'
+size; a field whose objects are far from the model's working diameter goes back to the
+network once, resampled (see :mod:`cellseg_hcs.runtime.scaling`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 
 from .errors import CellSegError, InputError, SomeInputsFailed
 from .io.images import channel_names, read_image, write_labels
-from .runtime.scaling import predict_at_scale, scale_for
+from .runtime.scaling import AUTO, auto_scale, parse_diameter, predict_at_scale, scale_for
 
 PREFETCH = 2  # fields read ahead of the network
 
@@ -32,6 +36,20 @@ class SegmentResult:
     image: Path
     labels: Path
     count: int
+    seconds: float
+    scale: float = 1.0
+    diameter: float | None = None  # the objects' median diameter measured by "auto"
+
+
+@dataclass
+class _Resample:
+    """A field whose first pass found objects far from the model's size: run it again."""
+
+    index: int
+    path: Path
+    field: np.ndarray
+    scale: float
+    diameter: float
     seconds: float
 
 
@@ -45,7 +63,7 @@ def segment_files(
     device: str | None = None,
     probabilities: bool = False,
     progress: bool = True,
-    diameter: float | None = None,
+    diameter: float | str | None = AUTO,
 ) -> list[SegmentResult]:
     """Segment every image file and write ``out/<stem>_labels.tif`` for each.
 
@@ -57,7 +75,9 @@ def segment_files(
     ``model`` is a built-in model name, a model file or a loaded
     :class:`~cellseg_hcs.model.Model`. A named model that already ran on onnxruntime here
     runs from its cached ONNX export without importing PyTorch (see
-    :mod:`cellseg_hcs.runtime.compiled`); the labels are the same.
+    :mod:`cellseg_hcs.runtime.compiled`); the labels are the same. ``diameter``: the
+    objects' diameter in pixels, ``"auto"`` (measured per image, resampling only images whose
+    objects are far from the model's size) or None (every image at its own scale).
 
     Examples
     --------
@@ -79,8 +99,10 @@ def segment_files(
             raise InputError(f"{seen[path.stem]} and {path} would both be written as "
                              f"{path.stem}_labels.tif; segment them into separate --out folders.")
         seen[path.stem] = path
+    diameter = parse_diameter(diameter)
     model, runtime = _model_and_runtime(model, backend, device)
-    scale = scale_for(diameter, model.info.working_diameter)
+    auto = diameter == AUTO
+    scale = 1.0 if auto else scale_for(diameter, model.info.working_diameter)
     created = not Path(out).exists()
     out = _output_folder(out)
     failures: list[tuple[Path, CellSegError]] = []
@@ -94,23 +116,42 @@ def segment_files(
             return None, 0.0, exc
         return field, time.perf_counter() - started, None
 
-    def finish(path: Path, maps: np.ndarray, seconds: float) -> SegmentResult:
+    def finish(index: int, path: Path, field: np.ndarray, maps: np.ndarray, seconds: float,
+               scale: float, measured: float | None) -> tuple[int, SegmentResult] | _Resample:
         started = time.perf_counter()
         labels = model.labels_from_maps(maps)
+        if auto and measured is None:
+            new_scale, measured = auto_scale(labels, model.info.working_diameter)
+            if new_scale != 1.0:
+                return _Resample(index, path, field, new_scale, measured,
+                                 seconds + time.perf_counter() - started)
         target = write_labels(out / f"{path.stem}_labels.tif", labels)
         if probabilities:
             write_labels(out / f"{path.stem}_probabilities.tif", maps[0].astype(np.float32))
-        return SegmentResult(path, target, int(labels.max()),
-                             seconds + time.perf_counter() - started)
+        return index, SegmentResult(path, target, int(labels.max()),
+                                    seconds + time.perf_counter() - started, scale, measured)
 
-    results: list[SegmentResult] = []
+    done: list[tuple[int, SegmentResult]] = []
     with ThreadPoolExecutor(1, "cellseg-read") as reader, \
             ThreadPoolExecutor(1, "cellseg-finish") as finisher:
         pending: list[Future] = []
         bar = tqdm(total=len(paths), desc="segmenting", unit="image", disable=not progress)
+
+        def collect(future: Future) -> None:
+            outcome = future.result()
+            if isinstance(outcome, _Resample):  # the network again, in this thread only
+                started = time.perf_counter()
+                maps = predict_at_scale(runtime, outcome.field, outcome.scale)
+                seconds = outcome.seconds + time.perf_counter() - started
+                pending.append(finisher.submit(finish, outcome.index, outcome.path, outcome.field,
+                                               maps, seconds, outcome.scale, outcome.diameter))
+                return
+            done.append(outcome)
+            bar.update()
+
         try:
-            for path, (field, read_seconds, error) in zip(paths,
-                                                          _read_ahead(reader, read, paths)):
+            for index, (path, (field, read_seconds, error)) in enumerate(
+                    zip(paths, _read_ahead(reader, read, paths))):
                 if error is not None:
                     failures.append((path, error))
                     bar.update()
@@ -118,15 +159,15 @@ def segment_files(
                 started = time.perf_counter()
                 maps = predict_at_scale(runtime, field, scale)
                 seconds = read_seconds + time.perf_counter() - started
-                pending.append(finisher.submit(finish, path, maps, seconds))
+                pending.append(finisher.submit(finish, index, path, field, maps, seconds, scale,
+                                               None))
                 while pending and (pending[0].done() or len(pending) > PREFETCH):
-                    results.append(pending.pop(0).result())
-                    bar.update()
-            for future in pending:
-                results.append(future.result())
-                bar.update()
+                    collect(pending.pop(0))
+            while pending:
+                collect(pending.pop(0))
         finally:
             bar.close()
+    results = [result for _, result in sorted(done, key=lambda item: item[0])]
     if failures and not results:
         if created and not any(out.iterdir()):
             out.rmdir()  # nothing was written: leave no empty folder behind

@@ -1,8 +1,9 @@
 """The shipped `nuclei` model against real hand-drawn labels (mnfinder test split, unseen).
 
-Measured for the shipped model (see cellseg_hcs/weights/MODEL_CARD.md): pooled instance
-F1@0.5 0.941 and AP@[0.5:0.95] 0.740 on the 16 test images; 0.946 / 0.799 on the 4 of them
-committed in tests/data. The tests below guard those levels (a retrained model must not do
+Measured for the shipped model as users run it (``Model.segment``, ``--diameter auto``; see
+cellseg_hcs/weights/MODEL_CARD.md): pooled instance F1@0.5 0.941 and AP@[0.5:0.95] 0.735 on
+the 16 test images (0.941 / 0.740 at every image's own scale); 0.946 / 0.799 on the 4 of
+them committed in tests/data. The tests below guard those levels (a retrained model must not do
 worse). The foundation issue's bar is F1 >= 0.94 and AP >= 0.75: the F1 half is met and
 tested as such; the AP half is NOT met yet, so that test is a strict expected failure, which
 turns red the day a model meets it and is updated.
@@ -14,7 +15,12 @@ import pytest
 
 import cellseg_hcs as cs
 from cellseg_hcs.data import ImageMaskFolder
-from cellseg_hcs.evaluate import evaluate_model
+from cellseg_hcs.metrics import evaluate_pairs
+
+
+def evaluate_model(model, data) -> dict:
+    """Pooled scores of the labels a user gets (the defaults of ``Model.segment``)."""
+    return evaluate_pairs([(sample.labels, model.segment(sample.image)) for sample in data])
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +53,6 @@ def test_nuclei_model_meets_the_foundation_f1_bar_on_the_mnfinder_test_split(tes
 
 
 @pytest.mark.xfail(strict=True, reason="the foundation issue's AP bar is not met yet: "
-                   "AP 0.740 measured against 0.75")
+                   "AP 0.735 measured against 0.75")
 def test_nuclei_model_meets_the_foundation_ap_bar_on_the_mnfinder_test_split(test_split_scores):
     assert test_split_scores["ap"] >= 0.75

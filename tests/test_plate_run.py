@@ -364,3 +364,26 @@ def test_another_models_run_does_not_silently_replace_a_runs_labels(tmp_path, cl
     again = _run(tmp_path / "plate.zarr", tmp_path / "a", client, model, overwrite=True)
     assert again.computed == 4
     assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == model.hash
+
+
+@pytest.mark.parametrize(("radius", "expected_scale"), [(25, 30 / 51), (12, 1.0)])
+def test_diameter_auto_measures_the_first_field_and_runs_the_plate_at_one_scale(
+        tmp_path, client, model, radius, expected_scale):
+    from plate_helpers import disk_field
+
+    from cellseg_hcs.convert import write_plate
+
+    counts = {("B02", 0): 3, ("B02", 1): 4, ("B03", 0): 2}
+    write_plate(tmp_path / "plate.zarr",
+                {key: disk_field(i, n, (320, 320), radius) for i, (key, n) in
+                 enumerate(counts.items())}, channel_names=["DNA"])
+    result = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto")
+    parameters = json.loads((tmp_path / "out" / "run.json").read_text())["parameters"]
+    assert parameters["diameter"] == "auto"
+    assert parameters["measured_diameter"] == pytest.approx(2 * radius + 1, abs=1.5)
+    assert parameters["scale"] == pytest.approx(expected_scale, rel=0.05)
+    assert sorted(result.images["Count_Nuclei"]) == sorted(counts.values())
+    # Other wells of the same plate later: the same first field, so the same scale.
+    again = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto",
+                 wells=["B03"])
+    assert again.skipped == 1

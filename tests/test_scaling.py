@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from cellseg_hcs.errors import SettingError
-from cellseg_hcs.runtime.scaling import _resize, predict_at_scale, scale_for
+from cellseg_hcs.runtime.scaling import (
+    AUTO_MAX_UPSCALE,
+    _resize,
+    auto_scale,
+    parse_diameter,
+    predict_at_scale,
+    scale_for,
+)
 
 
 class _Echo:
@@ -43,6 +50,46 @@ def test_scale_brings_the_diameter_to_the_working_diameter():
     assert scale_for(None, 30) == 1.0
     with pytest.raises(SettingError, match="diameter must be a positive number"):
         scale_for(0, 30)
+    with pytest.raises(SettingError, match="number of pixels here, not 'auto'"):
+        scale_for("auto", 30)
+
+
+def test_a_diameter_option_is_a_number_auto_or_native():
+    assert parse_diameter("auto") == "auto"
+    assert parse_diameter("45") == 45.0 and parse_diameter(12) == 12.0
+    assert parse_diameter("native") is None and parse_diameter(None) is None
+    for bad in ("big", "-3", "0"):
+        with pytest.raises(SettingError, match="diameter must be a"):
+            parse_diameter(bad)
+
+
+def _disks(diameter: float, size: int = 400) -> np.ndarray:
+    """Label image of non-touching disks of one diameter on a grid."""
+    labels = np.zeros((size, size), np.int32)
+    yy, xx = np.mgrid[:size, :size]
+    step = int(diameter * 1.6) + 2
+    for n, (y, x) in enumerate((y, x) for y in range(step // 2, size - step // 2, step)
+                               for x in range(step // 2, size - step // 2, step)):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 < (diameter / 2) ** 2] = n + 1
+    return labels
+
+
+@pytest.mark.parametrize("diameter", [24, 30, 44])
+def test_auto_leaves_objects_near_the_working_diameter_at_their_scale(diameter):
+    scale, measured = auto_scale(_disks(diameter), 30)
+    assert scale == 1.0
+    assert measured == pytest.approx(diameter, rel=0.05)
+
+
+@pytest.mark.parametrize("diameter", [15, 20, 50, 90])
+def test_auto_brings_far_objects_to_the_working_diameter(diameter):
+    scale, measured = auto_scale(_disks(diameter), 30)
+    assert scale == pytest.approx(30 / diameter, rel=0.05)
+
+
+def test_auto_enlarges_at_most_three_times_and_leaves_empty_fields_alone():
+    assert auto_scale(_disks(6), 30)[0] == AUTO_MAX_UPSCALE == 3.0
+    assert auto_scale(np.zeros((50, 50), np.int32), 30) == (1.0, 0.0)
 
 
 def test_segment_with_the_objects_diameter_finds_the_same_nuclei(mnfinder_dir):
@@ -57,3 +104,40 @@ def test_segment_with_the_objects_diameter_finds_the_same_nuclei(mnfinder_dir):
     resampled = model.segment(image, diameter=model.info.working_diameter * 1.25)
     assert resampled.shape == native.shape
     assert abs(int(resampled.max()) - int(native.max())) <= max(2, 0.1 * native.max())
+
+
+def _magnified(mnfinder_dir, factor: float):
+    """A real mnfinder image and its nuclei labels, magnified as a higher-power objective would."""
+    import tifffile
+    from skimage.transform import rescale
+
+    name = sorted((mnfinder_dir / "images").glob("*.tif"))[0].name
+    image = tifffile.imread(mnfinder_dir / "images" / name).astype(np.float32)
+    labels = tifffile.imread(mnfinder_dir / "nuclei_labels" / name)
+    if factor == 1:
+        return image, labels
+    return (rescale(image, factor, order=1, preserve_range=True, anti_aliasing=True),
+            rescale(labels, factor, order=0, preserve_range=True,
+                    anti_aliasing=False).astype(np.int32))
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    import cellseg_hcs as cs
+
+    return cs.load_model("nuclei")
+
+
+def test_auto_finds_nuclei_that_a_larger_magnification_makes_the_model_miss(nuclei, mnfinder_dir):
+    from cellseg_hcs.metrics import evaluate_pairs
+
+    image, truth = _magnified(mnfinder_dir, 2.5)
+    native = evaluate_pairs([(truth, nuclei.segment(image, diameter=None))])["f1"]
+    auto = evaluate_pairs([(truth, nuclei.segment(image))])["f1"]  # "auto" is the default
+    assert auto >= 0.9
+    assert auto >= native + 0.03
+
+
+def test_auto_on_images_like_the_training_data_is_the_native_result(nuclei, mnfinder_dir):
+    image, _ = _magnified(mnfinder_dir, 1)
+    np.testing.assert_array_equal(nuclei.segment(image), nuclei.segment(image, diameter=None))

@@ -190,3 +190,35 @@ def test_a_z_stack_is_refused_in_one_sentence(tmp_path):
     result = _segment([tmp_path / "z.tif", "--out", tmp_path / "out"])
     assert result.exit_code == 2
     assert "a stack of 7 Z planes; segmentation is 2-D" in result.output
+
+
+def test_images_whose_nuclei_are_far_from_the_model_size_are_resampled_and_said(
+        tmp_path, real_image, model):
+    from skimage.transform import rescale
+
+    large = rescale(real_image.astype(np.float32), 2.5, order=1, preserve_range=True)
+    tifffile.imwrite(tmp_path / "native.tif", real_image)
+    tifffile.imwrite(tmp_path / "large.tif", large.astype(np.uint16))
+    result = _segment([tmp_path / "native.tif", tmp_path / "large.tif", "--out", tmp_path / "o"])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) had objects far from the model's size" in result.output
+    assert "large.tif (" in result.output and "native.tif" not in result.output.splitlines()[-1]
+    for name, image in (("native", real_image), ("large", large.astype(np.uint16))):
+        written = tifffile.imread(tmp_path / "o" / f"{name}_labels.tif")
+        np.testing.assert_array_equal(written, model.segment(image))
+
+
+def test_diameter_native_never_resamples_and_a_bad_diameter_is_one_sentence(tmp_path,
+                                                                            real_image):
+    from skimage.transform import rescale
+
+    large = rescale(real_image.astype(np.float32), 2.5, order=1, preserve_range=True)
+    tifffile.imwrite(tmp_path / "large.tif", large.astype(np.uint16))
+    results = cs.segment_files([tmp_path / "large.tif"], tmp_path / "o", diameter="native",
+                               progress=False)
+    assert results[0].scale == 1.0 and results[0].diameter is None
+    results = cs.segment_files([tmp_path / "large.tif"], tmp_path / "a", progress=False)
+    assert results[0].scale < 0.6 and results[0].diameter > 50
+    bad = _segment([tmp_path / "large.tif", "--out", tmp_path / "b", "--diameter", "big"])
+    assert bad.exit_code == 2
+    assert "diameter must be a number of pixels, 'auto' or 'native', not 'big'" in bad.output

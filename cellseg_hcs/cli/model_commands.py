@@ -9,7 +9,7 @@ import click
 
 from ..errors import SettingError
 from . import main
-from .options import backend_option, device_option, diameter_option, model_option
+from .options import auto_diameter_option, backend_option, device_option, model_option
 
 
 def _channel(value: str | None) -> int | str | None:
@@ -29,10 +29,10 @@ def _channel(value: str | None) -> int | str | None:
 @device_option
 @click.option("--probabilities/--no-probabilities", default=False,
               help="Also write the foreground probability map (<stem>_probabilities.tif).")
-@diameter_option
+@auto_diameter_option
 def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None,
             backend: str, device: str | None, probabilities: bool,
-            diameter: float | None) -> None:
+            diameter: float | str | None) -> None:
     """Label objects in IMAGES (TIFF, PNG, or anything bioio reads) with a model.
 
     Writes OUT/<stem>_labels.tif for each input: uint16 (uint32 beyond 65535 objects),
@@ -58,6 +58,13 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
         raise
     total = sum(r.count for r in results)
     click.echo(f"{len(results)} image(s), {total} objects -> {out}")
+    resampled = [r for r in results if r.scale != 1.0 and r.diameter is not None]
+    if resampled:
+        sizes = ", ".join(f"{r.image.name} ({r.diameter:.0f} px, at {r.scale:.2f}x)"
+                          for r in resampled[:5])
+        more = f" and {len(resampled) - 5} more" if len(resampled) > 5 else ""
+        click.echo(f"{len(resampled)} image(s) had objects far from the model's size and were "
+                   f"segmented resampled: {sizes}{more}.")
 
 
 @main.command(short_help='Train a model from image and mask folders.')

@@ -45,7 +45,7 @@ def _wells(value: str | None) -> list[str] | None:
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def run(plate: Path, out: Path, model: str, channel: str | None, object_name: str,
         features: str, wells: str | None, workers: int | None, scheduler: str | None,
-        backend: str, device: str | None, diameter: float | None, overwrite: bool,
+        backend: str, device: str | None, diameter: float | str | None, overwrite: bool,
         progress: bool) -> None:
     """Segment and measure every field of an OME-Zarr HCS PLATE (NGFF 0.4 or 0.5).
 
