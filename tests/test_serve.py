@@ -375,3 +375,8 @@ def test_a_diameter_reaches_the_network_scale(client, tiny_model, image):
     expected = tiny_model.segment(image, diameter=2.5 * tiny_model.info.working_diameter)
     np.testing.assert_array_equal(result, expected)
     assert not np.array_equal(result, tiny_model.segment(image))  # the scale made a difference
+
+
+def test_diameter_auto_gives_the_labels_of_the_python_api(client, tiny_model, image):
+    result = client.segment(image, diameter="auto")["labels"]
+    np.testing.assert_array_equal(result, tiny_model.segment(image, diameter="auto"))

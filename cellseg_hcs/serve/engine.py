@@ -38,8 +38,9 @@ class SegmentOptions:
         Also return the foreground probability map (float32).
     diameter:
         The objects' typical diameter in pixels: the network then runs on the image
-        resampled to the model's working diameter (``--diameter`` of the CLI); None runs it
-        at the image's own scale.
+        resampled to the model's working diameter (``--diameter`` of the CLI); ``"auto"``
+        measures it in a first pass and resamples only when it is far off; None runs it at
+        the image's own scale.
     """
 
     model: str = "nuclei"
@@ -49,7 +50,7 @@ class SegmentOptions:
     foreground_threshold: float | None = None
     min_size: int | None = None
     probabilities: bool = False
-    diameter: float | None = None
+    diameter: float | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -76,12 +77,12 @@ class SegmentOptions:
             raise SettingError(f"minimum size {self.min_size!r} must be a whole number of pixels.")
         if not isinstance(self.probabilities, bool):
             raise SettingError(f"probabilities {self.probabilities!r} must be true or false.")
-        if self.diameter is not None and (
+        if self.diameter not in (None, "auto") and (
             not isinstance(self.diameter, (int, float)) or isinstance(self.diameter, bool)
             or not 1.0 <= self.diameter <= 10000.0
         ):
             raise SettingError(f"diameter {self.diameter!r} must be a number of pixels "
-                               "from 1 to 10000.")
+                               "from 1 to 10000, or \"auto\".")
 
     @classmethod
     def from_dict(cls, raw: Any) -> SegmentOptions:
@@ -160,16 +161,23 @@ class Segmenter:
         image = np.asarray(image)
         if image.ndim not in (2, 3) or min(image.shape) < 1:
             raise SettingError(f"expected a 2-D image (or 2-D with channels), got {image.shape}.")
-        from ..runtime.scaling import predict_at_scale
+        from ..runtime.scaling import AUTO, auto_scale, predict_at_scale
 
         model = self.model(options.model)
         device = None if options.device == "auto" else options.device
         x = model.prepare(image)  # CPU work of this request alone: outside the shared lock
-        scale = model.scale_for(options.diameter)
+        auto = options.diameter == AUTO
+        scale = 1.0 if auto else model.scale_for(options.diameter)
         with self._lock:
             runtime = model.runtime("auto", device, **options.runtime_options)
             maps = predict_at_scale(runtime, x, scale)
         labels = model.labels_from_maps(maps, **options.postprocess_overrides)
+        if auto:
+            scale, _ = auto_scale(labels, model.info.working_diameter)
+            if scale != 1.0:
+                with self._lock:
+                    maps = predict_at_scale(runtime, x, scale)
+                labels = model.labels_from_maps(maps, **options.postprocess_overrides)
         result = {"labels": labels}
         if options.probabilities:
             result["probabilities"] = maps[0].astype(np.float32)
