@@ -151,7 +151,7 @@ def montage_fields(images: list[Path], count: int, folder: Path, side: int = 216
 
 
 def whole_command(images: list[Path], repeats: int, workdir: Path,
-                  diameters: list[float] = (), model: str = "nuclei") -> dict:
+                  diameters: list[str] = (), model: str = "nuclei") -> dict:
     """Wall seconds of ``cellseg-hcs segment --model MODEL`` (also with each ``--diameter``
     given) and of ``classic.py`` on the same images."""
     script = Path(sys.executable).parent / "cellseg-hcs"
@@ -159,7 +159,7 @@ def whole_command(images: list[Path], repeats: int, workdir: Path,
             "--model", str(model)]
     commands = {"cellseg-hcs segment": [*ours, "--out"]}
     for diameter in diameters:
-        commands[f"cellseg-hcs segment --diameter {diameter:g}"] = [
+        commands[f"cellseg-hcs segment --diameter {diameter}"] = [
             *ours, "--diameter", str(diameter), "--out"]
     commands["classic"] = [sys.executable, str(HERE / "classic.py"), *map(str, images), "--out"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -238,9 +238,9 @@ def table(results: dict) -> str:
         for name, seconds in whole["seconds"].items():
             if "--diameter" in name:
                 speed = whole["megapixels"] / seconds
-                lines.append(f"With `{name.removeprefix('cellseg-hcs segment ')}` (the network "
-                             f"at reduced scale): **{speed:.2f} MP/s**, "
-                             f"**{speed / theirs:.2f}x** the classic pipeline.")
+                lines.append(f"With `{name.removeprefix('cellseg-hcs segment ')}`: "
+                             f"**{speed:.2f} MP/s**, **{speed / theirs:.2f}x** the classic "
+                             "pipeline.")
     info = results["machine"]
     load = ", ".join(f"{x:.1f}" for x in info["load_average"])
     lines += ["", f"Machine: {info['cpu']}, {info['cores']} cores used, Python "
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--diameters", default="",
                         help="Also time the whole command with these --diameter values "
-                             "(comma-separated), e.g. 60.")
+                             "(comma-separated), e.g. native,60.")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "speed.json")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
     args = parser.parse_args(argv)
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 chosen.append(copies / f"{index:03d}_{source.name}")
                 shutil.copy(source, chosen[-1])
             print("whole command", file=sys.stderr, flush=True)
-            diameters = [float(d) for d in args.diameters.split(",") if d]
+            diameters = [d for d in args.diameters.split(",") if d]
             results["whole_command"] = whole_command(chosen, args.repeats, workdir, diameters,
                                                      args.model)
     args.json.parent.mkdir(parents=True, exist_ok=True)

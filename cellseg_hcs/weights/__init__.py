@@ -10,7 +10,7 @@ from pathlib import Path
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
     "nuclei": ("nuclei.safetensors",
                "nuclei in DNA-stain images (Hoechst/DAPI), best with nuclei about 30 px "
-               "across (--diameter for others)"),
+               "across (others are measured and resampled: --diameter)"),
 }
 
 
