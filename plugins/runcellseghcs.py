@@ -55,6 +55,9 @@ MODE_AUTOMATIC = "Automatic"
 MODE_IN_PROCESS = "In CellProfiler's Python"
 MODE_SERVER = "On a cellseg-hcs server"
 DEVICE_CHOICES = {"Automatic": "auto", "CPU": "cpu", "GPU": "cuda"}
+SIZE_MEASURED = "Measure it in each image"
+SIZE_GIVEN = "Give the typical diameter"
+SIZE_NATIVE = "The image's own scale"
 
 SERVER_FILE_ENV = "CELLSEG_HCS_SERVER_FILE"
 # The wire format of cellseg_hcs/serve/protocol.py, repeated here because this file must work
@@ -72,7 +75,7 @@ _SEGMENTER = None
 class RunCellSegHCS(ImageSegmentation):
     category = "Object Processing"
     module_name = "RunCellSegHCS"
-    variable_revision_number = 2
+    variable_revision_number = 3
 
     def create_settings(self):
         super().create_settings()
@@ -150,15 +153,18 @@ class RunCellSegHCS(ImageSegmentation):
             minval=0,
             doc="Objects with fewer pixels than this are discarded.",
         )
-        self.give_diameter = Binary(
-            "Give the objects' typical diameter?",
-            False,
-            doc="*No* runs the model at the image's own scale: best when the objects are "
-            "about as large as the model's training objects (the shipped *nuclei* model: "
-            "about 30 pixels across). *Yes* resamples each image so that objects of the "
-            "diameter below reach that size, then returns the objects at the image's own "
-            "size (the ``--diameter`` of ``cellseg-hcs``): for very small or very large "
-            "nuclei (a high magnification over-splits large ones).",
+        self.object_size = Choice(
+            "Object size",
+            [SIZE_MEASURED, SIZE_GIVEN, SIZE_NATIVE],
+            SIZE_MEASURED,
+            doc=f"The shipped *nuclei* model works best on nuclei about 30 pixels across. "
+            f"*{SIZE_MEASURED}* (the default of ``cellseg-hcs segment``) measures the "
+            "objects in a first pass and, only when they are far from that size (another "
+            "objective or camera), runs the model again on the image resampled to it. "
+            f"*{SIZE_GIVEN}* resamples each image so that objects of the diameter below "
+            "reach that size (the ``--diameter`` of ``cellseg-hcs``). "
+            f"*{SIZE_NATIVE}* never resamples (pipelines saved before this setting existed "
+            "load with it). The objects always come back at the image's own size.",
         )
         self.diameter = Float(
             "Typical diameter (pixels)",
@@ -193,7 +199,7 @@ class RunCellSegHCS(ImageSegmentation):
             self.min_size,
             self.save_probabilities,
             self.probability_image_name,
-            self.give_diameter,
+            self.object_size,
             self.diameter,
         ]
 
@@ -206,8 +212,8 @@ class RunCellSegHCS(ImageSegmentation):
         visible += [self.run_mode, self.device, self.default_tiling]
         if not self.default_tiling.value:
             visible += [self.tile_size, self.batch_size]
-        visible.append(self.give_diameter)
-        if self.give_diameter.value:
+        visible.append(self.object_size)
+        if self.object_size.value == SIZE_GIVEN:
             visible.append(self.diameter)
         visible.append(self.use_model_thresholds)
         if not self.use_model_thresholds.value:
@@ -218,10 +224,15 @@ class RunCellSegHCS(ImageSegmentation):
         return visible
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        # One step per revision. Revision 2 added the diameter (off: the revision 1 behaviour).
+        # One step per revision. Revision 2 added the diameter (off: the revision 1 behaviour);
+        # revision 3 made its yes/no the object-size choice (no: the image's own scale).
         if variable_revision_number == 1:
             setting_values = list(setting_values) + ["No", "30.0"]
             variable_revision_number = 2
+        if variable_revision_number == 2:
+            setting_values = list(setting_values)
+            setting_values[-2] = SIZE_GIVEN if setting_values[-2] == "Yes" else SIZE_NATIVE
+            variable_revision_number = 3
         if variable_revision_number > self.variable_revision_number:
             raise ValueError(
                 f"This pipeline was saved by a newer RunCellSegHCS (settings revision "
@@ -285,8 +296,10 @@ class RunCellSegHCS(ImageSegmentation):
         if not self.use_model_thresholds.value:
             options["foreground_threshold"] = float(self.probability_threshold.value)
             options["min_size"] = int(self.min_size.value)
-        if self.give_diameter.value:
+        if self.object_size.value == SIZE_GIVEN:
             options["diameter"] = float(self.diameter.value)
+        elif self.object_size.value == SIZE_MEASURED:
+            options["diameter"] = "auto"
         return options
 
     def uses_server(self):

@@ -62,7 +62,7 @@ def round_trip(pipeline_file: str) -> dict:
         "Minimum object size (pixels)": "40",
         "Save the probability image?": "Yes",
         "Name the probability image": "NucleusProbability",
-        "Give the objects' typical diameter?": "Yes",
+        "Object size": "Give the typical diameter",
         "Typical diameter (pixels)": "60.0",
     }
     for setting in module.settings():
@@ -131,6 +131,14 @@ def validation(pipeline_file: str, tmp: str) -> dict:
         report["automatic_uses_server_when_not_installed"] = module_with().uses_server()
     finally:
         plugin._cellseg_hcs_installed = installed
+    # A revision 2 pipeline saved with the diameter given keeps it; without, its own scale.
+    values = [s.value_text for s in module.settings()]
+    for given in ("Yes", "No"):
+        upgraded, revision = module.upgrade_settings(values[:-2] + [given, "45.0"], 2, MODULE)
+        report[f"revision_2_diameter_{given}"] = [upgraded[-2], upgraded[-1], revision]
+    fresh = type(module)()  # as added to a new pipeline
+    report["new_module_object_size"] = fresh.object_size.value
+    report["new_module_options_diameter"] = fresh.options().get("diameter")
     try:
         module.upgrade_settings([], module.variable_revision_number + 1, MODULE)
         report["newer_revision"] = None

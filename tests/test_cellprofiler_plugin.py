@@ -191,15 +191,27 @@ def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
     assert trip["options"] == {"model": "/models/my model.safetensors", "device": "cuda",
                                "tile_size": 768, "batch_size": 16, "probabilities": True,
                                "foreground_threshold": 0.35, "min_size": 40, "diameter": 60.0}
-    assert trip["revision"] == 2
+    assert trip["revision"] == 3
 
 
 def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
     # examples/segment_nuclei.cppipe was saved by revision 1, before the diameter setting.
     as_loaded = headless_report["round_trip"]["as_loaded"]
-    assert as_loaded["Give the objects' typical diameter?"] == "No"
+    assert as_loaded["Object size"] == "The image's own scale"
     assert as_loaded["Typical diameter (pixels)"] == "30.0"
     assert as_loaded["Probability threshold"] == "0.5"  # a saved value is kept as saved
+
+
+def test_a_revision_2_pipeline_keeps_its_diameter_choice(headless_report):
+    messages = headless_report["validation"]
+    assert messages["revision_2_diameter_Yes"] == ["Give the typical diameter", "45.0", 3]
+    assert messages["revision_2_diameter_No"] == ["The image's own scale", "45.0", 3]
+
+
+def test_a_new_module_measures_the_object_size_as_segment_does(headless_report):
+    messages = headless_report["validation"]
+    assert messages["new_module_object_size"] == "Measure it in each image"
+    assert messages["new_module_options_diameter"] == "auto"
 
 
 def test_validation_explains_each_misconfiguration(headless_report):
