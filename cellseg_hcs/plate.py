@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import CellSegError, SettingError
+from .errors import SettingError
 from .features import feature_groups
 from .io import tables
 from .io.plate import Plate, open_plate
@@ -57,6 +57,10 @@ class PlateRunResult:
     computed: int
     skipped: int
     seconds: float
+    scale: float = 1.0
+    """The network ran on every field resampled by this factor (``diameter``)."""
+    measured_diameter: float | None = None
+    """The objects' median diameter that ``diameter="auto"`` measured, in pixels."""
 
     @property
     def failed(self) -> int:
@@ -150,7 +154,8 @@ def run_plate(
     images = tables.images_table(records, object_name)
     tables.write_parquet(plan.out / tables.IMAGES_TABLE, images)
     seconds = time.perf_counter() - started
-    result = PlateRunResult(plan.out, plan.plate.path, images, len(todo), skipped, seconds)
+    result = PlateRunResult(plan.out, plan.plate.path, images, len(todo), skipped, seconds,
+                            plan.parameters["scale"], plan.parameters.get("measured_diameter"))
     _write_manifest(plan, finished={"fields": len(images), "failed": result.failed,
                                     "objects": result.objects, "computed": len(todo),
                                     "skipped": skipped, "seconds": round(seconds, 2)})
@@ -217,6 +222,8 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise SettingError(f"--out {out} is a file, not a folder.")
+    previous = _read_manifest(out)
+    previous_parameters = (previous or {}).get("parameters")
     if not os.access(opened.path, os.W_OK):
         raise SettingError(f"plate {opened.path} is read-only; the run writes each field's "
                            "labels into the plate, so it must be writable.")
@@ -228,10 +235,10 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
         else "custom", "wells": sorted({f.well for f in fields}),
         "workers": workers, "scheduler": _scheduler_text(scheduler), "backend": backend,
         "device": device, "diameter": diameter,
-        **_network_scale(opened, channels, loaded, diameter, backend_name, device),
+        **_network_scale(opened, channels, loaded, diameter, backend_name, device,
+                         None if overwrite else previous_parameters),
         "overwrite": overwrite,
     }
-    previous = _read_manifest(out)
     if previous and not overwrite:
         old = previous.get("parameters", {})
         changed = [k for k in OUTPUT_PARAMETERS if k in old and old[k] != parameters[k]]
@@ -249,40 +256,49 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
 
 
 def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, backend: str,
-                   device: str | None) -> dict[str, Any]:
+                   device: str | None, previous: dict | None = None) -> dict[str, Any]:
     """``{"scale": ...}`` for the whole plate, and for ``"auto"`` the diameter it measured.
 
-    ``"auto"`` segments the plate's first fields (up to :data:`AUTO_FIELDS`, whichever
-    wells are run, so a rerun on other wells finds the same scale) at their own scale until
-    one has objects, and takes the scale that brings their median diameter to the model's
-    (1.0 when it is near it already).
+    ``"auto"`` segments the plate's first fields at their own scale (the same fields
+    whichever wells are run; at most :data:`AUTO_FIELDS`, stopping once they hold
+    :data:`~cellseg_hcs.runtime.scaling.AUTO_MIN_OBJECTS` objects) and takes the scale that
+    brings the objects' pooled median diameter to the model's (1.0 when it is near it
+    already, or when too few objects were found). A rerun into the same output folder takes
+    the scale its first run measured, so resuming never depends on measuring again.
     """
     from .io.plate import read_field
     from .plate_tasks import check_pixels
-    from .runtime.scaling import AUTO, auto_scale
+    from .runtime.scaling import AUTO, AUTO_MIN_OBJECTS, auto_scale
 
     if diameter != AUTO:
         return {"scale": model.scale_for(diameter)}
+    if previous and previous.get("diameter") == AUTO and "measured_diameter" in previous and all(
+            previous.get(key) == value for key, value in
+            (("plate", str(plate.path.absolute())), ("model_hash", model.hash),
+             ("channels", list(channels)))):
+        return {"scale": previous["scale"], "measured_diameter": previous["measured_diameter"]}
     runtime = model.runtime(backend, device)
+    measured: list[np.ndarray] = []
     for field in plate.select(None)[:AUTO_FIELDS]:
         try:
             image = read_field(plate.path, field, list(channels))
-        except (CellSegError, OSError, ValueError):
-            continue  # an unreadable field fails in the run itself, with its reason
+        except Exception:  # noqa: BLE001 - a broken field fails in the run, with its reason
+            continue
         planes = [image.channels[name] for name in channels]
         if any(check_pixels(plane, field.name) for plane in planes) or not np.any(planes[0]):
             continue
         stacked = planes[0] if len(planes) == 1 else np.stack(planes)
         maps = runtime.predict(model.prepare(stacked, 0 if len(planes) == 1 else None))
-        scale, measured = auto_scale(model.labels_from_maps(maps), model.info.working_diameter)
-        if measured > 0:
-            log.info("diameter auto: %.1f px measured on field %s; network scale %.3f",
-                     measured, field.name, scale)
-            return {"scale": scale, "measured_diameter": round(measured, 2)}
-    return {"scale": 1.0, "measured_diameter": None}
+        measured.append(model.labels_from_maps(maps))
+        if sum(int(labels.max()) for labels in measured) >= AUTO_MIN_OBJECTS:
+            break
+    scale, diameter_px = auto_scale(measured, model.info.working_diameter)
+    log.info("diameter auto: %.1f px measured on %d field(s); network scale %.3f",
+             diameter_px, len(measured), scale)
+    return {"scale": scale, "measured_diameter": round(diameter_px, 2)}
 
 
-AUTO_FIELDS = 3
+AUTO_FIELDS = 4
 
 
 def _refuse_other_labels(plate: Plate, fields, object_name: str, ours: dict) -> None:

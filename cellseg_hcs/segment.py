@@ -13,6 +13,7 @@ network once, resampled (see :mod:`cellseg_hcs.runtime.scaling`).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,8 @@ import numpy as np
 from .errors import CellSegError, InputError, SomeInputsFailed
 from .io.images import channel_names, read_image, write_labels
 from .runtime.scaling import AUTO, auto_scale, parse_diameter, predict_at_scale, scale_for
+
+log = logging.getLogger(__name__)
 
 PREFETCH = 2  # fields read ahead of the network
 
@@ -48,6 +51,7 @@ class _Resample:
     index: int
     path: Path
     field: np.ndarray
+    maps: np.ndarray  # the first pass's, kept should the second one fail
     scale: float
     diameter: float
     seconds: float
@@ -123,7 +127,7 @@ def segment_files(
         if auto and measured is None:
             new_scale, measured = auto_scale(labels, model.info.working_diameter)
             if new_scale != 1.0:
-                return _Resample(index, path, field, new_scale, measured,
+                return _Resample(index, path, field, maps, new_scale, measured,
                                  seconds + time.perf_counter() - started)
         target = write_labels(out / f"{path.stem}_labels.tif", labels)
         if probabilities:
@@ -141,10 +145,16 @@ def segment_files(
             outcome = future.result()
             if isinstance(outcome, _Resample):  # the network again, in this thread only
                 started = time.perf_counter()
-                maps = predict_at_scale(runtime, outcome.field, outcome.scale)
+                maps, scale_run = outcome.maps, 1.0
+                try:
+                    maps = predict_at_scale(runtime, outcome.field, outcome.scale)
+                    scale_run = outcome.scale
+                except (CellSegError, MemoryError, RuntimeError) as exc:
+                    log.warning("%s: running it again at %.2fx failed (%s); its labels are "
+                                "from the image's own scale", outcome.path, outcome.scale, exc)
                 seconds = outcome.seconds + time.perf_counter() - started
                 pending.append(finisher.submit(finish, outcome.index, outcome.path, outcome.field,
-                                               maps, seconds, outcome.scale, outcome.diameter))
+                                               maps, seconds, scale_run, outcome.diameter))
                 return
             done.append(outcome)
             bar.update()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -366,24 +367,50 @@ def test_another_models_run_does_not_silently_replace_a_runs_labels(tmp_path, cl
     assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == model.hash
 
 
-@pytest.mark.parametrize(("radius", "expected_scale"), [(25, 30 / 51), (12, 1.0)])
-def test_diameter_auto_measures_the_first_field_and_runs_the_plate_at_one_scale(
-        tmp_path, client, model, radius, expected_scale):
+def _disk_plate(path, counts: dict, radius: int) -> None:
     from plate_helpers import disk_field
 
     from cellseg_hcs.convert import write_plate
 
-    counts = {("B02", 0): 3, ("B02", 1): 4, ("B03", 0): 2}
-    write_plate(tmp_path / "plate.zarr",
-                {key: disk_field(i, n, (320, 320), radius) for i, (key, n) in
-                 enumerate(counts.items())}, channel_names=["DNA"])
+    write_plate(path, {key: disk_field(i, n, (320, 320), radius)
+                       for i, (key, n) in enumerate(counts.items())}, channel_names=["DNA"])
+
+
+@pytest.mark.parametrize(("radius", "expected_scale"), [(25, 30 / 51), (12, 1.0)])
+def test_diameter_auto_measures_the_first_fields_and_runs_the_plate_at_one_scale(
+        tmp_path, client, model, radius, expected_scale, monkeypatch):
+    # 3 + 4 objects in the first two fields are too few to measure; the third completes 8.
+    counts = {("B02", 0): 3, ("B02", 1): 4, ("B03", 0): 2, ("B03", 1): 5}
+    _disk_plate(tmp_path / "plate.zarr", counts, radius)
     result = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto")
     parameters = json.loads((tmp_path / "out" / "run.json").read_text())["parameters"]
     assert parameters["diameter"] == "auto"
     assert parameters["measured_diameter"] == pytest.approx(2 * radius + 1, abs=1.5)
-    assert parameters["scale"] == pytest.approx(expected_scale, rel=0.05)
+    assert parameters["scale"] == pytest.approx(expected_scale, rel=0.03)
+    assert result.scale == parameters["scale"]
+    assert result.measured_diameter == parameters["measured_diameter"]
     assert sorted(result.images["Count_Nuclei"]) == sorted(counts.values())
-    # Other wells of the same plate later: the same first field, so the same scale.
+
+    # A rerun (here: another well) takes the first run's scale without measuring again.
+    import cellseg_hcs.runtime.scaling as scaling
+
+    monkeypatch.setattr(scaling, "auto_scale", lambda *a, **k: pytest.fail("measured again"))
     again = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto",
                  wells=["B03"])
-    assert again.skipped == 1
+    assert again.skipped == 2 and again.scale == result.scale
+
+
+def test_diameter_auto_with_too_few_objects_keeps_the_fields_own_scale(tmp_path, client, model):
+    _disk_plate(tmp_path / "plate.zarr", {("B02", 0): 1, ("B02", 1): 2, ("B03", 0): 1}, 25)
+    result = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto")
+    assert result.scale == 1.0 and result.measured_diameter == pytest.approx(51, abs=1.5)
+
+
+def test_the_run_command_says_what_diameter_auto_measured(tmp_path, model_file):
+    _disk_plate(tmp_path / "plate.zarr", {("B02", 0): 4, ("B02", 1): 5}, 25)
+    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
+                  model_file, "--features", "minimal", "--diameter", "auto", "--workers", "1",
+                  "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"diameter: (50|51) px measured on the first fields; the network ran at "
+                     r"0\.(59|6)x", result.output), result.output

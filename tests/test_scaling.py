@@ -8,6 +8,7 @@ import pytest
 from cellseg_hcs.errors import SettingError
 from cellseg_hcs.runtime.scaling import (
     AUTO_MAX_UPSCALE,
+    AUTO_MIN_OBJECTS,
     _resize,
     auto_scale,
     parse_diameter,
@@ -58,18 +59,20 @@ def test_a_diameter_option_is_a_number_auto_or_native():
     assert parse_diameter("auto") == "auto"
     assert parse_diameter("45") == 45.0 and parse_diameter(12) == 12.0
     assert parse_diameter("native") is None and parse_diameter(None) is None
-    for bad in ("big", "-3", "0"):
+    for bad in ("big", "-3", "0", "inf", "nan"):
         with pytest.raises(SettingError, match="diameter must be a"):
             parse_diameter(bad)
 
 
-def _disks(diameter: float, size: int = 400) -> np.ndarray:
-    """Label image of non-touching disks of one diameter on a grid."""
+def _disks(diameter: float, count: int = 9) -> np.ndarray:
+    """Label image of ``count`` non-touching disks of one diameter on a grid."""
+    step = int(diameter * 1.6) + 2
+    side = int(np.ceil(np.sqrt(count)))
+    size = side * step
     labels = np.zeros((size, size), np.int32)
     yy, xx = np.mgrid[:size, :size]
-    step = int(diameter * 1.6) + 2
-    for n, (y, x) in enumerate((y, x) for y in range(step // 2, size - step // 2, step)
-                               for x in range(step // 2, size - step // 2, step)):
+    centres = [(y, x) for y in range(step // 2, size, step) for x in range(step // 2, size, step)]
+    for n, (y, x) in enumerate(centres[:count]):
         labels[(yy - y) ** 2 + (xx - x) ** 2 < (diameter / 2) ** 2] = n + 1
     return labels
 
@@ -87,9 +90,26 @@ def test_auto_brings_far_objects_to_the_working_diameter(diameter):
     assert scale == pytest.approx(30 / diameter, rel=0.05)
 
 
-def test_auto_enlarges_at_most_three_times_and_leaves_empty_fields_alone():
+def test_auto_enlarges_at_most_three_times_and_shrinks_at_most_eight_times():
     assert auto_scale(_disks(6), 30)[0] == AUTO_MAX_UPSCALE == 3.0
+    assert auto_scale(_disks(400), 30)[0] == 0.125
+
+
+def test_auto_leaves_fields_with_too_few_objects_to_measure_alone():
     assert auto_scale(np.zeros((50, 50), np.int32), 30) == (1.0, 0.0)
+    scale, measured = auto_scale(_disks(90, count=AUTO_MIN_OBJECTS - 1), 30)
+    assert scale == 1.0 and measured == pytest.approx(90, rel=0.05)
+    # ... unless several fields together hold enough (the plate run pools its first fields).
+    pooled = [_disks(90, count=AUTO_MIN_OBJECTS // 2), _disks(90, count=AUTO_MIN_OBJECTS // 2)]
+    assert auto_scale(pooled, 30)[0] == pytest.approx(1 / 3, rel=0.05)
+
+
+def test_the_examples_in_the_scaling_module_hold():
+    import doctest
+
+    from cellseg_hcs.runtime import scaling
+
+    assert doctest.testmod(scaling, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 def test_segment_with_the_objects_diameter_finds_the_same_nuclei(mnfinder_dir):

@@ -222,3 +222,42 @@ def test_diameter_native_never_resamples_and_a_bad_diameter_is_one_sentence(tmp_
     bad = _segment([tmp_path / "large.tif", "--out", tmp_path / "b", "--diameter", "big"])
     assert bad.exit_code == 2
     assert "diameter must be a number of pixels, 'auto' or 'native', not 'big'" in bad.output
+
+
+@pytest.fixture(scope="module")
+def large_image(real_image):
+    from skimage.transform import rescale
+
+    return rescale(real_image.astype(np.float32), 2.5, order=1,
+                   preserve_range=True).astype(np.uint16)
+
+
+def test_results_come_back_in_input_order_when_the_first_image_is_resampled(
+        tmp_path, real_image, large_image):
+    tifffile.imwrite(tmp_path / "a_large.tif", large_image)
+    tifffile.imwrite(tmp_path / "b_native.tif", real_image)
+    tifffile.imwrite(tmp_path / "c_large.tif", large_image)
+    inputs = [tmp_path / name for name in ("a_large.tif", "b_native.tif", "c_large.tif")]
+    results = cs.segment_files(inputs, tmp_path / "o", progress=False)
+    assert [r.image for r in results] == inputs
+    assert [r.scale < 1 for r in results] == [True, False, True]
+
+
+def test_a_failed_second_pass_keeps_the_first_pass_labels(tmp_path, large_image, model,
+                                                           monkeypatch, caplog):
+    from cellseg_hcs import segment as segment_module
+
+    original = segment_module.predict_at_scale
+
+    def out_of_memory_when_resampling(runtime, field, scale):
+        if scale != 1.0:
+            raise MemoryError("no room for the resampled image")
+        return original(runtime, field, scale)
+
+    monkeypatch.setattr(segment_module, "predict_at_scale", out_of_memory_when_resampling)
+    tifffile.imwrite(tmp_path / "large.tif", large_image)
+    results = cs.segment_files([tmp_path / "large.tif"], tmp_path / "o", progress=False)
+    assert results[0].scale == 1.0 and results[0].diameter > 50
+    written = tifffile.imread(tmp_path / "o" / "large_labels.tif")
+    np.testing.assert_array_equal(written, model.segment(large_image, diameter=None))
+    assert "running it again at" in caplog.text and "no room" in caplog.text

@@ -82,7 +82,7 @@ def assert_still_serving(client, image):
 
 def test_labels_over_the_socket_equal_model_segment(client, tiny_model, image):
     labels = client.segment(image)["labels"]
-    expected = tiny_model.segment(image)
+    expected = tiny_model.segment(image, diameter=None)
     assert expected.max() == 5  # the five disks: there is something to compare
     assert labels.dtype == expected.dtype
     np.testing.assert_array_equal(labels, expected)
@@ -214,7 +214,7 @@ def test_silent_client_is_dropped_after_the_timeout(server, client, image):
 
 
 def test_concurrent_clients_share_one_model(server, client, tiny_model, image):
-    expected = tiny_model.segment(image)
+    expected = tiny_model.segment(image, diameter=None)
     assert expected.max() == 5  # the five disks: there is something to compare
     results: list = [None] * 6
 
@@ -374,9 +374,23 @@ def test_a_diameter_reaches_the_network_scale(client, tiny_model, image):
     result = client.segment(image, diameter=2.5 * tiny_model.info.working_diameter)["labels"]
     expected = tiny_model.segment(image, diameter=2.5 * tiny_model.info.working_diameter)
     np.testing.assert_array_equal(result, expected)
-    assert not np.array_equal(result, tiny_model.segment(image))  # the scale made a difference
+    native = tiny_model.segment(image, diameter=None)
+    assert not np.array_equal(result, native)  # the scale made a difference
 
 
-def test_diameter_auto_gives_the_labels_of_the_python_api(client, tiny_model, image):
-    result = client.segment(image, diameter="auto")["labels"]
-    np.testing.assert_array_equal(result, tiny_model.segment(image, diameter="auto"))
+def test_diameter_auto_measures_the_objects_and_runs_at_their_scale(client, tiny_model):
+    from plate_helpers import disk_field
+
+    from cellseg_hcs.runtime.scaling import segment_field
+
+    many_small = disk_field(1, 12, shape=(200, 200))  # 12 disks of 13 px: enlarged ~2.3x
+    served = client.segment(many_small, diameter="auto", probabilities=True)
+    labels, scale, maps = segment_field(tiny_model, tiny_model.runtime(),
+                                        tiny_model.prepare(many_small), "auto")
+    assert scale > 2
+    np.testing.assert_array_equal(served["labels"], labels)
+    np.testing.assert_allclose(served["probabilities"], maps[0], atol=1e-5)
+    native = client.segment(many_small, probabilities=True)["probabilities"]
+    assert np.abs(native - served["probabilities"]).max() > 0.05  # the scale made a difference
+
+

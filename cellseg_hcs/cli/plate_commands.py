@@ -76,6 +76,9 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
     click.echo(f"{fields} field(s): {result.computed} computed, {result.skipped} already done, "
                f"{result.failed} failed; {result.objects} {object_name} "
                f"in {result.seconds:.1f} s")
+    if result.measured_diameter is not None:
+        click.echo(f"diameter: {result.measured_diameter:.0f} px measured on the first fields; "
+                   f"the network ran at {result.scale:.3g}x")
     if fields:
         example = result.plate / images["Metadata_FieldPath"].iloc[0] / "labels" / object_name
         more = f" (and in each of the other {fields - 1} field(s))" if fields > 1 else ""

@@ -9,12 +9,16 @@ field's size makes the network about 4x cheaper; doubling it lets very small nuc
 When the diameter is not known (``"auto"``, the default of ``cellseg-hcs segment``), a first
 pass at the image's own scale measures the objects' median diameter; only when that is far
 from the working diameter (outside :data:`AUTO_RANGE` of it) does the network run again on
-the resampled image. On the mnfinder validation images resampled 0.4x-2.5x, native-scale
-F1 fell to 0.83-0.91 at the extremes and the second pass brought it back to 0.93-0.97; within
-the range it gained nothing, so images like the training data cost one pass.
+the resampled image. On the mnfinder validation images resampled 0.4x-2.5x
+(``benchmarks/auto_diameter.py``), native-scale F1 fell to 0.80-0.93 per image at the
+extremes and the second pass brought it back to 0.93-1.0; within the range it gained nothing,
+so images like the training data cost one pass. Fewer than :data:`AUTO_MIN_OBJECTS` objects
+are too few to measure: such images stay at their own scale.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -29,6 +33,11 @@ AUTO_RANGE = (0.75, 1.5)
 # The most "auto" enlarges an image (9x the pixels): nuclei under ~10 px are below what the
 # model was trained to see anyway.
 AUTO_MAX_UPSCALE = 3.0
+# ... and the most it shrinks one (objects up to 8x the working diameter).
+AUTO_MIN_SCALE = 0.125
+# A median of fewer objects (a speck of debris, one merged blob) decides nothing.
+AUTO_MIN_OBJECTS = 8
+MAX_DIAMETER = 10000.0
 
 
 def parse_diameter(value: float | str | None) -> float | str | None:
@@ -48,40 +57,53 @@ def parse_diameter(value: float | str | None) -> float | str | None:
     except (TypeError, ValueError):
         raise SettingError(f"diameter must be a number of pixels, {AUTO!r} or {NATIVE!r}, "
                            f"not {value!r}.") from None
-    if not number > 0:
-        raise SettingError(f"diameter must be a positive number of pixels, not {value}.")
+    if not 0 < number <= MAX_DIAMETER:
+        raise SettingError(f"diameter must be a positive number of pixels up to "
+                           f"{MAX_DIAMETER:g}, not {value}.")
     return number
 
 
-def median_diameter(labels: np.ndarray) -> float:
-    """Median equivalent-circle diameter of the objects in a label image (0 if none)."""
-    areas = np.bincount(np.asarray(labels).ravel())[1:]
-    areas = areas[areas > 0]
+def _areas(labels: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """Pixel areas of the objects in one label image or several, pooled."""
+    stack = [labels] if isinstance(labels, np.ndarray) else list(labels)
+    areas = [np.bincount(np.asarray(one).ravel())[1:] for one in stack]
+    pooled = np.concatenate(areas) if areas else np.zeros(0, np.int64)
+    return pooled[pooled > 0]
+
+
+def median_diameter(labels: np.ndarray | Sequence[np.ndarray]) -> float:
+    """Median equivalent-circle diameter of the objects in a label image, or pooled over
+    several (0 if none)."""
+    areas = _areas(labels)
     return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else 0.0
 
 
-def auto_scale(labels: np.ndarray,
+def auto_scale(labels: np.ndarray | Sequence[np.ndarray],
                working_diameter: float = DEFAULT_WORKING_DIAMETER) -> tuple[float, float]:
     """``(scale, diameter)``: where to run the network again, from labels made at scale 1.
 
-    ``diameter`` is the objects' median diameter in ``labels``; ``scale`` is 1.0 when it is
-    within :data:`AUTO_RANGE` of ``working_diameter`` (or there are no objects), else the
-    factor that brings it to ``working_diameter``, enlarging at most
-    :data:`AUTO_MAX_UPSCALE` times.
+    ``diameter`` is the objects' median diameter in ``labels`` (one label image, or several
+    pooled); ``scale`` is 1.0 when it is within :data:`AUTO_RANGE` of ``working_diameter``
+    or there are fewer than :data:`AUTO_MIN_OBJECTS` objects, else the factor (rounded to
+    0.001) that brings it to ``working_diameter``, within :data:`AUTO_MIN_SCALE` and
+    :data:`AUTO_MAX_UPSCALE`.
 
     Examples
     --------
     >>> yy, xx = np.mgrid[:200, :200]
-    >>> auto_scale(((yy - 100) ** 2 + (xx - 100) ** 2 < 45 ** 2).astype(int), 30)
-    (0.3333333333333333, 90.0)
+    >>> disks = sum(((yy - y) ** 2 + (xx - 40) ** 2 < 12 ** 2) * (n + 1)
+    ...             for n, y in enumerate(range(20, 200, 25)))
+    >>> auto_scale(disks, 60)  # eight disks about 24 px across, for a model of 60 px
+    (2.544, 23.58...)
     """
     diameter = median_diameter(labels)
-    if diameter <= 0:
-        return 1.0, 0.0
+    if _areas(labels).size < AUTO_MIN_OBJECTS:
+        return 1.0, diameter
     low, high = AUTO_RANGE
     if low * working_diameter <= diameter <= high * working_diameter:
         return 1.0, diameter
-    return min(float(working_diameter) / diameter, AUTO_MAX_UPSCALE), diameter
+    scale = min(max(float(working_diameter) / diameter, AUTO_MIN_SCALE), AUTO_MAX_UPSCALE)
+    return round(scale, 3), diameter
 
 
 def scale_for(diameter: float | None, working_diameter: float = DEFAULT_WORKING_DIAMETER) -> float:

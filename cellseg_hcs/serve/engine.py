@@ -39,8 +39,8 @@ class SegmentOptions:
     diameter:
         The objects' typical diameter in pixels: the network then runs on the image
         resampled to the model's working diameter (``--diameter`` of the CLI); ``"auto"``
-        measures it in a first pass and resamples only when it is far off; None runs it at
-        the image's own scale.
+        measures it in a first pass and resamples only when it is far off; None or
+        ``"native"`` runs it at the image's own scale.
     """
 
     model: str = "nuclei"
@@ -77,12 +77,12 @@ class SegmentOptions:
             raise SettingError(f"minimum size {self.min_size!r} must be a whole number of pixels.")
         if not isinstance(self.probabilities, bool):
             raise SettingError(f"probabilities {self.probabilities!r} must be true or false.")
-        if self.diameter not in (None, "auto") and (
+        if self.diameter not in (None, "auto", "native") and (
             not isinstance(self.diameter, (int, float)) or isinstance(self.diameter, bool)
             or not 1.0 <= self.diameter <= 10000.0
         ):
             raise SettingError(f"diameter {self.diameter!r} must be a number of pixels "
-                               "from 1 to 10000, or \"auto\".")
+                               "from 1 to 10000, \"auto\" or \"native\".")
 
     @classmethod
     def from_dict(cls, raw: Any) -> SegmentOptions:
@@ -161,13 +161,13 @@ class Segmenter:
         image = np.asarray(image)
         if image.ndim not in (2, 3) or min(image.shape) < 1:
             raise SettingError(f"expected a 2-D image (or 2-D with channels), got {image.shape}.")
-        from ..runtime.scaling import AUTO, auto_scale, predict_at_scale
+        from ..runtime.scaling import AUTO, auto_scale, parse_diameter, predict_at_scale
 
         model = self.model(options.model)
         device = None if options.device == "auto" else options.device
         x = model.prepare(image)  # CPU work of this request alone: outside the shared lock
         auto = options.diameter == AUTO
-        scale = 1.0 if auto else model.scale_for(options.diameter)
+        scale = 1.0 if auto else model.scale_for(parse_diameter(options.diameter))
         with self._lock:
             runtime = model.runtime("auto", device, **options.runtime_options)
             maps = predict_at_scale(runtime, x, scale)
