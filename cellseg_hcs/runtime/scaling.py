@@ -10,9 +10,9 @@ When the diameter is not known (``"auto"``, the default of ``cellseg-hcs segment
 pass at the image's own scale measures the objects' median diameter; only when that is far
 from the working diameter (outside :data:`AUTO_RANGE` of it) does the network run again on
 the resampled image. On the mnfinder validation images resampled 0.4x-2.5x
-(``benchmarks/auto_diameter.py``), native-scale F1 fell to 0.80-0.93 per image at the
-extremes and the second pass brought it back to 0.93-1.0; within the range it gained nothing,
-so images like the training data cost one pass. Fewer than :data:`AUTO_MIN_OBJECTS` objects
+(``benchmarks/auto_diameter.py``), native-scale F1 per image fell as low as 0.80 (2.5x) and
+0.89 (0.4x), and the second pass brought those images to 0.93-0.97; within the range it
+gained nothing, so images like the training data cost one pass. Fewer than :data:`AUTO_MIN_OBJECTS` objects
 are too few to measure: such images stay at their own scale.
 """
 
