@@ -28,11 +28,12 @@ def _diameter(ctx: click.Context, param: click.Parameter, value: str | None):
 
 
 diameter_option = click.option(
-    "--diameter", default=None, callback=_diameter,
-    help=_DIAMETER_HELP + " 'auto' measures it on the plate's first field and runs every field "
+    "--diameter", default=None, callback=_diameter, metavar="PIXELS|auto",
+    help=_DIAMETER_HELP + " 'auto' measures it on the plate's first fields and runs every field "
                           "at the scale that follows (default: the fields' own scale).")
 auto_diameter_option = click.option(
     "--diameter", default="auto", show_default=True, callback=_diameter,
+    metavar="PIXELS|auto|native",
     help=_DIAMETER_HELP + " 'auto' measures it on each image and runs the network again, "
                           "resampled, only on images whose objects are far from the model's "
                           "size; 'native' never resamples.")

@@ -12,8 +12,8 @@ from the working diameter (outside :data:`AUTO_RANGE` of it) does the network ru
 the resampled image. On the mnfinder validation images resampled 0.4x-2.5x
 (``benchmarks/auto_diameter.py``), native-scale F1 per image fell as low as 0.80 (2.5x) and
 0.89 (0.4x), and the second pass brought those images to 0.93-0.97; within the range it
-gained nothing, so images like the training data cost one pass. Fewer than :data:`AUTO_MIN_OBJECTS` objects
-are too few to measure: such images stay at their own scale.
+gained nothing, so images like the training data cost one pass. Fewer than
+:data:`AUTO_MIN_OBJECTS` objects are too few to measure: such images stay at their own scale.
 """
 
 from __future__ import annotations
