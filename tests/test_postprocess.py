@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import disk
 
 from cellseg_hcs.postprocess import PostprocessSettings, label_dtype, maps_to_labels
@@ -179,3 +180,15 @@ def test_doubtful_objects_are_dropped_and_confident_small_ones_kept():
     by_size = maps_to_labels(foreground, distance,
                              PostprocessSettings(min_size=1, min_size_fraction=0.25))
     assert by_size.max() == 3 and by_size[32, 12] == 0  # a size filter loses the small nucleus
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (37, 5), (128, 131)])
+def test_the_fast_3x3_maximum_is_scipys_maximum_filter(shape):
+    from scipy import ndimage as ndi
+
+    from cellseg_hcs.postprocess import maximum_3x3
+
+    rng = np.random.default_rng(sum(shape))
+    image = rng.random(shape).astype(np.float32)
+    image[rng.random(shape) < 0.3] = 0.5  # plateaus, where ties decide the peaks
+    np.testing.assert_array_equal(maximum_3x3(image), ndi.maximum_filter(image, size=3))
