@@ -161,23 +161,16 @@ class Segmenter:
         image = np.asarray(image)
         if image.ndim not in (2, 3) or min(image.shape) < 1:
             raise SettingError(f"expected a 2-D image (or 2-D with channels), got {image.shape}.")
-        from ..runtime.scaling import AUTO, auto_scale, parse_diameter, predict_at_scale
+        from ..runtime.scaling import parse_diameter, segment_field
 
         model = self.model(options.model)
         device = None if options.device == "auto" else options.device
         x = model.prepare(image)  # CPU work of this request alone: outside the shared lock
-        auto = options.diameter == AUTO
-        scale = 1.0 if auto else model.scale_for(parse_diameter(options.diameter))
         with self._lock:
             runtime = model.runtime("auto", device, **options.runtime_options)
-            maps = predict_at_scale(runtime, x, scale)
-        labels = model.labels_from_maps(maps, **options.postprocess_overrides)
-        if auto:
-            scale, _ = auto_scale(labels, model.info.working_diameter)
-            if scale != 1.0:
-                with self._lock:
-                    maps = predict_at_scale(runtime, x, scale)
-                labels = model.labels_from_maps(maps, **options.postprocess_overrides)
+        labels, _, maps = segment_field(model, _Locked(runtime, self._lock), x,
+                                        parse_diameter(options.diameter),
+                                        **options.postprocess_overrides)
         result = {"labels": labels}
         if options.probabilities:
             result["probabilities"] = maps[0].astype(np.float32)
@@ -190,6 +183,19 @@ class Segmenter:
         model = self.model(name)
         return {"model": name, "source": model.source, "hash": model.hash,
                 "object_name": model.info.object_name, "version": __version__}
+
+
+class _Locked:
+    """A runtime whose network runs one request at a time; resampling and post-processing
+    around it (:func:`~cellseg_hcs.runtime.scaling.segment_field`) run outside the lock."""
+
+    def __init__(self, runtime, lock) -> None:
+        self.runtime = runtime
+        self.lock = lock
+
+    def predict(self, field: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self.runtime.predict(field)
 
 
 def _model_key(name: str) -> tuple:
