@@ -13,8 +13,6 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
-from .runtime.scaling import median_diameter  # noqa: F401  (used by training, re-exported)
-
 
 @dataclass(frozen=True)
 class AugmentSettings:

@@ -28,7 +28,6 @@ from .augment import (
     AugmentSettings,
     choose_scale,
     flip_rotate,
-    median_diameter,
     paste_objects,
     random_patch,
     vary_intensity,
@@ -39,6 +38,7 @@ from .evaluate import evaluate_model
 from .model import Model, ModelInfo
 from .models.registry import build_network
 from .normalize import percentile_normalize
+from .runtime.scaling import median_diameter
 from .targets import TARGETS, instance_targets
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ from cellseg_hcs.augment import (
     AugmentSettings,
     choose_scale,
     flip_rotate,
-    median_diameter,
     paste_objects,
     random_patch,
     vary_intensity,
@@ -50,12 +49,6 @@ def test_wide_scales_reach_the_whole_diameter_range():
     rng = np.random.default_rng(0)
     diameters = [30 * choose_scale(30.0, settings, rng) for _ in range(2000)]
     assert 8 <= min(diameters) < 10 and 70 < max(diameters) <= 80
-
-
-def test_median_diameter_of_disks():
-    _, labels = _scene()
-    assert median_diameter(labels) == pytest.approx(24, abs=1.5)
-    assert median_diameter(np.zeros((5, 5), int)) == 0.0
 
 
 def test_intensity_changes_are_repeatable_from_the_seed():

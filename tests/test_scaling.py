@@ -11,6 +11,7 @@ from cellseg_hcs.runtime.scaling import (
     AUTO_MIN_OBJECTS,
     _resize,
     auto_scale,
+    median_diameter,
     parse_diameter,
     predict_at_scale,
     scale_for,
@@ -75,6 +76,11 @@ def _disks(diameter: float, count: int = 9) -> np.ndarray:
     for n, (y, x) in enumerate(centres[:count]):
         labels[(yy - y) ** 2 + (xx - x) ** 2 < (diameter / 2) ** 2] = n + 1
     return labels
+
+
+def test_median_diameter_of_disks():
+    assert median_diameter(_disks(24)) == pytest.approx(24, abs=1.5)
+    assert median_diameter(np.zeros((5, 5), int)) == 0.0
 
 
 @pytest.mark.parametrize("diameter", [24, 30, 44])
