@@ -267,7 +267,7 @@ def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, bac
     the scale its first run measured, so resuming never depends on measuring again.
     """
     from .io.plate import read_field
-    from .plate_tasks import check_pixels
+    from .plate_tasks import model_input, model_planes
     from .runtime.scaling import AUTO, AUTO_MIN_OBJECTS, auto_scale
 
     if diameter != AUTO:
@@ -284,12 +284,10 @@ def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, bac
             image = read_field(plate.path, field, list(channels))
         except Exception:  # noqa: BLE001 - a broken field fails in the run, with its reason
             continue
-        planes = [image.channels[name] for name in channels]
-        if any(check_pixels(plane, field.name) for plane in planes) or not np.any(planes[0]):
+        stacked, problem = model_planes(image, channels, field.name)
+        if problem or not np.any(stacked):
             continue
-        stacked = planes[0] if len(planes) == 1 else np.stack(planes)
-        maps = runtime.predict(model.prepare(stacked, 0 if len(planes) == 1 else None))
-        measured.append(model.labels_from_maps(maps))
+        measured.append(model.labels_from_maps(runtime.predict(model_input(model, stacked))))
         if sum(int(labels.max()) for labels in measured) >= AUTO_MIN_OBJECTS:
             break
     scale, diameter_px = auto_scale(measured, model.info.working_diameter)

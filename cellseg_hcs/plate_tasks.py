@@ -118,6 +118,22 @@ def check_pixels(plane: np.ndarray, field_name: str) -> str | None:
     return None
 
 
+def model_planes(image, channels, field_name: str) -> tuple[np.ndarray | None, str | None]:
+    """The model's channels of a read field, stacked (YX for one, CYX for several), or None
+    and why they cannot be segmented."""
+    planes = [image.channels[name] for name in channels]
+    for plane in planes:
+        problem = check_pixels(plane, field_name)
+        if problem:
+            return None, problem
+    return (planes[0] if len(planes) == 1 else np.stack(planes)), None
+
+
+def model_input(model, stacked: np.ndarray) -> np.ndarray:
+    """The normalized network input of :func:`model_planes`' stack."""
+    return model.prepare(stacked, 0 if stacked.ndim == 2 else None)
+
+
 def predict_field(job: FieldJob) -> dict[str, Any]:
     """Read the field (every channel, once: the model's for the maps, all for the features)
     and predict its maps.
@@ -129,22 +145,18 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         image = read_field(job.plate_path, job.field)
-        planes = [image.channels[name] for name in job.channels]
         seconds["Seconds_Read"] = time.perf_counter() - started
-        for plane in planes:
-            problem = check_pixels(plane, job.field.name)
-            if problem:
-                return {"error": problem, "seconds": seconds}
-        stacked = planes[0] if len(planes) == 1 else np.stack(planes)
+        stacked, problem = model_planes(image, job.channels, job.field.name)
+        if problem:
+            return {"error": problem, "seconds": seconds}
         blank = not np.any(stacked)
         model = cached_model(job.model_path, job.model_hash)
         runtime = _runtime(model, job)
         started = time.perf_counter()
         if blank:  # an empty well or a failed acquisition: nothing to predict
-            maps = np.zeros((len(model.info.outputs), *planes[0].shape), np.float32)
+            maps = np.zeros((len(model.info.outputs), *image.shape), np.float32)
         else:
-            x = model.prepare(stacked, 0 if len(planes) == 1 else None)
-            maps = predict_at_scale(runtime, x, job.scale)
+            maps = predict_at_scale(runtime, model_input(model, stacked), job.scale)
         seconds["Seconds_Predict"] = time.perf_counter() - started
         return {"maps": maps, "image": image, "blank": blank, "seconds": seconds,
                 "backend": runtime.name}
