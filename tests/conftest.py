@@ -51,6 +51,17 @@ def tiny_model():
     return Model(UNet(**options), ModelInfo(network=options))
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ (not a package) imported as a module, to test its functions."""
+    import importlib.util
+
+    path = TESTS.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def disk(shape, center, radius) -> np.ndarray:
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2

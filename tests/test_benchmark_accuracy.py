@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-
-ACCURACY = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture
 def accuracy():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ACCURACY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("accuracy")
 
 
 @pytest.fixture

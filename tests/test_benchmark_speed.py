@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-from pathlib import Path
 
 import pytest
-
-SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture
 def speed():
-    spec = importlib.util.spec_from_file_location("speed_benchmark", SPEED)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("speed")
 
 
 def test_the_whole_command_runs_the_model_given_to_the_benchmark(speed, tmp_path, monkeypatch):
