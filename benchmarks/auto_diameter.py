@@ -25,7 +25,11 @@ from accuracy import _magnify  # noqa: E402
 import cellseg_hcs as cs  # noqa: E402
 from cellseg_hcs.data import ImageMaskFolder  # noqa: E402
 from cellseg_hcs.metrics import evaluate_pairs  # noqa: E402
-from cellseg_hcs.runtime.scaling import median_diameter, segment_field  # noqa: E402
+from cellseg_hcs.runtime.scaling import (  # noqa: E402
+    auto_scale,
+    median_diameter,
+    segment_field,
+)
 
 FACTORS = (0.4, 0.6, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5)
 
@@ -50,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             native, _, _ = segment_field(model, runtime, field, None)
             measured = median_diameter(native)
             resampled, _, _ = segment_field(model, runtime, field, measured or None)
-            auto, scale, _ = segment_field(model, runtime, field, "auto")
+            # What "auto" does, from the native pass already made (segment_field's rule).
+            scale, _ = auto_scale(native, model.info.working_diameter)
+            working = model.info.working_diameter
+            auto = native if scale == 1.0 else segment_field(model, runtime, field,
+                                                              working / scale)[0]
             row = {"factor": factor, "image": sample.name, "objects": int(changed.labels.max()),
                    "measured_diameter": round(measured, 1), "auto_scale": scale}
             for name, labels in (("native", native), ("resampled", resampled), ("auto", auto)):
