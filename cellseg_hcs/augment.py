@@ -22,6 +22,10 @@ class AugmentSettings:
     to with probability ``wide_scale_probability``; otherwise the scale is jittered around
     the image's own by ``scale_jitter``. ``density_probability`` is the chance of copying
     annotated objects into free space (the LIVECell study's way to vary confluence).
+    ``touching_probability`` is the chance that those copies are pushed up against an
+    existing object instead (touching nuclei with no dark gap between them, which the
+    watershed must split), and each copy's intensity is scaled by a factor drawn from
+    ``pasted_gain`` (neighbours of unequal brightness). The defaults leave both off.
     """
 
     patch_size: int = 256
@@ -38,6 +42,8 @@ class AugmentSettings:
     noise_std: tuple[float, float] = (0.01, 0.12)
     density_probability: float = 0.3
     density_objects: tuple[int, int] = (3, 15)
+    touching_probability: float = 0.0
+    pasted_gain: tuple[float, float] = (1.0, 1.0)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -125,11 +131,16 @@ def paste_objects(
     source_labels: np.ndarray,
     count: int,
     rng: np.random.Generator,
+    touching: bool = False,
+    gain: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Copy up to ``count`` objects of the source into free space of the target.
+    """Copy up to ``count`` objects of the source into the target, each scaled by a gain.
 
-    An object is placed only where neither it nor a 2-pixel margin touches an existing
-    object, so pasted objects never overlap annotated ones.
+    By default an object is placed only where neither it nor a 2-pixel margin touches an
+    existing object. With ``touching``, each copy instead slides towards an existing object
+    (chosen at random, from a random direction) and stops at the last position where it
+    does not overlap it: the two touch, or leave at most a one-pixel gap. Pasted objects
+    never overlap annotated ones.
     """
     image, labels = image.copy(), labels.copy()
     boxes = ndi.find_objects(source_labels)
@@ -138,21 +149,63 @@ def paste_objects(
         return image, labels
     occupied = ndi.binary_dilation(labels > 0, iterations=2)
     next_id = int(labels.max()) + 1
-    height, width = labels.shape
     for number in rng.choice(candidates, size=min(count, len(candidates)), replace=False):
         box = boxes[number - 1]
         mask = source_labels[box] == number
-        h, w = mask.shape
-        if h >= height or w >= width:
+        if touching and labels.any():
+            target = _touching_place(labels > 0, mask, rng)
+        else:
+            target = _free_place(occupied, mask, rng)
+        if target is None:
             continue
-        for _ in range(5):
-            top, left = int(rng.integers(height - h)), int(rng.integers(width - w))
-            target = (slice(top, top + h), slice(left, left + w))
-            if not (occupied[target] & mask).any():
-                image[(..., *target)] = np.where(mask, source_image[(..., *box)],
-                                                 image[(..., *target)])
-                labels[target][mask] = next_id
-                occupied[target] |= ndi.binary_dilation(mask, iterations=2)
-                next_id += 1
-                break
+        factor = np.float32(_log_uniform(rng, *gain)) if gain != (1.0, 1.0) else np.float32(1)
+        image[(..., *target)] = np.where(mask, source_image[(..., *box)] * factor,
+                                         image[(..., *target)])
+        labels[target][mask] = next_id
+        occupied[target] |= ndi.binary_dilation(mask, iterations=2)
+        next_id += 1
     return image, labels
+
+
+def _free_place(occupied: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                tries: int = 5) -> tuple[slice, slice] | None:
+    """A random box for ``mask`` clear of ``occupied``, or None after ``tries`` misses."""
+    (height, width), (h, w) = occupied.shape, mask.shape
+    if h >= height or w >= width:
+        return None
+    for _ in range(tries):
+        top, left = int(rng.integers(height - h)), int(rng.integers(width - w))
+        target = (slice(top, top + h), slice(left, left + w))
+        if not (occupied[target] & mask).any():
+            return target
+    return None
+
+
+def _touching_place(filled: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                    tries: int = 5) -> tuple[slice, slice] | None:
+    """A box where ``mask`` touches an object of ``filled`` without overlapping any.
+
+    The mask's centre starts far from a random object's centre, in a random direction, and
+    moves towards it one pixel at a time; the last clear position before the first overlap
+    is the answer. A try fails when that position leaves the image; None after ``tries``.
+    """
+    (height, width), (h, w) = filled.shape, mask.shape
+    objects, _ = ndi.label(filled)
+    ys, xs = np.nonzero(objects)
+    for _ in range(tries):
+        pick = int(rng.integers(ys.size))
+        ys_obj, xs_obj = np.nonzero(objects == objects[ys[pick], xs[pick]])
+        centre_y, centre_x = ys_obj.mean(), xs_obj.mean()
+        angle = rng.uniform(0, 2 * np.pi)
+        step_y, step_x = np.sin(angle), np.cos(angle)
+        previous = None
+        for distance in range(int(np.ptp(ys_obj) + np.ptp(xs_obj) + h + w), -1, -1):
+            top = int(round(centre_y + distance * step_y - h / 2))
+            left = int(round(centre_x + distance * step_x - w / 2))
+            inside = 0 <= top and top + h <= height and 0 <= left and left + w <= width
+            if inside and (filled[top:top + h, left:left + w] & mask).any():
+                break
+            previous = (slice(top, top + h), slice(left, left + w)) if inside else None
+        if previous is not None:
+            return previous
+    return None

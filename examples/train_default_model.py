@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import cellseg_hcs as cs
+from cellseg_hcs.augment import AugmentSettings
 from cellseg_hcs.tune import tune_postprocess
 
 
@@ -47,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the best validation epoch or the last one")
     parser.add_argument("--start-from", default=None,
                         help="fine-tune this model (name or file) instead of starting afresh")
+    parser.add_argument("--touching", type=float, default=0.0,
+                        help="chance that pasted nuclei are pushed against existing ones")
+    parser.add_argument("--pasted-gain", default="1,1",
+                        help="range of the brightness factor of pasted nuclei, e.g. 0.6,1.8")
+    parser.add_argument("--density", type=float, default=0.3,
+                        help="chance of pasting annotated nuclei into a patch")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -69,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         average=args.average,
         target=args.target,
         keep=args.keep,
+        augment=AugmentSettings(
+            density_probability=args.density,
+            touching_probability=args.touching,
+            pasted_gain=tuple(float(v) for v in args.pasted_gain.split(","))),
         out=args.out,
         description={"data": "mnfinder 1.2.3 training split (30 images), MIT license",
                      "validation": "mnfinder validation split (3 images)",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import disk
+from scipy import ndimage as ndi
 
 from cellseg_hcs.augment import (
     AugmentSettings,
@@ -14,6 +17,8 @@ from cellseg_hcs.augment import (
     random_patch,
     vary_intensity,
 )
+from cellseg_hcs.data.base import Sample
+from cellseg_hcs.train import PatchSampler
 
 
 def _scene(shape=(120, 160)):
@@ -69,3 +74,63 @@ def test_pasted_objects_never_overlap_existing_ones():
     for index in np.unique(labels)[1:]:  # the originals are untouched
         np.testing.assert_array_equal(out_labels[labels == index], index)
     assert (out_image[out_labels > labels.max()] == 1).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_touching_copies_touch_an_existing_object_and_overlap_none(seed):
+    image, labels = _scene()
+    source_image, source_labels = _scene()
+    out_image, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
+                                          np.random.default_rng(seed), touching=True)
+    for index in np.unique(labels)[1:]:  # the originals are untouched
+        np.testing.assert_array_equal(out_labels[labels == index], index)
+    pasted = np.unique(out_labels[out_labels > labels.max()])
+    assert pasted.size >= 1
+    for index in pasted:
+        # each copy comes within one pixel of another object (a 2-pixel reach finds it)
+        reach = ndi.binary_dilation(out_labels == index, iterations=2)
+        neighbours = np.unique(out_labels[reach])
+        assert set(neighbours) - {0, index}, f"copy {index} touches nothing"
+
+
+def test_free_copies_keep_a_margin_from_every_object():
+    image, labels = _scene()
+    source_image, source_labels = _scene()
+    _, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
+                                  np.random.default_rng(3))
+    for index in np.unique(out_labels[out_labels > labels.max()]):
+        reach = ndi.binary_dilation(out_labels == index, iterations=2)
+        assert set(np.unique(out_labels[reach])) == {0, index}
+
+
+def test_pasted_copies_are_scaled_by_a_gain_in_the_range():
+    image, labels = _scene()
+    source_image, source_labels = _scene()
+    out_image, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
+                                          np.random.default_rng(5), gain=(1.5, 2.0))
+    pasted = np.unique(out_labels[out_labels > labels.max()])
+    assert pasted.size >= 1
+    for index in pasted:  # the source objects are 1.0 everywhere
+        values = np.unique(out_image[out_labels == index])
+        assert values.size == 1 and 1.5 <= values[0] <= 2.0
+
+
+def test_the_sampler_pastes_touching_copies_when_asked():
+    image, labels = _scene((256, 256))
+    sample = Sample(image=image, labels=labels)
+    settings = AugmentSettings(density_probability=1.0, touching_probability=1.0,
+                               density_objects=(3, 4), wide_scale_probability=0.0,
+                               scale_jitter=(1.0, 1.0), noise_probability=0.0,
+                               blur_probability=0.0)
+    plain = replace(settings, touching_probability=0.0)
+    touching = [_touch_count(PatchSampler([sample], settings, seed).patch()[1])
+                for seed in range(4)]
+    free = [_touch_count(PatchSampler([sample], plain, seed).patch()[1]) for seed in range(4)]
+    assert sum(touching) > sum(free)
+
+
+def _touch_count(targets: np.ndarray) -> int:
+    """How many objects touch another: peaks of the distance target split by a zero line."""
+    objects, count = ndi.label(targets[0] > 0.5)
+    peaks = ndi.label(targets[1] > 0.8)[0]
+    return sum(len(np.unique(peaks[objects == i])) - 1 > 1 for i in range(1, count + 1))
