@@ -261,3 +261,27 @@ def test_a_failed_second_pass_keeps_the_first_pass_labels(tmp_path, large_image,
     written = tifffile.imread(tmp_path / "o" / "large_labels.tif")
     np.testing.assert_array_equal(written, model.segment(large_image, diameter=None))
     assert "running it again at" in caplog.text and "no room" in caplog.text
+
+
+def test_a_model_copy_with_its_own_splitting_is_used_by_the_command(tmp_path, mnfinder_dir,
+                                                                      model):
+    """Touching nuclei merged? Save a copy of the model that splits more readily.
+
+    The copy's post-processing travels in its file, so ``--model`` gives it to ``segment``
+    (and to ``run`` and the CellProfiler module, which read the same file).
+    """
+    copy = cs.load_model("nuclei")
+    copy.info.postprocess["peak_height"] = 0.1  # the shipped model: 0.3
+    copy.save(tmp_path / "split_more.safetensors")
+    assert cs.load_model(tmp_path / "split_more.safetensors").info.postprocess[
+        "peak_height"] == 0.1
+    images = sorted((mnfinder_dir / "images").glob("*.tif"))
+    counts = {}
+    for name in ("nuclei", tmp_path / "split_more.safetensors"):
+        out = tmp_path / f"out_{len(counts)}"
+        result = _segment([*images, "--out", out, "--model", name, "--diameter", "native"])
+        assert result.exit_code == 0, result.output
+        counts[str(name)] = sum(int(tifffile.imread(out / f"{i.stem}_labels.tif").max())
+                                for i in images)
+    shipped, split_more = counts.values()
+    assert split_more > shipped
