@@ -158,7 +158,8 @@ def paste_objects(
             target = _free_place(occupied, mask, rng)
         if target is None:
             continue
-        factor = np.float32(_log_uniform(rng, *gain)) if gain != (1.0, 1.0) else np.float32(1)
+        varied = tuple(gain) != (1.0, 1.0)  # no draw otherwise: the old random stream
+        factor = np.float32(_log_uniform(rng, *gain) if varied else 1.0)
         image[(..., *target)] = np.where(mask, source_image[(..., *box)] * factor,
                                          image[(..., *target)])
         labels[target][mask] = next_id

@@ -112,7 +112,9 @@ class PatchSampler:
             other = int(rng.integers(len(self.images)))
             source = random_patch(self.images[other], self.labels[other], scale, settings, rng)
             count = int(rng.integers(*settings.density_objects))
-            touching = rng.random() < settings.touching_probability
+            # no draw when touching is off, so default runs keep their random stream
+            touching = (settings.touching_probability > 0
+                        and rng.random() < settings.touching_probability)
             image, labels = paste_objects(image, labels, *source, count, rng,
                                           touching=touching, gain=settings.pasted_gain)
         image, labels = flip_rotate(image, labels, rng)
