@@ -153,7 +153,7 @@ def paste_objects(
         box = boxes[number - 1]
         mask = source_labels[box] == number
         if touching and labels.any():
-            target = _touching_place(labels > 0, mask, rng)
+            target = _touching_place(labels, mask, rng)
         else:
             target = _free_place(occupied, mask, rng)
         if target is None:
@@ -182,20 +182,20 @@ def _free_place(occupied: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     return None
 
 
-def _touching_place(filled: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+def _touching_place(labels: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                     tries: int = 5) -> tuple[slice, slice] | None:
-    """A box where ``mask`` touches an object of ``filled`` without overlapping any.
+    """A box where ``mask`` touches an object of ``labels`` without overlapping any.
 
     The mask's centre starts far from a random object's centre, in a random direction, and
     moves towards it one pixel at a time; the last clear position before the first overlap
-    is the answer. A try fails when that position leaves the image; None after ``tries``.
+    is the answer. A try fails when that position leaves the image, or when the path meets
+    no object (through the opening of a C-shaped one); None after ``tries``.
     """
-    (height, width), (h, w) = filled.shape, mask.shape
-    objects, _ = ndi.label(filled)
-    ys, xs = np.nonzero(objects)
+    (height, width), (h, w) = labels.shape, mask.shape
+    filled = labels > 0
+    ids = labels[filled]
     for _ in range(tries):
-        pick = int(rng.integers(ys.size))
-        ys_obj, xs_obj = np.nonzero(objects == objects[ys[pick], xs[pick]])
+        ys_obj, xs_obj = np.nonzero(labels == ids[rng.integers(ids.size)])
         centre_y, centre_x = ys_obj.mean(), xs_obj.mean()
         angle = rng.uniform(0, 2 * np.pi)
         step_y, step_x = np.sin(angle), np.cos(angle)
@@ -205,8 +205,8 @@ def _touching_place(filled: np.ndarray, mask: np.ndarray, rng: np.random.Generat
             left = int(round(centre_x + distance * step_x - w / 2))
             inside = 0 <= top and top + h <= height and 0 <= left and left + w <= width
             if inside and (filled[top:top + h, left:left + w] & mask).any():
+                if previous is not None:
+                    return previous
                 break
             previous = (slice(top, top + h), slice(left, left + w)) if inside else None
-        if previous is not None:
-            return previous
     return None

@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 
 from cellseg_hcs.augment import (
     AugmentSettings,
+    _touching_place,
     choose_scale,
     flip_rotate,
     paste_objects,
@@ -134,3 +135,21 @@ def _touch_count(targets: np.ndarray) -> int:
     objects, count = ndi.label(targets[0] > 0.5)
     peaks = ndi.label(targets[1] > 0.8)[0]
     return sum(len(np.unique(peaks[objects == i])) - 1 > 1 for i in range(1, count + 1))
+
+
+def test_a_touching_copy_never_lands_inside_an_open_object_without_touching_it():
+    """Approaching a C-shaped nucleus through its opening reaches its centre without ever
+    meeting it: that try must fail, not return a place that touches nothing."""
+    labels = np.zeros((96, 96), np.int32)
+    ring = disk(labels.shape, (48, 48), 30) & ~disk(labels.shape, (48, 48), 22)
+    ring[40:57, 48:] = False  # the opening, facing right
+    labels[ring] = 1
+    small = disk((5, 5), (2, 2), 2)
+    for seed in range(60):
+        place = _touching_place(labels, small, np.random.default_rng(seed))
+        if place is None:
+            continue
+        reach = ndi.binary_dilation(np.pad(small, 2), iterations=2)
+        region = tuple(slice(s.start - 2, s.stop + 2) for s in place)
+        window = labels[tuple(slice(max(r.start, 0), r.stop) for r in region)]
+        assert window.shape == reach.shape and (window[reach] > 0).any(), (seed, place)
