@@ -147,7 +147,7 @@ def paste_objects(
     candidates = [i for i, box in enumerate(boxes, start=1) if box is not None]
     if not candidates:
         return image, labels
-    occupied = ndi.binary_dilation(labels > 0, iterations=2)
+    occupied = ndi.binary_dilation(labels > 0, iterations=MARGIN)
     next_id = int(labels.max()) + 1
     for number in rng.choice(candidates, size=min(count, len(candidates)), replace=False):
         box = boxes[number - 1]
@@ -163,9 +163,29 @@ def paste_objects(
         image[(..., *target)] = np.where(mask, source_image[(..., *box)] * factor,
                                          image[(..., *target)])
         labels[target][mask] = next_id
-        occupied[target] |= ndi.binary_dilation(mask, iterations=2)
+        if not touching:  # touching copies are placed by the labels, not by the margin
+            _occupy(occupied, target, mask, MARGIN)
         next_id += 1
     return image, labels
+
+
+MARGIN = 2  # pixels kept free around every object when copies are placed apart
+
+
+def _occupy(occupied: np.ndarray, target: tuple[slice, slice], mask: np.ndarray,
+            margin: int) -> None:
+    """Mark ``mask``, placed at ``target``, and a ``margin`` around it in ``occupied``.
+
+    The margin reaches past the mask's box (clipped to the image): dilating the mask inside
+    its box alone would leave no margin where the mask meets the box's edge, which is on
+    every side.
+    """
+    grown = ndi.binary_dilation(np.pad(mask, margin), iterations=margin)
+    top, left = target[0].start - margin, target[1].start - margin
+    rows = slice(max(top, 0), min(top + grown.shape[0], occupied.shape[0]))
+    cols = slice(max(left, 0), min(left + grown.shape[1], occupied.shape[1]))
+    occupied[rows, cols] |= grown[rows.start - top:rows.stop - top,
+                                  cols.start - left:cols.stop - left]
 
 
 def _free_place(occupied: np.ndarray, mask: np.ndarray, rng: np.random.Generator,

@@ -104,6 +104,24 @@ def test_free_copies_keep_a_margin_from_every_object():
         assert set(np.unique(out_labels[reach])) == {0, index}
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_free_copies_keep_the_margin_from_each_other_in_a_crowded_patch(seed):
+    """Twenty small copies into an empty 48x48 patch: each keeps 2 free pixels around it,
+    also from the copies pasted before it."""
+    source_labels = np.zeros((120, 120), np.int32)
+    for index, (y, x) in enumerate(np.ndindex(6, 6), start=1):
+        source_labels[disk(source_labels.shape, (10 + 20 * y, 10 + 20 * x), 5)] = index
+    source_image = (source_labels > 0).astype(np.float32)
+    empty = np.zeros((48, 48), np.int32)
+    _, out_labels = paste_objects(empty.astype(np.float32), empty, source_image,
+                                  source_labels, 20, np.random.default_rng(seed))
+    copies = np.unique(out_labels)[1:]
+    assert copies.size >= 2
+    for index in copies:
+        reach = ndi.binary_dilation(out_labels == index, iterations=2)
+        assert set(np.unique(out_labels[reach])) == {0, index}, index
+
+
 def test_pasted_copies_are_scaled_by_a_gain_in_the_range():
     image, labels = _scene()
     source_image, source_labels = _scene()
