@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in SETS:
         data = samples(args.data, name)
+        nuclei = int(sum(len(np.unique(s.labels)) - 1 for s in data))
         for method, segment in methods.items():
-            rows.append({"data": name, "images": len(data),
-                         "nuclei": int(sum(len(np.unique(s.labels)) - 1 for s in data)),
+            rows.append({"data": name, "images": len(data), "nuclei": nuclei,
                          "method": method, **score(segment, data)})
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
