@@ -11,7 +11,8 @@ distance-transform declumping, benchmarks/classic.py) runs on the same images.
 
 The test split is only ever read here, never by training or model selection; to compare
 candidate models, ``--validation-only`` scores the validation split and its changed images
-and does not read the test split.
+and does not read the test split (``--with-training`` adds the training split, a larger
+selection set for post-processing: see results/merge_alike_rule.md).
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-only", action="store_true",
                         help="Score the validation split and its changed images only, never "
                              "reading the test split: for choosing between candidate models.")
+    parser.add_argument("--with-training", action="store_true",
+                        help="Score the training split too: the model has seen it, but it is "
+                             "ten times the validation split for choosing post-processing.")
     parser.add_argument("--diameters", default="",
                         help="Also score the model with these --diameter values "
                              "(comma-separated), e.g. native,60: the image's own scale, and "
@@ -115,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     options = {"precision": args.precision} if args.precision else {}
     runtime = model.runtime(args.backend, None, **options)
     images, masks = args.data / "images", args.data / "nuclei_labels"
-    splits = {name: list(ImageMaskFolder(images, masks, pattern=f"{name}__*"))
-              for name in (("validation",) if args.validation_only else ("validation", "test"))}
+    names = ("validation",) if args.validation_only else ("validation", "test")
+    names = ("training", *names) if args.with_training else names
+    splits = {name: list(ImageMaskFolder(images, masks, pattern=f"{name}__*")) for name in names}
     robustness_split = "validation" if args.validation_only else "test"
     def cellseg(image: np.ndarray, diameter: float | str | None = "auto") -> np.ndarray:
         return segment_field(model, runtime, model.prepare(image), diameter)[0]

@@ -88,8 +88,11 @@ class SessionModel:
         x = self.model.prepare(image)[None].astype(np.float32)
         return self.runner.run(None, {"image": x})[0][0]
 
-    def labels_from_maps(self, maps, **settings):
-        return self.model.labels_from_maps(maps, **settings)
+    def prepare(self, image):
+        return self.model.prepare(image)
+
+    def labels_from_maps(self, maps, image=None, **settings):
+        return self.model.labels_from_maps(maps, image, **settings)
 
 
 def main(argv: list[str] | None = None) -> int:

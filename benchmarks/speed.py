@@ -83,7 +83,10 @@ def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
 
     model = load_model(model_name)
     runtime = model.runtime(backend, "cpu")
-    stages = [model.prepare, runtime.predict, model.labels_from_maps]
+    # Each stage takes the one before's result: the network passes its input on, as the
+    # post-processing reads the image's intensities.
+    stages = [model.prepare, lambda field: (runtime.predict(field), field),
+              lambda maps_and_field: model.labels_from_maps(*maps_and_field)]
     return {**time_stages(files, stages), "backend": runtime.describe()}
 
 

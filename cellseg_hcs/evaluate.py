@@ -25,7 +25,7 @@ def evaluate_model(model, dataset: Sequence[Sample], *, maps: list | None = None
     tp = fp = fn = 0
     for index, sample in enumerate(dataset):
         field_maps = maps[index] if maps is not None else model.predict_maps(sample.image)
-        labels = model.labels_from_maps(field_maps, **settings)
+        labels = model.labels_from_maps(field_maps, model.prepare(sample.image), **settings)
         object_scores = _object_scores(labels, field_maps[0])
         scores.add(sample.labels, labels, object_scores)
         truth, pred = sample.labels > 0, labels > 0

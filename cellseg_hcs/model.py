@@ -166,10 +166,15 @@ class Model:
 
         return scale_for(diameter, self.info.working_diameter)
 
-    def labels_from_maps(self, maps: np.ndarray, **settings: Any) -> np.ndarray:
-        """Instance labels from predicted maps, with the model's post-processing settings."""
+    def labels_from_maps(self, maps: np.ndarray, image: np.ndarray | None = None,
+                         **settings: Any) -> np.ndarray:
+        """Instance labels from predicted maps, with the model's post-processing settings.
+
+        ``image``: the prepared input the maps came from (:meth:`prepare`, at the maps'
+        size); post-processing that merges alike fragments reads its intensities.
+        """
         merged = {**self.info.postprocess, **settings}
-        return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged))
+        return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)
 
     def segment(self, image: np.ndarray, channel: int | str | None = None, *,
                 channel_names: list[str] | None = None, backend: str = "auto",

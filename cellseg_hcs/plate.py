@@ -287,7 +287,8 @@ def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, bac
         stacked, problem = model_planes(image, channels, field.name)
         if problem or not np.any(stacked):
             continue
-        measured.append(model.labels_from_maps(runtime.predict(model_input(model, stacked))))
+        field_input = model_input(model, stacked)
+        measured.append(model.labels_from_maps(runtime.predict(field_input), field_input))
         if sum(int(labels.max()) for labels in measured) >= AUTO_MIN_OBJECTS:
             break
     scale, diameter_px = auto_scale(measured, model.info.working_diameter)

@@ -138,8 +138,8 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
     """Read the field (every channel, once: the model's for the maps, all for the features)
     and predict its maps.
 
-    Returns ``{"maps": (K, H, W) float32, "image": FieldImage, "seconds": {...}}``, or
-    ``{"error": sentence}``.
+    Returns ``{"maps": (K, H, W) float32, "input": the normalized network input (CYX),
+    "image": FieldImage, "seconds": {...}}``, or ``{"error": sentence}``.
     """
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -154,12 +154,14 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
         runtime = _runtime(model, job)
         started = time.perf_counter()
         if blank:  # an empty well or a failed acquisition: nothing to predict
+            field_input = np.zeros((1, *image.shape), np.float32)
             maps = np.zeros((len(model.info.outputs), *image.shape), np.float32)
         else:
-            maps = predict_at_scale(runtime, model_input(model, stacked), job.scale)
+            field_input = model_input(model, stacked)
+            maps = predict_at_scale(runtime, field_input, job.scale)
         seconds["Seconds_Predict"] = time.perf_counter() - started
-        return {"maps": maps, "image": image, "blank": blank, "seconds": seconds,
-                "backend": runtime.name}
+        return {"maps": maps, "input": field_input, "image": image, "blank": blank,
+                "seconds": seconds, "backend": runtime.name}
     except Exception as exc:  # noqa: BLE001 - one broken field must not stop the plate
         return {"error": _sentence(job.field, exc), "seconds": seconds}
 
@@ -183,7 +185,8 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
             raise _FieldProblem(predicted["error"])
         maps = predicted["maps"]
         started = time.perf_counter()
-        labels = maps_to_labels(maps[0], maps[1], PostprocessSettings(**job.postprocess))
+        labels = maps_to_labels(maps[0], maps[1], PostprocessSettings(**job.postprocess),
+                                image=predicted.get("input"))
         seconds["Seconds_Postprocess"] = time.perf_counter() - started
 
         image = predicted["image"]

@@ -123,7 +123,7 @@ def segment_files(
     def finish(index: int, path: Path, field: np.ndarray, maps: np.ndarray, seconds: float,
                scale: float, measured: float | None) -> tuple[int, SegmentResult] | _Resample:
         started = time.perf_counter()
-        labels = model.labels_from_maps(maps)
+        labels = model.labels_from_maps(maps, field)
         if auto and measured is None:
             new_scale, measured = auto_scale(labels, model.info.working_diameter)
             if new_scale != 1.0:

@@ -11,13 +11,15 @@ import numpy as np
 from .data.base import Sample
 from .evaluate import evaluate_model
 from .metrics import InstanceScores, match_instances
-from .postprocess import PostprocessSettings, drop_objects, split_objects
+from .postprocess import PostprocessSettings, drop_objects, merge_alike, split_objects
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 PEAK_HEIGHTS = (0.2, 0.25, 0.3, 0.35, 0.4)
 SIZE_FRACTIONS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3)
 MIN_SCORES = (0.0, 0.7, 0.8, 0.85, 0.9)
+#: Off, then alike fragments merged (see PostprocessSettings.merge_height); with peaks only.
+MERGES = ({"merge_height": 0.0}, {"merge_height": 0.5, "merge_contrast": 0.05})
 
 
 def seed_choices(seed: Sequence[float] = SEED_THRESHOLDS,
@@ -32,36 +34,44 @@ def tune_postprocess(model, validation: Sequence[Sample],
                      seed: Sequence[float] = SEED_THRESHOLDS,
                      size_fraction: Sequence[float] = SIZE_FRACTIONS,
                      peak: Sequence[float] = PEAK_HEIGHTS,
-                     min_score: Sequence[float] = MIN_SCORES) -> dict:
+                     min_score: Sequence[float] = MIN_SCORES,
+                     merge: Sequence[dict] = MERGES) -> dict:
     """The post-processing settings with the best validation AP (then F1).
 
     Tries every foreground threshold, every way to seed objects (thresholds ``seed`` and
     peak heights ``peak``; an empty sequence leaves that way out, see
-    :class:`~cellseg_hcs.postprocess.PostprocessSettings`), every relative size filter and
-    every minimum object score. Ties go to the better F1, then to the foreground threshold
-    nearest 0.5, the weaker filters, and the earlier seed choice.
+    :class:`~cellseg_hcs.postprocess.PostprocessSettings`), with peaks each ``merge``
+    choice, every relative size filter and every minimum object score. Ties go to the
+    better F1, then to the foreground threshold nearest 0.5, the weaker filters, the
+    earlier seed choice and the earlier merge choice.
 
     The network runs once per image and objects are split once per foreground and seed
-    choice; only the filters are repeated. Returns ``{"settings": {...}, "scores": {...}}``
-    with the full metrics of the chosen settings.
+    choice; only the merging and the filters are repeated. Returns
+    ``{"settings": {...}, "scores": {...}}`` with the full metrics of the chosen settings.
     """
     base = PostprocessSettings(**model.info.postprocess)
     maps = [model.predict_maps(sample.image) for sample in validation]
+    inputs = [model.prepare(sample.image) for sample in validation]
     best = None
     for fg, (order, seeds) in product(foreground, enumerate(seed_choices(seed, peak))):
         split = replace(base, foreground_threshold=fg, **seeds)
         objects = [split_objects(m[0], m[1], split) for m in maps]
-        for fraction, score in product(size_fraction, min_score):
-            settings = replace(split, min_size_fraction=fraction, min_score=score)
-            scores = InstanceScores(matches=[
-                match_instances(sample.labels, drop_objects(field_objects, m[0], settings))
-                for sample, m, field_objects in zip(validation, maps, objects)
-            ]).matching_summary()
-            key = (round(scores["ap"], 4), scores["f1"], -abs(fg - 0.5), -fraction, -score,
-                   -order)
-            if best is None or key > best[0]:
-                best = (key, {"foreground_threshold": fg, **seeds,
-                              "min_size_fraction": fraction, "min_score": score})
+        merges = merge if seeds["seeds"] == "peaks" else [{"merge_height": 0.0}]
+        for merge_order, merging in enumerate(merges or [{"merge_height": 0.0}]):
+            merged = replace(split, **merging)
+            joined = [merge_alike(field_objects, m[0], m[1], x, merged)
+                      for m, x, field_objects in zip(maps, inputs, objects)]
+            for fraction, score in product(size_fraction, min_score):
+                settings = replace(merged, min_size_fraction=fraction, min_score=score)
+                scores = InstanceScores(matches=[
+                    match_instances(sample.labels, drop_objects(field_objects, m[0], settings))
+                    for sample, m, field_objects in zip(validation, maps, joined)
+                ]).matching_summary()
+                key = (round(scores["ap"], 4), scores["f1"], -abs(fg - 0.5), -fraction,
+                       -score, -order, -merge_order)
+                if best is None or key > best[0]:
+                    best = (key, {"foreground_threshold": fg, **seeds, **merging,
+                                  "min_size_fraction": fraction, "min_score": score})
     settings = best[1]
     scores = evaluate_model(model, validation, maps=maps, **settings)
     return {"settings": settings, "scores": {k: float(np.float64(v)) for k, v in scores.items()}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import disk
@@ -192,3 +194,56 @@ def test_the_fast_3x3_maximum_is_scipys_maximum_filter(shape):
     image = rng.random(shape).astype(np.float32)
     image[rng.random(shape) < 0.3] = 0.5  # plateaus, where ties decide the peaks
     np.testing.assert_array_equal(maximum_3x3(image), ndi.maximum_filter(image, size=3))
+
+
+# Two lobes along a bar: distance peaks of 1.0 and 0.95 joined by a pass at 0.6, so the lower
+# rises 0.35 above the pass: peaks of height 0.3 split them and peaks of height 0.5 do not.
+LOBES = PostprocessSettings(min_size=1, seeds="peaks", peak_height=0.3, merge_height=0.5,
+                            merge_contrast=0.05)
+
+
+def _two_lobes(pass_height: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    profile = np.interp(np.arange(40), [0, 10, 20, 30, 39], [0.05, 1.0, pass_height, 0.95, 0.05])
+    distance = np.zeros((9, 44))
+    distance[2:7, 2:42] = profile
+    return (distance > 0).astype(float), distance
+
+
+def _brightness(left: float, right: float) -> np.ndarray:
+    image = np.zeros((9, 44))
+    image[2:7, 2:22], image[2:7, 22:42] = left, right
+    return image
+
+
+def test_alike_lobes_split_by_a_shallow_pass_are_one_object():
+    foreground, distance = _two_lobes()
+    assert maps_to_labels(foreground, distance, replace(LOBES, merge_height=0)).max() == 2
+    labels = maps_to_labels(foreground, distance, LOBES, image=_brightness(1.0, 1.03))
+    assert labels.max() == 1 and (labels > 0).sum() == (foreground > 0).sum()
+
+
+def test_touching_objects_of_different_brightness_stay_apart():
+    foreground, distance = _two_lobes()
+    assert maps_to_labels(foreground, distance, LOBES, image=_brightness(1.0, 0.7)).max() == 2
+
+
+def test_objects_split_by_a_deep_pass_stay_apart_however_alike():
+    foreground, distance = _two_lobes(pass_height=0.2)  # 0.8 deep: two objects at 0.5 too
+    assert maps_to_labels(foreground, distance, LOBES, image=_brightness(1.0, 1.0)).max() == 2
+
+
+def test_the_image_may_be_the_networks_cyx_input():
+    foreground, distance = _two_lobes()
+    image = np.stack([_brightness(1.0, 1.0), _brightness(1.0, 0.2)])  # the first channel counts
+    assert maps_to_labels(foreground, distance, LOBES, image=image).max() == 1
+
+
+def test_merging_needs_the_image_and_peak_seeds():
+    foreground, distance = _two_lobes()
+    with pytest.raises(ValueError, match="needs the image"):
+        maps_to_labels(foreground, distance, LOBES)
+    with pytest.raises(ValueError, match="peaks"):
+        maps_to_labels(foreground, distance, replace(LOBES, seeds="threshold"),
+                       image=_brightness(1.0, 1.0))
+    with pytest.raises(ValueError, match="differ in shape"):
+        maps_to_labels(foreground, distance, LOBES, image=np.ones((9, 40)))

@@ -68,9 +68,10 @@ class CompiledModel:
         return prepare_field(image, self.info.in_channels, self.info.normalize, channel,
                              channel_names)
 
-    def labels_from_maps(self, maps: np.ndarray, **settings: Any) -> np.ndarray:
+    def labels_from_maps(self, maps: np.ndarray, image: np.ndarray | None = None,
+                         **settings: Any) -> np.ndarray:
         merged = {**self.info.postprocess, **settings}
-        return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged))
+        return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)
 
     def runtime(self, backend: str = "onnxruntime", device: str | None = None,
                 **options: Any):

@@ -157,11 +157,11 @@ def segment_field(model, runtime, field: np.ndarray, diameter: float | str | Non
     if diameter != AUTO:
         scale = scale_for(diameter, model.info.working_diameter)
         maps = predict_at_scale(runtime, field, scale)
-        return model.labels_from_maps(maps, **settings), scale, maps
+        return model.labels_from_maps(maps, field, **settings), scale, maps
     maps = runtime.predict(field)
-    labels = model.labels_from_maps(maps, **settings)
+    labels = model.labels_from_maps(maps, field, **settings)
     scale, _ = auto_scale(labels, model.info.working_diameter)
     if scale == 1.0:
         return labels, scale, maps
     maps = predict_at_scale(runtime, field, scale)
-    return model.labels_from_maps(maps, **settings), scale, maps
+    return model.labels_from_maps(maps, field, **settings), scale, maps
