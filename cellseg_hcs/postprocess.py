@@ -7,7 +7,7 @@ older ones (see :mod:`cellseg_hcs.targets`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -120,7 +120,7 @@ def merge_alike(objects: np.ndarray, foreground: np.ndarray, distance: np.ndarra
     plane = plane[0] if plane.ndim == 3 else plane
     if plane.shape != objects.shape:
         raise ValueError(f"image {plane.shape} and maps {objects.shape} differ in shape")
-    # Touching pairs (4-connected), each once.
+    # Touching pairs (4-connected), each once, and those alike in brightness.
     count = int(objects.max()) + 1
     pairs = []
     for a, b in ((objects[:, :-1], objects[:, 1:]), (objects[:-1], objects[1:])):
@@ -128,23 +128,20 @@ def merge_alike(objects: np.ndarray, foreground: np.ndarray, distance: np.ndarra
         low, high = np.minimum(a[touching], b[touching]), np.maximum(a[touching], b[touching])
         pairs.append(low.astype(np.int64) * count + high)
     keys = np.unique(np.concatenate(pairs))
-    if keys.size == 0:
-        return objects
     first, second = keys // count, keys % count
-    # Which object each one's peak falls in when split with the merge height.
-    coarse = split_objects(foreground, distance,
-                           replace(settings, peak_height=settings.merge_height))
-    index = np.arange(1, count)
-    peaks = ndi.maximum_position(np.asarray(distance), objects, index)
-    coarse_of = np.zeros(count, dtype=np.int64)
-    coarse_of[index] = [coarse[p] for p in peaks]
     sizes = np.bincount(objects.ravel(), minlength=count)
     means = np.bincount(objects.ravel(), weights=plane.ravel(), minlength=count) / np.maximum(
         sizes, 1)
     pair_mean = (means[first] + means[second]) / 2
-    alike = ((coarse_of[first] == coarse_of[second]) & (coarse_of[first] > 0)
-             & (pair_mean > 0)
-             & (np.abs(means[first] - means[second]) < settings.merge_contrast * pair_mean))
+    alike = (pair_mean > 0) & (np.abs(means[first] - means[second])
+                               < settings.merge_contrast * pair_mean)
+    if not alike.any():
+        return objects
+    # Which object of the split at the merge height holds each object's peak: found only in
+    # the foreground regions (which the objects cover) that hold an alike pair.
+    coarse_of = _coarse_objects(objects, np.asarray(distance, dtype=np.float32),
+                                np.unique(first[alike]), settings.merge_height)
+    alike &= (coarse_of[first] == coarse_of[second]) & (coarse_of[first] > 0)
     if not alike.any():
         return objects
     root = np.arange(count)
@@ -160,6 +157,32 @@ def merge_alike(objects: np.ndarray, foreground: np.ndarray, distance: np.ndarra
     while not np.array_equal(root, root[root]):
         root = root[root]
     return root.astype(objects.dtype)[objects]
+
+
+def _coarse_objects(objects: np.ndarray, distance: np.ndarray, wanted: np.ndarray,
+                    height: float) -> np.ndarray:
+    """For each object, the object its distance peak falls in when its foreground region is
+    split by peaks of ``height``, in the regions of the ``wanted`` objects (0 elsewhere;
+    numbers are unique within a region only)."""
+    from skimage.morphology import h_maxima
+
+    count = int(objects.max()) + 1
+    regions, _ = ndi.label(objects > 0, CROSS)
+    region_of = np.zeros(count, dtype=np.int64)
+    region_of[objects] = regions
+    boxes = ndi.find_objects(regions)
+    coarse_of = np.zeros(count, dtype=np.int64)
+    for region in np.unique(region_of[wanted]):
+        box = boxes[region - 1]
+        inside = regions[box] == region
+        local = np.where(inside, distance[box], np.float32(0))
+        seeds, n_seeds = ndi.label(h_maxima(local, height, footprint=CROSS).astype(bool) & inside)
+        coarse = watershed(-local, seeds, mask=inside) if n_seeds > 1 else inside.astype(int)
+        parts = np.where(inside, objects[box], 0)
+        ids = np.unique(parts[inside])
+        peaks = ndi.maximum_position(local, parts, ids)
+        coarse_of[ids] = [coarse[peak] for peak in peaks]
+    return coarse_of
 
 
 def drop_objects(labels: np.ndarray, foreground: np.ndarray,
