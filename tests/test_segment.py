@@ -271,10 +271,11 @@ def test_a_model_copy_with_its_own_splitting_is_used_by_the_command(tmp_path, mn
     (and to ``run`` and the CellProfiler module, which read the same file).
     """
     copy = cs.load_model("nuclei")
-    copy.info.postprocess["peak_height"] = 0.1  # the shipped model: 0.3
+    copy.info.postprocess["peak_height"] = 0.2  # the shipped model: 0.3
+    copy.info.postprocess["merge_height"] = 0  # the shipped model joins alike parts: 0.5
     copy.save(tmp_path / "split_more.safetensors")
-    assert cs.load_model(tmp_path / "split_more.safetensors").info.postprocess[
-        "peak_height"] == 0.1
+    saved = cs.load_model(tmp_path / "split_more.safetensors").info.postprocess
+    assert saved["peak_height"] == 0.2 and saved["merge_height"] == 0
     images = sorted((mnfinder_dir / "images").glob("*.tif"))
     counts = {}
     for name in ("nuclei", tmp_path / "split_more.safetensors"):
