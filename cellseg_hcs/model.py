@@ -171,7 +171,8 @@ class Model:
         """Instance labels from predicted maps, with the model's post-processing settings.
 
         ``image``: the prepared input the maps came from (:meth:`prepare`, at the maps'
-        size); post-processing that merges alike fragments reads its intensities.
+        size); post-processing that joins alike fragments (``merge_height``, as the shipped
+        ``nuclei`` does) reads its intensities and needs it.
         """
         merged = {**self.info.postprocess, **settings}
         return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)

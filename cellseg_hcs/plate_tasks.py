@@ -138,8 +138,9 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
     """Read the field (every channel, once: the model's for the maps, all for the features)
     and predict its maps.
 
-    Returns ``{"maps": (K, H, W) float32, "input": the normalized network input (CYX),
-    "image": FieldImage, "seconds": {...}}``, or ``{"error": sentence}``.
+    Returns ``{"maps": (K, H, W) float32, "input": the normalized network input (CYX) when
+    the post-processing reads it, else None, "image": FieldImage, "seconds": {...}}``, or
+    ``{"error": sentence}``.
     """
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -160,8 +161,10 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
             field_input = model_input(model, stacked)
             maps = predict_at_scale(runtime, field_input, job.scale)
         seconds["Seconds_Predict"] = time.perf_counter() - started
-        return {"maps": maps, "input": field_input, "image": image, "blank": blank,
-                "seconds": seconds, "backend": runtime.name}
+        # The input travels on only where post-processing reads intensities (joining).
+        merging = job.postprocess.get("merge_height", 0) > 0
+        return {"maps": maps, "input": field_input if merging else None, "image": image,
+                "blank": blank, "seconds": seconds, "backend": runtime.name}
     except Exception as exc:  # noqa: BLE001 - one broken field must not stop the plate
         return {"error": _sentence(job.field, exc), "seconds": seconds}
 

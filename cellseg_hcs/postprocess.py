@@ -13,6 +13,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
+from .errors import SettingError
+
 
 @dataclass(frozen=True)
 class PostprocessSettings:
@@ -34,8 +36,9 @@ class PostprocessSettings:
     ``merge_height`` (0 = off) joins fragments again: two touching objects that peaks of
     height ``merge_height`` would have kept as one object are merged when their mean
     intensities in the image differ by less than ``merge_contrast`` of their mean. The
-    lobes of one nucleus have the same brightness; two touching nuclei often do not. It
-    needs the image (``image=`` of :func:`maps_to_labels`) and ``seeds="peaks"``.
+    lobes of one nucleus have the same brightness; two touching nuclei often do not. The
+    joining is transitive (A like B and B like C join all three). It needs the image
+    (``image=`` of :func:`maps_to_labels`); with ``seeds="threshold"`` it does nothing.
     """
 
     foreground_threshold: float = 0.5
@@ -79,7 +82,7 @@ def maps_to_labels(
     """
     settings = settings or PostprocessSettings()
     objects = split_objects(foreground, distance, settings)
-    objects = merge_alike(objects, foreground, distance, image, settings)
+    objects = merge_alike(objects, distance, image, settings)
     return drop_objects(objects, foreground, settings)
 
 
@@ -99,27 +102,28 @@ def split_objects(foreground: np.ndarray, distance: np.ndarray,
     return SEED_FINDERS[settings.seeds](components, n_components, distance, settings)
 
 
-def merge_alike(objects: np.ndarray, foreground: np.ndarray, distance: np.ndarray,
-                image: np.ndarray | None, settings: PostprocessSettings) -> np.ndarray:
+def merge_alike(objects: np.ndarray, distance: np.ndarray, image: np.ndarray | None,
+                settings: PostprocessSettings) -> np.ndarray:
     """The middle stage of :func:`maps_to_labels`: fragments of one object merged again.
 
     Two touching objects of ``objects`` are merged when the peaks of ``distance`` at
     ``settings.merge_height`` put their own peaks in one object, and their mean intensities
-    in ``image`` differ by less than ``settings.merge_contrast`` of the pair's mean. A no-op
-    when ``merge_height`` is 0 or there are fewer than two objects.
+    in ``image`` differ by less than ``settings.merge_contrast`` of the pair's mean (and so
+    on, transitively). A no-op when ``merge_height`` is 0, with threshold seeds, or with
+    fewer than two objects.
     """
-    if settings.merge_height <= 0:
+    if settings.merge_height <= 0 or settings.seeds != "peaks":
         return objects
-    if settings.seeds != "peaks":
-        raise ValueError("merge_height works with seeds='peaks' only")
     if image is None:
-        raise ValueError("merge_height needs the image the maps came from (image=...)")
+        raise SettingError(f"these post-processing settings join alike fragments "
+                           f"(merge_height {settings.merge_height}), which needs the image "
+                           f"the maps came from: pass image=..., or set merge_height=0.")
     if objects.max() < 2:
         return objects
-    plane = np.asarray(image, dtype=np.float64)
-    plane = plane[0] if plane.ndim == 3 else plane
+    plane = np.asarray(image)
+    plane = np.asarray(plane[0] if plane.ndim == 3 else plane, dtype=np.float64)
     if plane.shape != objects.shape:
-        raise ValueError(f"image {plane.shape} and maps {objects.shape} differ in shape")
+        raise SettingError(f"image {plane.shape} and maps {objects.shape} differ in shape.")
     # Touching pairs (4-connected), each once, and those alike in brightness.
     count = int(objects.max()) + 1
     pairs = []

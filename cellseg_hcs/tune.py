@@ -59,7 +59,7 @@ def tune_postprocess(model, validation: Sequence[Sample],
         merges = merge if seeds["seeds"] == "peaks" else [{"merge_height": 0.0}]
         for merge_order, merging in enumerate(merges or [{"merge_height": 0.0}]):
             merged = replace(split, **merging)
-            joined = [merge_alike(field_objects, m[0], m[1], x, merged)
+            joined = [merge_alike(field_objects, m[1], x, merged)
                       for m, x, field_objects in zip(maps, inputs, objects)]
             for fraction, score in product(size_fraction, min_score):
                 settings = replace(merged, min_size_fraction=fraction, min_score=score)

@@ -5,7 +5,8 @@ cellseg_hcs/weights/MODEL_CARD.md): pooled instance F1@0.5 0.946 and AP@[0.5:0.9
 the 16 test images (0.945 / 0.753 at every image's own scale); 0.950 / 0.813 on the 4 of
 them committed in tests/data. The tests below guard those levels (a retrained model must not do
 worse) and the foundation issue's bar, F1 >= 0.94 and AP >= 0.75, which this model meets with
-little to spare on AP (0.7505).
+little to spare on AP (0.7505, the same with the onnxruntime and torch CPU backends; a GPU or
+lower-precision backend may move it by a few objects).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def test_nuclei_model_on_the_committed_test_images(model, mnfinder_dir):
 
 
 def test_nuclei_model_keeps_its_measured_accuracy_on_the_mnfinder_test_split(test_split_scores):
-    assert test_split_scores["f1"] >= 0.94
-    assert test_split_scores["ap"] >= 0.745
+    assert test_split_scores["f1"] >= 0.944  # measured 0.946
+    assert test_split_scores["recall"] >= 0.95  # measured 0.957: the 0.9 score filter keeps nuclei
 
 
 def test_nuclei_model_meets_the_foundation_f1_bar_on_the_mnfinder_test_split(test_split_scores):

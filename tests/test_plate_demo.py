@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from cellseg_hcs.io.plate import open_plate, read_field
+from cellseg_hcs.io.plate import ome_attrs, open_plate, read_field
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -40,3 +40,26 @@ def test_the_readme_command_can_run_twice(tmp_path, monkeypatch, capsys):
     assert "exists; keeping it" in capsys.readouterr().out
     assert marker.is_dir()
     assert len(open_plate(plate).fields) == 4
+
+
+def test_the_plate_run_labels_each_field_as_segment_does_with_the_shipped_model(
+        tmp_path, monkeypatch):
+    """The shipped model joins alike fragments, which reads the field's intensities: the
+    plate run must hand them on, as ``segment`` does, and get the same labels."""
+    import zarr
+
+    import cellseg_hcs as cs
+    from cellseg_hcs.plate import run_plate
+
+    plate_path = tmp_path / "demo.zarr"
+    monkeypatch.setattr(sys, "argv", ["make_demo_plate.py", str(plate_path)])
+    runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
+    model = cs.load_model("nuclei")
+    assert model.postprocess_settings.merge_height > 0
+    run_plate(plate_path, tmp_path / "out", model="nuclei", workers=1, progress=False)
+    plate = open_plate(plate_path)
+    for field in plate.fields[:2]:
+        label = zarr.open_group(str(plate.path / field.path / "labels" / "Nuclei"), mode="r")
+        written = label[ome_attrs(label)["multiscales"][0]["datasets"][0]["path"]][...]
+        image = read_field(plate.path, field).channels["DNA"]
+        np.testing.assert_array_equal(written.squeeze(), model.segment(image, diameter=None))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import disk
 
+from cellseg_hcs.errors import SettingError
 from cellseg_hcs.postprocess import PostprocessSettings, label_dtype, maps_to_labels
 from cellseg_hcs.targets import instance_distance, instance_targets
 
@@ -238,12 +239,18 @@ def test_the_image_may_be_the_networks_cyx_input():
     assert maps_to_labels(foreground, distance, LOBES, image=image).max() == 1
 
 
-def test_merging_needs_the_image_and_peak_seeds():
+def test_merging_needs_the_image_and_says_so_in_one_sentence():
     foreground, distance = _two_lobes()
-    with pytest.raises(ValueError, match="needs the image"):
+    with pytest.raises(SettingError, match="needs the image .* or set merge_height=0"):
         maps_to_labels(foreground, distance, LOBES)
-    with pytest.raises(ValueError, match="peaks"):
-        maps_to_labels(foreground, distance, replace(LOBES, seeds="threshold"),
-                       image=_brightness(1.0, 1.0))
-    with pytest.raises(ValueError, match="differ in shape"):
+    with pytest.raises(SettingError, match="differ in shape"):
         maps_to_labels(foreground, distance, LOBES, image=np.ones((9, 40)))
+
+
+def test_threshold_seeds_do_not_join():
+    foreground, distance = _two_lobes()
+    by_threshold = replace(LOBES, seeds="threshold", seed_threshold=0.8)
+    np.testing.assert_array_equal(
+        maps_to_labels(foreground, distance, by_threshold, image=_brightness(1.0, 1.0)),
+        maps_to_labels(foreground, distance, replace(by_threshold, merge_height=0)))
+    assert maps_to_labels(foreground, distance, by_threshold).max() == 2  # no image needed

@@ -80,6 +80,10 @@ def test_compiled_model_prepares_fields_and_makes_labels_exactly_like_the_model(
     np.testing.assert_array_equal(light.prepare(image), model.prepare(image))
     maps = model.predict_maps(image, backend="torch")
     np.testing.assert_array_equal(light.labels_from_maps(maps), model.labels_from_maps(maps))
+    joining = {"seeds": "peaks", "peak_height": 0.05, "merge_height": 0.2}  # reads the image
+    x = model.prepare(image)
+    np.testing.assert_array_equal(light.labels_from_maps(maps, x, **joining),
+                                  model.labels_from_maps(maps, x, **joining))
 
 
 def test_auto_takes_the_compiled_path_only_where_onnxruntime_was_measured_fastest(
