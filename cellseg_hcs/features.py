@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SettingError
+from .postprocess import touching_pairs
 
 TEXTURE_SCALE = 3
 TEXTURE_GRAY_LEVELS = 256
@@ -160,13 +161,8 @@ def _neighbors(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measur
     nearest = ndi.distance_transform_edt(labels == 0, return_distances=False,
                                          return_indices=True)
     grown = labels[tuple(nearest)]
-    pairs = []
-    for a, b in ((grown[:, :-1], grown[:, 1:]), (grown[:-1, :], grown[1:, :])):
-        touching = (a != b) & (a > 0) & (b > 0)
-        pairs.append(np.stack([a[touching], b[touching]], axis=1))
-    edges = np.unique(np.sort(np.concatenate(pairs), axis=1), axis=0)
     out["Neighbors_NumberOfNeighbors_Expanded"] = np.bincount(
-        edges.ravel(), minlength=count + 1)[1:].astype(np.float64)
+        np.concatenate(touching_pairs(grown)), minlength=count + 1)[1:].astype(np.float64)
 
     index = np.arange(1, count + 1)
     rows, cols = np.indices(labels.shape)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
 from .errors import SettingError
@@ -124,15 +126,9 @@ def merge_alike(objects: np.ndarray, distance: np.ndarray, image: np.ndarray | N
     plane = np.asarray(plane[0] if plane.ndim == 3 else plane, dtype=np.float64)
     if plane.shape != objects.shape:
         raise SettingError(f"image {plane.shape} and maps {objects.shape} differ in shape.")
-    # Touching pairs (4-connected), each once, and those alike in brightness.
+    # Touching pairs alike in brightness.
     count = int(objects.max()) + 1
-    pairs = []
-    for a, b in ((objects[:, :-1], objects[:, 1:]), (objects[:-1], objects[1:])):
-        touching = (a != b) & (a > 0) & (b > 0)
-        low, high = np.minimum(a[touching], b[touching]), np.maximum(a[touching], b[touching])
-        pairs.append(low.astype(np.int64) * count + high)
-    keys = np.unique(np.concatenate(pairs))
-    first, second = keys // count, keys % count
+    first, second = touching_pairs(objects)
     sizes = np.bincount(objects.ravel(), minlength=count)
     means = np.bincount(objects.ravel(), weights=plane.ravel(), minlength=count) / np.maximum(
         sizes, 1)
@@ -148,28 +144,33 @@ def merge_alike(objects: np.ndarray, distance: np.ndarray, image: np.ndarray | N
     alike &= (coarse_of[first] == coarse_of[second]) & (coarse_of[first] > 0)
     if not alike.any():
         return objects
-    root = np.arange(count)
+    # Objects joined by alike pairs, transitively: the connected parts of that graph.
+    graph = coo_matrix((np.ones(int(alike.sum())), (first[alike], second[alike])),
+                       shape=(count, count))
+    _, group = connected_components(graph, directed=False)
+    group = group + 1
+    group[0] = 0  # the background is in no pair: its own group, kept 0
+    return group.astype(objects.dtype)[objects]
 
-    def find(label: int) -> int:
-        while root[label] != label:
-            root[label] = root[root[label]]
-            label = root[label]
-        return label
 
-    for a, b in zip(first[alike].tolist(), second[alike].tolist()):
-        root[find(a)] = find(b)
-    while not np.array_equal(root, root[root]):
-        root = root[root]
-    return root.astype(objects.dtype)[objects]
+def touching_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of objects that share an edge (4-connected), once each: ``(first,
+    second)`` label arrays with ``first < second``, sorted."""
+    count = int(labels.max()) + 1
+    keys = []
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+        touching = (a != b) & (a > 0) & (b > 0)
+        low, high = np.minimum(a[touching], b[touching]), np.maximum(a[touching], b[touching])
+        keys.append(low.astype(np.int64) * count + high)
+    keys = np.unique(np.concatenate(keys))
+    return keys // count, keys % count
 
 
 def _coarse_objects(objects: np.ndarray, distance: np.ndarray, wanted: np.ndarray,
                     height: float) -> np.ndarray:
     """For each object, the object its distance peak falls in when its foreground region is
-    split by peaks of ``height``, in the regions of the ``wanted`` objects (0 elsewhere;
-    numbers are unique within a region only)."""
-    from skimage.morphology import h_maxima
-
+    split by peaks of ``height`` (as :func:`split_objects` splits it), in the regions of the
+    ``wanted`` objects (0 elsewhere; numbers are unique within a region only)."""
     count = int(objects.max()) + 1
     regions, _ = ndi.label(objects > 0, CROSS)
     region_of = np.zeros(count, dtype=np.int64)
@@ -180,8 +181,7 @@ def _coarse_objects(objects: np.ndarray, distance: np.ndarray, wanted: np.ndarra
         box = boxes[region - 1]
         inside = regions[box] == region
         local = np.where(inside, distance[box], np.float32(0))
-        seeds, n_seeds = ndi.label(h_maxima(local, height, footprint=CROSS).astype(bool) & inside)
-        coarse = watershed(-local, seeds, mask=inside) if n_seeds > 1 else inside.astype(int)
+        coarse, _ = _flood_from_peaks(local, inside, height)
         parts = np.where(inside, objects[box], 0)
         ids = np.unique(parts[inside])
         peaks = ndi.maximum_position(local, parts, ids)
@@ -248,8 +248,6 @@ def _objects_by_peaks(components: np.ndarray, n_components: int, distance: np.nd
     A component whose distance map has at most one local maximum that high is one object
     without further work; only the others are searched for h-maxima, each in its own box.
     """
-    from skimage.morphology import h_maxima
-
     height = settings.peak_height
     inside_any = components > 0
     masked = np.where(inside_any, distance, np.float32(0))  # float32, like distance
@@ -265,16 +263,22 @@ def _objects_by_peaks(components: np.ndarray, n_components: int, distance: np.nd
         box = boxes[component - 1]
         inside = components[box] == component
         local = np.where(inside, masked[box], 0)
-        peaks = h_maxima(local, height, footprint=CROSS).astype(bool) & inside
-        seeds, n_seeds = ndi.label(peaks)
-        if n_seeds <= 1:
-            labels[box][inside] = count + 1
-            count += 1
-            continue
-        flooded = watershed(-local, seeds, mask=inside)
+        flooded, n_seeds = _flood_from_peaks(local, inside, height)
         labels[box][inside] = flooded[inside] + count
         count += n_seeds
     return labels
+
+
+def _flood_from_peaks(local: np.ndarray, inside: np.ndarray,
+                      height: float) -> tuple[np.ndarray, int]:
+    """One region's objects: the watershed of ``-local`` from its peaks of ``height``
+    (h-maxima), numbered 1..n inside ``inside``; one object when it has at most one peak."""
+    from skimage.morphology import h_maxima
+
+    seeds, n_seeds = ndi.label(h_maxima(local, height, footprint=CROSS).astype(bool) & inside)
+    if n_seeds <= 1:
+        return inside.astype(np.int32), 1
+    return watershed(-local, seeds, mask=inside), n_seeds
 
 
 def maximum_3x3(image: np.ndarray) -> np.ndarray:

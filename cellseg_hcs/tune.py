@@ -56,8 +56,9 @@ def tune_postprocess(model, validation: Sequence[Sample],
     for fg, (order, seeds) in product(foreground, enumerate(seed_choices(seed, peak))):
         split = replace(base, foreground_threshold=fg, **seeds)
         objects = [split_objects(m[0], m[1], split) for m in maps]
-        merges = merge if seeds["seeds"] == "peaks" else [{"merge_height": 0.0}]
-        for merge_order, merging in enumerate(merges or [{"merge_height": 0.0}]):
+        # Threshold seeds never join (PostprocessSettings): one pass, joining off.
+        merges = (merge if seeds["seeds"] == "peaks" else ()) or ({"merge_height": 0.0},)
+        for merge_order, merging in enumerate(merges):
             merged = replace(split, **merging)
             joined = [merge_alike(field_objects, m[1], x, merged)
                       for m, x, field_objects in zip(maps, inputs, objects)]
