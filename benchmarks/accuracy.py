@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import classic  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.data import ImageMaskFolder, Sample  # noqa: E402
-from cellseg_hcs.metrics import evaluate_pairs  # noqa: E402
-from cellseg_hcs.runtime.scaling import parse_diameter, segment_field  # noqa: E402
+from cellseg_hcs.field.scale import parse_diameter, segment_field  # noqa: E402
+from cellseg_hcs.training.data import ImageMaskFolder, Sample  # noqa: E402
+from cellseg_hcs.training.metrics import evaluate_pairs  # noqa: E402
 
 KEYS = ("f1", "precision", "recall", "ap", "coco_ap", "coco_ap50", "coco_ap75",
         "mean_matched_iou", "pixel_iou")

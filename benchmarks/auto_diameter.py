@@ -3,7 +3,7 @@
 For every mnfinder validation image resampled by each factor, the model segments it at its
 own scale and at the scale that brings the objects' measured median diameter to the model's
 working diameter; the per-image F1 and AP of both, with the measured diameter, show where
-resampling helps. The range in ``cellseg_hcs.runtime.scaling.AUTO_RANGE`` was read from this
+resampling helps. The range in ``cellseg_hcs.field.scale.AUTO_RANGE`` was read from this
 (validation only: the test split is never read here). The last columns are what
 ``--diameter auto`` does with that range.
 
@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import _magnify  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.data import ImageMaskFolder  # noqa: E402
-from cellseg_hcs.metrics import evaluate_pairs  # noqa: E402
-from cellseg_hcs.runtime.scaling import (  # noqa: E402
+from cellseg_hcs.field.scale import (  # noqa: E402
     auto_scale,
     median_diameter,
     segment_field,
 )
+from cellseg_hcs.training.data import ImageMaskFolder  # noqa: E402
+from cellseg_hcs.training.metrics import evaluate_pairs  # noqa: E402
 
 FACTORS = (0.4, 0.6, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5)
 

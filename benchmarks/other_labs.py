@@ -39,7 +39,7 @@ import classic  # noqa: E402
 from accuracy import score  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.data import Sample  # noqa: E402
+from cellseg_hcs.training.data import Sample  # noqa: E402
 
 # set name -> (wheel requirement, image member, mask member, frames or None for a 2D image)
 SETS = {

@@ -32,7 +32,7 @@ IMAGES = sorted((REPO / "examples" / "data" / "mnfinder").glob("*.tif"))
 
 
 def make_plate(path: Path, wells: int, size: int) -> None:
-    from cellseg_hcs.convert import write_plate
+    from cellseg_hcs.io.convert import write_plate
 
     sources = [tifffile.imread(p) for p in IMAGES]
     rows = "BCDEFGHIJKLMNO"

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 import cellseg_hcs as cs
-from cellseg_hcs.data import ImageMaskFolder
-from cellseg_hcs.evaluate import evaluate_model
-from cellseg_hcs.export import cached_onnx
+from cellseg_hcs.runtime.export import cached_onnx
+from cellseg_hcs.training.data import ImageMaskFolder
+from cellseg_hcs.training.evaluate import evaluate_model
 
 
 def calibration_patches(model, data, count: int = 12, size: int = 256, seed: int = 0):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -13,26 +11,24 @@ __all__ = ["Model", "__version__", "data", "errors", "load_model", "metrics", "r
 
 # Loaded on first use, so that commands which do not need PyTorch (``info``, ``segment``
 # on the cached onnxruntime path) start without importing it (~2 s of CPU).
-_LAZY = {"Model": "model", "load_model": "model", "train": "train", "data": None,
-         "metrics": None, "errors": None, "segment_files": "segment", "run_plate": "plate"}
+# name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "Model": ("model.model", "Model"),
+    "load_model": ("model.model", "load_model"),
+    "train": ("training.train", "train"),
+    "data": ("training.data", None),
+    "metrics": ("training.metrics", None),
+    "errors": ("errors", None),
+    "segment_files": ("segment", "segment_files"),
+    "run_plate": ("plate.run", "run_plate"),
+}
 
 
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_LAZY[name] or name}")
-    value = module if _LAZY[name] is None else getattr(module, name)
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value
-
-
-class _Package(types.ModuleType):
-    """Keeps ``cellseg_hcs.train`` the function when the ``train`` submodule gets imported."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name == "train" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

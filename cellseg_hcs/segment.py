@@ -8,7 +8,7 @@ running the stages one after the other.
 
 With ``diameter="auto"`` (the default) the post-processing stage also measures the objects'
 size; a field whose objects are far from the model's working diameter goes back to the
-network once, resampled (see :mod:`cellseg_hcs.runtime.scaling`).
+network once, resampled (see :mod:`cellseg_hcs.field.scale`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from .errors import CellSegError, InputError, SomeInputsFailed
+from .field.scale import AUTO, auto_scale, parse_diameter, predict_at_scale, scale_for
 from .io.images import channel_names, read_image, write_labels
-from .runtime.scaling import AUTO, auto_scale, parse_diameter, predict_at_scale, scale_for
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def segment_files(
     :class:`~cellseg_hcs.errors.SomeInputsFailed` names what failed (with what was done in
     ``.results``); when every image fails, the first one's :class:`InputError` is raised.
     ``model`` is a built-in model name, a model file or a loaded
-    :class:`~cellseg_hcs.model.Model`. A named model that already ran on onnxruntime here
+    :class:`~cellseg_hcs.model.model.Model`. A named model that already ran on onnxruntime here
     runs from its cached ONNX export without importing PyTorch (see
     :mod:`cellseg_hcs.runtime.compiled`); the labels are the same. ``diameter``: the
     objects' diameter in pixels, ``"auto"`` (measured per image, resampling only images whose
@@ -214,12 +214,12 @@ def _model_and_runtime(model: Any, backend: str, device: str | None) -> tuple[An
     compiled = compiled_model(model, backend, device)
     if compiled is not None:
         return compiled, compiled.runtime(backend, device)
-    from .model import load_model
+    from .model.model import load_model
 
     loaded = load_model(model)
     runtime = loaded.runtime(backend, device)
     if runtime.name == "onnxruntime" and runtime.describe()["device"] == "cpu":
-        from .export import cached_onnx
+        from .runtime.export import cached_onnx
 
         remember_compiled(model, loaded, cached_onnx(loaded))
     return loaded, runtime

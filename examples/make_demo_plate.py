@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tifffile
 
-from cellseg_hcs.convert import write_plate
+from cellseg_hcs.io.convert import write_plate
 
 IMAGES = Path(__file__).parent / "data" / "mnfinder"
 LAYOUT = {  # (well, site) -> image file

@@ -16,7 +16,7 @@ import sys
 from dask.distributed import Client
 from dask_cuda import LocalCUDACluster
 
-from cellseg_hcs.plate import run_plate
+from cellseg_hcs.plate.run import run_plate
 
 
 def main(plate: str, out: str) -> None:

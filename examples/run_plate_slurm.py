@@ -17,7 +17,7 @@ import sys
 from dask.distributed import Client
 from dask_jobqueue import SLURMCluster
 
-from cellseg_hcs.plate import run_plate
+from cellseg_hcs.plate.run import run_plate
 
 
 def main(plate: str, out: str) -> None:

@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 import cellseg_hcs as cs
-from cellseg_hcs.augment import AugmentSettings
-from cellseg_hcs.tune import tune_postprocess
+from cellseg_hcs.training.augment import AugmentSettings
+from cellseg_hcs.training.tune import tune_postprocess
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--average", type=float, default=0.0,
                         help="keep an exponential moving average of the weights (e.g. 0.999)")
     parser.add_argument("--target", default="centre", choices=["centre", "distance"],
-                        help="what the second output learns (see cellseg_hcs.targets)")
+                        help="what the second output learns (see cellseg_hcs.training.targets)")
     parser.add_argument("--keep", default="best", choices=["best", "last"],
                         help="keep the best validation epoch or the last one")
     parser.add_argument("--start-from", default=None,

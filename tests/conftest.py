@@ -43,8 +43,8 @@ def tiny_model():
     """A tiny randomly initialised model: for plumbing, not accuracy."""
     import torch
 
-    from cellseg_hcs.model import Model, ModelInfo
-    from cellseg_hcs.models import UNet
+    from cellseg_hcs.model.model import Model, ModelInfo
+    from cellseg_hcs.model.unet import UNet
 
     torch.manual_seed(0)
     options = {"in_channels": 1, "out_channels": 2, "depth": 3, "width": 4, "norm": "batch"}

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cellseg_hcs.convert import write_plate
+from cellseg_hcs.io.convert import write_plate
 
 
 def threshold_model():
     import torch
 
-    from cellseg_hcs.model import Model, ModelInfo
-    from cellseg_hcs.models import UNet
+    from cellseg_hcs.model.model import Model, ModelInfo
+    from cellseg_hcs.model.unet import UNet
 
     options = {"in_channels": 1, "out_channels": 2, "depth": 1, "width": 1, "norm": "none"}
     network = UNet(**options)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 
 import cellseg_hcs as cs
-from cellseg_hcs.data import ImageMaskFolder
-from cellseg_hcs.metrics import evaluate_pairs
+from cellseg_hcs.training.data import ImageMaskFolder
+from cellseg_hcs.training.metrics import evaluate_pairs
 
 
 def score_as_users_run_it(model, data) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from conftest import disk
 from scipy import ndimage as ndi
 
-from cellseg_hcs.augment import (
+from cellseg_hcs.training.augment import (
     AugmentSettings,
     _touching_place,
     choose_scale,
@@ -18,8 +18,8 @@ from cellseg_hcs.augment import (
     random_patch,
     vary_intensity,
 )
-from cellseg_hcs.data.base import Sample
-from cellseg_hcs.train import PatchSampler
+from cellseg_hcs.training.data.base import Sample
+from cellseg_hcs.training.train import PatchSampler
 
 
 def _scene(shape=(120, 160)):

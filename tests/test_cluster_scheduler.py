@@ -21,9 +21,9 @@ import pytest
 from plate_helpers import make_plate, threshold_model
 
 from cellseg_hcs.io.tables import read_features
-from cellseg_hcs.plate import run_plate
-from cellseg_hcs.plate_cluster import _gpu_resource
-from cellseg_hcs.plate_tasks import loaded_model_count
+from cellseg_hcs.plate.cluster import _gpu_resource
+from cellseg_hcs.plate.run import run_plate
+from cellseg_hcs.plate.tasks import loaded_model_count
 
 DASK = [sys.executable, "-m", "dask"]
 

@@ -78,7 +78,7 @@ def test_convert_refuses_to_replace_a_plate_without_overwrite(tmp_path):
 
 
 def test_a_1536_well_plate_with_two_letter_rows_is_written_and_read_back(tmp_path):
-    from cellseg_hcs.convert import write_plate
+    from cellseg_hcs.io.convert import write_plate
     from cellseg_hcs.io.plate import open_plate
 
     image = np.zeros((32, 32), np.uint16)

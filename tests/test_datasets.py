@@ -7,8 +7,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from cellseg_hcs.data import ImageMaskFolder, ObjectMaskFolders, Subset
 from cellseg_hcs.errors import InputError
+from cellseg_hcs.training.data import ImageMaskFolder, ObjectMaskFolders, Subset
 
 
 def _write_pair(images, masks, stem, labels, mask_name=None, suffix=".tif"):

@@ -9,7 +9,7 @@ import tifffile
 from click.testing import CliRunner
 
 from cellseg_hcs.cli import main
-from cellseg_hcs.metrics import InstanceScores
+from cellseg_hcs.training.metrics import InstanceScores
 
 
 def _folders(tmp_path, truth_labels, pred_labels):

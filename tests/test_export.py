@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from cellseg_hcs.cli import main
 from cellseg_hcs.errors import SettingError
-from cellseg_hcs.export import export_model
-from cellseg_hcs.model import Model, ModelInfo, load_model
-from cellseg_hcs.models import UNet
+from cellseg_hcs.model.model import Model, ModelInfo, load_model
+from cellseg_hcs.model.unet import UNet
+from cellseg_hcs.runtime.export import export_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

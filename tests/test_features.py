@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cellseg_hcs.errors import SettingError
-from cellseg_hcs.features import FEATURE_SETS, measure_objects
+from cellseg_hcs.field.measure import FEATURE_SETS, measure_objects
 
 META = {"Metadata_Plate": "P1", "Metadata_Well": "B03", "Metadata_Site": 2}
 

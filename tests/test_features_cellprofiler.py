@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from conftest import CP_PYTHON, needs_cellprofiler
 
-from cellseg_hcs.features import measure_objects
+from cellseg_hcs.field.measure import measure_objects
 
 REFERENCE_SCRIPT = Path(__file__).parent / "cellprofiler_reference.py"
 IMAGE = "test__2023-05-31_misc__MAX_2022-12-29-0004.tif"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cellseg_hcs.metrics import (
+from cellseg_hcs.training.metrics import (
     IOU_THRESHOLDS,
     InstanceScores,
     auroc,

@@ -8,7 +8,7 @@ from safetensors.numpy import save_file
 
 import cellseg_hcs as cs
 from cellseg_hcs.errors import ModelError
-from cellseg_hcs.model import Model
+from cellseg_hcs.model.model import Model
 
 
 def test_saved_model_loads_with_identical_maps_and_metadata(tiny_model, tmp_path):
@@ -62,7 +62,7 @@ def test_an_unknown_name_lists_the_built_in_models():
 
 
 def test_the_built_in_model_ships_in_the_package_and_is_small():
-    from cellseg_hcs.models import builtin_model_path
+    from cellseg_hcs.model.architectures import builtin_model_path
 
     path = builtin_model_path("nuclei")
     assert path.is_file()
@@ -85,7 +85,7 @@ def test_a_model_from_a_newer_version_is_one_sentence(tiny_model, tmp_path):
 
     from safetensors import safe_open
 
-    from cellseg_hcs.model import METADATA_KEY
+    from cellseg_hcs.model.model import METADATA_KEY
 
     path = tiny_model.save(tmp_path / "m.safetensors")
     with safe_open(str(path), framework="np") as handle:

@@ -49,7 +49,7 @@ def test_the_plate_run_labels_each_field_as_segment_does_with_the_shipped_model(
     import zarr
 
     import cellseg_hcs as cs
-    from cellseg_hcs.plate import run_plate
+    from cellseg_hcs.plate.run import run_plate
 
     plate_path = tmp_path / "demo.zarr"
     monkeypatch.setattr(sys, "argv", ["make_demo_plate.py", str(plate_path)])

@@ -13,7 +13,7 @@ import pytest
 from plate_helpers import make_plate, threshold_model
 
 from cellseg_hcs.io.tables import read_features
-from cellseg_hcs.plate import run_plate
+from cellseg_hcs.plate.run import run_plate
 
 WELLS = ("B02", "B03", "C02", "C03")
 SITES = 2

@@ -18,7 +18,7 @@ from cellseg_hcs.cli import main
 from cellseg_hcs.errors import SettingError
 from cellseg_hcs.io.plate import ome_attrs, open_plate
 from cellseg_hcs.io.tables import read_features
-from cellseg_hcs.plate import run_plate
+from cellseg_hcs.plate.run import run_plate
 
 REQUIRED_COLUMNS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber",
                     "Nuclei_Number_Object_Number", "Nuclei_Location_Center_X",
@@ -329,7 +329,7 @@ def test_a_plate_name_with_slashes_stays_inside_out_and_reads_back_unchanged(tmp
                                                                              model):
     from plate_helpers import disk_field
 
-    from cellseg_hcs.convert import write_plate
+    from cellseg_hcs.io.convert import write_plate
 
     write_plate(tmp_path / "plate.zarr", {("B02", 0): disk_field(0, 3)}, channel_names=["DNA"],
                 plate_name="../2024/05/12 P1")
@@ -370,7 +370,7 @@ def test_another_models_run_does_not_silently_replace_a_runs_labels(tmp_path, cl
 def _disk_plate(path, counts: dict, radius: int) -> None:
     from plate_helpers import disk_field
 
-    from cellseg_hcs.convert import write_plate
+    from cellseg_hcs.io.convert import write_plate
 
     write_plate(path, {key: disk_field(i, n, (320, 320), radius)
                        for i, (key, n) in enumerate(counts.items())}, channel_names=["DNA"])
@@ -392,7 +392,7 @@ def test_diameter_auto_measures_the_first_fields_and_runs_the_plate_at_one_scale
     assert sorted(result.images["Count_Nuclei"]) == sorted(counts.values())
 
     # A rerun (here: another well) takes the first run's scale without measuring again.
-    import cellseg_hcs.runtime.scaling as scaling
+    import cellseg_hcs.field.scale as scaling
 
     monkeypatch.setattr(scaling, "auto_scale", lambda *a, **k: pytest.fail("measured again"))
     again = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto",

@@ -9,8 +9,8 @@ import pytest
 from conftest import disk
 
 from cellseg_hcs.errors import SettingError
-from cellseg_hcs.postprocess import PostprocessSettings, label_dtype, maps_to_labels
-from cellseg_hcs.targets import instance_distance, instance_targets
+from cellseg_hcs.field.postprocess import PostprocessSettings, label_dtype, maps_to_labels
+from cellseg_hcs.training.targets import instance_distance, instance_targets
 
 
 def _two_touching_disks():
@@ -189,7 +189,7 @@ def test_doubtful_objects_are_dropped_and_confident_small_ones_kept():
 def test_the_fast_3x3_maximum_is_scipys_maximum_filter(shape):
     from scipy import ndimage as ndi
 
-    from cellseg_hcs.postprocess import maximum_3x3
+    from cellseg_hcs.field.postprocess import maximum_3x3
 
     rng = np.random.default_rng(sum(shape))
     image = rng.random(shape).astype(np.float32)

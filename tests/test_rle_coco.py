@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cellseg_hcs.data import CocoDataset, RleCsv, labels_to_coco, rle_decode, rle_encode
-from cellseg_hcs.data.coco import coco_rle_decode, coco_rle_encode
+from cellseg_hcs.training.data import CocoDataset, RleCsv, labels_to_coco, rle_decode, rle_encode
+from cellseg_hcs.training.data.coco import coco_rle_decode, coco_rle_encode
 
 
 def test_kaggle_rle_is_column_major_and_one_based():

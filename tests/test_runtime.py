@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from cellseg_hcs.cli import main
 from cellseg_hcs.errors import BackendUnavailable, SettingError
-from cellseg_hcs.model import Model, ModelInfo
-from cellseg_hcs.models import UNet
+from cellseg_hcs.model.model import Model, ModelInfo
+from cellseg_hcs.model.unet import UNet
 from cellseg_hcs.runtime import (
     BACKENDS,
     Availability,

@@ -11,8 +11,8 @@ import pytest
 import tifffile
 import torch
 
-from cellseg_hcs.model import Model, ModelInfo
-from cellseg_hcs.models import UNet
+from cellseg_hcs.model.model import Model, ModelInfo
+from cellseg_hcs.model.unet import UNet
 from cellseg_hcs.runtime import compiled, registry
 from cellseg_hcs.runtime.compiled import compiled_model
 from cellseg_hcs.segment import segment_files

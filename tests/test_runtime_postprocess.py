@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-from cellseg_hcs.postprocess import PostprocessSettings, fill_holes, maps_to_labels
+from cellseg_hcs.field.postprocess import PostprocessSettings, fill_holes, maps_to_labels
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 CROSS = ndi.generate_binary_structure(2, 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cellseg_hcs.errors import SettingError
-from cellseg_hcs.runtime.scaling import (
+from cellseg_hcs.field.scale import (
     AUTO_MAX_UPSCALE,
     AUTO_MIN_OBJECTS,
     _resize,
@@ -113,7 +113,7 @@ def test_auto_leaves_fields_with_too_few_objects_to_measure_alone():
 def test_the_examples_in_the_scaling_module_hold():
     import doctest
 
-    from cellseg_hcs.runtime import scaling
+    from cellseg_hcs.field import scale as scaling
 
     assert doctest.testmod(scaling, optionflags=doctest.ELLIPSIS).failed == 0
 
@@ -155,7 +155,7 @@ def nuclei():
 
 
 def test_auto_finds_nuclei_that_a_larger_magnification_makes_the_model_miss(nuclei, mnfinder_dir):
-    from cellseg_hcs.metrics import evaluate_pairs
+    from cellseg_hcs.training.metrics import evaluate_pairs
 
     image, truth = _magnified(mnfinder_dir, 2.5)
     native = evaluate_pairs([(truth, nuclei.segment(image, diameter=None))])["f1"]

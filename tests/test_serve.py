@@ -381,7 +381,7 @@ def test_a_diameter_reaches_the_network_scale(client, tiny_model, image):
 def test_diameter_auto_measures_the_objects_and_runs_at_their_scale(client, tiny_model):
     from plate_helpers import disk_field
 
-    from cellseg_hcs.runtime.scaling import segment_field
+    from cellseg_hcs.field.scale import segment_field
 
     many_small = disk_field(1, 12, shape=(200, 200))  # 12 disks of 13 px: enlarged ~2.3x
     served = client.segment(many_small, diameter="auto", probabilities=True)

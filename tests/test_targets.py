@@ -7,9 +7,9 @@ import pytest
 from conftest import disk
 
 import cellseg_hcs as cs
-from cellseg_hcs.metrics import InstanceScores
-from cellseg_hcs.postprocess import PostprocessSettings, maps_to_labels
-from cellseg_hcs.targets import centre_map, instance_distance, instance_targets
+from cellseg_hcs.field.postprocess import PostprocessSettings, maps_to_labels
+from cellseg_hcs.training.metrics import InstanceScores
+from cellseg_hcs.training.targets import centre_map, instance_distance, instance_targets
 
 DECODE = PostprocessSettings(seeds="peaks", peak_height=0.3, min_size=1)
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from cellseg_hcs.model import Model, ModelInfo
-from cellseg_hcs.postprocess import PostprocessSettings, maps_to_labels
+from cellseg_hcs.field.postprocess import PostprocessSettings, maps_to_labels
+from cellseg_hcs.model.model import Model, ModelInfo
 from cellseg_hcs.runtime import Runtime, TileGrid, tile_starts
 from cellseg_hcs.runtime.tiling import taper, tile_side
 
@@ -28,7 +28,7 @@ OVERLAPS = [0, 4, 12, 20, 31]
 @pytest.fixture(scope="module")
 def tiny_stem2_model() -> Model:
     """A small random UNet with the real model's space-to-depth stem (plumbing, not accuracy)."""
-    from cellseg_hcs.models import UNet
+    from cellseg_hcs.model.unet import UNet
 
     torch.manual_seed(0)
     options = {"in_channels": 1, "out_channels": 2, "depth": 3, "width": 4, "stem": 2}

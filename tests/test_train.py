@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from conftest import disk
 
 import cellseg_hcs as cs
-from cellseg_hcs.augment import AugmentSettings
 from cellseg_hcs.cli import main
-from cellseg_hcs.data import Sample
-from cellseg_hcs.train import instance_loss, learning_rate_at, update_average
+from cellseg_hcs.training.augment import AugmentSettings
+from cellseg_hcs.training.data import Sample
+from cellseg_hcs.training.train import instance_loss, learning_rate_at, update_average
 
 SMALL = {"width": 4, "depth": 3, "batch_size": 2, "steps_per_epoch": 3,
          "augment": AugmentSettings(patch_size=48)}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellseg_hcs.data import Sample
-from cellseg_hcs.model import ModelInfo
-from cellseg_hcs.postprocess import PostprocessSettings, maps_to_labels
-from cellseg_hcs.tune import seed_choices, tune_postprocess
+from cellseg_hcs.field.postprocess import PostprocessSettings, maps_to_labels
+from cellseg_hcs.model.model import ModelInfo
+from cellseg_hcs.training.data import Sample
+from cellseg_hcs.training.tune import seed_choices, tune_postprocess
 
 # Along one bar of foreground: two bright nuclei joined by a high pass (0.6), and a faint
 # one (peak 0.4) beside them, as a network draws a dim nucleus touching bright ones.
@@ -88,7 +88,7 @@ def test_the_matching_scores_tuning_uses_equal_the_full_metrics(mnfinder_dir):
     import tifffile
     from scipy import ndimage as ndi
 
-    from cellseg_hcs.metrics import InstanceScores, match_instances
+    from cellseg_hcs.training.metrics import InstanceScores, match_instances
 
     full, matches = InstanceScores(), []
     for path in sorted((mnfinder_dir / "nuclei_labels").glob("*.tif"))[:2]:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cellseg_hcs.errors import ModelError
-from cellseg_hcs.models import UNet, build_network
+from cellseg_hcs.model.architectures import build_network
+from cellseg_hcs.model.unet import UNet
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (7, 300), (37, 50), (64, 64), (129, 31)])

@@ -105,9 +105,9 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
     and tunes the post-processing thresholds on them. With --start-from, fine-tunes an
     existing model (for example the shipped 'nuclei') on your own annotated images.
     """
-    from .. import data
-    from ..train import train as run_training
-    from ..tune import tune_postprocess
+    from ..training import data
+    from ..training.train import train as run_training
+    from ..training.tune import tune_postprocess
 
     if bool(val_images) != bool(val_masks):
         raise SettingError("give both --val-images and --val-masks, or neither.")
@@ -140,7 +140,7 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
               help="Also write the metrics to this JSON file.")
 def evaluate(pred: Path, truth: Path, probabilities: Path | None, json_file: Path | None) -> None:
     """Score predicted labels against true labels: pixel and instance metrics."""
-    from ..evaluate import evaluate_folders
+    from ..training.evaluate import evaluate_folders
 
     scores = evaluate_folders(pred, truth, probabilities)
     width = max(len(k) for k in scores)

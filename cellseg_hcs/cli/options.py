@@ -19,7 +19,7 @@ _DIAMETER_HELP = ("Typical object diameter in pixels, when far from the model's 
 
 def _diameter(ctx: click.Context, param: click.Parameter, value: str | None):
     from ..errors import SettingError
-    from ..runtime.scaling import parse_diameter
+    from ..field.scale import parse_diameter
 
     try:
         return parse_diameter(value)

@@ -63,7 +63,7 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
 
     import distributed  # noqa: F401 - configures its loggers on import; quiet them after
 
-    from ..plate import run_plate
+    from ..plate.run import run_plate
 
     if logging.getLogger().level > logging.DEBUG:  # dask's own chatter only with -vv
         logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -117,7 +117,7 @@ def convert(folder: Path, out: Path, pattern: str, channel_names: str | None,
     Example:
       cellseg-hcs convert export/ --out plate.zarr --channel-names DNA
     """
-    from ..convert import convert_tiff_folder
+    from ..io.convert import convert_tiff_folder
 
     names = [n.strip() for n in channel_names.split(",")] if channel_names else None
     path = convert_tiff_folder(folder, out, pattern=pattern, channel_names=names,

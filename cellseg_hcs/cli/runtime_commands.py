@@ -18,7 +18,7 @@ def info() -> None:
     then the backend ``--backend auto`` would take on this machine and why.
     """
     from .. import __version__
-    from ..models.registry import builtin_model_path
+    from ..model.architectures import builtin_model_path
     from ..runtime import BACKENDS, backend_report, choose_backend
     from ..weights import BUILTIN_MODELS
 
@@ -55,8 +55,8 @@ def export(model: str, file_format: str, out: Path) -> None:
     Example:
       cellseg-hcs export --model nuclei --format onnx --out nuclei.onnx
     """
-    from ..export import export_model
-    from ..model import load_model
+    from ..model.model import load_model
+    from ..runtime.export import export_model
 
     written = export_model(load_model(model), out, file_format)
     click.echo(f"{file_format} written to {written}")

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..normalize import prepare_field
-from ..postprocess import PostprocessSettings, maps_to_labels
+from ..field.normalize import prepare_field
+from ..field.postprocess import PostprocessSettings, maps_to_labels
 from ..weights import is_model_file
 
 INDEX = "compiled-models.json"
@@ -53,7 +53,7 @@ class CompiledNetwork:
 
 class CompiledModel:
     """A model file's ONNX export and metadata: prepares fields and makes labels like
-    :class:`~cellseg_hcs.model.Model`, predicts through onnxruntime only."""
+    :class:`~cellseg_hcs.model.model.Model`, predicts through onnxruntime only."""
 
     def __init__(self, source: str, model_hash: str, info: CompiledInfo, multiple: int) -> None:
         self.source = source
@@ -88,7 +88,7 @@ class CompiledModel:
 
 
 def _index_path() -> Path:
-    from ..export import cache_dir
+    from .export import cache_dir
 
     return cache_dir() / "onnx" / INDEX
 

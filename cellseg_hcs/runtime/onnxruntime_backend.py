@@ -58,7 +58,7 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def load(cls, model: Any, device: str | None = None, *, tile_size: int = 512,
              batch_size: int = 4, **options: Any) -> OnnxRuntimeBackend:
-        from ..export import cached_onnx
+        from .export import cached_onnx
 
         return cls(cached_onnx(model), device=device, **options)
 

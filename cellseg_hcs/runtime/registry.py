@@ -113,7 +113,7 @@ def _choice_cache_key(model: Any, candidates: Sequence[str]) -> str:
 
 
 def _choice_cache_path():
-    from ..export import cache_dir
+    from .export import cache_dir
 
     return cache_dir() / "auto-backend.json"
 
@@ -192,7 +192,7 @@ class Runtime:
     Parameters
     ----------
     model:
-        The :class:`~cellseg_hcs.model.Model`.
+        The :class:`~cellseg_hcs.model.model.Model`.
     backend, device:
         Backend name (or ``auto``) and device (``cpu``, ``cuda:0``; None = backend's choice).
     tile_size, overlap, batch_size:

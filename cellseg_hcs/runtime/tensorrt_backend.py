@@ -220,7 +220,7 @@ class TensorRTBackend(Backend):
              **options: Any) -> TensorRTBackend:
         import torch
 
-        from ..export import cache_dir, onnx_bytes
+        from .export import cache_dir, onnx_bytes
 
         trt = import_tensorrt()
         device = device or cls.default_device()

@@ -138,7 +138,7 @@ class Segmenter:
 
     def model(self, name: str):
         """The loaded model for a name or file, loading it on first use."""
-        from ..model import load_model
+        from ..model.model import load_model
 
         key = _model_key(name)
         with self._lock:
@@ -161,7 +161,7 @@ class Segmenter:
         image = np.asarray(image)
         if image.ndim not in (2, 3) or min(image.shape) < 1:
             raise SettingError(f"expected a 2-D image (or 2-D with channels), got {image.shape}.")
-        from ..runtime.scaling import parse_diameter, segment_field
+        from ..field.scale import parse_diameter, segment_field
 
         model = self.model(options.model)
         device = None if options.device == "auto" else options.device
@@ -187,7 +187,7 @@ class Segmenter:
 
 class _Locked:
     """A runtime whose network runs one request at a time; resampling and post-processing
-    around it (:func:`~cellseg_hcs.runtime.scaling.segment_field`) run outside the lock."""
+    around it (:func:`~cellseg_hcs.field.scale.segment_field`) run outside the lock."""
 
     def __init__(self, runtime, lock) -> None:
         self.runtime = runtime

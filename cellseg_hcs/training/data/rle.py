@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..io.images import read_image
+from ...errors import InputError
+from ...io.images import read_image
 from .base import Sample
 
 

@@ -41,8 +41,8 @@ def prepare_field(image: np.ndarray, in_channels: int, normalize: dict[str, floa
     A one-channel model takes the chosen plane (by index or name); a model of several
     channels takes a CYX image with exactly that many.
     """
-    from .errors import ModelError
-    from .io.images import select_channel
+    from ..errors import ModelError
+    from ..io.images import select_channel
 
     if in_channels == 1:
         plane = select_channel(image, channel, channel_names)

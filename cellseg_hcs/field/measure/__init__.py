@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import SettingError
-from .postprocess import touching_pairs
+from ...errors import SettingError
+from ..postprocess import touching_pairs
 
 TEXTURE_SCALE = 3
 TEXTURE_GRAY_LEVELS = 256

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
-from .io import tables
-from .io.plate import PlateField, labels_provenance, read_field, write_field_labels
-from .runtime.scaling import predict_at_scale
+from ..errors import ModelError
+from ..field.scale import predict_at_scale
+from ..io import tables
+from ..io.plate import PlateField, labels_provenance, read_field, write_field_labels
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ _MODELS_LOCK = threading.Lock()
 
 def cached_model(path: str, expected_hash: str):
     """The model at ``path``, loaded once per process; checked against the run's hash."""
-    from .model import load_model
+    from ..model.model import load_model
 
     key = (path, expected_hash)
     with _MODELS_LOCK:
@@ -174,8 +174,8 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
 
     The record is written last: a field with a record has all its outputs.
     """
-    from .features import measure_objects
-    from .postprocess import PostprocessSettings, maps_to_labels
+    from ..field.measure import measure_objects
+    from ..field.postprocess import PostprocessSettings, maps_to_labels
 
     field_ = job.field
     record = _base_record(job)

@@ -2,7 +2,7 @@
 
 :func:`run_plate` is the one function behind ``cellseg-hcs run``. It checks everything it
 can before writing anything, then maps two tasks over each field (see
-:mod:`cellseg_hcs.plate_tasks`), keeping a bounded number of fields in flight so memory does
+:mod:`cellseg_hcs.plate.tasks`), keeping a bounded number of fields in flight so memory does
 not grow with the plate, and finally writes ``images.parquet`` and ``run.json``. Outputs are
 described in :mod:`cellseg_hcs.io.tables`.
 
@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .errors import SettingError
-from .features import feature_groups
-from .io import tables
-from .io.plate import Plate, open_plate
-from .plate_cluster import connect, run_fields
-from .plate_tasks import STATUS_FAILED, FieldJob, is_finished, remember_model
+from .. import __version__
+from ..errors import SettingError
+from ..field.measure import feature_groups
+from ..io import tables
+from ..io.plate import Plate, open_plate
+from .cluster import connect, run_fields
+from .tasks import STATUS_FAILED, FieldJob, is_finished, remember_model
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +103,13 @@ def run_plate(
         The output folder. Running again with the same folder skips finished fields.
     model:
         A built-in model name, a ``.safetensors`` model file, or a loaded
-        :class:`~cellseg_hcs.model.Model`.
+        :class:`~cellseg_hcs.model.model.Model`.
     channel:
         The channel name(s) the model reads; by default the plate's first channel(s).
     object_name:
         What the objects are called in labels and columns (``Nuclei_AreaShape_Area``).
     features:
-        ``minimal``, ``default`` or ``full`` (see :data:`cellseg_hcs.features.FEATURE_SETS`),
+        ``minimal``, ``default`` or ``full`` (see :data:`cellseg_hcs.field.measure.FEATURE_SETS`),
         or a list of feature groups.
     wells:
         Only these wells (``["B03", "B04"]``); all wells by default.
@@ -198,9 +198,9 @@ OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 def _plan(plate, out, *, model, channel, object_name, features, wells, workers, scheduler,
           backend, device, diameter=None, overwrite) -> _Plan:
     """Check every input and setting; raise one sentence for the first problem found."""
-    from .model import Model, load_model
-    from .runtime import choose_backend
-    from .runtime.scaling import parse_diameter
+    from ..field.scale import parse_diameter
+    from ..model.model import Model, load_model
+    from ..runtime import choose_backend
 
     opened = open_plate(plate)
     fields = opened.select(list(wells) if wells else None)
@@ -261,14 +261,14 @@ def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, bac
 
     ``"auto"`` segments the plate's first fields at their own scale (the same fields
     whichever wells are run; at most :data:`AUTO_FIELDS`, stopping once they hold
-    :data:`~cellseg_hcs.runtime.scaling.AUTO_MIN_OBJECTS` objects) and takes the scale that
+    :data:`~cellseg_hcs.field.scale.AUTO_MIN_OBJECTS` objects) and takes the scale that
     brings the objects' pooled median diameter to the model's (1.0 when it is near it
     already, or when too few objects were found). A rerun into the same output folder takes
     the scale its first run measured, so resuming never depends on measuring again.
     """
-    from .io.plate import read_field
-    from .plate_tasks import model_input, model_planes
-    from .runtime.scaling import AUTO, AUTO_MIN_OBJECTS, auto_scale
+    from ..field.scale import AUTO, AUTO_MIN_OBJECTS, auto_scale
+    from ..io.plate import read_field
+    from .tasks import model_input, model_planes
 
     if diameter != AUTO:
         return {"scale": model.scale_for(diameter)}
@@ -304,7 +304,7 @@ def _refuse_other_labels(plate: Plate, fields, object_name: str, ours: dict) -> 
     """One sentence when a field already holds ``labels/<object_name>`` made otherwise
     (another model or scale, e.g. a run into another --out, or another tool): this run
     would replace them, and the tables of the run that made them would describe lost labels."""
-    from .io.plate import labels_provenance
+    from ..io.plate import labels_provenance
 
     for field in fields:
         if not (Path(plate.path) / field.path / "labels" / object_name).is_dir():
@@ -342,7 +342,7 @@ def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:
 def _model_path(model, loaded, out: Path) -> str:
     """Where workers find the model: a built-in model's name (each worker opens its own
     installation's copy), a model file, or a copy in ``out`` for in-memory models."""
-    from .weights import is_builtin_name
+    from ..weights import is_builtin_name
 
     if is_builtin_name(model):
         path = model
@@ -389,7 +389,7 @@ def _prepare_output(plan: _Plan, overwrite: bool) -> None:
 
 
 def _write_manifest(plan: _Plan, finished: dict[str, Any] | None) -> None:
-    from .runtime import backend_report
+    from ..runtime import backend_report
 
     backend_info: dict[str, Any] = {
         "asked": plan.parameters["backend"], "name": plan.backend, "reason": plan.backend_reason,

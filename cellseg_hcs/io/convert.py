@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, SettingError
-from .io.plate import ngff_format, parse_well, split_well
+from ..errors import InputError, SettingError
+from .plate import ngff_format, parse_well, split_well
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def convert_tiff_folder(
     ``pattern`` names a layout from
     :data:`~cellseg_hcs.io.tiff_folder.FILENAME_PATTERNS` or is a regex of its own.
     """
-    from .io.tiff_folder import (
+    from .tiff_folder import (
         channel_tokens,
         default_channel_names,
         read_tiff_field,

@@ -2,7 +2,7 @@
 
 The second map (called ``distance`` in these functions) is whatever the model learned to peak
 at each object's centre: the centre map of current models or the distance to the edge of
-older ones (see :mod:`cellseg_hcs.targets`).
+older ones (see :mod:`cellseg_hcs.training.targets`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
-from .errors import SettingError
+from ..errors import SettingError
 
 
 @dataclass(frozen=True)

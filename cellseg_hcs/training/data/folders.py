@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import InputError
-from ..io.images import read_image
+from ...errors import InputError
+from ...io.images import read_image
 from .base import Sample
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")

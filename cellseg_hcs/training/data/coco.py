@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
-from ..errors import InputError
-from ..io.images import read_image
+from ...errors import InputError
+from ...io.images import read_image
 from .base import Sample
 
 

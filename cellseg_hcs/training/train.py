@@ -24,6 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
+from ..field.normalize import percentile_normalize
+from ..field.scale import median_diameter
+from ..model.architectures import build_network
+from ..model.model import Model, ModelInfo
 from .augment import (
     AugmentSettings,
     choose_scale,
@@ -33,12 +38,7 @@ from .augment import (
     vary_intensity,
 )
 from .data.base import Sample
-from .errors import InputError
 from .evaluate import evaluate_model
-from .model import Model, ModelInfo
-from .models.registry import build_network
-from .normalize import percentile_normalize
-from .runtime.scaling import median_diameter
 from .targets import TARGETS, instance_targets
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class TrainSettings:
     moving average of the trained ones, each step moving ``1 - average`` of the way to them
     (0.999 averages over roughly the last thousand steps); 0 keeps the trained weights.
 
-    ``target``: what the second output learns (see :mod:`cellseg_hcs.targets`): ``"centre"``
+    ``target``: what the second output learns (see :mod:`cellseg_hcs.training.targets`):
+    ``"centre"``
     (one peak per object, the default) or ``"distance"`` (distance to the edge, as models
     before version 0.2 did; it splits irregular objects into their lobes).
 
@@ -184,7 +185,7 @@ def train(
     Parameters
     ----------
     dataset:
-        Training samples (any dataset in :mod:`cellseg_hcs.data`).
+        Training samples (any dataset in :mod:`cellseg_hcs.training.data`).
     validation:
         Samples scored after every epoch (instance AP over IoU 0.5-0.95, then F1); the
         best epoch is kept. Without it, the last epoch is kept.
@@ -320,7 +321,7 @@ def _starting_point(start_from: Model | str | Path, in_channels: int,
     The copy keeps the model's normalization, post-processing and working diameter; its
     training record is replaced by where it started from.
     """
-    from .model import load_model
+    from ..model.model import load_model
 
     base = start_from if isinstance(start_from, Model) else load_model(start_from)
     options = dict(base.info.network)

@@ -8,10 +8,10 @@ from itertools import product
 
 import numpy as np
 
+from ..field.postprocess import PostprocessSettings, drop_objects, merge_alike, split_objects
 from .data.base import Sample
 from .evaluate import evaluate_model
 from .metrics import InstanceScores, match_instances
-from .postprocess import PostprocessSettings, drop_objects, merge_alike, split_objects
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -40,7 +40,7 @@ def tune_postprocess(model, validation: Sequence[Sample],
 
     Tries every foreground threshold, every way to seed objects (thresholds ``seed`` and
     peak heights ``peak``; an empty sequence leaves that way out, see
-    :class:`~cellseg_hcs.postprocess.PostprocessSettings`), with peaks each ``merge``
+    :class:`~cellseg_hcs.field.postprocess.PostprocessSettings`), with peaks each ``merge``
     choice, every relative size filter and every minimum object score. Ties go to the
     better F1, then to the foreground threshold nearest 0.5, the weaker filters, the
     earlier seed choice and the earlier merge choice.

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .errors import ModelError
-from .models.registry import build_network, builtin_model_path
-from .normalize import prepare_field
-from .postprocess import PostprocessSettings, maps_to_labels
-from .weights import is_model_file
+from .. import __version__
+from ..errors import ModelError
+from ..field.normalize import prepare_field
+from ..field.postprocess import PostprocessSettings, maps_to_labels
+from ..weights import is_model_file
+from .architectures import build_network, builtin_model_path
 
 METADATA_KEY = "cellseg_hcs"
 OUTPUTS = ("foreground", "distance")
@@ -133,7 +133,7 @@ class Model:
     def runtime(self, backend: str = "auto", device: str | None = None, **options):
         """The inference runtime (backend + tiling) for this model and these options, made
         once and kept: requests that alternate options (a server's clients) reuse theirs."""
-        from .runtime import Runtime
+        from ..runtime import Runtime
 
         wanted = (backend, device, tuple(sorted(options.items())))
         if wanted not in self._runtimes:
@@ -153,16 +153,16 @@ class Model:
 
         With ``diameter`` (the objects' typical diameter in pixels), the network runs on the
         image resampled so the objects have the model's working diameter; the maps come back
-        at the image's size (see :mod:`cellseg_hcs.runtime.scaling`).
+        at the image's size (see :mod:`cellseg_hcs.field.scale`).
         """
-        from .runtime.scaling import predict_at_scale
+        from ..field.scale import predict_at_scale
 
         x = self.prepare(image, channel, channel_names)
         return predict_at_scale(self.runtime(backend, device), x, self.scale_for(diameter))
 
     def scale_for(self, diameter: float | None) -> float:
         """How much to resample an image whose objects are ``diameter`` pixels across."""
-        from .runtime.scaling import scale_for
+        from ..field.scale import scale_for
 
         return scale_for(diameter, self.info.working_diameter)
 
@@ -189,7 +189,7 @@ class Model:
         runs the network again at the right scale only when it is far off; None keeps the
         image's own scale. ``settings`` override the post-processing thresholds.
         """
-        from .runtime.scaling import parse_diameter, segment_field
+        from ..field.scale import parse_diameter, segment_field
 
         prepared = self.prepare(image, channel, channel_names)
         labels, _, _ = segment_field(self, self.runtime(backend, device), prepared,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+from ..io.images import read_image
 from .data.base import Sample
 from .data.folders import ImageMaskFolder, as_instances
-from .errors import InputError
-from .io.images import read_image
 from .metrics import InstanceScores, _pixel_scores, auroc
 
 
@@ -51,7 +51,7 @@ def evaluate_folders(pred: str | Path, truth: str | Path,
                      probabilities: str | Path | None = None) -> dict[str, float]:
     """Metrics of predicted label images in ``pred`` against true masks in ``truth``.
 
-    Files pair by name as in :class:`~cellseg_hcs.data.ImageMaskFolder` (a prediction
+    Files pair by name as in :class:`~cellseg_hcs.training.data.ImageMaskFolder` (a prediction
     ``x_labels.tif`` pairs with truth ``x.tif``). With a folder of foreground probability
     maps (same names), the pixel AuROC is added.
     """

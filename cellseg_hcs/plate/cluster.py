@@ -2,7 +2,7 @@
 
 :func:`connect` gives the run a dask client: the caller's own, one joined by address, or a
 local cluster sized to the machine (:func:`local_cluster_size`). :func:`run_fields` submits
-two tasks per field (:mod:`cellseg_hcs.plate_tasks`), at most a few fields ahead of the
+two tasks per field (:mod:`cellseg_hcs.plate.tasks`), at most a few fields ahead of the
 workers, and follows them to the end with a progress bar.
 """
 
@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import SettingError
-from .plate_tasks import FINISHED, FieldJob, failed_record, finish_field, predict_field
+from ..errors import SettingError
+from .tasks import FINISHED, FieldJob, failed_record, finish_field, predict_field
 
-log = logging.getLogger("cellseg_hcs.plate")
+log = logging.getLogger("cellseg_hcs.plate.run")
 
 
 def local_cluster_size(workers: int | None = None) -> tuple[int, int]:

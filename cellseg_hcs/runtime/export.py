@@ -21,8 +21,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingError
-from .io.atomic import write_atomic_bytes
+from ..errors import SettingError
+from ..io.atomic import write_atomic_bytes
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -75,7 +75,7 @@ def onnx_bytes(model: Any, opset: int = OPSET) -> bytes:
     Parameters
     ----------
     model:
-        A :class:`~cellseg_hcs.model.Model`.
+        A :class:`~cellseg_hcs.model.model.Model`.
     opset:
         ONNX opset; 17 has everything the UNet needs (including the space-to-depth stem,
         exported as Reshape/Transpose) and is read by onnxruntime >= 1.13 and TensorRT >= 8.6.
@@ -108,7 +108,7 @@ def _with_metadata(graph: bytes, model: Any, multiple: int) -> bytes:
         "cellseg_hcs.model_hash": model.hash,
         "cellseg_hcs.outputs": ",".join(model.info.outputs),
         "cellseg_hcs.multiple": str(multiple),
-        "cellseg_hcs.normalize": repr(model.info.normalize),
+        "cellseg_hcs.field.normalize": repr(model.info.normalize),
     }
     for key, value in entries.items():
         proto.metadata_props.add(key=key, value=value)
@@ -131,7 +131,7 @@ def export_model(model: Any, out: str | Path, file_format: str = "onnx") -> Path
     Parameters
     ----------
     model:
-        A :class:`~cellseg_hcs.model.Model`.
+        A :class:`~cellseg_hcs.model.model.Model`.
     out:
         File to write (atomically).
     file_format:

@@ -1,0 +1,1 @@
+"""Models: the model file and its metadata, the networks, and the shipped models."""

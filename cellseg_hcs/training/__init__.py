@@ -1,0 +1,1 @@
+"""Training and scoring models: datasets, augmentation, targets, the loop, tuning, metrics."""
