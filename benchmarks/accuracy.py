@@ -37,17 +37,33 @@ from cellseg_hcs.field.scale import parse_diameter, segment_field  # noqa: E402
 from cellseg_hcs.training.data import ImageMaskFolder, Sample  # noqa: E402
 from cellseg_hcs.training.metrics import evaluate_pairs  # noqa: E402
 
-KEYS = ("f1", "precision", "recall", "ap", "coco_ap", "coco_ap50", "coco_ap75",
-        "mean_matched_iou", "pixel_iou")
+KEYS = (
+    "f1",
+    "precision",
+    "recall",
+    "ap",
+    "coco_ap",
+    "coco_ap50",
+    "coco_ap75",
+    "mean_matched_iou",
+    "pixel_iou",
+)
 
 
 def _magnify(factor: float) -> Callable[[Sample], Sample]:
     def change(sample: Sample) -> Sample:
-        image = rescale(sample.image.astype(np.float32), factor, order=1, anti_aliasing=True,
-                        preserve_range=True)
-        labels = rescale(sample.labels, factor, order=0, anti_aliasing=False,
-                         preserve_range=True).astype(np.int32)
+        image = rescale(
+            sample.image.astype(np.float32),
+            factor,
+            order=1,
+            anti_aliasing=True,
+            preserve_range=True,
+        )
+        labels = rescale(
+            sample.labels, factor, order=0, anti_aliasing=False, preserve_range=True
+        ).astype(np.int32)
         return Sample(image.astype(sample.image.dtype), labels, sample.name)
+
     return change
 
 
@@ -99,20 +115,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="nuclei")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/accuracy.json"))
     parser.add_argument("--no-robustness", action="store_true")
-    parser.add_argument("--validation-only", action="store_true",
-                        help="Score the validation split and its changed images only, never "
-                             "reading the test split: for choosing between candidate models.")
-    parser.add_argument("--with-training", action="store_true",
-                        help="Score the training split too: the model has seen it, but it is "
-                             "ten times the validation split for choosing post-processing.")
-    parser.add_argument("--diameters", default="",
-                        help="Also score the model with these --diameter values "
-                             "(comma-separated), e.g. native,60: the image's own scale, and "
-                             "the accuracy cost of the fast mode.")
-    parser.add_argument("--backend", default="auto",
-                        help="inference backend (auto, torch, onnxruntime, tensorrt)")
-    parser.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16"),
-                        help="the torch backend's precision, e.g. bf16: its accuracy cost")
+    parser.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="Score the validation split and its changed images only, never "
+        "reading the test split: for choosing between candidate models.",
+    )
+    parser.add_argument(
+        "--with-training",
+        action="store_true",
+        help="Score the training split too: the model has seen it, but it is "
+        "ten times the validation split for choosing post-processing.",
+    )
+    parser.add_argument(
+        "--diameters",
+        default="",
+        help="Also score the model with these --diameter values "
+        "(comma-separated), e.g. native,60: the image's own scale, and "
+        "the accuracy cost of the fast mode.",
+    )
+    parser.add_argument(
+        "--backend", default="auto", help="inference backend (auto, torch, onnxruntime, tensorrt)"
+    )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=("fp32", "fp16", "bf16"),
+        help="the torch backend's precision, e.g. bf16: its accuracy cost",
+    )
     args = parser.parse_args(argv)
 
     model = cs.load_model(args.model)
@@ -123,35 +153,38 @@ def main(argv: list[str] | None = None) -> int:
     names = ("training", *names) if args.with_training else names
     splits = {name: list(ImageMaskFolder(images, masks, pattern=f"{name}__*")) for name in names}
     robustness_split = "validation" if args.validation_only else "test"
+
     def cellseg(image: np.ndarray, diameter: float | str | None = "auto") -> np.ndarray:
         return segment_field(model, runtime, model.prepare(image), diameter)[0]
 
-    methods = {"cellseg-hcs": cellseg,
-               "classic (Otsu + watershed)": classic.segment}
+    methods = {"cellseg-hcs": cellseg, "classic (Otsu + watershed)": classic.segment}
     for text in [d for d in args.diameters.split(",") if d]:
         diameter = parse_diameter(text)
-        methods[f"cellseg-hcs --diameter {text}"] = (
-            lambda image, d=diameter: cellseg(image, d))
+        methods[f"cellseg-hcs --diameter {text}"] = lambda image, d=diameter: cellseg(image, d)
     rows = []
     for split, samples in splits.items():
         for method, segment in methods.items():
-            rows.append({"data": f"mnfinder {split}", "method": method,
-                         **score(segment, samples)})
+            rows.append({"data": f"mnfinder {split}", "method": method, **score(segment, samples)})
             print(json.dumps(rows[-1]), flush=True)
     if not args.no_robustness:
         for change, apply in CHANGES.items():
             changed = [apply(s) for s in splits[robustness_split]]
             for method, segment in methods.items():
-                rows.append({"data": f"mnfinder {robustness_split}, {change}",
-                             "method": method,
-                             **score(segment, changed)})
+                rows.append(
+                    {
+                        "data": f"mnfinder {robustness_split}, {change}",
+                        "method": method,
+                        **score(segment, changed),
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
     result = {
         "command": "python benchmarks/accuracy.py " + " ".join(argv or sys.argv[1:]),
-        "model": str(args.model), "model_hash": model.hash,
+        "model": str(args.model),
+        "model_hash": model.hash,
         "runtime": runtime.describe(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                   f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
         "rows": rows,
     }
     args.json.write_text(json.dumps(result, indent=2))
@@ -160,12 +193,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| data | method | F1@0.5 | AP@[.5:.95] | COCO AP | AP50 | AP75 | s/image |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | method | F1@0.5 | AP@[.5:.95] | COCO AP | AP50 | AP75 | s/image |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['data']} | {r['method']} | {r['f1']:.3f} | {r['ap']:.3f} | "
-                     f"{r['coco_ap']:.3f} | {r['coco_ap50']:.3f} | {r['coco_ap75']:.3f} | "
-                     f"{r['seconds_per_image']:.2f} |")
+        lines.append(
+            f"| {r['data']} | {r['method']} | {r['f1']:.3f} | {r['ap']:.3f} | "
+            f"{r['coco_ap']:.3f} | {r['coco_ap50']:.3f} | {r['coco_ap75']:.3f} | "
+            f"{r['seconds_per_image']:.2f} |"
+        )
     return "\n".join(lines)
 
 

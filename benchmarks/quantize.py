@@ -36,8 +36,11 @@ def calibration_patches(model, data, count: int = 12, size: int = 256, seed: int
         x = model.prepare(sample.image)
         y0 = int(rng.integers(0, max(x.shape[-2] - size, 1)))
         x0 = int(rng.integers(0, max(x.shape[-1] - size, 1)))
-        yield {"image": np.ascontiguousarray(x[None, :, y0:y0 + size, x0:x0 + size],
-                                             dtype=np.float32)}
+        yield {
+            "image": np.ascontiguousarray(
+                x[None, :, y0 : y0 + size, x0 : x0 + size], dtype=np.float32
+            )
+        }
 
 
 def quantize(model, training, out: Path) -> Path:
@@ -63,9 +66,15 @@ def quantize(model, training, out: Path) -> Path:
     # directory: run it inside the output's folder.
     with contextlib.chdir(out.parent):
         quant_pre_process(str(cached_onnx(model)), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
+        quantize_static(
+            str(prepared),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     return out
 
 
@@ -112,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         int8_path = quantize(model, training, Path(folder) / "int8.onnx")
-        runners = {"fp32": session(cached_onnx(model), args.threads),
-                   "int8": session(int8_path, args.threads)}
+        runners = {
+            "fp32": session(cached_onnx(model), args.threads),
+            "int8": session(int8_path, args.threads),
+        }
         seconds = {name: [] for name in runners}
         for runner in runners.values():  # warm-up
             runner.run(None, {"image": fields[0]})
@@ -123,20 +134,25 @@ def main(argv: list[str] | None = None) -> int:
                 for field in fields:
                     runner.run(None, {"image": field})
                 seconds[name].append(time.perf_counter() - started)
-        scores = {name: evaluate_model(SessionModel(model, runner), validation)
-                  for name, runner in runners.items()}
+        scores = {
+            name: evaluate_model(SessionModel(model, runner), validation)
+            for name, runner in runners.items()
+        }
 
     result = {
         "command": "python " + " ".join(["benchmarks/quantize.py", *(argv or sys.argv[1:])]),
-        "machine": {"processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "threads": args.threads},
-        "model": model.hash, "megapixels_per_pass": megapixels,
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "threads": args.threads,
+        },
+        "model": model.hash,
+        "megapixels_per_pass": megapixels,
         "network_mp_per_s": {n: megapixels / float(np.median(s)) for n, s in seconds.items()},
         "validation": {n: {k: s[k] for k in ("f1", "ap")} for n, s in scores.items()},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    result["int8_speedup"] = (result["network_mp_per_s"]["int8"]
-                              / result["network_mp_per_s"]["fp32"])
+    result["int8_speedup"] = result["network_mp_per_s"]["int8"] / result["network_mp_per_s"]["fp32"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

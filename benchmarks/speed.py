@@ -73,8 +73,12 @@ def time_stages(files: list[Path], stages) -> dict:
             seconds[stage] += end - begin
         seconds["whole"] += clock[-1] - clock[0]
         megapixels += image.size / 1e6
-    return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mb": _peak_rss_mb(),
-            "cpu_seconds": time.process_time() - cpu_started}
+    return {
+        "seconds": seconds,
+        "megapixels": megapixels,
+        "peak_rss_mb": _peak_rss_mb(),
+        "cpu_seconds": time.process_time() - cpu_started,
+    }
 
 
 def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
@@ -85,8 +89,11 @@ def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
     runtime = model.runtime(backend, "cpu")
     # Each stage takes the one before's result: the network passes its input on, as the
     # post-processing reads the image's intensities.
-    stages = [model.prepare, lambda field: (runtime.predict(field), field),
-              lambda maps_and_field: model.labels_from_maps(*maps_and_field)]
+    stages = [
+        model.prepare,
+        lambda field: (runtime.predict(field), field),
+        lambda maps_and_field: model.labels_from_maps(*maps_and_field),
+    ]
     return {**time_stages(files, stages), "backend": runtime.describe()}
 
 
@@ -95,17 +102,21 @@ def measure_classic(files: list[Path]) -> dict:
     sys.path.insert(0, str(HERE))
     import classic
 
-    stages = [classic.smooth, classic.foreground_and_distance,
-              lambda mask_and_distance: classic.declump(*mask_and_distance)]
-    return {**time_stages(files, stages),
-            "backend": {"backend": "classic (Otsu + watershed, scikit-image)"}}
+    stages = [
+        classic.smooth,
+        classic.foreground_and_distance,
+        lambda mask_and_distance: classic.declump(*mask_and_distance),
+    ]
+    return {
+        **time_stages(files, stages),
+        "backend": {"backend": "classic (Otsu + watershed, scikit-image)"},
+    }
 
 
 def _worker(argv: list[str]) -> None:
     kind, model_name, *files = argv
     paths = [Path(f) for f in files]
-    result = measure_classic(paths) if kind == "classic" else measure_model(paths, kind,
-                                                                             model_name)
+    result = measure_classic(paths) if kind == "classic" else measure_model(paths, kind, model_name)
     print(json.dumps(result))
 
 
@@ -140,9 +151,19 @@ def montage_fields(images: list[Path], count: int, folder: Path, side: int = 216
         rows = []
         for _ in range(-(-side // 512)):
             picks = rng.integers(0, len(blocks), size=-(-side // 512))
-            rows.append(np.concatenate([np.pad(blocks[p], ((0, 512 - blocks[p].shape[0]),
-                                                           (0, 512 - blocks[p].shape[1])),
-                                               mode="reflect") for p in picks], axis=1))
+            rows.append(
+                np.concatenate(
+                    [
+                        np.pad(
+                            blocks[p],
+                            ((0, 512 - blocks[p].shape[0]), (0, 512 - blocks[p].shape[1])),
+                            mode="reflect",
+                        )
+                        for p in picks
+                    ],
+                    axis=1,
+                )
+            )
         field = (np.concatenate(rows)[:side, :side] * 4000 + 100).astype(np.uint16)
         path = folder / f"field{index}_{side}.tif"
         tifffile.imwrite(path, field)
@@ -153,23 +174,38 @@ def montage_fields(images: list[Path], count: int, folder: Path, side: int = 216
 # ----------------------------------------------------------------------------- whole command
 
 
-def whole_command(images: list[Path], repeats: int, workdir: Path,
-                  diameters: list[str] = (), model: str = "nuclei") -> dict:
+def whole_command(
+    images: list[Path],
+    repeats: int,
+    workdir: Path,
+    diameters: list[str] = (),
+    model: str = "nuclei",
+) -> dict:
     """Wall seconds of ``cellseg-hcs segment --model MODEL`` (also with each ``--diameter``
     given) and of ``classic.py`` on the same images."""
     script = Path(sys.executable).parent / "cellseg-hcs"
-    ours = [str(script) if script.exists() else "cellseg-hcs", "segment", *map(str, images),
-            "--model", str(model)]
+    ours = [
+        str(script) if script.exists() else "cellseg-hcs",
+        "segment",
+        *map(str, images),
+        "--model",
+        str(model),
+    ]
     commands = {"cellseg-hcs segment": [*ours, "--out"]}
     for diameter in diameters:
         commands[f"cellseg-hcs segment --diameter {diameter}"] = [
-            *ours, "--diameter", str(diameter), "--out"]
+            *ours,
+            "--diameter",
+            str(diameter),
+            "--out",
+        ]
     commands["classic"] = [sys.executable, str(HERE / "classic.py"), *map(str, images), "--out"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
-    subprocess.run([*ours, "--out", str(workdir / "warm")], check=True, capture_output=True,
-                   env=env)
+    subprocess.run(
+        [*ours, "--out", str(workdir / "warm")], check=True, capture_output=True, env=env
+    )
     for repeat in range(repeats):
         for index, (name, command) in enumerate(commands.items()):
             out = workdir / f"command{index}-{repeat}"
@@ -179,10 +215,13 @@ def whole_command(images: list[Path], repeats: int, workdir: Path,
             cpus[name].append(_children_cpu() - cpu)
             shutil.rmtree(out, ignore_errors=True)
     megapixels = sum(_pixels(p) for p in images) / 1e6
-    return {"images": len(images), "megapixels": megapixels,
-            "seconds": {k: statistics.median(v) for k, v in walls.items()},
-            "cpu_seconds": {k: statistics.median(v) for k, v in cpus.items()},
-            "all_seconds": walls}
+    return {
+        "images": len(images),
+        "megapixels": megapixels,
+        "seconds": {k: statistics.median(v) for k, v in walls.items()},
+        "cpu_seconds": {k: statistics.median(v) for k, v in cpus.items()},
+        "all_seconds": walls,
+    }
 
 
 def _children_cpu() -> float:
@@ -211,45 +250,64 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": default_cpu_threads(), "python": platform.python_version(),
-            "system": platform.platform(), "load_average": os.getloadavg()}
+    return {
+        "cpu": cpu,
+        "cores": default_cpu_threads(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "load_average": os.getloadavg(),
+    }
 
 
 def table(results: dict) -> str:
-    lines = ["| data | pipeline | " + " | ".join(f"{s} MP/s" for s in STAGES)
-             + " | x classic (whole) | CPU s / MP | peak RSS MB |",
-             "|---|---|" + "---|" * (len(STAGES) + 3)]
+    lines = [
+        "| data | pipeline | "
+        + " | ".join(f"{s} MP/s" for s in STAGES)
+        + " | x classic (whole) | CPU s / MP | peak RSS MB |",
+        "|---|---|" + "---|" * (len(STAGES) + 3),
+    ]
     for data, rows in results["stages"].items():
         classic_speed = rows["classic"]["megapixels"] / rows["classic"]["seconds"]["whole"]
         for name, row in rows.items():
             speeds = [row["megapixels"] / max(row["seconds"][s], 1e-9) for s in STAGES]
-            lines.append(f"| {data} | {name} | " + " | ".join(f"{v:.2f}" for v in speeds)
-                         + f" | {speeds[-1] / classic_speed:.2f} | "
-                         f"{row['cpu_seconds'] / row['megapixels']:.2f} | "
-                         f"{row['peak_rss_mb']:.0f} |")
+            lines.append(
+                f"| {data} | {name} | "
+                + " | ".join(f"{v:.2f}" for v in speeds)
+                + f" | {speeds[-1] / classic_speed:.2f} | "
+                f"{row['cpu_seconds'] / row['megapixels']:.2f} | "
+                f"{row['peak_rss_mb']:.0f} |"
+            )
     whole = results.get("whole_command")
     if whole:
         ours = whole["megapixels"] / whole["seconds"]["cellseg-hcs segment"]
         theirs = whole["megapixels"] / whole["seconds"]["classic"]
-        lines += ["", f"Whole command over {whole['images']} images "
-                  f"({whole['megapixels']:.1f} MP, start-up included, median of "
-                  f"{len(whole['all_seconds']['classic'])}): `cellseg-hcs segment` "
-                  f"**{ours:.2f} MP/s**, classic {theirs:.2f} MP/s: "
-                  f"**{ours / theirs:.2f}x** the classic pipeline. CPU time (all threads): "
-                  f"{whole['cpu_seconds']['cellseg-hcs segment']:.1f} s vs "
-                  f"{whole['cpu_seconds']['classic']:.1f} s."]
+        lines += [
+            "",
+            f"Whole command over {whole['images']} images "
+            f"({whole['megapixels']:.1f} MP, start-up included, median of "
+            f"{len(whole['all_seconds']['classic'])}): `cellseg-hcs segment` "
+            f"**{ours:.2f} MP/s**, classic {theirs:.2f} MP/s: "
+            f"**{ours / theirs:.2f}x** the classic pipeline. CPU time (all threads): "
+            f"{whole['cpu_seconds']['cellseg-hcs segment']:.1f} s vs "
+            f"{whole['cpu_seconds']['classic']:.1f} s.",
+        ]
         for name, seconds in whole["seconds"].items():
             if "--diameter" in name:
                 speed = whole["megapixels"] / seconds
-                lines.append(f"With `{name.removeprefix('cellseg-hcs segment ')}`: "
-                             f"**{speed:.2f} MP/s**, **{speed / theirs:.2f}x** the classic "
-                             "pipeline.")
+                lines.append(
+                    f"With `{name.removeprefix('cellseg-hcs segment ')}`: "
+                    f"**{speed:.2f} MP/s**, **{speed / theirs:.2f}x** the classic "
+                    "pipeline."
+                )
     info = results["machine"]
     load = ", ".join(f"{x:.1f}" for x in info["load_average"])
-    lines += ["", f"Machine: {info['cpu']}, {info['cores']} cores used, Python "
-              f"{info['python']}, load average {load} at the start. "
-              f"Model: `{results['model']}` ({results['model_hash']}). "
-              f"Command: `{results['command']}`. Date: {results['date']}."]
+    lines += [
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores used, Python "
+        f"{info['python']}, load average {load} at the start. "
+        f"Model: `{results['model']}` ({results['model_hash']}). "
+        f"Command: `{results['command']}`. Date: {results['date']}.",
+    ]
     return "\n".join(lines)
 
 
@@ -267,15 +325,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nuclei")
-    parser.add_argument("--backends", default=None,
-                        help="Comma-separated backends (default: every available one).")
+    parser.add_argument(
+        "--backends", default=None, help="Comma-separated backends (default: every available one)."
+    )
     parser.add_argument("--fields", type=int, default=3, help="2160x2160 fields to time.")
-    parser.add_argument("--command-images", type=int, default=48,
-                        help="Images for the whole-command comparison (test images repeated).")
+    parser.add_argument(
+        "--command-images",
+        type=int,
+        default=48,
+        help="Images for the whole-command comparison (test images repeated).",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--diameters", default="",
-                        help="Also time the whole command with these --diameter values "
-                             "(comma-separated), e.g. native,60.")
+    parser.add_argument(
+        "--diameters",
+        default="",
+        help="Also time the whole command with these --diameter values "
+        "(comma-separated), e.g. native,60.",
+    )
     parser.add_argument("--json", type=Path, default=HERE / "results" / "speed.json")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
     args = parser.parse_args(argv)
@@ -286,15 +352,21 @@ def main(argv: list[str] | None = None) -> int:
     available = [n for n, a in backend_report().items() if a.ok and "cpu" in a.devices]
     backends = args.backends.split(",") if args.backends else available
     images = test_images()
-    results: dict = {"machine": machine(), "model": args.model,
-                     "model_hash": load_model(args.model).hash,
-                     "command": "python benchmarks/speed.py " + " ".join(argv),
-                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "stages": {}}
+    results: dict = {
+        "machine": machine(),
+        "model": args.model,
+        "model_hash": load_model(args.model).hash,
+        "command": "python benchmarks/speed.py " + " ".join(argv),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "stages": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         fields = montage_fields(images, args.fields, workdir)
-        for data, files in ((f"mnfinder test ({len(images)} images)", images),
-                            (f"2160x2160 fields ({len(fields)})", fields)):
+        for data, files in (
+            (f"mnfinder test ({len(images)} images)", images),
+            (f"2160x2160 fields ({len(fields)})", fields),
+        ):
             rows = {}
             for kind in ["classic", *backends]:
                 print(f"stages: {data}: {kind}", file=sys.stderr, flush=True)
@@ -310,8 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(source, chosen[-1])
             print("whole command", file=sys.stderr, flush=True)
             diameters = [d for d in args.diameters.split(",") if d]
-            results["whole_command"] = whole_command(chosen, args.repeats, workdir, diameters,
-                                                     args.model)
+            results["whole_command"] = whole_command(
+                chosen, args.repeats, workdir, diameters, args.model
+            )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     text = table(results)

@@ -6,8 +6,17 @@ import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "__version__", "data", "errors", "load_model", "metrics", "run_plate",
-           "segment_files", "train"]
+__all__ = [
+    "Model",
+    "__version__",
+    "data",
+    "errors",
+    "load_model",
+    "metrics",
+    "run_plate",
+    "segment_files",
+    "train",
+]
 
 # Loaded on first use, so that commands which do not need PyTorch (``info``, ``segment``
 # on the cached onnxruntime path) start without importing it (~2 s of CPU).

@@ -100,8 +100,10 @@ def segment_files(
     seen: dict[str, Path] = {}
     for path in paths:
         if path.stem in seen and seen[path.stem] != path:
-            raise InputError(f"{seen[path.stem]} and {path} would both be written as "
-                             f"{path.stem}_labels.tif; segment them into separate --out folders.")
+            raise InputError(
+                f"{seen[path.stem]} and {path} would both be written as "
+                f"{path.stem}_labels.tif; segment them into separate --out folders."
+            )
         seen[path.stem] = path
     diameter = parse_diameter(diameter)
     model, runtime = _model_and_runtime(model, backend, device)
@@ -120,24 +122,46 @@ def segment_files(
             return None, 0.0, exc
         return field, time.perf_counter() - started, None
 
-    def finish(index: int, path: Path, field: np.ndarray, maps: np.ndarray, seconds: float,
-               scale: float, measured: float | None) -> tuple[int, SegmentResult] | _Resample:
+    def finish(
+        index: int,
+        path: Path,
+        field: np.ndarray,
+        maps: np.ndarray,
+        seconds: float,
+        scale: float,
+        measured: float | None,
+    ) -> tuple[int, SegmentResult] | _Resample:
         started = time.perf_counter()
         labels = model.labels_from_maps(maps, field)
         if auto and measured is None:
             new_scale, measured = auto_scale(labels, model.info.working_diameter)
             if new_scale != 1.0:
-                return _Resample(index, path, field, maps, new_scale, measured,
-                                 seconds + time.perf_counter() - started)
+                return _Resample(
+                    index,
+                    path,
+                    field,
+                    maps,
+                    new_scale,
+                    measured,
+                    seconds + time.perf_counter() - started,
+                )
         target = write_labels(out / f"{path.stem}_labels.tif", labels)
         if probabilities:
             write_labels(out / f"{path.stem}_probabilities.tif", maps[0].astype(np.float32))
-        return index, SegmentResult(path, target, int(labels.max()),
-                                    seconds + time.perf_counter() - started, scale, measured)
+        return index, SegmentResult(
+            path,
+            target,
+            int(labels.max()),
+            seconds + time.perf_counter() - started,
+            scale,
+            measured,
+        )
 
     done: list[tuple[int, SegmentResult]] = []
-    with ThreadPoolExecutor(1, "cellseg-read") as reader, \
-            ThreadPoolExecutor(1, "cellseg-finish") as finisher:
+    with (
+        ThreadPoolExecutor(1, "cellseg-read") as reader,
+        ThreadPoolExecutor(1, "cellseg-finish") as finisher,
+    ):
         pending: list[Future] = []
         bar = tqdm(total=len(paths), desc="segmenting", unit="image", disable=not progress)
 
@@ -150,18 +174,34 @@ def segment_files(
                     maps = predict_at_scale(runtime, outcome.field, outcome.scale)
                     scale_run = outcome.scale
                 except (CellSegError, MemoryError, RuntimeError) as exc:
-                    log.warning("%s: running it again at %.2fx failed (%s); its labels are "
-                                "from the image's own scale", outcome.path, outcome.scale, exc)
+                    log.warning(
+                        "%s: running it again at %.2fx failed (%s); its labels are "
+                        "from the image's own scale",
+                        outcome.path,
+                        outcome.scale,
+                        exc,
+                    )
                 seconds = outcome.seconds + time.perf_counter() - started
-                pending.append(finisher.submit(finish, outcome.index, outcome.path, outcome.field,
-                                               maps, seconds, scale_run, outcome.diameter))
+                pending.append(
+                    finisher.submit(
+                        finish,
+                        outcome.index,
+                        outcome.path,
+                        outcome.field,
+                        maps,
+                        seconds,
+                        scale_run,
+                        outcome.diameter,
+                    )
+                )
                 return
             done.append(outcome)
             bar.update()
 
         try:
             for index, (path, (field, read_seconds, error)) in enumerate(
-                    zip(paths, _read_ahead(reader, read, paths))):
+                zip(paths, _read_ahead(reader, read, paths))
+            ):
                 if error is not None:
                     failures.append((path, error))
                     bar.update()
@@ -169,8 +209,9 @@ def segment_files(
                 started = time.perf_counter()
                 maps = predict_at_scale(runtime, field, scale)
                 seconds = read_seconds + time.perf_counter() - started
-                pending.append(finisher.submit(finish, index, path, field, maps, seconds, scale,
-                                               None))
+                pending.append(
+                    finisher.submit(finish, index, path, field, maps, seconds, scale, None)
+                )
                 while pending and (pending[0].done() or len(pending) > PREFETCH):
                     collect(pending.pop(0))
             while pending:
@@ -188,8 +229,10 @@ def segment_files(
     if failures:
         raise SomeInputsFailed(
             f"{len(failures)} of {len(paths)} image(s) could not be segmented; the other "
-            f"{len(results)} were written to {out}.", results,
-            [(path, str(exc)) for path, exc in failures])
+            f"{len(results)} were written to {out}.",
+            results,
+            [(path, str(exc)) for path, exc in failures],
+        )
     return results
 
 

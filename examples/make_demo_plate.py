@@ -27,19 +27,28 @@ LAYOUT = {  # (well, site) -> image file
 }
 
 
-def make_demo_plate(out: str | Path, *, ngff_version: str = "0.5",
-                    overwrite: bool = False) -> Path:
+def make_demo_plate(out: str | Path, *, ngff_version: str = "0.5", overwrite: bool = False) -> Path:
     """Write the demo plate to ``out`` and return its path."""
     fields = {key: tifffile.imread(IMAGES / name) for key, name in LAYOUT.items()}
-    return write_plate(out, fields, channel_names=["DNA"], plate_name="demo",
-                       ngff_version=ngff_version, overwrite=overwrite)
+    return write_plate(
+        out,
+        fields,
+        channel_names=["DNA"],
+        plate_name="demo",
+        ngff_version=ngff_version,
+        overwrite=overwrite,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the plate to write, e.g. demo_plate.zarr")
-    parser.add_argument("--ngff", default="0.5", choices=["0.5", "0.4"],
-                        help="NGFF version (0.5: zarr v3; 0.4: zarr v2)")
+    parser.add_argument(
+        "--ngff",
+        default="0.5",
+        choices=["0.5", "0.4"],
+        help="NGFF version (0.5: zarr v3; 0.4: zarr v2)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args()
     from cellseg_hcs.errors import CellSegError

@@ -21,11 +21,15 @@ from cellseg_hcs.plate.run import run_plate
 
 def main(plate: str, out: str) -> None:
     threads = max(2, (os.cpu_count() or 2) // max(1, _gpu_count()))
-    with LocalCUDACluster(threads_per_worker=threads, resources={"GPU": 1}) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCUDACluster(threads_per_worker=threads, resources={"GPU": 1}) as cluster,
+        Client(cluster) as client,
+    ):
         result = run_plate(plate, out, scheduler=client, channel="DNA", device="cuda")
-    print(f"{len(result.images)} fields, {result.failed} failed, {result.objects} nuclei "
-          f"-> {result.out}")
+    print(
+        f"{len(result.images)} fields, {result.failed} failed, {result.objects} nuclei "
+        f"-> {result.out}"
+    )
 
 
 def _gpu_count() -> int:

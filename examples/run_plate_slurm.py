@@ -22,10 +22,10 @@ from cellseg_hcs.plate.run import run_plate
 
 def main(plate: str, out: str) -> None:
     cluster = SLURMCluster(
-        queue="gpu",                      # your GPU partition
-        account="my-lab",                 # your accounting project
-        cores=8,                          # threads per job: one feeds the GPU, the rest measure
-        processes=1,                      # one process per GPU: the model is loaded once in it
+        queue="gpu",  # your GPU partition
+        account="my-lab",  # your accounting project
+        cores=8,  # threads per job: one feeds the GPU, the rest measure
+        processes=1,  # one process per GPU: the model is loaded once in it
         memory="32GB",
         walltime="04:00:00",
         job_extra_directives=["--gres=gpu:1"],
@@ -36,8 +36,10 @@ def main(plate: str, out: str) -> None:
     cluster.adapt(minimum_jobs=1, maximum_jobs=8)  # scale with the queue of fields
     with Client(cluster) as client:
         result = run_plate(plate, out, scheduler=client, channel="DNA", features="default")
-    print(f"{len(result.images)} fields, {result.failed} failed, {result.objects} nuclei "
-          f"-> {result.out}")
+    print(
+        f"{len(result.images)} fields, {result.failed} failed, {result.objects} nuclei "
+        f"-> {result.out}"
+    )
     cluster.close()
 
 

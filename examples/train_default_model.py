@@ -37,23 +37,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--stem", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for training (1 on a shared 2-core machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for training (1 on a shared 2-core machine)",
+    )
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--average", type=float, default=0.0,
-                        help="keep an exponential moving average of the weights (e.g. 0.999)")
-    parser.add_argument("--target", default="centre", choices=["centre", "distance"],
-                        help="what the second output learns (see cellseg_hcs.training.targets)")
-    parser.add_argument("--keep", default="best", choices=["best", "last"],
-                        help="keep the best validation epoch or the last one")
-    parser.add_argument("--start-from", default=None,
-                        help="fine-tune this model (name or file) instead of starting afresh")
-    parser.add_argument("--touching", type=float, default=0.0,
-                        help="chance that pasted nuclei are pushed against existing ones")
-    parser.add_argument("--pasted-gain", default="1,1",
-                        help="range of the brightness factor of pasted nuclei, e.g. 0.6,1.8")
-    parser.add_argument("--density", type=float, default=0.3,
-                        help="chance of pasting annotated nuclei into a patch")
+    parser.add_argument(
+        "--average",
+        type=float,
+        default=0.0,
+        help="keep an exponential moving average of the weights (e.g. 0.999)",
+    )
+    parser.add_argument(
+        "--target",
+        default="centre",
+        choices=["centre", "distance"],
+        help="what the second output learns (see cellseg_hcs.training.targets)",
+    )
+    parser.add_argument(
+        "--keep",
+        default="best",
+        choices=["best", "last"],
+        help="keep the best validation epoch or the last one",
+    )
+    parser.add_argument(
+        "--start-from",
+        default=None,
+        help="fine-tune this model (name or file) instead of starting afresh",
+    )
+    parser.add_argument(
+        "--touching",
+        type=float,
+        default=0.0,
+        help="chance that pasted nuclei are pushed against existing ones",
+    )
+    parser.add_argument(
+        "--pasted-gain",
+        default="1,1",
+        help="range of the brightness factor of pasted nuclei, e.g. 0.6,1.8",
+    )
+    parser.add_argument(
+        "--density", type=float, default=0.3, help="chance of pasting annotated nuclei into a patch"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -79,19 +106,32 @@ def main(argv: list[str] | None = None) -> int:
         augment=AugmentSettings(
             density_probability=args.density,
             touching_probability=args.touching,
-            pasted_gain=tuple(float(v) for v in args.pasted_gain.split(","))),
+            pasted_gain=tuple(float(v) for v in args.pasted_gain.split(",")),
+        ),
         out=args.out,
-        description={"data": "mnfinder 1.2.3 training split (30 images), MIT license",
-                     "validation": "mnfinder validation split (3 images)",
-                     "command": command},
+        description={
+            "data": "mnfinder 1.2.3 training split (30 images), MIT license",
+            "validation": "mnfinder validation split (3 images)",
+            "command": command,
+        },
     )
     best = tune_postprocess(model, validation)
     model.info.postprocess.update(best["settings"])
-    model.info.metrics.update({f"val_{k}": v for k, v in best["scores"].items()
-                               if k in ("f1", "ap", "precision", "recall")})
+    model.info.metrics.update(
+        {
+            f"val_{k}": v
+            for k, v in best["scores"].items()
+            if k in ("f1", "ap", "precision", "recall")
+        }
+    )
     model.save(args.out)
-    print("tuned post-processing:", best["settings"], "validation:", best["scores"]["f1"],
-          best["scores"]["ap"])
+    print(
+        "tuned post-processing:",
+        best["settings"],
+        "validation:",
+        best["scores"]["f1"],
+        best["scores"]["ap"],
+    )
     return 0
 
 

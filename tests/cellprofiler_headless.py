@@ -115,8 +115,9 @@ def validation(pipeline_file: str, tmp: str) -> dict:
     report = {
         "example": message(),
         "empty_builtin_name": message(**{"Built-in model name": " "}),
-        "missing_model_file": message(**{"Model": "Model file",
-                                         "Model file": os.path.join(tmp, "nope.safetensors")}),
+        "missing_model_file": message(
+            **{"Model": "Model file", "Model file": os.path.join(tmp, "nope.safetensors")}
+        ),
         "not_a_model_file": message(**{"Model": "Model file", "Model file": not_a_model}),
     }
     os.environ["CELLSEG_HCS_SERVER_FILE"] = os.path.join(tmp, "no-server.json")
@@ -126,7 +127,8 @@ def validation(pipeline_file: str, tmp: str) -> dict:
     plugin._cellseg_hcs_installed = lambda: False
     try:
         report["in_process_not_installed"] = message(
-            **{"Where to run the model": "In CellProfiler's Python"})
+            **{"Where to run the model": "In CellProfiler's Python"}
+        )
         report["automatic_not_installed_no_server"] = message()
         report["automatic_uses_server_when_not_installed"] = module_with().uses_server()
     finally:
@@ -267,10 +269,12 @@ def main(request_file: str) -> None:
     report["round_trip"] = round_trip(request["pipeline"])
     report["validation"] = validation(request["pipeline"], request["tmp"])
     report["probability_image"] = probability_image(request["pipeline"], request["image"])
-    report["forced_server"] = forced_server(request["pipeline"], request["image"],
-                                            request["server_file"])
-    report["broken_install"] = broken_install(request["pipeline"], request["image"],
-                                              request["server_file"])
+    report["forced_server"] = forced_server(
+        request["pipeline"], request["image"], request["server_file"]
+    )
+    report["broken_install"] = broken_install(
+        request["pipeline"], request["image"], request["server_file"]
+    )
     if request.get("wrong_token_file"):
         report["wrong_token"] = server_refusal(request["wrong_token_file"])
     print(json.dumps(report))

@@ -76,8 +76,7 @@ def main(image_path: str, labels_path: str, out_path: str) -> None:
         module.set_module_num(number)
         pipeline.add_module(module)
     for module in pipeline.modules():
-        workspace = Workspace(pipeline, module, image_set, object_set, measurements,
-                              image_set_list)
+        workspace = Workspace(pipeline, module, image_set, object_set, measurements, image_set_list)
         module.run(workspace)
 
     columns = {}

@@ -18,9 +18,11 @@ CP_VENV = Path(os.environ.get("CELLSEG_HCS_CP_VENV", TESTS.parent / ".venv-cp"))
 CP_PYTHON = CP_VENV / "bin" / "python"
 needs_cellprofiler = [
     pytest.mark.cellprofiler,
-    pytest.mark.skipif(not CP_PYTHON.exists(),
-                       reason=f"no CellProfiler environment at {CP_VENV}; build it with "
-                              "scripts/setup_cellprofiler_env.sh"),
+    pytest.mark.skipif(
+        not CP_PYTHON.exists(),
+        reason=f"no CellProfiler environment at {CP_VENV}; build it with "
+        "scripts/setup_cellprofiler_env.sh",
+    ),
 ]
 
 

@@ -30,9 +30,15 @@ def threshold_model():
             conv.bias.zero_()
         network.head.weight.fill_(40.0)
         network.head.bias.fill_(-20.0)
-    info = ModelInfo(network=options,
-                     postprocess={"foreground_threshold": 0.5, "seed_threshold": 0.5,
-                                  "min_size": 16, "fill_holes": True})
+    info = ModelInfo(
+        network=options,
+        postprocess={
+            "foreground_threshold": 0.5,
+            "seed_threshold": 0.5,
+            "min_size": 16,
+            "fill_holes": True,
+        },
+    )
     return Model(network, info)
 
 
@@ -51,8 +57,15 @@ def disk_field(seed: int, count: int, shape=(128, 128), radius: int = 6) -> np.n
     return image
 
 
-def make_plate(path: Path, *, wells=("B02", "B03"), sites: int = 2, shape=(128, 128),
-               ngff_version: str = "0.5", extra_channel: bool = False) -> dict:
+def make_plate(
+    path: Path,
+    *,
+    wells=("B02", "B03"),
+    sites: int = 2,
+    shape=(128, 128),
+    ngff_version: str = "0.5",
+    extra_channel: bool = False,
+) -> dict:
     """Write a plate of disk fields; returns ``{(well, site): true object count}``."""
     truth, fields = {}, {}
     for w, well in enumerate(wells):
@@ -62,6 +75,7 @@ def make_plate(path: Path, *, wells=("B02", "B03"), sites: int = 2, shape=(128, 
             truth[(well, site)] = count
             fields[(well, site)] = np.stack([image, image[::-1]]) if extra_channel else image
     names = ["DNA", "Actin"] if extra_channel else ["DNA"]
-    write_plate(path, fields, channel_names=names, ngff_version=ngff_version, levels=2,
-                chunk_size=64)
+    write_plate(
+        path, fields, channel_names=names, ngff_version=ngff_version, levels=2, chunk_size=64
+    )
     return truth

@@ -30,8 +30,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def test_split_scores(model, shared_mnfinder):
-    data = ImageMaskFolder(shared_mnfinder / "images", shared_mnfinder / "nuclei_labels",
-                           pattern="test__*")
+    data = ImageMaskFolder(
+        shared_mnfinder / "images", shared_mnfinder / "nuclei_labels", pattern="test__*"
+    )
     assert len(data) == 16
     return score_as_users_run_it(model, data)
 

@@ -42,8 +42,9 @@ def test_flips_and_rotations_move_image_and_labels_together(seed):
 def test_patches_are_the_patch_size_and_objects_scale_with_them(scale):
     image, labels = _scene()
     settings = AugmentSettings(patch_size=64, object_centred_probability=1.0)
-    patch, patch_labels = random_patch(image[None], labels, scale, settings,
-                                       np.random.default_rng(1))
+    patch, patch_labels = random_patch(
+        image[None], labels, scale, settings, np.random.default_rng(1)
+    )
     assert patch.shape == (1, 64, 64) and patch_labels.shape == (64, 64)
     # Image (linear, anti-aliased) and labels (nearest) may differ only along object edges.
     inside, labelled = patch[0] > 0.5, patch_labels > 0
@@ -69,8 +70,9 @@ def test_intensity_changes_are_repeatable_from_the_seed():
 def test_pasted_objects_never_overlap_existing_ones():
     image, labels = _scene()
     source_image, source_labels = _scene()
-    out_image, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
-                                          np.random.default_rng(3))
+    out_image, out_labels = paste_objects(
+        image, labels, source_image, source_labels, 3, np.random.default_rng(3)
+    )
     assert out_labels.max() > labels.max()
     for index in np.unique(labels)[1:]:  # the originals are untouched
         np.testing.assert_array_equal(out_labels[labels == index], index)
@@ -81,8 +83,9 @@ def test_pasted_objects_never_overlap_existing_ones():
 def test_touching_copies_touch_an_existing_object_and_overlap_none(seed):
     image, labels = _scene()
     source_image, source_labels = _scene()
-    out_image, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
-                                          np.random.default_rng(seed), touching=True)
+    out_image, out_labels = paste_objects(
+        image, labels, source_image, source_labels, 3, np.random.default_rng(seed), touching=True
+    )
     for index in np.unique(labels)[1:]:  # the originals are untouched
         np.testing.assert_array_equal(out_labels[labels == index], index)
     pasted = np.unique(out_labels[out_labels > labels.max()])
@@ -97,8 +100,9 @@ def test_touching_copies_touch_an_existing_object_and_overlap_none(seed):
 def test_free_copies_keep_a_margin_from_every_object():
     image, labels = _scene()
     source_image, source_labels = _scene()
-    _, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
-                                  np.random.default_rng(3))
+    _, out_labels = paste_objects(
+        image, labels, source_image, source_labels, 3, np.random.default_rng(3)
+    )
     for index in np.unique(out_labels[out_labels > labels.max()]):
         reach = ndi.binary_dilation(out_labels == index, iterations=2)
         assert set(np.unique(out_labels[reach])) == {0, index}
@@ -113,8 +117,14 @@ def test_free_copies_keep_the_margin_from_each_other_in_a_crowded_patch(seed):
         source_labels[disk(source_labels.shape, (10 + 20 * y, 10 + 20 * x), 5)] = index
     source_image = (source_labels > 0).astype(np.float32)
     empty = np.zeros((48, 48), np.int32)
-    _, out_labels = paste_objects(empty.astype(np.float32), empty, source_image,
-                                  source_labels, 20, np.random.default_rng(seed))
+    _, out_labels = paste_objects(
+        empty.astype(np.float32),
+        empty,
+        source_image,
+        source_labels,
+        20,
+        np.random.default_rng(seed),
+    )
     copies = np.unique(out_labels)[1:]
     assert copies.size >= 2
     for index in copies:
@@ -125,8 +135,9 @@ def test_free_copies_keep_the_margin_from_each_other_in_a_crowded_patch(seed):
 def test_pasted_copies_are_scaled_by_a_gain_in_the_range():
     image, labels = _scene()
     source_image, source_labels = _scene()
-    out_image, out_labels = paste_objects(image, labels, source_image, source_labels, 3,
-                                          np.random.default_rng(5), gain=(1.5, 2.0))
+    out_image, out_labels = paste_objects(
+        image, labels, source_image, source_labels, 3, np.random.default_rng(5), gain=(1.5, 2.0)
+    )
     pasted = np.unique(out_labels[out_labels > labels.max()])
     assert pasted.size >= 1
     for index in pasted:  # the source objects are 1.0 everywhere
@@ -137,13 +148,19 @@ def test_pasted_copies_are_scaled_by_a_gain_in_the_range():
 def test_the_sampler_pastes_touching_copies_when_asked():
     image, labels = _scene((256, 256))
     sample = Sample(image=image, labels=labels)
-    settings = AugmentSettings(density_probability=1.0, touching_probability=1.0,
-                               density_objects=(3, 4), wide_scale_probability=0.0,
-                               scale_jitter=(1.0, 1.0), noise_probability=0.0,
-                               blur_probability=0.0)
+    settings = AugmentSettings(
+        density_probability=1.0,
+        touching_probability=1.0,
+        density_objects=(3, 4),
+        wide_scale_probability=0.0,
+        scale_jitter=(1.0, 1.0),
+        noise_probability=0.0,
+        blur_probability=0.0,
+    )
     plain = replace(settings, touching_probability=0.0)
-    touching = [_touch_count(PatchSampler([sample], settings, seed).patch()[1])
-                for seed in range(4)]
+    touching = [
+        _touch_count(PatchSampler([sample], settings, seed).patch()[1]) for seed in range(4)
+    ]
     free = [_touch_count(PatchSampler([sample], plain, seed).patch()[1]) for seed in range(4)]
     assert sum(touching) > sum(free)
 

@@ -31,27 +31,43 @@ def one_image_data(mnfinder_dir, tiny_model, tmp_path) -> tuple[Path, Path]:
 
 
 def test_validation_only_scores_validation_and_its_changes_without_reading_test(
-        accuracy, one_image_data, tmp_path):
+    accuracy, one_image_data, tmp_path
+):
     data, model = one_image_data
     out = tmp_path / "scores.json"
 
-    accuracy.main(["--data", str(data), "--model", str(model), "--validation-only",
-                   "--json", str(out)])
+    accuracy.main(
+        ["--data", str(data), "--model", str(model), "--validation-only", "--json", str(out)]
+    )
 
     rows = json.loads(out.read_text())["rows"]
     assert {row["data"] for row in rows} == {
-        "mnfinder validation", *(f"mnfinder validation, {change}" for change in accuracy.CHANGES)}
+        "mnfinder validation",
+        *(f"mnfinder validation, {change}" for change in accuracy.CHANGES),
+    }
     assert {row["method"] for row in rows} == {"cellseg-hcs", "classic (Otsu + watershed)"}
 
 
-def test_backend_and_precision_are_the_ones_scored_and_recorded(
-        accuracy, one_image_data, tmp_path):
+def test_backend_and_precision_are_the_ones_scored_and_recorded(accuracy, one_image_data, tmp_path):
     data, model = one_image_data
     out = tmp_path / "scores.json"
 
-    accuracy.main(["--data", str(data), "--model", str(model), "--validation-only",
-                   "--no-robustness", "--backend", "torch", "--precision", "bf16",
-                   "--json", str(out)])
+    accuracy.main(
+        [
+            "--data",
+            str(data),
+            "--model",
+            str(model),
+            "--validation-only",
+            "--no-robustness",
+            "--backend",
+            "torch",
+            "--precision",
+            "bf16",
+            "--json",
+            str(out),
+        ]
+    )
 
     result = json.loads(out.read_text())
     assert result["runtime"]["backend"] == "torch"

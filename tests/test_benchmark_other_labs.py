@@ -50,6 +50,8 @@ def test_the_command_writes_rows_for_every_set_and_method(tmp_path):
     assert other_labs.main(["--data", str(tmp_path), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert {(r["data"], r["method"]) for r in result["rows"]} == {
-        (name, method) for name in other_labs.SETS
-        for method in ("cellseg-hcs", "classic (Otsu + watershed)")}
+        (name, method)
+        for name in other_labs.SETS
+        for method in ("cellseg-hcs", "classic (Otsu + watershed)")
+    }
     assert result["model_hash"]

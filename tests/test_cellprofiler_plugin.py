@@ -43,8 +43,10 @@ pytestmark = needs_cellprofiler
 def complete_environment() -> None:
     """A .venv-cp whose build stopped half-way fails here, with the reason, instead of later."""
     if not (CP_VENV / ".cellseg-hcs-env").is_file():
-        pytest.fail(f"the CellProfiler environment at {CP_VENV} is incomplete (its build did not "
-                    "finish); rerun scripts/setup_cellprofiler_env.sh and read its output.")
+        pytest.fail(
+            f"the CellProfiler environment at {CP_VENV} is incomplete (its build did not "
+            "finish); rerun scripts/setup_cellprofiler_env.sh and read its output."
+        )
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +66,13 @@ def reference(images, tmp_path_factory) -> dict[str, np.ndarray]:
     from cellseg_hcs.cli import main
 
     out = tmp_path_factory.mktemp("reference")
-    result = CliRunner().invoke(main, ["segment", *map(str, sorted(images.iterdir())),
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["segment", *map(str, sorted(images.iterdir())), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
-    return {path.name: tifffile.imread(out / f"{path.stem}_labels.tif")
-            for path in images.iterdir()}
+    return {
+        path.name: tifffile.imread(out / f"{path.stem}_labels.tif") for path in images.iterdir()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +81,18 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("server")
     connection_file = folder / "serve.json"
     process = subprocess.Popen(
-        [sys.executable, "-c", "from cellseg_hcs.cli import main; main()", "serve",
-         "--connection-file", str(connection_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-c",
+            "from cellseg_hcs.cli import main; main()",
+            "serve",
+            "--connection-file",
+            str(connection_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not connection_file.exists():
@@ -119,22 +132,47 @@ def run_cellprofiler(pipeline: Path, images: Path, out: Path, env: dict | None =
     """Run a pipeline with CellProfiler's headless command; per-image counts and object areas."""
     out.mkdir(parents=True, exist_ok=True)
     completed = subprocess.run(
-        [str(CP_COMMAND), "-c", "-r", "-p", str(pipeline), "--plugins-directory", str(PLUGINS),
-         "-i", str(images), "-o", str(out)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}, cwd=out)
+        [
+            str(CP_COMMAND),
+            "-c",
+            "-r",
+            "-p",
+            str(pipeline),
+            "--plugins-directory",
+            str(PLUGINS),
+            "-i",
+            str(images),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        cwd=out,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     image_rows = list(csv.DictReader(open(out / "cellseg_hcs_Image.csv")))
     nuclei_rows = list(csv.DictReader(open(out / "cellseg_hcs_Nuclei.csv")))
-    errors = [row[key] for row in image_rows for key in row
-              if key.startswith("ModuleError") and float(row[key]) != 0]
+    errors = [
+        row[key]
+        for row in image_rows
+        for key in row
+        if key.startswith("ModuleError") and float(row[key]) != 0
+    ]
     assert not errors, completed.stderr[-3000:]
     results = {}
     for row in image_rows:
         number = row["ImageNumber"]
-        objects = sorted((int(r["ObjectNumber"]), float(r["AreaShape_Area"]))
-                         for r in nuclei_rows if r["ImageNumber"] == number)
-        results[row["FileName_DNA"]] = {"count": int(float(row["Count_Nuclei"])),
-                                        "areas": [area for _, area in objects]}
+        objects = sorted(
+            (int(r["ObjectNumber"]), float(r["AreaShape_Area"]))
+            for r in nuclei_rows
+            if r["ImageNumber"] == number
+        )
+        results[row["FileName_DNA"]] = {
+            "count": int(float(row["Count_Nuclei"])),
+            "areas": [area for _, area in objects],
+        }
     return results
 
 
@@ -161,12 +199,24 @@ def headless_report(tmp_path_factory, server) -> dict:
     details = json.loads(server.read_text())
     wrong_token_file.write_text(json.dumps({**details, "token": "not-the-token"}))
     request = folder / "request.json"
-    request.write_text(json.dumps({"plugins": str(PLUGINS), "pipeline": str(EXAMPLE),
-                                   "tmp": str(folder), "image": str(IMAGES / IMAGE_NAMES[1]),
-                                   "server_file": str(server),
-                                   "wrong_token_file": str(wrong_token_file)}))
-    completed = subprocess.run([str(CP_PYTHON), str(REPO / "tests" / "cellprofiler_headless.py"),
-                                str(request)], capture_output=True, text=True, timeout=300)
+    request.write_text(
+        json.dumps(
+            {
+                "plugins": str(PLUGINS),
+                "pipeline": str(EXAMPLE),
+                "tmp": str(folder),
+                "image": str(IMAGES / IMAGE_NAMES[1]),
+                "server_file": str(server),
+                "wrong_token_file": str(wrong_token_file),
+            }
+        )
+    )
+    completed = subprocess.run(
+        [str(CP_PYTHON), str(REPO / "tests" / "cellprofiler_headless.py"), str(request)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -188,9 +238,16 @@ def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
     assert trip["loaded"] == trip["saved"]
     for text, value in trip["changed"].items():
         assert trip["loaded"][text] == value, text
-    assert trip["options"] == {"model": "/models/my model.safetensors", "device": "cuda",
-                               "tile_size": 768, "batch_size": 16, "probabilities": True,
-                               "foreground_threshold": 0.35, "min_size": 40, "diameter": 60.0}
+    assert trip["options"] == {
+        "model": "/models/my model.safetensors",
+        "device": "cuda",
+        "tile_size": 768,
+        "batch_size": 16,
+        "probabilities": True,
+        "foreground_threshold": 0.35,
+        "min_size": 40,
+        "diameter": 60.0,
+    }
     assert trip["revision"] == 3
 
 
@@ -247,13 +304,15 @@ def test_probability_image_is_the_models_foreground_map(headless_report):
 
 
 def test_server_mode_chosen_in_the_settings_sends_the_image_to_the_server(
-        headless_report, reference, server):
+    headless_report, reference, server
+):
     # The runner makes in-process segmentation fail loudly, so these objects came from the server.
     assert headless_report["forced_server"] == reference[IMAGE_NAMES[1]].max()
 
 
 def test_automatic_mode_falls_back_to_the_server_when_cellseg_hcs_fails_to_import(
-        headless_report, reference):
+    headless_report, reference
+):
     broken = headless_report["broken_install"]
     assert broken["automatic_objects"] == reference[IMAGE_NAMES[1]].max()
     assert "does not import" in broken["in_process_error"]
@@ -265,21 +324,30 @@ def test_plugin_reports_the_servers_refusal_of_a_wrong_token(headless_report):
 
 
 def test_example_pipeline_in_process_finds_the_objects_of_cellseg_hcs_segment(
-        images, reference, tmp_path):
+    images, reference, tmp_path
+):
     found = run_cellprofiler(EXAMPLE, images, tmp_path / "out")
     assert_same_objects(found, reference)
 
 
 def test_example_pipeline_uses_the_server_where_cellseg_hcs_is_not_installed(
-        images, reference, server, tmp_path):
+    images, reference, server, tmp_path
+):
     hide = tmp_path / "hide"
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(HIDE_CELLSEG_HCS)
     imported = tmp_path / "imported.txt"
     served_before = Client(server).info()["images_served"]
-    found = run_cellprofiler(EXAMPLE, images, tmp_path / "out",
-                             env={"CELLSEG_HCS_SERVER_FILE": str(server),
-                                  "PYTHONPATH": str(hide), "IMPORTED_REPORT": str(imported)})
+    found = run_cellprofiler(
+        EXAMPLE,
+        images,
+        tmp_path / "out",
+        env={
+            "CELLSEG_HCS_SERVER_FILE": str(server),
+            "PYTHONPATH": str(hide),
+            "IMPORTED_REPORT": str(imported),
+        },
+    )
     assert imported.read_text() == ""  # neither torch nor cellseg_hcs in CellProfiler's Python
     assert Client(server).info()["images_served"] == served_before + len(IMAGE_NAMES)
     assert_same_objects(found, reference)

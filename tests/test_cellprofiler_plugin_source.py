@@ -42,5 +42,8 @@ def test_plugin_speaks_the_servers_wire_format():
                 constants[name] = eval(compile(ast.Expression(node.value), "plugin", "eval"))
             if name == "_PREFIX":
                 constants[name] = node.value.args[0].value
-    assert constants == {"_MAGIC": protocol.MAGIC, "_MAX_HEADER_BYTES": protocol.MAX_HEADER_BYTES,
-                         "_PREFIX": protocol.PREFIX.format}
+    assert constants == {
+        "_MAGIC": protocol.MAGIC,
+        "_MAX_HEADER_BYTES": protocol.MAX_HEADER_BYTES,
+        "_PREFIX": protocol.PREFIX.format,
+    }

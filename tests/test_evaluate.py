@@ -24,12 +24,30 @@ def _folders(tmp_path, truth_labels, pred_labels):
 def test_evaluating_truth_against_itself_scores_one(tmp_path, mnfinder_dir):
     labels = [tifffile.imread(p) for p in sorted((mnfinder_dir / "nuclei_labels").glob("*.tif"))]
     truth, pred = _folders(tmp_path, labels, labels)
-    result = CliRunner().invoke(main, ["evaluate", "--pred", str(pred), "--truth", str(truth),
-                                       "--json", str(tmp_path / "s.json")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--pred",
+            str(pred),
+            "--truth",
+            str(truth),
+            "--json",
+            str(tmp_path / "s.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads((tmp_path / "s.json").read_text())
-    for key in ("f1", "ap", "coco_ap", "coco_ap50", "coco_ap75", "pixel_iou", "pixel_dice",
-                "mean_matched_iou"):
+    for key in (
+        "f1",
+        "ap",
+        "coco_ap",
+        "coco_ap50",
+        "coco_ap75",
+        "pixel_iou",
+        "pixel_dice",
+        "mean_matched_iou",
+    ):
         assert scores[key] == 1.0, key
     assert scores["afnr"] == 0.0 and scores["images"] == 4
 
@@ -40,8 +58,9 @@ def test_evaluate_counts_a_missed_and_a_spurious_object(tmp_path):
     pred = np.zeros_like(truth)
     pred[2:10, 2:10], pred[32:38, 2:8] = 1, 2  # one right, one missed, one spurious
     truth_dir, pred_dir = _folders(tmp_path, [truth], [pred])
-    result = CliRunner().invoke(main, ["evaluate", "--pred", str(pred_dir),
-                                       "--truth", str(truth_dir)])
+    result = CliRunner().invoke(
+        main, ["evaluate", "--pred", str(pred_dir), "--truth", str(truth_dir)]
+    )
     assert result.exit_code == 0
     line = next(x for x in result.output.splitlines() if x.startswith("f1 "))
     assert float(line.split()[1]) == 0.5  # 2*1 / (2*1 + 1 + 1)
@@ -51,16 +70,18 @@ def test_a_missing_prediction_is_named(tmp_path):
     truth = np.ones((8, 8), np.uint16)
     truth_dir, pred_dir = _folders(tmp_path, [truth], [truth])
     tifffile.imwrite(truth_dir / "extra.tif", truth)
-    result = CliRunner().invoke(main, ["evaluate", "--pred", str(pred_dir),
-                                       "--truth", str(truth_dir)])
+    result = CliRunner().invoke(
+        main, ["evaluate", "--pred", str(pred_dir), "--truth", str(truth_dir)]
+    )
     assert result.exit_code == 2 and "no prediction for extra.tif" in result.output
 
 
 def test_folders_with_no_pair_at_all_say_which_is_which(tmp_path):
     truth_dir, pred_dir = _folders(tmp_path, [np.ones((8, 8), np.uint16)], [])
     tifffile.imwrite(pred_dir / "other_labels.tif", np.ones((8, 8), np.uint16))
-    result = CliRunner().invoke(main, ["evaluate", "--pred", str(pred_dir),
-                                       "--truth", str(truth_dir)])
+    result = CliRunner().invoke(
+        main, ["evaluate", "--pred", str(pred_dir), "--truth", str(truth_dir)]
+    )
     assert result.exit_code == 2
     assert f"no prediction in {pred_dir} pairs with a true mask in {truth_dir}" in result.output
 

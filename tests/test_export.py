@@ -46,22 +46,25 @@ def _torch_probabilities(model: Model, batch: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model.network(torch.from_numpy(batch))).numpy()
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 64, 64), (3, 1, 96, 160), (2, 1, 100, 77),
-                                   (1, 1, 37, 250)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 64, 64), (3, 1, 96, 160), (2, 1, 100, 77), (1, 1, 37, 250)]
+)
 def test_exported_onnx_takes_any_batch_height_and_width_and_equals_torch(
-        stem2_model, stem2_onnx, shape):
+    stem2_model, stem2_onnx, shape
+):
     batch = np.random.default_rng(0).random(shape, dtype=np.float32)
     (probabilities,) = _session(stem2_onnx).run(None, {"image": batch})
     assert probabilities.shape == (shape[0], 2, *shape[2:])
-    np.testing.assert_allclose(probabilities, _torch_probabilities(stem2_model, batch),
-                               atol=1e-5)
+    np.testing.assert_allclose(probabilities, _torch_probabilities(stem2_model, batch), atol=1e-5)
 
 
 def test_export_command_writes_onnx_whose_maps_equal_torch_within_1e_4_on_real_images(
-        tmp_path, mnfinder_dir):
+    tmp_path, mnfinder_dir
+):
     out = tmp_path / "nuclei.onnx"
-    result = CliRunner().invoke(main, ["export", "--model", "nuclei", "--format", "onnx",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["export", "--model", "nuclei", "--format", "onnx", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     onnx.checker.check_model(str(out))
     model = load_model("nuclei")
@@ -69,8 +72,9 @@ def test_export_command_writes_onnx_whose_maps_equal_torch_within_1e_4_on_real_i
     for path in sorted((mnfinder_dir / "images").glob("*.tif")):
         field = model.prepare(tifffile.imread(path))[None]
         (probabilities,) = session.run(None, {"image": field})
-        np.testing.assert_allclose(probabilities, _torch_probabilities(model, field),
-                                   atol=1e-4, err_msg=path.name)
+        np.testing.assert_allclose(
+            probabilities, _torch_probabilities(model, field), atol=1e-4, err_msg=path.name
+        )
 
 
 def test_exported_onnx_names_the_model_it_came_from(stem2_model, stem2_onnx):

@@ -26,11 +26,21 @@ def test_minimal_set_has_cellprofiler_export_names_and_metadata_first():
     labels, dna = _two_squares()
     table = measure_objects(labels, {"DNA": dna}, features="minimal", metadata=META)
     assert list(table.columns[:7]) == [
-        "Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber",
-        "Nuclei_Number_Object_Number", "Nuclei_Location_Center_X", "Nuclei_Location_Center_Y"]
-    for column in ("Nuclei_AreaShape_Area", "Nuclei_AreaShape_Perimeter",
-                   "Nuclei_AreaShape_MaxFeretDiameter", "Nuclei_Intensity_MeanIntensity_DNA",
-                   "Nuclei_Location_CenterMassIntensity_X_DNA"):
+        "Metadata_Plate",
+        "Metadata_Well",
+        "Metadata_Site",
+        "ObjectNumber",
+        "Nuclei_Number_Object_Number",
+        "Nuclei_Location_Center_X",
+        "Nuclei_Location_Center_Y",
+    ]
+    for column in (
+        "Nuclei_AreaShape_Area",
+        "Nuclei_AreaShape_Perimeter",
+        "Nuclei_AreaShape_MaxFeretDiameter",
+        "Nuclei_Intensity_MeanIntensity_DNA",
+        "Nuclei_Location_CenterMassIntensity_X_DNA",
+    ):
         assert column in table.columns
     assert not any("Texture" in c or "Neighbors" in c for c in table.columns)
     assert table["Metadata_Well"].tolist() == ["B03", "B03"]
@@ -43,10 +53,12 @@ def test_values_are_exact_on_known_objects():
     assert table["Nuclei_AreaShape_Area"].tolist() == [100.0, 128.0]
     np.testing.assert_allclose(table["Nuclei_Location_Center_X"], [7.5, 23.5])
     np.testing.assert_allclose(table["Nuclei_Location_Center_Y"], [6.5, 27.5])
-    np.testing.assert_allclose(table["Nuclei_Intensity_MeanIntensity_DNA"],
-                               [6553 / 65535, 32767 / 65535])
-    np.testing.assert_allclose(table["Nuclei_Intensity_IntegratedIntensity_DNA"],
-                               [100 * 6553 / 65535, 128 * 32767 / 65535])
+    np.testing.assert_allclose(
+        table["Nuclei_Intensity_MeanIntensity_DNA"], [6553 / 65535, 32767 / 65535]
+    )
+    np.testing.assert_allclose(
+        table["Nuclei_Intensity_IntegratedIntensity_DNA"], [100 * 6553 / 65535, 128 * 32767 / 65535]
+    )
 
 
 def test_default_set_adds_texture_at_one_scale_and_neighbors():
@@ -65,25 +77,32 @@ def test_full_set_measures_every_group_and_correlates_each_pair_of_channels():
     rng = np.random.default_rng(0)
     actin = rng.integers(0, 60000, dna.shape).astype(np.uint16)
     table = measure_objects(labels, {"DNA": dna, "Actin": actin}, features="full")
-    for prefix in ("Nuclei_AreaShape_Zernike_0_0", "Nuclei_AreaShape_HuMoment_0",
-                   "Nuclei_Granularity_1_DNA", "Nuclei_RadialDistribution_FracAtD_Actin_1of4",
-                   "Nuclei_RadialDistribution_ZernikeMagnitude_DNA_0_0",
-                   "Nuclei_Texture_Contrast_Actin_3_00_256",
-                   "Nuclei_Correlation_Correlation_DNA_Actin",
-                   "Nuclei_Correlation_Costes_DNA_Actin",
-                   "Nuclei_Correlation_Costes_Actin_DNA", "Nuclei_Correlation_Manders_DNA_Actin",
-                   "Nuclei_Correlation_RWC_Actin_DNA"):
+    for prefix in (
+        "Nuclei_AreaShape_Zernike_0_0",
+        "Nuclei_AreaShape_HuMoment_0",
+        "Nuclei_Granularity_1_DNA",
+        "Nuclei_RadialDistribution_FracAtD_Actin_1of4",
+        "Nuclei_RadialDistribution_ZernikeMagnitude_DNA_0_0",
+        "Nuclei_Texture_Contrast_Actin_3_00_256",
+        "Nuclei_Correlation_Correlation_DNA_Actin",
+        "Nuclei_Correlation_Costes_DNA_Actin",
+        "Nuclei_Correlation_Costes_Actin_DNA",
+        "Nuclei_Correlation_Manders_DNA_Actin",
+        "Nuclei_Correlation_RWC_Actin_DNA",
+    ):
         assert prefix in table.columns
-    assert table.drop(columns=[c for c in table if c.startswith("Metadata")]).dtypes.map(
-        lambda d: d.kind in "if").all()
+    assert (
+        table.drop(columns=[c for c in table if c.startswith("Metadata")])
+        .dtypes.map(lambda d: d.kind in "if")
+        .all()
+    )
 
 
 @pytest.mark.parametrize("features", sorted(FEATURE_SETS))
 def test_field_with_no_cells_writes_empty_table_with_the_same_columns(features):
     labels, dna = _two_squares()
     full = measure_objects(labels, {"DNA": dna}, features=features, metadata=META)
-    empty = measure_objects(np.zeros_like(labels), {"DNA": dna}, features=features,
-                            metadata=META)
+    empty = measure_objects(np.zeros_like(labels), {"DNA": dna}, features=features, metadata=META)
     assert len(empty) == 0
     assert list(empty.columns) == list(full.columns)
 
@@ -116,11 +135,13 @@ def test_pycytominer_aggregates_the_tables_by_well_with_no_renaming():
     parts = []
     for well, site, factor in (("B03", 0, 1), ("B03", 1, 2), ("B04", 0, 3)):
         meta = {"Metadata_Plate": "P1", "Metadata_Well": well, "Metadata_Site": site}
-        parts.append(measure_objects(labels, {"DNA": dna // factor}, features="default",
-                                     metadata=meta))
+        parts.append(
+            measure_objects(labels, {"DNA": dna // factor}, features="default", metadata=meta)
+        )
     cells = pd.concat(parts, ignore_index=True)
-    profiles = aggregate(cells, strata=["Metadata_Plate", "Metadata_Well"], features="infer",
-                         operation="median")
+    profiles = aggregate(
+        cells, strata=["Metadata_Plate", "Metadata_Well"], features="infer", operation="median"
+    )
     assert profiles["Metadata_Well"].tolist() == ["B03", "B04"]
     measured = [c for c in cells.columns if c.startswith("Nuclei_")]
     assert set(measured) <= set(profiles.columns)

@@ -41,11 +41,22 @@ def measured(tmp_path_factory):
     for name, case in cases.items():
         tifffile.imwrite(folder / f"{name}.tif", case)
         arguments += [str(folder / f"{name}.tif"), str(folder / f"{name}.csv")]
-    subprocess.run([str(CP_PYTHON), "-W", "ignore", str(REFERENCE_SCRIPT),
-                    str(folder / "image.tif"), *arguments],
-                   check=True, capture_output=True, timeout=300)
-    return image, {name: (case, pd.read_csv(folder / f"{name}.csv"))
-                   for name, case in cases.items()}
+    subprocess.run(
+        [
+            str(CP_PYTHON),
+            "-W",
+            "ignore",
+            str(REFERENCE_SCRIPT),
+            str(folder / "image.tif"),
+            *arguments,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return image, {
+        name: (case, pd.read_csv(folder / f"{name}.csv")) for name, case in cases.items()
+    }
 
 
 def test_default_features_agree_with_cellprofiler_on_real_nuclei(measured):
@@ -57,8 +68,12 @@ def test_default_features_agree_with_cellprofiler_on_real_nuclei(measured):
     assert set(theirs.columns) <= set(ours.columns)
     assert any(c.startswith("Nuclei_Texture_") for c in theirs.columns)
     assert any(c.startswith("Nuclei_Neighbors_") for c in theirs.columns)
-    differing = [c for c in theirs.columns if c not in TIE_BROKEN and not np.allclose(
-        ours[c], theirs[c], rtol=1e-6, atol=1e-9, equal_nan=True)]
+    differing = [
+        c
+        for c in theirs.columns
+        if c not in TIE_BROKEN
+        and not np.allclose(ours[c], theirs[c], rtol=1e-6, atol=1e-9, equal_nan=True)
+    ]
     assert differing == []
     scale = np.iinfo(image.dtype).max
     for table in (ours, theirs):

@@ -99,7 +99,8 @@ def test_a_model_from_a_newer_version_is_one_sentence(tiny_model, tmp_path):
 
 
 def test_the_compiled_cache_and_the_server_read_a_built_in_name_as_load_model_does(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from cellseg_hcs.runtime.compiled import _index_key
     from cellseg_hcs.serve.engine import _model_key
 

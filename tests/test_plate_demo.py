@@ -15,7 +15,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr(sys, "argv", ["make_demo_plate.py", str(tmp_path / "demo.zarr")])
     runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
     assert f"cellseg-hcs run {tmp_path / 'demo.zarr'} --out demo-results" in capsys.readouterr().out
@@ -23,8 +24,12 @@ def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(
     plate = open_plate(tmp_path / "demo.zarr")
     assert plate.ngff_version == "0.5"
     assert plate.channel_names == ("DNA",)
-    assert [(f.well, f.site) for f in plate.fields] == [("B02", 0), ("B02", 1), ("B03", 0),
-                                                        ("B03", 1)]
+    assert [(f.well, f.site) for f in plate.fields] == [
+        ("B02", 0),
+        ("B02", 1),
+        ("B03", 0),
+        ("B03", 1),
+    ]
     field = plate.fields[3]
     expected = tifffile.imread(EXAMPLES / "data" / "mnfinder" / "HFF-revt-01_s19.tif")
     np.testing.assert_array_equal(read_field(plate.path, field).channels["DNA"], expected)
@@ -43,7 +48,8 @@ def test_the_readme_command_can_run_twice(tmp_path, monkeypatch, capsys):
 
 
 def test_the_plate_run_labels_each_field_as_segment_does_with_the_shipped_model(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """The shipped model joins alike fragments, which reads the field's intensities: the
     plate run must hand them on, as ``segment`` does, and get the same labels."""
     import zarr

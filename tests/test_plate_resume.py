@@ -20,9 +20,22 @@ SITES = 2
 
 
 def _command(plate, out, model_file) -> list[str]:
-    return [sys.executable, "-c", "from cellseg_hcs.cli import main; main()", "run", str(plate),
-            "--out", str(out), "--model", str(model_file), "--features", "default",
-            "--workers", "1", "--no-progress"]
+    return [
+        sys.executable,
+        "-c",
+        "from cellseg_hcs.cli import main; main()",
+        "run",
+        str(plate),
+        "--out",
+        str(out),
+        "--model",
+        str(model_file),
+        "--features",
+        "default",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
 
 
 @pytest.mark.slow
@@ -37,9 +50,12 @@ def test_killed_run_resumes_without_losing_fields_or_duplicating_objects(tmp_pat
     out = tmp_path / "out"
 
     # The whole process group goes, cluster workers included, as when a node dies.
-    process = subprocess.Popen(_command(tmp_path / "plate.zarr", out, model_file),
-                               start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _command(tmp_path / "plate.zarr", out, model_file),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and process.poll() is None:
@@ -59,12 +75,25 @@ def test_killed_run_resumes_without_losing_fields_or_duplicating_objects(tmp_pat
 
     # The same run again (in this process, to save a cluster start-up), then a reference
     # run, uninterrupted, on an untouched copy of the plate.
-    with Client(processes=False, n_workers=1, threads_per_worker=2,
-                dashboard_address=None) as client:
-        rerun = run_plate(tmp_path / "plate.zarr", out, model=model_file, features="default",
-                          scheduler=client, progress=False)
-        reference = run_plate(tmp_path / "reference.zarr", tmp_path / "reference", model=model,
-                              features="default", scheduler=client, progress=False)
+    with Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        rerun = run_plate(
+            tmp_path / "plate.zarr",
+            out,
+            model=model_file,
+            features="default",
+            scheduler=client,
+            progress=False,
+        )
+        reference = run_plate(
+            tmp_path / "reference.zarr",
+            tmp_path / "reference",
+            model=model,
+            features="default",
+            scheduler=client,
+            progress=False,
+        )
     assert rerun.skipped == done_when_killed
     assert rerun.computed == len(truth) - done_when_killed
 
@@ -73,8 +102,10 @@ def test_killed_run_resumes_without_losing_fields_or_duplicating_objects(tmp_pat
     images = pd.read_parquet(out / "images.parquet")
     counts = images.set_index(["Metadata_Well", "Metadata_Site"])["Count_Nuclei"].to_dict()
     assert counts == truth
-    assert counts == reference.images.set_index(["Metadata_Well", "Metadata_Site"])[
-        "Count_Nuclei"].to_dict()
+    assert (
+        counts
+        == reference.images.set_index(["Metadata_Well", "Metadata_Site"])["Count_Nuclei"].to_dict()
+    )
     features = read_features(out)
     assert not features.duplicated(["Metadata_Well", "Metadata_Site", "ObjectNumber"]).any()
     assert len(features) == sum(truth.values())

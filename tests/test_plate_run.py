@@ -20,10 +20,17 @@ from cellseg_hcs.io.plate import ome_attrs, open_plate
 from cellseg_hcs.io.tables import read_features
 from cellseg_hcs.plate.run import run_plate
 
-REQUIRED_COLUMNS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber",
-                    "Nuclei_Number_Object_Number", "Nuclei_Location_Center_X",
-                    "Nuclei_Location_Center_Y", "Nuclei_AreaShape_Area",
-                    "Nuclei_Intensity_MeanIntensity_DNA"]
+REQUIRED_COLUMNS = [
+    "Metadata_Plate",
+    "Metadata_Well",
+    "Metadata_Site",
+    "ObjectNumber",
+    "Nuclei_Number_Object_Number",
+    "Nuclei_Location_Center_X",
+    "Nuclei_Location_Center_Y",
+    "Nuclei_AreaShape_Area",
+    "Nuclei_Intensity_MeanIntensity_DNA",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +38,9 @@ def client():
     """An in-process dask cluster: the same scheduler and task code, no process start-up."""
     from distributed import Client
 
-    with Client(processes=False, n_workers=1, threads_per_worker=2,
-                dashboard_address=None) as client:
+    with Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
         yield client
 
 
@@ -121,7 +129,8 @@ def test_overwrite_recomputes_every_field(tmp_path, client, model):
 
 
 def test_wells_option_runs_only_those_wells_and_later_runs_add_to_the_tables(
-        tmp_path, client, model):
+    tmp_path, client, model
+):
     truth = make_plate(tmp_path / "plate.zarr")
     only = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, wells=["b3"])
     assert set(only.images["Metadata_Well"]) == {"B03"}
@@ -139,21 +148,22 @@ def _break_fields(plate_path: Path) -> None:
         return group, ome_attrs(group)["multiscales"][0]["datasets"][0]["path"]
 
     group, level = full_level("B02_0")
-    chunk = next(p for p in (plate_path / fields["B02_0"].path / level).rglob("*")
-                 if p.is_file() and p.name not in ("zarr.json", ".zarray", ".zattrs"))
+    chunk = next(
+        p
+        for p in (plate_path / fields["B02_0"].path / level).rglob("*")
+        if p.is_file() and p.name not in ("zarr.json", ".zarray", ".zattrs")
+    )
     chunk.write_bytes(b"this is not a compressed chunk")
     group, level = full_level("B02_1")
     group[level][...] = 0
     group, level = full_level("B03_0")
     shape = group[level].shape
-    group.create_array(level, shape=shape, dtype=bool, overwrite=True,
-                       chunks=group[level].chunks)
+    group.create_array(level, shape=shape, dtype=bool, overwrite=True, chunks=group[level].chunks)
     group, level = full_level("B03_1")
     group[level][...] = 100
 
 
-def test_broken_fields_are_recorded_and_the_rest_of_the_plate_completes(tmp_path, client,
-                                                                       model):
+def test_broken_fields_are_recorded_and_the_rest_of_the_plate_completes(tmp_path, client, model):
     truth = make_plate(tmp_path / "plate.zarr", wells=("B02", "B03", "C05"))
     _break_fields(tmp_path / "plate.zarr")
     result = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
@@ -189,8 +199,10 @@ def test_failed_fields_are_tried_again_on_the_next_run(tmp_path, client, model):
     shutil.copytree(pristine, tmp_path / "plate.zarr")
     second = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
     assert second.failed == 0
-    assert second.images.set_index(["Metadata_Well", "Metadata_Site"])[
-        "Count_Nuclei"].to_dict() == truth
+    assert (
+        second.images.set_index(["Metadata_Well", "Metadata_Site"])["Count_Nuclei"].to_dict()
+        == truth
+    )
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -225,10 +237,19 @@ def test_a_path_that_is_not_a_plate_stops_the_run_with_exit_2(tmp_path, model_fi
 
 def test_an_unknown_channel_stops_the_run_with_exit_2(tmp_path, model_file):
     make_plate(tmp_path / "plate.zarr")
-    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out",
-                  "--model", model_file, "--channel", "GFP")
-    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr",
-                                   "'GFP'", "DNA")
+    result = _cli(
+        "run",
+        tmp_path / "plate.zarr",
+        "--out",
+        tmp_path / "out",
+        "--model",
+        model_file,
+        "--channel",
+        "GFP",
+    )
+    _assert_stopped_before_writing(
+        result, tmp_path / "out", tmp_path / "plate.zarr", "'GFP'", "DNA"
+    )
 
 
 def test_a_model_file_that_is_not_a_model_stops_the_run_with_exit_2(tmp_path):
@@ -236,14 +257,21 @@ def test_a_model_file_that_is_not_a_model_stops_the_run_with_exit_2(tmp_path):
     bogus = tmp_path / "model.safetensors"
     bogus.write_bytes(b"\x00" * 64)
     result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model", bogus)
-    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr",
-                                   str(bogus))
+    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr", str(bogus))
 
 
 def test_an_unknown_well_stops_the_run_with_exit_2(tmp_path, model_file):
     make_plate(tmp_path / "plate.zarr")
-    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out",
-                  "--model", model_file, "--wells", "H12")
+    result = _cli(
+        "run",
+        tmp_path / "plate.zarr",
+        "--out",
+        tmp_path / "out",
+        "--model",
+        model_file,
+        "--wells",
+        "H12",
+    )
     _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr", "H12")
 
 
@@ -254,8 +282,13 @@ def test_a_folder_with_another_run_is_refused_without_overwrite(tmp_path, client
     with pytest.raises(SettingError, match="different --features"):
         _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, features="default")
     with pytest.raises(SettingError, match=r"different network scale \(--diameter\)"):
-        _run(tmp_path / "plate.zarr", tmp_path / "out", client, model,
-             diameter=2 * model.info.working_diameter)
+        _run(
+            tmp_path / "plate.zarr",
+            tmp_path / "out",
+            client,
+            model,
+            diameter=2 * model.info.working_diameter,
+        )
 
 
 def test_a_plate_channel_can_be_given_by_its_index(tmp_path, client, model):
@@ -281,25 +314,58 @@ def test_empty_plate_table_columns_match_a_full_field(tmp_path, client, model):
 def test_run_command_prints_where_the_labels_and_tables_are(tmp_path, client, model_file):
     truth = make_plate(tmp_path / "plate.zarr")
     address = client.scheduler.address  # the in-process cluster, joined as --scheduler
-    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
-                  model_file, "--features", "minimal", "--scheduler", address, "--no-progress")
+    result = _cli(
+        "run",
+        tmp_path / "plate.zarr",
+        "--out",
+        tmp_path / "out",
+        "--model",
+        model_file,
+        "--features",
+        "minimal",
+        "--scheduler",
+        address,
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
-    assert f"4 field(s): 4 computed, 0 already done, 0 failed; {sum(truth.values())} Nuclei" \
+    assert (
+        f"4 field(s): 4 computed, 0 already done, 0 failed; {sum(truth.values())} Nuclei"
         in result.output
+    )
     assert f"labels:   {tmp_path / 'plate.zarr' / 'B/02/0/labels/Nuclei'}" in result.output
     assert str(tmp_path / "out" / "images.parquet") in result.output
-    again = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
-                 model_file, "--features", "minimal", "--scheduler", address, "--no-progress")
+    again = _cli(
+        "run",
+        tmp_path / "plate.zarr",
+        "--out",
+        tmp_path / "out",
+        "--model",
+        model_file,
+        "--features",
+        "minimal",
+        "--scheduler",
+        address,
+        "--no-progress",
+    )
     assert "0 computed, 4 already done" in again.output
 
 
-def test_run_command_exits_1_when_some_fields_failed_and_lists_them(tmp_path, client,
-                                                                   model_file):
+def test_run_command_exits_1_when_some_fields_failed_and_lists_them(tmp_path, client, model_file):
     make_plate(tmp_path / "plate.zarr")
     _break_fields(tmp_path / "plate.zarr")
-    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
-                  model_file, "--features", "minimal", "--scheduler",
-                  client.scheduler.address, "--no-progress")
+    result = _cli(
+        "run",
+        tmp_path / "plate.zarr",
+        "--out",
+        tmp_path / "out",
+        "--model",
+        model_file,
+        "--features",
+        "minimal",
+        "--scheduler",
+        client.scheduler.address,
+        "--no-progress",
+    )
     assert result.exit_code == 1  # an overnight script sees that fields are missing
     assert "2 failed" in result.output
     assert "failed B02 site 0" in result.output and "failed B03 site 0" in result.output
@@ -308,31 +374,54 @@ def test_run_command_exits_1_when_some_fields_failed_and_lists_them(tmp_path, cl
 
 def test_workers_and_scheduler_together_are_refused(tmp_path, model_file):
     make_plate(tmp_path / "plate.zarr")
-    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
-                  model_file, "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786")
-    _assert_stopped_before_writing(result, tmp_path / "out", tmp_path / "plate.zarr",
-                                   "--workers", "--scheduler")
+    result = _cli(
+        "run",
+        tmp_path / "plate.zarr",
+        "--out",
+        tmp_path / "out",
+        "--model",
+        model_file,
+        "--workers",
+        "2",
+        "--scheduler",
+        "tcp://127.0.0.1:8786",
+    )
+    _assert_stopped_before_writing(
+        result, tmp_path / "out", tmp_path / "plate.zarr", "--workers", "--scheduler"
+    )
 
 
 def test_diameter_runs_the_network_at_scale_and_finds_the_same_objects(tmp_path, client, model):
     make_plate(tmp_path / "plate.zarr")
     native = _run(tmp_path / "plate.zarr", tmp_path / "native", client, model)
-    scaled = _run(tmp_path / "plate.zarr", tmp_path / "scaled", client, model,
-                  diameter=model.info.working_diameter * 1.25, overwrite=True)
+    scaled = _run(
+        tmp_path / "plate.zarr",
+        tmp_path / "scaled",
+        client,
+        model,
+        diameter=model.info.working_diameter * 1.25,
+        overwrite=True,
+    )
     manifest = json.loads((tmp_path / "scaled" / "run.json").read_text())
     assert manifest["parameters"]["scale"] == pytest.approx(0.8)
-    assert (scaled.images["Count_Nuclei"].to_numpy()
-            == native.images["Count_Nuclei"].to_numpy()).all()
+    assert (
+        scaled.images["Count_Nuclei"].to_numpy() == native.images["Count_Nuclei"].to_numpy()
+    ).all()
 
 
-def test_a_plate_name_with_slashes_stays_inside_out_and_reads_back_unchanged(tmp_path, client,
-                                                                             model):
+def test_a_plate_name_with_slashes_stays_inside_out_and_reads_back_unchanged(
+    tmp_path, client, model
+):
     from plate_helpers import disk_field
 
     from cellseg_hcs.io.convert import write_plate
 
-    write_plate(tmp_path / "plate.zarr", {("B02", 0): disk_field(0, 3)}, channel_names=["DNA"],
-                plate_name="../2024/05/12 P1")
+    write_plate(
+        tmp_path / "plate.zarr",
+        {("B02", 0): disk_field(0, 3)},
+        channel_names=["DNA"],
+        plate_name="../2024/05/12 P1",
+    )
     _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
     written = list((tmp_path / "out" / "features").rglob("*.parquet"))
     assert len(written) == 1 and (tmp_path / "out") in written[0].parents
@@ -348,8 +437,10 @@ def test_another_models_run_does_not_silently_replace_a_runs_labels(tmp_path, cl
     _run(tmp_path / "plate.zarr", tmp_path / "a", client, model)
     field = open_plate(tmp_path / "plate.zarr").fields[0]
     # Run b would replace the labels that run a's tables describe: refused, nothing written.
-    with pytest.raises(SettingError, match=f"already holds labels/Nuclei made by model "
-                                           f"{model.hash}.*another --object name"):
+    with pytest.raises(
+        SettingError,
+        match=f"already holds labels/Nuclei made by model {model.hash}.*another --object name",
+    ):
         _run(tmp_path / "plate.zarr", tmp_path / "b", client, other)
     assert not (tmp_path / "b").exists()
     assert labels_provenance(tmp_path / "plate.zarr", field, "Nuclei")["model_hash"] == model.hash
@@ -372,13 +463,17 @@ def _disk_plate(path, counts: dict, radius: int) -> None:
 
     from cellseg_hcs.io.convert import write_plate
 
-    write_plate(path, {key: disk_field(i, n, (320, 320), radius)
-                       for i, (key, n) in enumerate(counts.items())}, channel_names=["DNA"])
+    write_plate(
+        path,
+        {key: disk_field(i, n, (320, 320), radius) for i, (key, n) in enumerate(counts.items())},
+        channel_names=["DNA"],
+    )
 
 
 @pytest.mark.parametrize(("radius", "expected_scale"), [(25, 30 / 51), (12, 1.0)])
 def test_diameter_auto_measures_the_first_fields_and_runs_the_plate_at_one_scale(
-        tmp_path, client, model, radius, expected_scale, monkeypatch):
+    tmp_path, client, model, radius, expected_scale, monkeypatch
+):
     # 3 + 4 objects in the first two fields are too few to measure; the third completes 8.
     counts = {("B02", 0): 3, ("B02", 1): 4, ("B03", 0): 2, ("B03", 1): 5}
     _disk_plate(tmp_path / "plate.zarr", counts, radius)
@@ -395,8 +490,9 @@ def test_diameter_auto_measures_the_first_fields_and_runs_the_plate_at_one_scale
     import cellseg_hcs.field.scale as scaling
 
     monkeypatch.setattr(scaling, "auto_scale", lambda *a, **k: pytest.fail("measured again"))
-    again = _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto",
-                 wells=["B03"])
+    again = _run(
+        tmp_path / "plate.zarr", tmp_path / "out", client, model, diameter="auto", wells=["B03"]
+    )
     assert again.skipped == 2 and again.scale == result.scale
 
 
@@ -408,9 +504,24 @@ def test_diameter_auto_with_too_few_objects_keeps_the_fields_own_scale(tmp_path,
 
 def test_the_run_command_says_what_diameter_auto_measured(tmp_path, model_file):
     _disk_plate(tmp_path / "plate.zarr", {("B02", 0): 4, ("B02", 1): 5}, 25)
-    result = _cli("run", tmp_path / "plate.zarr", "--out", tmp_path / "out", "--model",
-                  model_file, "--features", "minimal", "--diameter", "auto", "--workers", "1",
-                  "--no-progress")
+    result = _cli(
+        "run",
+        tmp_path / "plate.zarr",
+        "--out",
+        tmp_path / "out",
+        "--model",
+        model_file,
+        "--features",
+        "minimal",
+        "--diameter",
+        "auto",
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
-    assert re.search(r"diameter: (50|51) px measured on the first fields; the network ran at "
-                     r"0\.(59|6)x", result.output), result.output
+    assert re.search(
+        r"diameter: (50|51) px measured on the first fields; the network ran at "
+        r"0\.(59|6)x",
+        result.output,
+    ), result.output

@@ -54,8 +54,7 @@ def test_holes_are_filled_when_asked():
     foreground[5:25, 5:25] = 1
     foreground[14:16, 14:16] = 0
     filled = maps_to_labels(foreground, foreground, PostprocessSettings(min_size=1))
-    kept = maps_to_labels(foreground, foreground,
-                          PostprocessSettings(min_size=1, fill_holes=False))
+    kept = maps_to_labels(foreground, foreground, PostprocessSettings(min_size=1, fill_holes=False))
     assert filled[15, 15] > 0 and kept[15, 15] == 0
 
 
@@ -69,8 +68,9 @@ def test_labels_widen_to_uint32_beyond_65535_objects():
     assert label_dtype(65536) == np.uint32
     foreground = np.zeros((2 * 260, 2 * 260))
     foreground[::2, ::2] = 1  # 67600 one-pixel objects
-    labels = maps_to_labels(foreground, foreground,
-                            PostprocessSettings(min_size=1, fill_holes=False))
+    labels = maps_to_labels(
+        foreground, foreground, PostprocessSettings(min_size=1, fill_holes=False)
+    )
     assert labels.dtype == np.uint32 and labels.max() == 260 * 260
 
 
@@ -87,8 +87,8 @@ def test_objects_far_smaller_than_the_fields_median_are_dropped_at_any_scale():
     for scale in (1, 3):  # the same field at two magnifications: the same objects kept
         foreground = np.zeros((100 * scale, 100 * scale))
         for top in (5, 35, 65):
-            foreground[top * scale:(top + 20) * scale, 5 * scale:25 * scale] = 1  # nuclei
-        foreground[10 * scale:13 * scale, 60 * scale:63 * scale] = 1  # a micronucleus
+            foreground[top * scale : (top + 20) * scale, 5 * scale : 25 * scale] = 1  # nuclei
+        foreground[10 * scale : 13 * scale, 60 * scale : 63 * scale] = 1  # a micronucleus
         settings = PostprocessSettings(min_size=1, min_size_fraction=0.1)
         labels = maps_to_labels(foreground, foreground, settings)
         assert labels.max() == 3 and labels[11 * scale, 61 * scale] == 0
@@ -103,8 +103,9 @@ PEAKS = PostprocessSettings(min_size=1, seeds="peaks", peak_height=0.3)
 def _two_peaks(saddle: float) -> tuple[np.ndarray, np.ndarray]:
     """One foreground bar whose distance map has peaks of 1 joined by a pass at ``saddle``."""
     x = np.linspace(0, 1, 41)
-    profile = np.maximum(1 - np.abs(x - 0.25) / 0.25 * (1 - saddle),
-                         1 - np.abs(x - 0.75) / 0.25 * (1 - saddle)).clip(0, 1)
+    profile = np.maximum(
+        1 - np.abs(x - 0.25) / 0.25 * (1 - saddle), 1 - np.abs(x - 0.75) / 0.25 * (1 - saddle)
+    ).clip(0, 1)
     distance = np.zeros((9, 45))
     distance[2:7, 2:43] = profile
     return (distance > 0).astype(float), distance
@@ -112,8 +113,9 @@ def _two_peaks(saddle: float) -> tuple[np.ndarray, np.ndarray]:
 
 def test_peaks_split_touching_objects_whose_maps_merge_above_any_threshold():
     foreground, distance = _two_peaks(saddle=0.6)
-    by_threshold = maps_to_labels(foreground, distance,
-                                  PostprocessSettings(min_size=1, seed_threshold=0.5))
+    by_threshold = maps_to_labels(
+        foreground, distance, PostprocessSettings(min_size=1, seed_threshold=0.5)
+    )
     assert by_threshold.max() == 1  # the pass at 0.6 joins both seeds above 0.5
     assert maps_to_labels(foreground, distance, PEAKS).max() == 2
 
@@ -121,8 +123,9 @@ def test_peaks_split_touching_objects_whose_maps_merge_above_any_threshold():
 def test_peaks_keep_a_nucleus_with_a_shallow_dent_whole():
     foreground, distance = _two_peaks(saddle=0.85)  # the dent is 0.15 deep, under 0.3
     assert maps_to_labels(foreground, distance, PEAKS).max() == 1
-    by_threshold = maps_to_labels(foreground, distance,
-                                  PostprocessSettings(min_size=1, seed_threshold=0.9))
+    by_threshold = maps_to_labels(
+        foreground, distance, PostprocessSettings(min_size=1, seed_threshold=0.9)
+    )
     assert by_threshold.max() == 2
 
 
@@ -173,15 +176,15 @@ def test_an_unknown_seed_method_is_refused():
 def test_doubtful_objects_are_dropped_and_confident_small_ones_kept():
     foreground = np.zeros((40, 90))
     for left in (5, 30, 55):
-        foreground[5:25, left:left + 20] = 0.95  # three nuclei
+        foreground[5:25, left : left + 20] = 0.95  # three nuclei
     foreground[30:35, 10:15] = 0.9  # a small nucleus the network is sure of
     foreground[30:35, 40:45] = 0.6  # a small speck it doubts
     distance = (foreground > 0).astype(float)
-    by_score = maps_to_labels(foreground, distance,
-                              PostprocessSettings(min_size=1, min_score=0.8))
+    by_score = maps_to_labels(foreground, distance, PostprocessSettings(min_size=1, min_score=0.8))
     assert by_score.max() == 4 and by_score[32, 12] > 0 and by_score[32, 42] == 0
-    by_size = maps_to_labels(foreground, distance,
-                             PostprocessSettings(min_size=1, min_size_fraction=0.25))
+    by_size = maps_to_labels(
+        foreground, distance, PostprocessSettings(min_size=1, min_size_fraction=0.25)
+    )
     assert by_size.max() == 3 and by_size[32, 12] == 0  # a size filter loses the small nucleus
 
 
@@ -199,8 +202,9 @@ def test_the_fast_3x3_maximum_is_scipys_maximum_filter(shape):
 
 # Two lobes along a bar: distance peaks of 1.0 and 0.95 joined by a pass at 0.6, so the lower
 # rises 0.35 above the pass: peaks of height 0.3 split them and peaks of height 0.5 do not.
-LOBES = PostprocessSettings(min_size=1, seeds="peaks", peak_height=0.3, merge_height=0.5,
-                            merge_contrast=0.05)
+LOBES = PostprocessSettings(
+    min_size=1, seeds="peaks", peak_height=0.3, merge_height=0.5, merge_contrast=0.05
+)
 
 
 def _two_lobes(pass_height: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
@@ -252,5 +256,6 @@ def test_threshold_seeds_do_not_join():
     by_threshold = replace(LOBES, seeds="threshold", seed_threshold=0.8)
     np.testing.assert_array_equal(
         maps_to_labels(foreground, distance, by_threshold, image=_brightness(1.0, 1.0)),
-        maps_to_labels(foreground, distance, replace(by_threshold, merge_height=0)))
+        maps_to_labels(foreground, distance, replace(by_threshold, merge_height=0)),
+    )
     assert maps_to_labels(foreground, distance, by_threshold).max() == 2  # no image needed

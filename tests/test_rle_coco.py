@@ -66,8 +66,15 @@ def test_coco_polygons_are_rasterised(tmp_path):
     tifffile.imwrite(tmp_path / "p.tif", np.zeros((10, 10), np.uint8))
     coco = {
         "images": [{"id": 1, "file_name": "p.tif", "height": 10, "width": 10}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
-                         "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]], "iscrowd": 0}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]],
+                "iscrowd": 0,
+            }
+        ],
     }
     (tmp_path / "p.json").write_text(json.dumps(coco))
     labels = CocoDataset(tmp_path / "p.json", tmp_path)[0].labels

@@ -73,8 +73,10 @@ def test_every_backend_is_made_through_load_and_returns_probabilities(stem2_mode
 
 def test_onnxruntime_and_torch_runtimes_give_the_same_maps_on_an_odd_sized_field(stem2_model):
     field = np.random.default_rng(1).random((1, 333, 517), dtype=np.float32)
-    maps = {name: Runtime(stem2_model, name, "cpu", tile_size=256, overlap=32).predict(field)
-            for name in ("onnxruntime", "torch")}
+    maps = {
+        name: Runtime(stem2_model, name, "cpu", tile_size=256, overlap=32).predict(field)
+        for name in ("onnxruntime", "torch")
+    }
     np.testing.assert_allclose(maps["onnxruntime"], maps["torch"], atol=1e-5)
 
 
@@ -123,8 +125,10 @@ def test_auto_measures_once_per_model_and_remembers_the_choice_on_disk(stem2_mod
 
     monkeypatch.setattr(registry, "measure_backend", no_second_measurement)
     assert choose_backend("auto", "cpu", stem2_model) == first
-    other = Model(UNet(in_channels=1, out_channels=2, depth=2, width=4),
-                  ModelInfo(network={"depth": 2, "width": 4}))
+    other = Model(
+        UNet(in_channels=1, out_channels=2, depth=2, width=4),
+        ModelInfo(network={"depth": 2, "width": 4}),
+    )
     with pytest.raises(AssertionError, match="measured again"):
         choose_backend("auto", "cpu", other)
 
@@ -192,15 +196,19 @@ def test_tensorrt_whose_libraries_fail_to_load_is_reported_not_raised(monkeypatc
     assert "libraries do not load" in availability.reason and "libnvinfer" in availability.reason
 
 
-def test_segment_with_backend_tensorrt_exits_2_with_one_line_and_no_traceback(tmp_path,
-                                                                             mnfinder_dir):
+def test_segment_with_backend_tensorrt_exits_2_with_one_line_and_no_traceback(
+    tmp_path, mnfinder_dir
+):
     image = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
-    result = CliRunner().invoke(main, ["segment", str(image), "--out", str(tmp_path / "out"),
-                                       "--backend", "tensorrt"])
+    result = CliRunner().invoke(
+        main, ["segment", str(image), "--out", str(tmp_path / "out"), "--backend", "tensorrt"]
+    )
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert lines == ["Error: backend 'tensorrt' cannot run here: TensorRT is not installed "
-                     "(it needs an NVIDIA GPU and pip install 'cellseg-hcs[gpu]')."]
+    assert lines == [
+        "Error: backend 'tensorrt' cannot run here: TensorRT is not installed "
+        "(it needs an NVIDIA GPU and pip install 'cellseg-hcs[gpu]')."
+    ]
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
 
@@ -208,17 +216,22 @@ def test_segment_with_backend_tensorrt_exits_2_with_one_line_and_no_traceback(tm
 def test_engine_cache_key_changes_with_each_of_its_five_parts():
     profile = choose_profile(1, 512, 4, 16)
     base = ("28853e5b02c8d942", (8, 6), "10.3.0", "fp16", profile)
-    variants = [("0123456789abcdef", *base[1:]), (base[0], (8, 9), *base[2:]),
-                (*base[:2], "10.4.0", *base[3:]), (*base[:3], "fp32", base[4]),
-                (*base[:4], choose_profile(1, 1024, 4, 16)),
-                (*base[:4], choose_profile(1, 512, 8, 16))]
+    variants = [
+        ("0123456789abcdef", *base[1:]),
+        (base[0], (8, 9), *base[2:]),
+        (*base[:2], "10.4.0", *base[3:]),
+        (*base[:3], "fp32", base[4]),
+        (*base[:4], choose_profile(1, 1024, 4, 16)),
+        (*base[:4], choose_profile(1, 512, 8, 16)),
+    ]
     keys = {engine_cache_key(*parts) for parts in [base, *variants]}
     assert len(keys) == 1 + len(variants)
     assert all("/" not in key and " " not in key for key in keys)
 
 
-@pytest.mark.parametrize("tile_size,batch_size,multiple", [(512, 4, 16), (500, 2, 32),
-                                                           (1024, 1, 16), (256, 8, 8)])
+@pytest.mark.parametrize(
+    "tile_size,batch_size,multiple", [(512, 4, 16), (500, 2, 32), (1024, 1, 16), (256, 8, 8)]
+)
 def test_shape_profile_admits_every_batch_the_runtime_sends(tile_size, batch_size, multiple):
     profile = choose_profile(1, tile_size, batch_size, multiple)
     assert profile.min <= profile.opt <= profile.max
@@ -258,16 +271,23 @@ def _stand_in_tensorrt(events: list[str]) -> types.SimpleNamespace:
     return types.SimpleNamespace(Runtime=Runtime, Logger=Logger)
 
 
-def test_engine_is_built_once_kept_on_disk_and_deserialized_once_per_process(tmp_path,
-                                                                           monkeypatch):
+def test_engine_is_built_once_kept_on_disk_and_deserialized_once_per_process(tmp_path, monkeypatch):
     from cellseg_hcs.runtime import tensorrt_backend
 
     monkeypatch.setattr(tensorrt_backend, "_ENGINES", {})
     events: list[str] = []
     trt = _stand_in_tensorrt(events)
-    path = tmp_path / "engines" / engine_cache_key("abc", (8, 6), "10.3", "fp16",
-                                                   ShapeProfile((1, 1, 16, 16), (4, 1, 512, 512),
-                                                                (4, 1, 512, 512)))
+    path = (
+        tmp_path
+        / "engines"
+        / engine_cache_key(
+            "abc",
+            (8, 6),
+            "10.3",
+            "fp16",
+            ShapeProfile((1, 1, 16, 16), (4, 1, 512, 512), (4, 1, 512, 512)),
+        )
+    )
 
     def build():
         events.append("build")
@@ -297,8 +317,9 @@ def test_info_prints_version_models_and_every_backend_with_version_or_reason():
     assert result.output.startswith("cellseg-hcs ")
     assert "nuclei" in result.output
     for name, availability in backend_report().items():
-        line = next(line for line in result.output.splitlines()
-                    if line.strip().startswith(name + " "))
+        line = next(
+            line for line in result.output.splitlines() if line.strip().startswith(name + " ")
+        )
         expected = availability.version if availability.ok else availability.reason
         assert expected in line
     assert "auto: " in result.output

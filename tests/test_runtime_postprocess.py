@@ -30,16 +30,24 @@ def plain_merge(labels, foreground, distance, image, settings):
     intensities differ by under ``merge_contrast`` of their mean become one, pair by pair."""
     coarse = plain_split(foreground, distance, replace(settings, peak_height=settings.merge_height))
     ids = [i for i in np.unique(labels) if i]
-    peak_in = {i: coarse[np.unravel_index(np.argmax(np.where(labels == i, distance, -np.inf)),
-                                          labels.shape)] for i in ids}
+    peak_in = {
+        i: coarse[
+            np.unravel_index(np.argmax(np.where(labels == i, distance, -np.inf)), labels.shape)
+        ]
+        for i in ids
+    }
     mean = {i: image[labels == i].mean() for i in ids}
     merged = labels.copy()
     for i in ids:
         touching = np.unique(labels[ndi.binary_dilation(labels == i, CROSS) & (labels != i)])
         for j in touching[touching > i]:
             pair_mean = (mean[i] + mean[j]) / 2
-            if (peak_in[i] == peak_in[j] and peak_in[i] > 0 and pair_mean > 0
-                    and abs(mean[i] - mean[j]) < settings.merge_contrast * pair_mean):
+            if (
+                peak_in[i] == peak_in[j]
+                and peak_in[i] > 0
+                and pair_mean > 0
+                and abs(mean[i] - mean[j]) < settings.merge_contrast * pair_mean
+            ):
                 merged[merged == merged[labels == j][0]] = merged[labels == i][0]
     return merged
 
@@ -99,14 +107,17 @@ def _smooth_maps(seed: int, shape=(160, 230)) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("settings", [PostprocessSettings(),
-                                      PostprocessSettings(0.3, 0.6, 1, False),
-                                      PostprocessSettings(0.6, 0.2, 30, True),
-                                      PostprocessSettings(0.45, 0.5, 4, True),
-                                      PostprocessSettings(0.4, seeds="peaks", peak_height=0.3,
-                                                          min_score=0.6),
-                                      PostprocessSettings(0.5, seeds="peaks", peak_height=0.1,
-                                                          min_size=1)])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        PostprocessSettings(),
+        PostprocessSettings(0.3, 0.6, 1, False),
+        PostprocessSettings(0.6, 0.2, 30, True),
+        PostprocessSettings(0.45, 0.5, 4, True),
+        PostprocessSettings(0.4, seeds="peaks", peak_height=0.3, min_score=0.6),
+        PostprocessSettings(0.5, seeds="peaks", peak_height=0.1, min_size=1),
+    ],
+)
 def test_labels_equal_the_plain_whole_field_watershed(seed, settings):
     foreground, distance = _smooth_maps(seed)
     labels = maps_to_labels(foreground, distance, settings)
@@ -118,11 +129,13 @@ def test_labels_equal_the_plain_whole_field_watershed(seed, settings):
 def test_merged_labels_equal_the_plain_pair_by_pair_merge(seed):
     foreground, distance = _smooth_maps(seed)
     image = ndi.gaussian_filter(np.random.default_rng(seed + 100).random(foreground.shape), 8)
-    settings = PostprocessSettings(0.4, seeds="peaks", peak_height=0.05, min_size=1,
-                                   merge_height=0.2, merge_contrast=0.02)
+    settings = PostprocessSettings(
+        0.4, seeds="peaks", peak_height=0.05, min_size=1, merge_height=0.2, merge_contrast=0.02
+    )
     labels = maps_to_labels(foreground, distance, settings, image=image)
-    assert labels.max() < maps_to_labels(foreground, distance,
-                                         replace(settings, merge_height=0)).max()
+    assert (
+        labels.max() < maps_to_labels(foreground, distance, replace(settings, merge_height=0)).max()
+    )
     expected = plain_maps_to_labels(foreground, distance, settings, image)
     assert_same_labels(labels, expected, settings)
 

@@ -142,9 +142,10 @@ def _magnified(mnfinder_dir, factor: float):
     labels = tifffile.imread(mnfinder_dir / "nuclei_labels" / name)
     if factor == 1:
         return image, labels
-    return (rescale(image, factor, order=1, preserve_range=True, anti_aliasing=True),
-            rescale(labels, factor, order=0, preserve_range=True,
-                    anti_aliasing=False).astype(np.int32))
+    return (
+        rescale(image, factor, order=1, preserve_range=True, anti_aliasing=True),
+        rescale(labels, factor, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32),
+    )
 
 
 @pytest.fixture(scope="module")

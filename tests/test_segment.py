@@ -72,8 +72,11 @@ def test_bit_depth_and_brightness_do_not_change_the_result_much(real_image, mode
 def test_a_channel_is_chosen_by_index_or_by_name(tmp_path, real_image, model):
     noise = np.random.default_rng(0).integers(0, 50, real_image.shape).astype(real_image.dtype)
     stack = np.stack([noise, real_image])
-    tifffile.imwrite(tmp_path / "stack.ome.tif", stack,
-                     metadata={"axes": "CYX", "Channel": {"Name": ["Actin", "DAPI"]}})
+    tifffile.imwrite(
+        tmp_path / "stack.ome.tif",
+        stack,
+        metadata={"axes": "CYX", "Channel": {"Name": ["Actin", "DAPI"]}},
+    )
     expected = model.segment(real_image)
     for channel, name in [("1", "by_index"), ("DAPI", "by_name")]:
         out = tmp_path / name
@@ -83,8 +86,11 @@ def test_a_channel_is_chosen_by_index_or_by_name(tmp_path, real_image, model):
 
 
 def test_an_unknown_channel_name_is_one_sentence_and_exit_2(tmp_path, real_image):
-    tifffile.imwrite(tmp_path / "s.ome.tif", np.stack([real_image, real_image]),
-                     metadata={"axes": "CYX", "Channel": {"Name": ["A", "B"]}})
+    tifffile.imwrite(
+        tmp_path / "s.ome.tif",
+        np.stack([real_image, real_image]),
+        metadata={"axes": "CYX", "Channel": {"Name": ["A", "B"]}},
+    )
     result = _segment([tmp_path / "s.ome.tif", "--channel", "DAPI", "--out", tmp_path / "o"])
     assert result.exit_code == 2
     assert "channel 'DAPI' not found; channels are: A, B." in result.output
@@ -113,14 +119,21 @@ def test_an_image_with_no_nuclei_gives_empty_labels(model):
     assert model.segment(flat).max() == 0
 
 
-def test_two_inputs_with_the_same_name_are_refused_before_anything_is_written(tmp_path,
-                                                                              mnfinder_dir):
+def test_two_inputs_with_the_same_name_are_refused_before_anything_is_written(
+    tmp_path, mnfinder_dir
+):
     image = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
     for folder in ("plate1", "plate2"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "A01_s1.tif").write_bytes(image.read_bytes())
-    result = _segment([tmp_path / "plate1" / "A01_s1.tif", tmp_path / "plate2" / "A01_s1.tif",
-                       "--out", tmp_path / "out"])
+    result = _segment(
+        [
+            tmp_path / "plate1" / "A01_s1.tif",
+            tmp_path / "plate2" / "A01_s1.tif",
+            "--out",
+            tmp_path / "out",
+        ]
+    )
     assert result.exit_code == 2 and "would both be written as A01_s1_labels.tif" in result.output
     assert not (tmp_path / "out").exists()
 
@@ -134,7 +147,8 @@ def test_an_unreadable_file_in_a_batch_is_skipped_listed_and_exits_1(tmp_path, m
     assert "failed: " in result.output and "broken.tif: cannot be read as an image" in result.output
     assert "1 of 3 image(s) could not be segmented; the other 2 were written" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        f"{p.stem}_labels.tif" for p in good)
+        f"{p.stem}_labels.tif" for p in good
+    )
     assert "Traceback" not in result.output
 
 
@@ -180,8 +194,9 @@ def test_hyperstack_axes_are_read_from_the_file(tmp_path):
     rng = np.random.default_rng(1)
     stack = rng.integers(0, 4000, (2, 1, 3, 40, 50)).astype(np.uint16)  # T Z C Y X
     tifffile.imwrite(tmp_path / "tzcyx.tif", stack, imagej=True, metadata={"axes": "TZCYX"})
-    np.testing.assert_array_equal(select_channel(read_image(tmp_path / "tzcyx.tif"), 2),
-                                  stack[0, 0, 2])
+    np.testing.assert_array_equal(
+        select_channel(read_image(tmp_path / "tzcyx.tif"), 2), stack[0, 0, 2]
+    )
 
 
 def test_a_z_stack_is_refused_in_one_sentence(tmp_path):
@@ -193,7 +208,8 @@ def test_a_z_stack_is_refused_in_one_sentence(tmp_path):
 
 
 def test_images_whose_nuclei_are_far_from_the_model_size_are_resampled_and_said(
-        tmp_path, real_image, model):
+    tmp_path, real_image, model
+):
     from skimage.transform import rescale
 
     large = rescale(real_image.astype(np.float32), 2.5, order=1, preserve_range=True)
@@ -208,14 +224,14 @@ def test_images_whose_nuclei_are_far_from_the_model_size_are_resampled_and_said(
         np.testing.assert_array_equal(written, model.segment(image))
 
 
-def test_diameter_native_never_resamples_and_a_bad_diameter_is_one_sentence(tmp_path,
-                                                                            real_image):
+def test_diameter_native_never_resamples_and_a_bad_diameter_is_one_sentence(tmp_path, real_image):
     from skimage.transform import rescale
 
     large = rescale(real_image.astype(np.float32), 2.5, order=1, preserve_range=True)
     tifffile.imwrite(tmp_path / "large.tif", large.astype(np.uint16))
-    results = cs.segment_files([tmp_path / "large.tif"], tmp_path / "o", diameter="native",
-                               progress=False)
+    results = cs.segment_files(
+        [tmp_path / "large.tif"], tmp_path / "o", diameter="native", progress=False
+    )
     assert results[0].scale == 1.0 and results[0].diameter is None
     results = cs.segment_files([tmp_path / "large.tif"], tmp_path / "a", progress=False)
     assert results[0].scale < 0.6 and results[0].diameter > 50
@@ -228,12 +244,14 @@ def test_diameter_native_never_resamples_and_a_bad_diameter_is_one_sentence(tmp_
 def large_image(real_image):
     from skimage.transform import rescale
 
-    return rescale(real_image.astype(np.float32), 2.5, order=1,
-                   preserve_range=True).astype(np.uint16)
+    return rescale(real_image.astype(np.float32), 2.5, order=1, preserve_range=True).astype(
+        np.uint16
+    )
 
 
 def test_results_come_back_in_input_order_when_the_first_image_is_resampled(
-        tmp_path, real_image, large_image):
+    tmp_path, real_image, large_image
+):
     tifffile.imwrite(tmp_path / "a_large.tif", large_image)
     tifffile.imwrite(tmp_path / "b_native.tif", real_image)
     tifffile.imwrite(tmp_path / "c_large.tif", large_image)
@@ -243,8 +261,9 @@ def test_results_come_back_in_input_order_when_the_first_image_is_resampled(
     assert [r.scale < 1 for r in results] == [True, False, True]
 
 
-def test_a_failed_second_pass_keeps_the_first_pass_labels(tmp_path, large_image, model,
-                                                           monkeypatch, caplog):
+def test_a_failed_second_pass_keeps_the_first_pass_labels(
+    tmp_path, large_image, model, monkeypatch, caplog
+):
     from cellseg_hcs import segment as segment_module
 
     original = segment_module.predict_at_scale
@@ -263,8 +282,7 @@ def test_a_failed_second_pass_keeps_the_first_pass_labels(tmp_path, large_image,
     assert "running it again at" in caplog.text and "no room" in caplog.text
 
 
-def test_a_model_copy_with_its_own_splitting_is_used_by_the_command(tmp_path, mnfinder_dir,
-                                                                      model):
+def test_a_model_copy_with_its_own_splitting_is_used_by_the_command(tmp_path, mnfinder_dir, model):
     """Touching nuclei merged? Save a copy of the model that splits more readily.
 
     The copy's post-processing travels in its file, so ``--model`` gives it to ``segment``
@@ -282,7 +300,8 @@ def test_a_model_copy_with_its_own_splitting_is_used_by_the_command(tmp_path, mn
         out = tmp_path / f"out_{len(counts)}"
         result = _segment([*images, "--out", out, "--model", name, "--diameter", "native"])
         assert result.exit_code == 0, result.output
-        counts[str(name)] = sum(int(tifffile.imread(out / f"{i.stem}_labels.tif").max())
-                                for i in images)
+        counts[str(name)] = sum(
+            int(tifffile.imread(out / f"{i.stem}_labels.tif").max()) for i in images
+        )
     shipped, split_more = counts.values()
     assert split_more > shipped

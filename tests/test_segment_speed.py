@@ -37,9 +37,11 @@ def images(mnfinder_dir, tmp_path):
 
 
 def test_pipelined_segmentation_writes_exactly_the_labels_of_one_by_one_segmentation(
-        images, tmp_path, tiny_model):
-    results = segment_files(images, tmp_path / "out", model=tiny_model, backend="torch",
-                            progress=False)
+    images, tmp_path, tiny_model
+):
+    results = segment_files(
+        images, tmp_path / "out", model=tiny_model, backend="torch", progress=False
+    )
     assert [r.image for r in results] == images
     for result in results:
         expected = tiny_model.segment(tifffile.imread(result.image), backend="torch")
@@ -50,17 +52,21 @@ def test_pipelined_segmentation_writes_exactly_the_labels_of_one_by_one_segmenta
 
 
 def test_an_error_while_reading_ahead_reaches_the_caller_as_the_same_one_sentence(
-        images, tmp_path, tiny_model):
+    images, tmp_path, tiny_model
+):
     with pytest.raises(SettingError, match="has one channel"):
-        segment_files(images, tmp_path / "out", model=tiny_model, channel=3, backend="torch",
-                      progress=False)
+        segment_files(
+            images, tmp_path / "out", model=tiny_model, channel=3, backend="torch", progress=False
+        )
 
 
-def test_an_unavailable_backend_is_refused_before_any_output_is_written(images, tmp_path,
-                                                                       tiny_model):
+def test_an_unavailable_backend_is_refused_before_any_output_is_written(
+    images, tmp_path, tiny_model
+):
     from cellseg_hcs.errors import BackendUnavailable
 
     with pytest.raises(BackendUnavailable):
-        segment_files(images, tmp_path / "out", model=tiny_model, backend="tensorrt",
-                      progress=False)
+        segment_files(
+            images, tmp_path / "out", model=tiny_model, backend="tensorrt", progress=False
+        )
     assert not (tmp_path / "out").exists()

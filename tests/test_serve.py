@@ -53,8 +53,9 @@ def image():
 
 @pytest.fixture
 def server(model_file, tmp_path):
-    with SegmentServer(Segmenter(), default_model=model_file, timeout=2.0,
-                       max_connections=2).start() as running:
+    with SegmentServer(
+        Segmenter(), default_model=model_file, timeout=2.0, max_connections=2
+    ).start() as running:
         running.write_connection_file(tmp_path / "cache" / "serve.json")
         yield running
 
@@ -92,8 +93,9 @@ def test_probabilities_come_back_only_when_asked_for(client, tiny_model, image):
     assert set(client.segment(image)) == {"labels"}
     result = client.segment(image, probabilities=True)
     assert result["probabilities"].dtype == np.float32
-    np.testing.assert_allclose(result["probabilities"], tiny_model.predict_maps(image)[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        result["probabilities"], tiny_model.predict_maps(image)[0], atol=1e-6
+    )
 
 
 def test_threshold_and_size_overrides_reach_the_post_processing(client, tiny_model, image):
@@ -102,8 +104,9 @@ def test_threshold_and_size_overrides_reach_the_post_processing(client, tiny_mod
     assert client.segment(image)["labels"].max() == 5
     result = client.segment(image, foreground_threshold=0.3, min_size=200)["labels"]
     assert result.max() == 0
-    np.testing.assert_array_equal(result, tiny_model.segment(image, foreground_threshold=0.3,
-                                                             min_size=200))
+    np.testing.assert_array_equal(
+        result, tiny_model.segment(image, foreground_threshold=0.3, min_size=200)
+    )
 
 
 def test_server_listens_on_loopback_by_default(server):
@@ -116,7 +119,10 @@ def test_connection_file_is_readable_by_the_user_only(server):
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     details = json.loads(path.read_text())
     assert (details["host"], details["port"], details["token"]) == (
-        server.host, server.port, server.token)
+        server.host,
+        server.port,
+        server.token,
+    )
 
 
 def test_connection_file_rewrite_tightens_loose_permissions(server, tmp_path):
@@ -139,9 +145,14 @@ def test_request_without_token_is_refused(server):
     assert reply["ok"] is False and "token" in reply["error"]
 
 
-@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-                                     bytes(range(256)) * 4,
-                                     b"CSH1" + struct.pack(">I", 5) + b"{nope"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        bytes(range(256)) * 4,
+        b"CSH1" + struct.pack(">I", 5) + b"{nope",
+    ],
+)
 def test_garbage_bytes_get_an_error_reply(server, client, image, garbage):
     reply = raw_exchange(server, garbage)
     assert reply["ok"] is False
@@ -161,15 +172,18 @@ def test_image_over_the_size_limit_is_refused(model_file, tmp_path, image):
         assert small_client.info()["model"] == model_file
 
 
-@pytest.mark.parametrize(("arrays", "message"), [
-    ([{"name": "image", "dtype": "<c8", "shape": [8, 8]}], "unsupported dtype"),
-    ([{"name": "image", "dtype": "|O", "shape": [8, 8]}], "unsupported dtype"),
-    ([{"name": "image", "dtype": "<f4", "shape": [0, 8]}], "invalid shape"),
-    ([{"name": "image", "dtype": "<f4", "shape": [8, -8]}], "invalid shape"),
-    ([{"name": "image", "dtype": "<f4", "shape": "8x8"}], "invalid shape"),
-    ([{"name": "image", "dtype": "<f4"}], "lacks name, dtype or shape"),
-    ("image", "not a list"),
-])
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ([{"name": "image", "dtype": "<c8", "shape": [8, 8]}], "unsupported dtype"),
+        ([{"name": "image", "dtype": "|O", "shape": [8, 8]}], "unsupported dtype"),
+        ([{"name": "image", "dtype": "<f4", "shape": [0, 8]}], "invalid shape"),
+        ([{"name": "image", "dtype": "<f4", "shape": [8, -8]}], "invalid shape"),
+        ([{"name": "image", "dtype": "<f4", "shape": "8x8"}], "invalid shape"),
+        ([{"name": "image", "dtype": "<f4"}], "lacks name, dtype or shape"),
+        ("image", "not a list"),
+    ],
+)
 def test_bad_array_descriptions_are_refused(server, arrays, message):
     header = {"token": server.token, "op": "segment", "arrays": arrays}
     body = json.dumps(header).encode()
@@ -183,17 +197,20 @@ def test_images_that_are_not_2d_are_refused(client, shape):
         client.segment(np.zeros(shape, np.float32))
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"tile_size": 3}, "tile size"),
-    ({"batch_size": 0}, "batch size"),
-    ({"foreground_threshold": 1.5}, "probability threshold"),
-    ({"min_size": -1}, "minimum size"),
-    ({"device": "tpu"}, "device"),
-    ({"diameter": 0}, "diameter"),
-    ({"diameter": "big"}, "diameter"),
-    ({"colour": "blue"}, "unknown option"),
-    ({"model": "no-such-model"}, "no-such-model"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"tile_size": 3}, "tile size"),
+        ({"batch_size": 0}, "batch size"),
+        ({"foreground_threshold": 1.5}, "probability threshold"),
+        ({"min_size": -1}, "minimum size"),
+        ({"device": "tpu"}, "device"),
+        ({"diameter": 0}, "diameter"),
+        ({"diameter": "big"}, "diameter"),
+        ({"colour": "blue"}, "unknown option"),
+        ({"model": "no-such-model"}, "no-such-model"),
+    ],
+)
 def test_bad_options_get_a_sentence_naming_them(client, image, options, message):
     with pytest.raises(ServerError, match=message):
         client.segment(image, **options)
@@ -232,8 +249,9 @@ def test_concurrent_clients_share_one_model(server, client, tiny_model, image):
 
 
 def test_request_waits_for_a_free_slot_then_is_told_the_server_is_busy(model_file, image):
-    with SegmentServer(Segmenter(), default_model=model_file, max_connections=1,
-                       queue_timeout=0.3).start() as server:
+    with SegmentServer(
+        Segmenter(), default_model=model_file, max_connections=1, queue_timeout=0.3
+    ).start() as server:
         client = Client(host=server.host, port=server.port, token=server.token, timeout=30)
         server.slots.acquire()  # as if another client's image were being predicted
         try:
@@ -272,20 +290,33 @@ def test_client_names_an_address_where_nothing_listens():
         Client(host="127.0.0.1", port=port, token="x", timeout=5).info()
 
 
-@pytest.mark.parametrize("raw", [{"tile_size": 512.0}, {"probabilities": "yes"},
-                                 {"min_size": True}, []])
+@pytest.mark.parametrize(
+    "raw", [{"tile_size": 512.0}, {"probabilities": "yes"}, {"min_size": True}, []]
+)
 def test_segment_options_reject_values_of_the_wrong_type(raw):
     with pytest.raises(SettingError):
         SegmentOptions.from_dict(raw)
 
 
 def test_serve_command_writes_its_connection_file_and_stops_cleanly_on_sigterm(
-        model_file, tmp_path, image):
+    model_file, tmp_path, image
+):
     connection_file = tmp_path / "serve.json"
     process = subprocess.Popen(
-        [sys.executable, "-c", "from cellseg_hcs.cli import main; main()", "serve",
-         "--model", model_file, "--connection-file", str(connection_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-c",
+            "from cellseg_hcs.cli import main; main()",
+            "serve",
+            "--model",
+            model_file,
+            "--connection-file",
+            str(connection_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not connection_file.exists() and process.poll() is None:
@@ -310,8 +341,9 @@ def test_serve_command_writes_its_connection_file_and_stops_cleanly_on_sigterm(
     assert not connection_file.exists(), output
 
 
-def test_tile_and_batch_sizes_reach_the_runtime_and_default_to_its_own(server, client, image,
-                                                                       model_file):
+def test_tile_and_batch_sizes_reach_the_runtime_and_default_to_its_own(
+    server, client, image, model_file
+):
     from cellseg_hcs.runtime import Runtime
 
     client.segment(image, tile_size=256, batch_size=2)
@@ -320,12 +352,15 @@ def test_tile_and_batch_sizes_reach_the_runtime_and_default_to_its_own(server, c
     client.segment(image)
     runtime = server.segmenter.model(model_file)._runtime
     defaults = Runtime.__init__.__kwdefaults__
-    assert (runtime.tile_size, runtime.batch_size) == (defaults["tile_size"],
-                                                       defaults["batch_size"])
+    assert (runtime.tile_size, runtime.batch_size) == (
+        defaults["tile_size"],
+        defaults["batch_size"],
+    )
 
 
-def test_a_client_trickling_its_header_is_cut_at_the_overall_deadline(server, client, image,
-                                                                      monkeypatch):
+def test_a_client_trickling_its_header_is_cut_at_the_overall_deadline(
+    server, client, image, monkeypatch
+):
     from cellseg_hcs.serve import server as server_module
 
     monkeypatch.setattr(server_module, "HEADER_SECONDS", 1.0)
@@ -385,12 +420,11 @@ def test_diameter_auto_measures_the_objects_and_runs_at_their_scale(client, tiny
 
     many_small = disk_field(1, 12, shape=(200, 200))  # 12 disks of 13 px: enlarged ~2.3x
     served = client.segment(many_small, diameter="auto", probabilities=True)
-    labels, scale, maps = segment_field(tiny_model, tiny_model.runtime(),
-                                        tiny_model.prepare(many_small), "auto")
+    labels, scale, maps = segment_field(
+        tiny_model, tiny_model.runtime(), tiny_model.prepare(many_small), "auto"
+    )
     assert scale > 2
     np.testing.assert_array_equal(served["labels"], labels)
     np.testing.assert_allclose(served["probabilities"], maps[0], atol=1e-5)
     native = client.segment(many_small, probabilities=True)["probabilities"]
     assert np.abs(native - served["probabilities"]).max() > 0.05  # the scale made a difference
-
-

@@ -58,8 +58,12 @@ def test_decoding_the_true_centre_maps_of_real_nuclei_recovers_them(mnfinder_dir
     scores = {"centre": InstanceScores(), "distance": InstanceScores()}
     for sample in truth_folder:
         for target, score in scores.items():
-            score.add(sample.labels, maps_to_labels(*instance_targets(sample.labels, target),
-                                                    PostprocessSettings(seeds="peaks")))
+            score.add(
+                sample.labels,
+                maps_to_labels(
+                    *instance_targets(sample.labels, target), PostprocessSettings(seeds="peaks")
+                ),
+            )
     centre, distance = (scores[t].matching_summary() for t in ("centre", "distance"))
     assert centre["f1"] >= 0.97 and centre["ap"] >= 0.9
     assert distance["ap"] < centre["ap"] - 0.05  # lobed nuclei are split by the old target

@@ -60,7 +60,7 @@ def test_tiles_cover_every_pixel_and_neighbours_overlap_by_at_least_the_overlap(
         assert starts[0] == 0 and starts[-1] + side == max(length, side)
         covered = np.zeros(length, dtype=bool)
         for start in starts:
-            covered[start:start + side] = True
+            covered[start : start + side] = True
         assert covered.all()
         for before, after in itertools.pairwise(starts):
             assert before + side - after >= overlap
@@ -100,9 +100,13 @@ class LocalNetwork(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.layers = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.Tanh(),
-                                    nn.Conv2d(6, 6, 3, padding=1), nn.Tanh(),
-                                    nn.Conv2d(6, 2, 3, padding=1))
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(6, 6, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(6, 2, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -118,32 +122,46 @@ def _whole(model: Model, field: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model.network(torch.from_numpy(field[None]))).numpy()[0]
 
 
-FIELD_SHAPES = [(5, 9), (40, 40), (63, 130), (100, 100), (129, 257), (300, 47),
-                (16, 700), (700, 23), (333, 334)]
+FIELD_SHAPES = [
+    (5, 9),
+    (40, 40),
+    (63, 130),
+    (100, 100),
+    (129, 257),
+    (300, 47),
+    (16, 700),
+    (700, 23),
+    (333, 334),
+]
 
 
-@pytest.mark.parametrize("tile,overlap,batch", [(64, 12, 1), (64, 20, 3), (100, 16, 4),
-                                                (128, 31, 2), (48, 12, 5)])
+@pytest.mark.parametrize(
+    "tile,overlap,batch", [(64, 12, 1), (64, 20, 3), (100, 16, 4), (128, 31, 2), (48, 12, 5)]
+)
 def test_stitched_maps_equal_whole_image_maps_for_a_network_that_sees_less_than_the_dead_zone(
-        local_model, tile, overlap, batch):
+    local_model, tile, overlap, batch
+):
     assert overlap // 4 >= LocalNetwork.receptive_radius
-    runtime = Runtime(local_model, "torch", "cpu", threads=1, tile_size=tile, overlap=overlap,
-                      batch_size=batch)
+    runtime = Runtime(
+        local_model, "torch", "cpu", threads=1, tile_size=tile, overlap=overlap, batch_size=batch
+    )
     rng = np.random.default_rng(tile + overlap)
     for shape in FIELD_SHAPES:
         field = rng.random((1, *shape), dtype=np.float32)
         stitched = runtime.predict(field)
         assert stitched.shape == (2, *shape)
-        np.testing.assert_allclose(stitched, _whole(local_model, field), atol=2e-6,
-                                   err_msg=f"field {shape}")
+        np.testing.assert_allclose(
+            stitched, _whole(local_model, field), atol=2e-6, err_msg=f"field {shape}"
+        )
 
 
 def test_labels_from_stitched_maps_equal_labels_from_whole_image_maps(local_model):
     rng = np.random.default_rng(1)
     smooth = np.cumsum(np.cumsum(rng.normal(size=(1, 300, 420)), axis=1), axis=2)
     field = ((smooth - smooth.mean()) / smooth.std()).astype(np.float32)
-    runtime = Runtime(local_model, "torch", "cpu", threads=1, tile_size=96, overlap=16,
-                      batch_size=4)
+    runtime = Runtime(
+        local_model, "torch", "cpu", threads=1, tile_size=96, overlap=16, batch_size=4
+    )
     settings = PostprocessSettings(foreground_threshold=0.5, seed_threshold=0.5, min_size=4)
     stitched, whole = runtime.predict(field), _whole(local_model, field)
     labels = maps_to_labels(stitched[0], stitched[1], settings)
@@ -152,11 +170,14 @@ def test_labels_from_stitched_maps_equal_labels_from_whole_image_maps(local_mode
 
 
 def test_fields_batched_together_give_the_same_maps_as_one_by_one(local_model):
-    runtime = Runtime(local_model, "torch", "cpu", threads=1, tile_size=64, overlap=12,
-                      batch_size=3)
+    runtime = Runtime(
+        local_model, "torch", "cpu", threads=1, tile_size=64, overlap=12, batch_size=3
+    )
     rng = np.random.default_rng(2)
-    fields = [rng.random((1, *shape), dtype=np.float32)
-              for shape in [(150, 90), (150, 90), (40, 200), (150, 90)]]
+    fields = [
+        rng.random((1, *shape), dtype=np.float32)
+        for shape in [(150, 90), (150, 90), (40, 200), (150, 90)]
+    ]
     together = runtime.predict_many(fields)
     for field, maps in zip(fields, together):
         np.testing.assert_allclose(maps, runtime.predict(field), atol=1e-6)
@@ -164,7 +185,8 @@ def test_fields_batched_together_give_the_same_maps_as_one_by_one(local_model):
 
 @pytest.mark.parametrize("tile,overlap", [(128, 32), (192, 48), (256, 64)])
 def test_stitched_unet_maps_match_whole_image_maps_within_tolerance(
-        tiny_stem2_model, mnfinder_image, tile, overlap):
+    tiny_stem2_model, mnfinder_image, tile, overlap
+):
     """A UNet sees far; stitching must still stay close to whole-image inference."""
     field = tiny_stem2_model.prepare(mnfinder_image)
     runtime = Runtime(tiny_stem2_model, "torch", "cpu", threads=1, tile_size=tile, overlap=overlap)

@@ -15,8 +15,13 @@ from cellseg_hcs.training.augment import AugmentSettings
 from cellseg_hcs.training.data import Sample
 from cellseg_hcs.training.train import instance_loss, learning_rate_at, update_average
 
-SMALL = {"width": 4, "depth": 3, "batch_size": 2, "steps_per_epoch": 3,
-         "augment": AugmentSettings(patch_size=48)}
+SMALL = {
+    "width": 4,
+    "depth": 3,
+    "batch_size": 2,
+    "steps_per_epoch": 3,
+    "augment": AugmentSettings(patch_size=48),
+}
 
 
 def _blobs(seed: int, shape=(96, 96), count=8) -> Sample:
@@ -41,9 +46,19 @@ def test_the_same_seed_trains_the_same_weights():
 def test_training_on_blobs_learns_to_find_them():
     data = [_blobs(seed) for seed in range(4)]
     validation = [_blobs(10), _blobs(11)]
-    model = cs.train(data, validation=validation, epochs=6, progress=False, seed=0,
-                     width=8, depth=3, batch_size=4, steps_per_epoch=10, learning_rate=5e-3,
-                     augment=AugmentSettings(patch_size=64, wide_scale_probability=0.0))
+    model = cs.train(
+        data,
+        validation=validation,
+        epochs=6,
+        progress=False,
+        seed=0,
+        width=8,
+        depth=3,
+        batch_size=4,
+        steps_per_epoch=10,
+        learning_rate=5e-3,
+        augment=AugmentSettings(patch_size=64, wide_scale_probability=0.0),
+    )
     history = model.info.training["history"]
     assert history[-1]["loss"] < history[0]["loss"]
     assert model.info.metrics["val_f1"] >= 0.7
@@ -53,9 +68,14 @@ def test_training_on_blobs_learns_to_find_them():
 
 def test_fine_tuning_starts_from_the_given_model_and_keeps_its_architecture():
     data = [_blobs(seed) for seed in range(4)]
-    options = {"batch_size": 4, "steps_per_epoch": 10, "learning_rate": 5e-3, "seed": 0,
-               "progress": False,
-               "augment": AugmentSettings(patch_size=64, wide_scale_probability=0.0)}
+    options = {
+        "batch_size": 4,
+        "steps_per_epoch": 10,
+        "learning_rate": 5e-3,
+        "seed": 0,
+        "progress": False,
+        "augment": AugmentSettings(patch_size=64, wide_scale_probability=0.0),
+    }
     base = cs.train(data, epochs=6, width=8, depth=3, **options)
     base.info.postprocess["seed_threshold"] = 0.45
     before = {k: v.clone() for k, v in base.network.state_dict().items()}
@@ -67,8 +87,10 @@ def test_fine_tuning_starts_from_the_given_model_and_keeps_its_architecture():
     assert tuned.info.postprocess["seed_threshold"] == 0.45
     assert tuned.info.training["started_from"]["hash"] == base.hash
     # It learns on from where the base stopped, well below a fresh start's first epoch...
-    assert (tuned.info.training["history"][0]["loss"]
-            < 0.8 * scratch.info.training["history"][0]["loss"])
+    assert (
+        tuned.info.training["history"][0]["loss"]
+        < 0.8 * scratch.info.training["history"][0]["loss"]
+    )
     # ...and the base model itself is left as it was.
     for key, value in base.network.state_dict().items():
         torch.testing.assert_close(value, before[key])
@@ -105,8 +127,9 @@ def test_training_with_a_weight_average_returns_the_average_not_the_last_weights
 
 def test_keep_last_returns_the_final_weights_even_with_validation():
     data = [_blobs(0), _blobs(1)]
-    last = cs.train(data, validation=[_blobs(2)], epochs=2, progress=False, seed=3,
-                    keep="last", **SMALL)
+    last = cs.train(
+        data, validation=[_blobs(2)], epochs=2, progress=False, seed=3, keep="last", **SMALL
+    )
     plain = cs.train(data, epochs=2, progress=False, seed=3, **SMALL)  # no validation: last
     for a, b in zip(last.network.state_dict().values(), plain.network.state_dict().values()):
         torch.testing.assert_close(a, b)
@@ -153,9 +176,20 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_train_command_wants_both_validation_folders_or_neither(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--images", str(tmp_path), "--masks",
-                                       str(tmp_path), "--out", str(tmp_path / "m.safetensors"),
-                                       "--val-images", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--images",
+            str(tmp_path),
+            "--masks",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m.safetensors"),
+            "--val-images",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2
     assert "give both --val-images and --val-masks, or neither." in result.output
 
@@ -168,10 +202,30 @@ def test_train_command_writes_a_model_that_segments(tmp_path):
         tifffile.imwrite(images / f"f{seed}.tif", sample.image)
         tifffile.imwrite(masks / f"f{seed}.tif", sample.labels)
     out = tmp_path / "model.safetensors"
-    result = CliRunner().invoke(main, ["train", "--images", str(images), "--masks", str(masks),
-                                       "--val-images", str(images), "--val-masks", str(masks),
-                                       "--out", str(out), "--epochs", "1", "--steps", "2",
-                                       "--width", "4", "--depth", "2"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--images",
+            str(images),
+            "--masks",
+            str(masks),
+            "--val-images",
+            str(images),
+            "--val-masks",
+            str(masks),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--steps",
+            "2",
+            "--width",
+            "4",
+            "--depth",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "validation F1" in result.output
     model = cs.load_model(out)
@@ -179,10 +233,30 @@ def test_train_command_writes_a_model_that_segments(tmp_path):
     assert model.segment(_blobs(5).image).shape == (96, 96)
 
     tuned = tmp_path / "tuned.safetensors"
-    result = CliRunner().invoke(main, ["train", "--images", str(images), "--masks", str(masks),
-                                       "--out", str(tuned), "--epochs", "1", "--steps", "2",
-                                       "--start-from", str(out), "--learning-rate", "1e-3",
-                                       "--average", "0.99", "--target", "distance"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--images",
+            str(images),
+            "--masks",
+            str(masks),
+            "--out",
+            str(tuned),
+            "--epochs",
+            "1",
+            "--steps",
+            "2",
+            "--start-from",
+            str(out),
+            "--learning-rate",
+            "1e-3",
+            "--average",
+            "0.99",
+            "--target",
+            "distance",
+        ],
+    )
     assert result.exit_code == 0, result.output
     tuned_model = cs.load_model(tuned)
     assert model.info.outputs == ("foreground", "centre")  # the default target

@@ -30,8 +30,9 @@ class MapsModel:
     def prepare(self, image: np.ndarray) -> np.ndarray:
         return image[None].astype(np.float32)
 
-    def labels_from_maps(self, maps: np.ndarray, image: np.ndarray | None = None,
-                         **settings) -> np.ndarray:
+    def labels_from_maps(
+        self, maps: np.ndarray, image: np.ndarray | None = None, **settings
+    ) -> np.ndarray:
         merged = {**self.info.postprocess, **settings}
         return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)
 
@@ -50,8 +51,9 @@ def test_no_seed_threshold_finds_all_three_but_a_peak_height_does():
     sample, maps = _three_nuclei_in_a_row()
     for choice in seed_choices():
         labels = maps_to_labels(maps[0], maps[1], PostprocessSettings(min_size=1, **choice))
-        assert (labels.max() == 3) == (choice["seeds"] == "peaks" and
-                                       choice["peak_height"] <= 0.35), choice
+        assert (labels.max() == 3) == (
+            choice["seeds"] == "peaks" and choice["peak_height"] <= 0.35
+        ), choice
 
 
 def test_tuning_picks_the_seeds_that_separate_the_nuclei_and_runs_the_network_once():
@@ -78,8 +80,10 @@ def test_tuning_drops_doubtful_specks_by_score_not_the_small_sure_nuclei():
     foreground[0, 3:7], distance[0, 3:7] = 0.55, 0.3  # a doubtful speck, not a nucleus
     foreground[0, 40:44], distance[0, 40:44] = 1.0, 0.3  # a small nucleus, sure
     truth[0, 40:44] = 4
-    best = tune_postprocess(MapsModel(np.stack([foreground, distance])),
-                            [Sample(foreground.astype(np.float32), truth, "row")])
+    best = tune_postprocess(
+        MapsModel(np.stack([foreground, distance])),
+        [Sample(foreground.astype(np.float32), truth, "row")],
+    )
     assert best["scores"]["f1"] == 1.0
     assert best["settings"]["min_score"] > 0.55 and best["settings"]["min_size_fraction"] == 0
 
@@ -108,14 +112,16 @@ def test_tuning_merges_the_lobes_of_one_nucleus_when_they_are_alike():
     # lower rises 0.42 above their pass, the faint third nucleus only 0.3 above its own, so
     # no peak height alone splits the faint one off and keeps the lobes together.
     sample, maps = _three_nuclei_in_a_row()
-    maps[1, 2:7, 2:57] = np.interp(np.arange(55), POINTS_X, [0.05, 1.0, 0.53, 0.95, 0.05, 0.35,
-                                                               0.05])
+    maps[1, 2:7, 2:57] = np.interp(
+        np.arange(55), POINTS_X, [0.05, 1.0, 0.53, 0.95, 0.05, 0.35, 0.05]
+    )
     truth = sample.labels.copy()
     truth[truth == 2] = 1
     image = np.where(truth == 3, 0.5, 1.0) * (truth > 0)
     row = [Sample(image.astype(np.float32), truth, "row")]
-    without = tune_postprocess(MapsModel(maps), row, size_fraction=(0.0,), seed=(),
-                               merge=[{"merge_height": 0.0}])
+    without = tune_postprocess(
+        MapsModel(maps), row, size_fraction=(0.0,), seed=(), merge=[{"merge_height": 0.0}]
+    )
     best = tune_postprocess(MapsModel(maps), row, size_fraction=(0.0,), seed=())
     assert without["scores"]["f1"] < 1.0
     assert best["scores"]["f1"] == 1.0

@@ -35,7 +35,7 @@ def test_width_doubles_at_each_level():
 def test_stem_runs_the_body_at_lower_resolution_and_keeps_a_full_resolution_branch():
     net = UNet(in_channels=1, depth=3, width=8, stem=2)
     assert net.down[0][0].in_channels == 4  # 2x2 pixel blocks of one channel
-    assert net.multiple == 2 * 2 ** 2
+    assert net.multiple == 2 * 2**2
     assert hasattr(net, "full_resolution")
 
 

@@ -18,21 +18,40 @@ def _channel(value: str | None) -> int | str | None:
     return int(value) if value.isdigit() else value
 
 
-@main.command(short_help='Label nuclei in image files: one label image per file.')
+@main.command(short_help="Label nuclei in image files: one label image per file.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Folder for the label images (<stem>_labels.tif).")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the label images (<stem>_labels.tif).",
+)
 @model_option
-@click.option("--channel", "-c", default=None,
-              help="Channel to segment in multi-channel images: index (0-based) or name.")
+@click.option(
+    "--channel",
+    "-c",
+    default=None,
+    help="Channel to segment in multi-channel images: index (0-based) or name.",
+)
 @backend_option
 @device_option
-@click.option("--probabilities/--no-probabilities", default=False,
-              help="Also write the foreground probability map (<stem>_probabilities.tif).")
+@click.option(
+    "--probabilities/--no-probabilities",
+    default=False,
+    help="Also write the foreground probability map (<stem>_probabilities.tif).",
+)
 @auto_diameter_option
-def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None,
-            backend: str, device: str | None, probabilities: bool,
-            diameter: float | str | None) -> None:
+def segment(
+    images: tuple[Path, ...],
+    out: Path,
+    model: str,
+    channel: str | None,
+    backend: str,
+    device: str | None,
+    probabilities: bool,
+    diameter: float | str | None,
+) -> None:
     """Label objects in IMAGES (TIFF, PNG, or anything bioio reads) with a model.
 
     Writes OUT/<stem>_labels.tif for each input: uint16 (uint32 beyond 65535 objects),
@@ -47,9 +66,16 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
     from ..segment import segment_files
 
     try:
-        results = segment_files(list(images), out, model=model, channel=_channel(channel),
-                                backend=backend, device=device, probabilities=probabilities,
-                                diameter=diameter)
+        results = segment_files(
+            list(images),
+            out,
+            model=model,
+            channel=_channel(channel),
+            backend=backend,
+            device=device,
+            probabilities=probabilities,
+            diameter=diameter,
+        )
     except SomeInputsFailed as exc:
         for _, reason in exc.failures[:10]:
             click.echo(f"failed: {reason}", err=True)
@@ -60,20 +86,33 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
     click.echo(f"{len(results)} image(s), {total} objects -> {out}")
     resampled = [r for r in results if r.scale != 1.0 and r.diameter is not None]
     if resampled:
-        sizes = ", ".join(f"{r.image.name} ({r.diameter:.0f} px, at {r.scale:.2f}x)"
-                          for r in resampled[:5])
+        sizes = ", ".join(
+            f"{r.image.name} ({r.diameter:.0f} px, at {r.scale:.2f}x)" for r in resampled[:5]
+        )
         more = f" and {len(resampled) - 5} more" if len(resampled) > 5 else ""
-        click.echo(f"{len(resampled)} image(s) had objects far from the model's size and were "
-                   f"segmented resampled: {sizes}{more}.")
+        click.echo(
+            f"{len(resampled)} image(s) had objects far from the model's size and were "
+            f"segmented resampled: {sizes}{more}."
+        )
 
 
-@main.command(short_help='Train a model from image and mask folders.')
-@click.option("--images", required=True, type=click.Path(path_type=Path),
-              help="Folder of training images.")
-@click.option("--masks", required=True, type=click.Path(path_type=Path),
-              help="Folder of masks with the same names (instance labels or binary masks).")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Model file to write (.safetensors).")
+@main.command(short_help="Train a model from image and mask folders.")
+@click.option(
+    "--images", required=True, type=click.Path(path_type=Path), help="Folder of training images."
+)
+@click.option(
+    "--masks",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of masks with the same names (instance labels or binary masks).",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model file to write (.safetensors).",
+)
 @click.option("--val-images", type=click.Path(path_type=Path), help="Validation images.")
 @click.option("--val-masks", type=click.Path(path_type=Path), help="Validation masks.")
 @click.option("--pattern", default="*", show_default=True, help="Glob of training image names.")
@@ -83,22 +122,52 @@ def segment(images: tuple[Path, ...], out: Path, model: str, channel: str | None
 @click.option("--width", default=16, show_default=True, help="UNet base width.")
 @click.option("--depth", default=5, show_default=True, help="UNet levels.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--learning-rate", default=2e-3, show_default=True,
-              help="Peak learning rate (about half of it suits fine-tuning).")
-@click.option("--start-from", default=None, metavar="MODEL",
-              help="Fine-tune this model (a name such as 'nuclei', or a file) on your images "
-                   "instead of starting afresh; its architecture is kept.")
-@click.option("--average", default=0.0, show_default=True,
-              help="Keep an exponential moving average of the weights, moving this much "
-                   "less than all the way each step (0.999 smooths over ~1000 steps; 0: off).")
-@click.option("--target", type=click.Choice(["centre", "distance"]), default="centre",
-              show_default=True,
-              help="What the second output learns: 'centre' (one peak per object, keeps "
-                   "irregular nuclei whole) or 'distance' to the edge (the older models').")
-def train(images: Path, masks: Path, out: Path, val_images: Path | None,
-          val_masks: Path | None, pattern: str, epochs: int, steps: int,
-          minutes: float | None, width: int, depth: int, seed: int, learning_rate: float,
-          start_from: str | None, average: float, target: str) -> None:
+@click.option(
+    "--learning-rate",
+    default=2e-3,
+    show_default=True,
+    help="Peak learning rate (about half of it suits fine-tuning).",
+)
+@click.option(
+    "--start-from",
+    default=None,
+    metavar="MODEL",
+    help="Fine-tune this model (a name such as 'nuclei', or a file) on your images "
+    "instead of starting afresh; its architecture is kept.",
+)
+@click.option(
+    "--average",
+    default=0.0,
+    show_default=True,
+    help="Keep an exponential moving average of the weights, moving this much "
+    "less than all the way each step (0.999 smooths over ~1000 steps; 0: off).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["centre", "distance"]),
+    default="centre",
+    show_default=True,
+    help="What the second output learns: 'centre' (one peak per object, keeps "
+    "irregular nuclei whole) or 'distance' to the edge (the older models').",
+)
+def train(
+    images: Path,
+    masks: Path,
+    out: Path,
+    val_images: Path | None,
+    val_masks: Path | None,
+    pattern: str,
+    epochs: int,
+    steps: int,
+    minutes: float | None,
+    width: int,
+    depth: int,
+    seed: int,
+    learning_rate: float,
+    start_from: str | None,
+    average: float,
+    target: str,
+) -> None:
     """Train an instance segmentation model from image and mask folders.
 
     Keeps the epoch with the best validation AP when validation folders are given,
@@ -115,12 +184,22 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
     validation = None
     if val_images and val_masks:
         validation = data.ImageMaskFolder(val_images, val_masks)
-    model = run_training(training, validation=validation, epochs=epochs, out=out,
-                         steps_per_epoch=steps, width=width, depth=depth, seed=seed,
-                         learning_rate=learning_rate, start_from=start_from,
-                         average=average, target=target,
-                         time_limit=minutes * 60 if minutes else None,
-                         description={"images": str(images), "masks": str(masks)})
+    model = run_training(
+        training,
+        validation=validation,
+        epochs=epochs,
+        out=out,
+        steps_per_epoch=steps,
+        width=width,
+        depth=depth,
+        seed=seed,
+        learning_rate=learning_rate,
+        start_from=start_from,
+        average=average,
+        target=target,
+        time_limit=minutes * 60 if minutes else None,
+        description={"images": str(images), "masks": str(masks)},
+    )
     if validation is not None:
         best = tune_postprocess(model, validation)
         model.info.postprocess.update(best["settings"])
@@ -129,15 +208,32 @@ def train(images: Path, masks: Path, out: Path, val_images: Path | None,
     click.echo(f"model written to {out}")
 
 
-@main.command(short_help='Score predicted labels against true ones (F1, AP, IoU...).')
-@click.option("--pred", required=True, type=click.Path(path_type=Path),
-              help="Folder of predicted label images.")
-@click.option("--truth", required=True, type=click.Path(path_type=Path),
-              help="Folder of true masks (paired by name; <stem>_labels.tif matches <stem>).")
-@click.option("--probabilities", type=click.Path(path_type=Path), default=None,
-              help="Folder of foreground probability maps, for the pixel AuROC.")
-@click.option("--json", "json_file", type=click.Path(path_type=Path), default=None,
-              help="Also write the metrics to this JSON file.")
+@main.command(short_help="Score predicted labels against true ones (F1, AP, IoU...).")
+@click.option(
+    "--pred",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of predicted label images.",
+)
+@click.option(
+    "--truth",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of true masks (paired by name; <stem>_labels.tif matches <stem>).",
+)
+@click.option(
+    "--probabilities",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of foreground probability maps, for the pixel AuROC.",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the metrics to this JSON file.",
+)
 def evaluate(pred: Path, truth: Path, probabilities: Path | None, json_file: Path | None) -> None:
     """Score predicted labels against true labels: pixel and instance metrics."""
     from ..training.evaluate import evaluate_folders

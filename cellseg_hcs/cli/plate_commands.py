@@ -17,36 +17,76 @@ def _wells(value: str | None) -> list[str] | None:
     return [w.strip() for w in value.split(",") if w.strip()]
 
 
-@main.command(short_help='Segment and measure a whole OME-Zarr plate: labels + parquet.')
+@main.command(short_help="Segment and measure a whole OME-Zarr plate: labels + parquet.")
 @click.argument("plate", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Folder for the tables (images.parquet, features/, run.json).")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the tables (images.parquet, features/, run.json).",
+)
 @model_option
-@click.option("--channel", "-c", default=None,
-              help="Channel name the model reads (default: the plate's first channel).")
-@click.option("--object", "object_name", default="Nuclei", show_default=True,
-              help="Object name: labels/<object> and the column prefix (Nuclei_AreaShape_Area).")
-@click.option("--features", default="default", show_default=True,
-              type=click.Choice(["minimal", "default", "full"]),
-              help="minimal: location, shape, intensity; default: + texture, neighbors; "
-                   "full: every CellProfiler measurement, + correlation between channels.")
+@click.option(
+    "--channel",
+    "-c",
+    default=None,
+    help="Channel name the model reads (default: the plate's first channel).",
+)
+@click.option(
+    "--object",
+    "object_name",
+    default="Nuclei",
+    show_default=True,
+    help="Object name: labels/<object> and the column prefix (Nuclei_AreaShape_Area).",
+)
+@click.option(
+    "--features",
+    default="default",
+    show_default=True,
+    type=click.Choice(["minimal", "default", "full"]),
+    help="minimal: location, shape, intensity; default: + texture, neighbors; "
+    "full: every CellProfiler measurement, + correlation between channels.",
+)
 @click.option("--wells", default=None, help="Only these wells, e.g. B03,B04.")
-@click.option("--workers", type=int, default=None,
-              help="Worker processes of the local dask cluster (default: sized to the machine).")
-@click.option("--scheduler", default=None,
-              help="Run on an existing dask cluster: its scheduler address (tcp://host:8786).")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes of the local dask cluster (default: sized to the machine).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Run on an existing dask cluster: its scheduler address (tcp://host:8786).",
+)
 @backend_option
 @device_option
 @diameter_option
-@click.option("--overwrite", is_flag=True,
-              help="Recompute fields that are already finished, and replace labels/<object> "
-                   "made by another model, scale or tool (refused without it). When the "
-                   "settings differ from OUT's earlier run, its tables are deleted first.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Recompute fields that are already finished, and replace labels/<object> "
+    "made by another model, scale or tool (refused without it). When the "
+    "settings differ from OUT's earlier run, its tables are deleted first.",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def run(plate: Path, out: Path, model: str, channel: str | None, object_name: str,
-        features: str, wells: str | None, workers: int | None, scheduler: str | None,
-        backend: str, device: str | None, diameter: float | str | None, overwrite: bool,
-        progress: bool) -> None:
+def run(
+    plate: Path,
+    out: Path,
+    model: str,
+    channel: str | None,
+    object_name: str,
+    features: str,
+    wells: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    backend: str,
+    device: str | None,
+    diameter: float | str | None,
+    overwrite: bool,
+    progress: bool,
+) -> None:
     """Segment and measure every field of an OME-Zarr HCS PLATE (NGFF 0.4 or 0.5).
 
     Writes labels/<object> into each field of the plate, and into OUT: one parquet of
@@ -67,18 +107,34 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
 
     if logging.getLogger().level > logging.DEBUG:  # dask's own chatter only with -vv
         logging.getLogger("distributed").setLevel(logging.WARNING)
-    result = run_plate(plate, out, model=model, channel=channel, object_name=object_name,
-                       features=features, wells=_wells(wells), workers=workers,
-                       scheduler=scheduler, backend=backend, device=device,
-                       diameter=diameter, overwrite=overwrite, progress=progress)
+    result = run_plate(
+        plate,
+        out,
+        model=model,
+        channel=channel,
+        object_name=object_name,
+        features=features,
+        wells=_wells(wells),
+        workers=workers,
+        scheduler=scheduler,
+        backend=backend,
+        device=device,
+        diameter=diameter,
+        overwrite=overwrite,
+        progress=progress,
+    )
     images = result.images
     fields = len(images)
-    click.echo(f"{fields} field(s): {result.computed} computed, {result.skipped} already done, "
-               f"{result.failed} failed; {result.objects} {object_name} "
-               f"in {result.seconds:.1f} s")
+    click.echo(
+        f"{fields} field(s): {result.computed} computed, {result.skipped} already done, "
+        f"{result.failed} failed; {result.objects} {object_name} "
+        f"in {result.seconds:.1f} s"
+    )
     if result.measured_diameter is not None:
-        click.echo(f"diameter: {result.measured_diameter:.0f} px measured on the first fields; "
-                   f"the network ran at {result.scale:.3g}x")
+        click.echo(
+            f"diameter: {result.measured_diameter:.0f} px measured on the first fields; "
+            f"the network ran at {result.scale:.3g}x"
+        )
     if fields:
         example = result.plate / images["Metadata_FieldPath"].iloc[0] / "labels" / object_name
         more = f" (and in each of the other {fields - 1} field(s))" if fields > 1 else ""
@@ -87,30 +143,59 @@ def run(plate: Path, out: Path, model: str, channel: str | None, object_name: st
     click.echo(f"images:   {result.out / 'images.parquet'}  (one row per field)")
     click.echo(f"manifest: {result.out / 'run.json'}")
     for _, row in images[images["status"] == "failed"].head(5).iterrows():
-        click.echo(f"failed {row['Metadata_Well']} site {row['Metadata_Site']}: {row['error']}",
-                   err=True)
+        click.echo(
+            f"failed {row['Metadata_Well']} site {row['Metadata_Site']}: {row['error']}", err=True
+        )
     if result.failed > 5:
-        click.echo(f"... and {result.failed - 5} more: see the 'error' column of "
-                   f"{result.out / 'images.parquet'}", err=True)
+        click.echo(
+            f"... and {result.failed - 5} more: see the 'error' column of "
+            f"{result.out / 'images.parquet'}",
+            err=True,
+        )
     if result.failed:
         sys.exit(1)
 
 
-@main.command(short_help='Convert TIFFs named by well and site into an OME-Zarr plate.')
+@main.command(short_help="Convert TIFFs named by well and site into an OME-Zarr plate.")
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="The plate to write (a .zarr folder).")
-@click.option("--pattern", default="metaxpress", show_default=True,
-              help="File name layout: metaxpress, operetta, incell, or a regex with named "
-                   "groups well (or row and column), site and optionally channel.")
-@click.option("--channel-names", default=None,
-              help="Comma-separated channel names, e.g. DNA,ER (default: from the files).")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The plate to write (a .zarr folder).",
+)
+@click.option(
+    "--pattern",
+    default="metaxpress",
+    show_default=True,
+    help="File name layout: metaxpress, operetta, incell, or a regex with named "
+    "groups well (or row and column), site and optionally channel.",
+)
+@click.option(
+    "--channel-names",
+    default=None,
+    help="Comma-separated channel names, e.g. DNA,ER (default: from the files).",
+)
 @click.option("--plate-name", default=None, help="Plate name (default: the --out name).")
-@click.option("--ngff", "ngff_version", default="0.5", show_default=True,
-              type=click.Choice(["0.5", "0.4"]), help="NGFF version: 0.5 (zarr v3) or 0.4.")
+@click.option(
+    "--ngff",
+    "ngff_version",
+    default="0.5",
+    show_default=True,
+    type=click.Choice(["0.5", "0.4"]),
+    help="NGFF version: 0.5 (zarr v3) or 0.4.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def convert(folder: Path, out: Path, pattern: str, channel_names: str | None,
-            plate_name: str | None, ngff_version: str, overwrite: bool) -> None:
+def convert(
+    folder: Path,
+    out: Path,
+    pattern: str,
+    channel_names: str | None,
+    plate_name: str | None,
+    ngff_version: str,
+    overwrite: bool,
+) -> None:
     """Convert a FOLDER of TIFFs named by well and site into an OME-Zarr HCS plate.
 
     \b
@@ -120,11 +205,19 @@ def convert(folder: Path, out: Path, pattern: str, channel_names: str | None,
     from ..io.convert import convert_tiff_folder
 
     names = [n.strip() for n in channel_names.split(",")] if channel_names else None
-    path = convert_tiff_folder(folder, out, pattern=pattern, channel_names=names,
-                               plate_name=plate_name, ngff_version=ngff_version,
-                               overwrite=overwrite)
+    path = convert_tiff_folder(
+        folder,
+        out,
+        pattern=pattern,
+        channel_names=names,
+        plate_name=plate_name,
+        ngff_version=ngff_version,
+        overwrite=overwrite,
+    )
     from ..io.plate import open_plate
 
     plate = open_plate(path)
-    click.echo(f"{path}: {len(plate.wells)} well(s), {len(plate.fields)} field(s), "
-               f"channels {', '.join(plate.channel_names)} (NGFF {plate.ngff_version})")
+    click.echo(
+        f"{path}: {len(plate.wells)} well(s), {len(plate.fields)} field(s), "
+        f"channels {', '.join(plate.channel_names)} (NGFF {plate.ngff_version})"
+    )

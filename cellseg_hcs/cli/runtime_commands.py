@@ -10,7 +10,7 @@ from . import main
 from .options import model_option
 
 
-@main.command(short_help='Version, built-in models and inference backends here.')
+@main.command(short_help="Version, built-in models and inference backends here.")
 def info() -> None:
     """Print the version, the built-in models and every inference backend.
 
@@ -41,10 +41,15 @@ def info() -> None:
 
 @main.command(short_help="Export a model's network to ONNX.")
 @model_option
-@click.option("--format", "file_format", default="onnx", show_default=True,
-              type=click.Choice(["onnx"]), help="Exchange format to write.")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="File to write.")
+@click.option(
+    "--format",
+    "file_format",
+    default="onnx",
+    show_default=True,
+    type=click.Choice(["onnx"]),
+    help="Exchange format to write.",
+)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="File to write.")
 def export(model: str, file_format: str, out: Path) -> None:
     """Export a model's network (dynamic batch, height and width) for other runtimes.
 

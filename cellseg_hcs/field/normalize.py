@@ -33,9 +33,13 @@ def percentile_normalize(
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
 
 
-def prepare_field(image: np.ndarray, in_channels: int, normalize: dict[str, float],
-                  channel: int | str | None = None,
-                  channel_names: list[str] | None = None) -> np.ndarray:
+def prepare_field(
+    image: np.ndarray,
+    in_channels: int,
+    normalize: dict[str, float],
+    channel: int | str | None = None,
+    channel_names: list[str] | None = None,
+) -> np.ndarray:
     """The network's normalized float32 CYX input from a raw image.
 
     A one-channel model takes the chosen plane (by index or name); a model of several

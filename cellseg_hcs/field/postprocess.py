@@ -88,12 +88,12 @@ def maps_to_labels(
     return drop_objects(objects, foreground, settings)
 
 
-def split_objects(foreground: np.ndarray, distance: np.ndarray,
-                  settings: PostprocessSettings) -> np.ndarray:
+def split_objects(
+    foreground: np.ndarray, distance: np.ndarray, settings: PostprocessSettings
+) -> np.ndarray:
     """The first stage of :func:`maps_to_labels`: objects before any is dropped (int32)."""
     if settings.seeds not in SEED_FINDERS:
-        raise ValueError(f"unknown seeds {settings.seeds!r}; choose from "
-                         f"{', '.join(SEED_FINDERS)}")
+        raise ValueError(f"unknown seeds {settings.seeds!r}; choose from {', '.join(SEED_FINDERS)}")
     mask = np.asarray(foreground) > settings.foreground_threshold
     if settings.fill_holes:
         mask = fill_holes(mask)
@@ -104,8 +104,12 @@ def split_objects(foreground: np.ndarray, distance: np.ndarray,
     return SEED_FINDERS[settings.seeds](components, n_components, distance, settings)
 
 
-def merge_alike(objects: np.ndarray, distance: np.ndarray, image: np.ndarray | None,
-                settings: PostprocessSettings) -> np.ndarray:
+def merge_alike(
+    objects: np.ndarray,
+    distance: np.ndarray,
+    image: np.ndarray | None,
+    settings: PostprocessSettings,
+) -> np.ndarray:
     """The middle stage of :func:`maps_to_labels`: fragments of one object merged again.
 
     Two touching objects of ``objects`` are merged when the peaks of ``distance`` at
@@ -117,9 +121,11 @@ def merge_alike(objects: np.ndarray, distance: np.ndarray, image: np.ndarray | N
     if settings.merge_height <= 0 or settings.seeds != "peaks":
         return objects
     if image is None:
-        raise SettingError(f"these post-processing settings join alike fragments "
-                           f"(merge_height {settings.merge_height}), which needs the image "
-                           f"the maps came from: pass image=..., or set merge_height=0.")
+        raise SettingError(
+            f"these post-processing settings join alike fragments "
+            f"(merge_height {settings.merge_height}), which needs the image "
+            f"the maps came from: pass image=..., or set merge_height=0."
+        )
     if objects.max() < 2:
         return objects
     plane = np.asarray(image)
@@ -131,22 +137,29 @@ def merge_alike(objects: np.ndarray, distance: np.ndarray, image: np.ndarray | N
     first, second = touching_pairs(objects)
     sizes = np.bincount(objects.ravel(), minlength=count)
     means = np.bincount(objects.ravel(), weights=plane.ravel(), minlength=count) / np.maximum(
-        sizes, 1)
+        sizes, 1
+    )
     pair_mean = (means[first] + means[second]) / 2
-    alike = (pair_mean > 0) & (np.abs(means[first] - means[second])
-                               < settings.merge_contrast * pair_mean)
+    alike = (pair_mean > 0) & (
+        np.abs(means[first] - means[second]) < settings.merge_contrast * pair_mean
+    )
     if not alike.any():
         return objects
     # Which object of the split at the merge height holds each object's peak: found only in
     # the foreground regions (which the objects cover) that hold an alike pair.
-    coarse_of = _coarse_objects(objects, np.asarray(distance, dtype=np.float32),
-                                np.unique(first[alike]), settings.merge_height)
+    coarse_of = _coarse_objects(
+        objects,
+        np.asarray(distance, dtype=np.float32),
+        np.unique(first[alike]),
+        settings.merge_height,
+    )
     alike &= (coarse_of[first] == coarse_of[second]) & (coarse_of[first] > 0)
     if not alike.any():
         return objects
     # Objects joined by alike pairs, transitively: the connected parts of that graph.
-    graph = coo_matrix((np.ones(int(alike.sum())), (first[alike], second[alike])),
-                       shape=(count, count))
+    graph = coo_matrix(
+        (np.ones(int(alike.sum())), (first[alike], second[alike])), shape=(count, count)
+    )
     _, group = connected_components(graph, directed=False)
     group = group + 1
     group[0] = 0  # the background is in no pair: its own group, kept 0
@@ -166,8 +179,9 @@ def touching_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys // count, keys % count
 
 
-def _coarse_objects(objects: np.ndarray, distance: np.ndarray, wanted: np.ndarray,
-                    height: float) -> np.ndarray:
+def _coarse_objects(
+    objects: np.ndarray, distance: np.ndarray, wanted: np.ndarray, height: float
+) -> np.ndarray:
     """For each object, the object its distance peak falls in when its foreground region is
     split by peaks of ``height`` (as :func:`split_objects` splits it), in the regions of the
     ``wanted`` objects (0 elsewhere; numbers are unique within a region only)."""
@@ -189,8 +203,9 @@ def _coarse_objects(objects: np.ndarray, distance: np.ndarray, wanted: np.ndarra
     return coarse_of
 
 
-def drop_objects(labels: np.ndarray, foreground: np.ndarray,
-                 settings: PostprocessSettings) -> np.ndarray:
+def drop_objects(
+    labels: np.ndarray, foreground: np.ndarray, settings: PostprocessSettings
+) -> np.ndarray:
     """The second stage of :func:`maps_to_labels`: small and doubtful objects dropped.
 
     Drops objects under ``min_size`` pixels, then those under ``min_size_fraction`` of the
@@ -203,8 +218,9 @@ def drop_objects(labels: np.ndarray, foreground: np.ndarray,
     if settings.min_size_fraction > 0 and keep.any():
         keep &= sizes >= settings.min_size_fraction * np.median(sizes[keep])
     if settings.min_score > 0 and keep.any():
-        total = np.bincount(labels.ravel(), weights=np.asarray(foreground, np.float64).ravel(),
-                            minlength=sizes.size)
+        total = np.bincount(
+            labels.ravel(), weights=np.asarray(foreground, np.float64).ravel(), minlength=sizes.size
+        )
         keep &= total >= settings.min_score * sizes
     dtype = label_dtype(int(keep.sum()))
     new_ids = np.zeros(sizes.size, dtype=dtype)
@@ -212,8 +228,9 @@ def drop_objects(labels: np.ndarray, foreground: np.ndarray,
     return new_ids[labels]
 
 
-def _objects_by_threshold(components: np.ndarray, n_components: int, distance: np.ndarray,
-                          settings: PostprocessSettings) -> np.ndarray:
+def _objects_by_threshold(
+    components: np.ndarray, n_components: int, distance: np.ndarray, settings: PostprocessSettings
+) -> np.ndarray:
     """Seeds: connected regions where the distance map exceeds ``seed_threshold``."""
     seeds, n_seeds = ndi.label((distance > settings.seed_threshold) & (components > 0))
     # Which component each seed lies in, and how many seeds each component holds.
@@ -241,8 +258,9 @@ def _objects_by_threshold(components: np.ndarray, n_components: int, distance: n
     return labels
 
 
-def _objects_by_peaks(components: np.ndarray, n_components: int, distance: np.ndarray,
-                      settings: PostprocessSettings) -> np.ndarray:
+def _objects_by_peaks(
+    components: np.ndarray, n_components: int, distance: np.ndarray, settings: PostprocessSettings
+) -> np.ndarray:
     """Seeds: distance peaks rising ``peak_height`` above their pass to a higher peak.
 
     A component whose distance map has at most one local maximum that high is one object
@@ -269,8 +287,9 @@ def _objects_by_peaks(components: np.ndarray, n_components: int, distance: np.nd
     return labels
 
 
-def _flood_from_peaks(local: np.ndarray, inside: np.ndarray,
-                      height: float) -> tuple[np.ndarray, int]:
+def _flood_from_peaks(
+    local: np.ndarray, inside: np.ndarray, height: float
+) -> tuple[np.ndarray, int]:
     """One region's objects: the watershed of ``-local`` from its peaks of ``height``
     (h-maxima), numbered 1..n inside ``inside``; one object when it has at most one peak."""
     from skimage.morphology import h_maxima

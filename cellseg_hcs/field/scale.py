@@ -55,11 +55,13 @@ def parse_diameter(value: float | str | None) -> float | str | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SettingError(f"diameter must be a number of pixels, {AUTO!r} or {NATIVE!r}, "
-                           f"not {value!r}.") from None
+        raise SettingError(
+            f"diameter must be a number of pixels, {AUTO!r} or {NATIVE!r}, not {value!r}."
+        ) from None
     if not 0 < number <= MAX_DIAMETER:
-        raise SettingError(f"diameter must be a positive number of pixels up to "
-                           f"{MAX_DIAMETER:g}, not {value}.")
+        raise SettingError(
+            f"diameter must be a positive number of pixels up to {MAX_DIAMETER:g}, not {value}."
+        )
     return number
 
 
@@ -78,8 +80,9 @@ def median_diameter(labels: np.ndarray | Sequence[np.ndarray]) -> float:
     return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else 0.0
 
 
-def auto_scale(labels: np.ndarray | Sequence[np.ndarray],
-               working_diameter: float = DEFAULT_WORKING_DIAMETER) -> tuple[float, float]:
+def auto_scale(
+    labels: np.ndarray | Sequence[np.ndarray], working_diameter: float = DEFAULT_WORKING_DIAMETER
+) -> tuple[float, float]:
     """``(scale, diameter)``: where to run the network again, from labels made at scale 1.
 
     ``diameter`` is the objects' median diameter in ``labels`` (one label image, or several
@@ -145,12 +148,14 @@ def _resize(stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         sigma = [max((height / shape[0] - 1) / 2, 0), max((width / shape[1] - 1) / 2, 0)]
         stack = np.stack([ndi.gaussian_filter(plane, sigma) for plane in stack])
     grid = np.meshgrid(rows, cols, indexing="ij")
-    return np.stack([ndi.map_coordinates(plane, grid, order=1, mode="nearest")
-                     for plane in stack]).astype(np.float32, copy=False)
+    return np.stack(
+        [ndi.map_coordinates(plane, grid, order=1, mode="nearest") for plane in stack]
+    ).astype(np.float32, copy=False)
 
 
-def segment_field(model, runtime, field: np.ndarray, diameter: float | str | None = AUTO,
-                  **settings) -> tuple[np.ndarray, float, np.ndarray]:
+def segment_field(
+    model, runtime, field: np.ndarray, diameter: float | str | None = AUTO, **settings
+) -> tuple[np.ndarray, float, np.ndarray]:
     """``(labels, scale, maps)`` of one prepared CYX field: the network at the scale that
     ``diameter`` asks for (a number, None for the field's own, or ``"auto"``), then the
     model's post-processing (``settings`` override its thresholds)."""

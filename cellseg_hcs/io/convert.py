@@ -60,8 +60,9 @@ def write_plate(
     """
     out = Path(out)
     if ngff_version not in NGFF_VERSIONS:
-        raise SettingError(f"NGFF version {ngff_version!r} is not one of "
-                           f"{', '.join(NGFF_VERSIONS)}.")
+        raise SettingError(
+            f"NGFF version {ngff_version!r} is not one of {', '.join(NGFF_VERSIONS)}."
+        )
     if out.exists() and not overwrite:
         raise SettingError(f"{out} already exists; pass overwrite (--overwrite) to replace it.")
     if not fields:
@@ -69,8 +70,16 @@ def write_plate(
     layout = _layout(fields)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        _write(tmp, layout, fields, list(channel_names), plate_name or _plate_name(out),
-               ngff_version, levels, chunk_size)
+        _write(
+            tmp,
+            layout,
+            fields,
+            list(channel_names),
+            plate_name or _plate_name(out),
+            ngff_version,
+            levels,
+            chunk_size,
+        )
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -91,8 +100,9 @@ def _layout(fields: Mapping[tuple[str, int], FieldPixels]) -> dict[str, list[tup
     for well in wells:
         if parse_well(well) != well:
             raise SettingError(f"well {well!r} should be written as {parse_well(well)!r}.")
-    return {w: [(s, str(i)) for i, s in enumerate(sorted(sites))]
-            for w, sites in sorted(wells.items())}
+    return {
+        w: [(s, str(i)) for i, s in enumerate(sorted(sites))] for w, sites in sorted(wells.items())
+    }
 
 
 def _write(path: Path, layout, fields, channel_names, plate_name, version, levels, chunk_size):
@@ -110,8 +120,15 @@ def _write(path: Path, layout, fields, channel_names, plate_name, version, level
     rows = sorted({row for row, _ in parts.values()}, key=lambda r: (len(r), r))
     columns = sorted({column for _, column in parts.values()}, key=int)
     well_paths = [f"{row}/{column}" for row, column in parts.values()]
-    write_plate_metadata(root, rows, columns, well_paths, fmt=fmt, name=plate_name,
-                         field_count=max(len(sites) for sites in layout.values()))
+    write_plate_metadata(
+        root,
+        rows,
+        columns,
+        well_paths,
+        fmt=fmt,
+        name=plate_name,
+        field_count=max(len(sites) for sites in layout.values()),
+    )
     for well, sites in layout.items():
         well_group = root.require_group("/".join(parts[well]))
         write_well_metadata(well_group, [{"path": p} for _, p in sites], fmt=fmt)
@@ -120,13 +137,21 @@ def _write(path: Path, layout, fields, channel_names, plate_name, version, level
             image = np.asarray(pixels() if callable(pixels) else pixels)
             image = image[None] if image.ndim == 2 else image
             if image.shape[0] != len(channel_names):
-                raise InputError(f"well {well} site {site} has {image.shape[0]} channel(s), "
-                                 f"but {len(channel_names)} channel name(s) were given.")
+                raise InputError(
+                    f"well {well} site {site} has {image.shape[0]} channel(s), "
+                    f"but {len(channel_names)} channel name(s) were given."
+                )
             group = well_group.require_group(field_path)
             n_levels = levels or _default_levels(image.shape[-2:])
             chunks = (1, *(min(chunk_size, s) for s in image.shape[-2:]))
-            write_image(image, group, scale_factors=[2**i for i in range(1, n_levels)],
-                        axes="cyx", fmt=fmt, storage_options={"chunks": chunks})
+            write_image(
+                image,
+                group,
+                scale_factors=[2**i for i in range(1, n_levels)],
+                axes="cyx",
+                fmt=fmt,
+                storage_options={"chunks": chunks},
+            )
             add_metadata(group, {"omero": _omero(channel_names, image.dtype)}, fmt=fmt)
             log.info("wrote well %s site %s %s", well, site, image.shape)
 
@@ -141,11 +166,17 @@ def _default_levels(shape: tuple[int, int], smallest: int = 256) -> int:
 
 def _omero(channel_names: list[str], dtype: np.dtype) -> dict:
     top = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
-    return {"channels": [
-        {"label": name, "color": CHANNEL_COLORS[i % len(CHANNEL_COLORS)], "active": True,
-         "window": {"min": 0.0, "max": top, "start": 0.0, "end": top}}
-        for i, name in enumerate(channel_names)
-    ]}
+    return {
+        "channels": [
+            {
+                "label": name,
+                "color": CHANNEL_COLORS[i % len(CHANNEL_COLORS)],
+                "active": True,
+                "window": {"min": 0.0, "max": top, "start": 0.0, "end": top},
+            }
+            for i, name in enumerate(channel_names)
+        ]
+    }
 
 
 def convert_tiff_folder(
@@ -174,5 +205,11 @@ def convert_tiff_folder(
     tokens = channel_tokens(entries)
     names = list(channel_names) if channel_names else default_channel_names(entries)
     fields = {(e.well, e.site): (lambda e=e: read_tiff_field(e, tokens)) for e in entries}
-    return write_plate(out, fields, channel_names=names, plate_name=plate_name,
-                       ngff_version=ngff_version, overwrite=overwrite)
+    return write_plate(
+        out,
+        fields,
+        channel_names=names,
+        plate_name=plate_name,
+        ngff_version=ngff_version,
+        overwrite=overwrite,
+    )

@@ -63,8 +63,10 @@ def tiff_planes(data: np.ndarray, axes: str, path: str | Path = "image") -> np.n
     if "Z" in axes:
         planes = data.shape[axes.index("Z")]
         if planes > 1:
-            raise InputError(f"{path}: a stack of {planes} Z planes; segmentation is 2-D, so "
-                             "give a projection (e.g. the maximum) or one plane.")
+            raise InputError(
+                f"{path}: a stack of {planes} Z planes; segmentation is 2-D, so "
+                "give a projection (e.g. the maximum) or one plane."
+            )
         data, axes = np.take(data, 0, axis=axes.index("Z")), axes.replace("Z", "")
     order = [axis for axis in axes if axis in "CS"] + ["Y", "X"]
     data = np.transpose(data, [axes.index(axis) for axis in order])

@@ -160,8 +160,14 @@ def open_plate(path: str | Path) -> Plate:
         except KeyError:
             raise InputError(f"{path}: well {well_path} is listed but missing.") from None
         for site, image in enumerate(images):
-            fields.append(PlateField(name, well_name(row, column), site,
-                                     f"{well_path}/{str(image['path']).strip('/')}"))
+            fields.append(
+                PlateField(
+                    name,
+                    well_name(row, column),
+                    site,
+                    f"{well_path}/{str(image['path']).strip('/')}",
+                )
+            )
     if not fields:
         raise InputError(f"{path}: the plate's wells list no fields.")
     channels = tuple(field_channel_names(root[fields[0].path]))
@@ -170,8 +176,10 @@ def open_plate(path: str | Path) -> Plate:
 
 def _row_and_column(plate: dict, well: dict, well_path: str) -> tuple[str, str]:
     try:
-        return (str(plate["rows"][well["rowIndex"]]["name"]),
-                str(plate["columns"][well["columnIndex"]]["name"]))
+        return (
+            str(plate["rows"][well["rowIndex"]]["name"]),
+            str(plate["columns"][well["columnIndex"]]["name"]),
+        )
     except (KeyError, IndexError, TypeError):
         row, _, column = well_path.partition("/")
         return row, column
@@ -219,8 +227,9 @@ class FieldImage:
         return next(iter(self.channels.values())).shape
 
 
-def read_field(plate_path: str | Path, field: PlateField,
-               channels: list[str] | None = None) -> FieldImage:
+def read_field(
+    plate_path: str | Path, field: PlateField, channels: list[str] | None = None
+) -> FieldImage:
     """Read one field: the first time point, Z planes max-projected, channels by name.
 
     Only the full-resolution level is read, and only the channels asked for (all when
@@ -239,8 +248,9 @@ def read_field(plate_path: str | Path, field: PlateField,
     for name in wanted:
         if name not in names:
             raise InputError(f"channel {name!r} is not in this field (it has {', '.join(names)}).")
-        index = tuple(names.index(name) if a == "c" else 0 if a == "t" else slice(None)
-                      for a in axes)
+        index = tuple(
+            names.index(name) if a == "c" else 0 if a == "t" else slice(None) for a in axes
+        )
         plane = np.asarray(array[index])
         if "z" in axes and plane.ndim == 3:
             plane = plane.max(axis=0)
@@ -275,9 +285,14 @@ def labels_provenance(plate_path: str | Path, field: PlateField, name: str) -> d
         return None
 
 
-def write_field_labels(plate_path: str | Path, field: PlateField, name: str,
-                       labels: np.ndarray, image: FieldImage,
-                       provenance: dict[str, Any] | None = None) -> Path:
+def write_field_labels(
+    plate_path: str | Path,
+    field: PlateField,
+    name: str,
+    labels: np.ndarray,
+    image: FieldImage,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
     """Write ``labels/<name>`` into a field, replacing an older one, atomically.
 
     The label pyramid has one level per image level, each the image level's shape without
@@ -321,8 +336,10 @@ def _write_label_image(path: Path, labels: np.ndarray, image: FieldImage, name: 
         level_shape = tuple(shape[i] for i in keep)
         # A Z-stack's labels (made on its projection) are the same on every plane.
         level = np.broadcast_to(_resample_nearest(labels, level_shape[-2:]), level_shape)
-        chunks = tuple(min(image.chunks[i], s) if image.axes[i]["name"] in SPATIAL_PLANE
-                       else 1 for i, s in zip(keep, level_shape))
+        chunks = tuple(
+            min(image.chunks[i], s) if image.axes[i]["name"] in SPATIAL_PLANE else 1
+            for i, s in zip(keep, level_shape)
+        )
         options: dict[str, Any] = {"chunks": chunks, "dtype": labels.dtype}
         if image.zarr_format == 3:
             options["dimension_names"] = names

@@ -37,8 +37,6 @@ STRING_COLUMNS = ("Metadata_Plate", "Metadata_Well")
 INTEGER_COLUMNS = ("Metadata_Site", "ObjectNumber")
 
 
-
-
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable)
@@ -66,9 +64,14 @@ def arrow_table(table: pd.DataFrame):
 
     fields = []
     for column in table.columns:
-        if column in STRING_COLUMNS or column in ("status", "error", "backend") or (
+        if (
+            column in STRING_COLUMNS
+            or column in ("status", "error", "backend")
+            or (
                 not pd.api.types.is_numeric_dtype(table[column])
-                and not pd.api.types.is_bool_dtype(table[column])):
+                and not pd.api.types.is_bool_dtype(table[column])
+            )
+        ):
             kind = pa.string()
         elif column in INTEGER_COLUMNS or column.endswith("_Number_Object_Number"):
             kind = pa.int64()
@@ -96,8 +99,13 @@ def write_parquet(path: Path, table: pd.DataFrame) -> Path:
 
 def features_path(out: Path, plate: str, well: str, field_name: str) -> Path:
     """``DIR/features/plate=P/well=W/<well>_<site>.parquet``."""
-    return (Path(out) / FEATURES_DIR / f"plate={path_part(plate)}" / f"well={path_part(well)}"
-            / f"{path_part(field_name)}.parquet")
+    return (
+        Path(out)
+        / FEATURES_DIR
+        / f"plate={path_part(plate)}"
+        / f"well={path_part(well)}"
+        / f"{path_part(field_name)}.parquet"
+    )
 
 
 def path_part(name: str) -> str:
@@ -112,7 +120,7 @@ def path_part(name: str) -> str:
     >>> path_part("2024/05/12 P1"), path_part("../x")
     ('2024%2F05%2F12 P1', '%2E.%2Fx')
     """
-    escaped = "".join(f"%{ord(c):02X}" if c in '%/\\=:' else c for c in str(name))
+    escaped = "".join(f"%{ord(c):02X}" if c in "%/\\=:" else c for c in str(name))
     return f"%2E{escaped[1:]}" if escaped.startswith(".") else escaped
 
 
@@ -144,8 +152,18 @@ def read_all_status(out: Path) -> list[dict[str, Any]]:
 def images_table(records: Iterable[dict[str, Any]], object_name: str) -> pd.DataFrame:
     """One row per field from the field records, sorted by well and site."""
     rows = [dict(record) for record in records]
-    columns = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_FieldPath",
-               f"Count_{object_name}", "status", "error", "Height", "Width", "backend"]
+    columns = [
+        "Metadata_Plate",
+        "Metadata_Well",
+        "Metadata_Site",
+        "Metadata_FieldPath",
+        f"Count_{object_name}",
+        "status",
+        "error",
+        "Height",
+        "Width",
+        "backend",
+    ]
     table = pd.DataFrame(rows)
     for column in columns:
         if column not in table:
@@ -178,7 +196,10 @@ def read_features(out: str | Path, columns: list[str] | None = None) -> pd.DataF
     dataset = ds.dataset(folder, format="parquet", partitioning=None)
     table = dataset.to_table(columns=columns).to_pandas()
     if len(table) and "Metadata_Well" in table and "Metadata_Site" in table:
-        keys = [c for c in ("Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber")
-                if c in table]
+        keys = [
+            c
+            for c in ("Metadata_Plate", "Metadata_Well", "Metadata_Site", "ObjectNumber")
+            if c in table
+        ]
         table = table.sort_values(keys, kind="stable").reset_index(drop=True)
     return table

@@ -24,7 +24,7 @@ FILENAME_PATTERNS: dict[str, str] = {
     "operetta": r"r(?P<row>\d{2})c(?P<column>\d{2})f(?P<site>\d+)p\d+-ch(?P<channel>\d+)",
     # IN Cell Analyzer: B - 03(fld 1 wv DAPI - DAPI).tif
     "incell": r"(?P<row>[A-Z]{1,2}) - (?P<column>\d{1,2})\(fld (?P<site>\d+)"
-              r"(?: wv (?P<channel>[^)]+?))?\)",
+    r"(?: wv (?P<channel>[^)]+?))?\)",
 }
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -133,8 +133,10 @@ def _bioimage(path: Path):
         import bioio_tifffile
         from bioio import BioImage
     except ImportError as exc:
-        raise InputError("reading TIFF folders needs bioio and bioio-tifffile "
-                         "(pip install bioio bioio-tifffile).") from exc
+        raise InputError(
+            "reading TIFF folders needs bioio and bioio-tifffile "
+            "(pip install bioio bioio-tifffile)."
+        ) from exc
     try:
         return BioImage(path, reader=bioio_tifffile.Reader)
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one sentence

@@ -15,7 +15,6 @@ from .unet import UNet
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": UNet}
 
 
-
 def build_network(architecture: str, **options) -> nn.Module:
     """A fresh network of a registered architecture."""
     try:

@@ -113,8 +113,10 @@ class Model:
         raw["outputs"] = tuple(raw.get("outputs", OUTPUTS))
         unknown = sorted(set(raw) - {f.name for f in fields(ModelInfo)})
         if unknown:
-            raise ModelError(f"{path}: written by a newer cellseg-hcs (it stores "
-                             f"{', '.join(unknown)}); upgrade cellseg-hcs to read it.")
+            raise ModelError(
+                f"{path}: written by a newer cellseg-hcs (it stores "
+                f"{', '.join(unknown)}); upgrade cellseg-hcs to read it."
+            )
         info = ModelInfo(**raw)
         network = build_network(info.architecture, **info.network)
         try:
@@ -124,11 +126,16 @@ class Model:
         return cls(network, info, source=str(path))
 
     # ------------------------------------------------------------ inference
-    def prepare(self, image: np.ndarray, channel: int | str | None = None,
-                channel_names: list[str] | None = None) -> np.ndarray:
+    def prepare(
+        self,
+        image: np.ndarray,
+        channel: int | str | None = None,
+        channel_names: list[str] | None = None,
+    ) -> np.ndarray:
         """Normalized float32 CYX input for the network from a raw image."""
-        return prepare_field(image, self.info.in_channels, self.info.normalize, channel,
-                             channel_names)
+        return prepare_field(
+            image, self.info.in_channels, self.info.normalize, channel, channel_names
+        )
 
     def runtime(self, backend: str = "auto", device: str | None = None, **options):
         """The inference runtime (backend + tiling) for this model and these options, made
@@ -146,9 +153,16 @@ class Model:
         self._runtimes.clear()
         self._runtime = None
 
-    def predict_maps(self, image: np.ndarray, channel: int | str | None = None, *,
-                     channel_names: list[str] | None = None, backend: str = "auto",
-                     device: str | None = None, diameter: float | None = None) -> np.ndarray:
+    def predict_maps(
+        self,
+        image: np.ndarray,
+        channel: int | str | None = None,
+        *,
+        channel_names: list[str] | None = None,
+        backend: str = "auto",
+        device: str | None = None,
+        diameter: float | None = None,
+    ) -> np.ndarray:
         """Probability maps (``len(outputs)``, H, W): foreground, distance, for one image.
 
         With ``diameter`` (the objects' typical diameter in pixels), the network runs on the
@@ -166,8 +180,9 @@ class Model:
 
         return scale_for(diameter, self.info.working_diameter)
 
-    def labels_from_maps(self, maps: np.ndarray, image: np.ndarray | None = None,
-                         **settings: Any) -> np.ndarray:
+    def labels_from_maps(
+        self, maps: np.ndarray, image: np.ndarray | None = None, **settings: Any
+    ) -> np.ndarray:
         """Instance labels from predicted maps, with the model's post-processing settings.
 
         ``image``: the prepared input the maps came from (:meth:`prepare`, at the maps'
@@ -177,10 +192,17 @@ class Model:
         merged = {**self.info.postprocess, **settings}
         return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)
 
-    def segment(self, image: np.ndarray, channel: int | str | None = None, *,
-                channel_names: list[str] | None = None, backend: str = "auto",
-                device: str | None = None, diameter: float | str | None = "auto",
-                **settings: Any) -> np.ndarray:
+    def segment(
+        self,
+        image: np.ndarray,
+        channel: int | str | None = None,
+        *,
+        channel_names: list[str] | None = None,
+        backend: str = "auto",
+        device: str | None = None,
+        diameter: float | str | None = "auto",
+        **settings: Any,
+    ) -> np.ndarray:
         """Instance labels (uint16, or uint32 beyond 65535 objects; 0 = background).
 
         ``diameter``: the objects' typical diameter in pixels, when far from the model's
@@ -192,8 +214,9 @@ class Model:
         from ..field.scale import parse_diameter, segment_field
 
         prepared = self.prepare(image, channel, channel_names)
-        labels, _, _ = segment_field(self, self.runtime(backend, device), prepared,
-                                     parse_diameter(diameter), **settings)
+        labels, _, _ = segment_field(
+            self, self.runtime(backend, device), prepared, parse_diameter(diameter), **settings
+        )
         return labels
 
     def __repr__(self) -> str:

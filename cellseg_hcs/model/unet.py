@@ -88,9 +88,11 @@ class UNet(nn.Module):
         if stem > 1:
             refine = max(8, width // 2)
             self.full_resolution = nn.Sequential(
-                nn.Conv2d(in_channels, refine, 3, padding=1), nn.ReLU(inplace=True))
+                nn.Conv2d(in_channels, refine, 3, padding=1), nn.ReLU(inplace=True)
+            )
             self.refine = nn.Sequential(
-                nn.Conv2d(previous + refine, refine, 3, padding=1), nn.ReLU(inplace=True))
+                nn.Conv2d(previous + refine, refine, 3, padding=1), nn.ReLU(inplace=True)
+            )
             previous = refine
         self.head = nn.Conv2d(previous, out_channels, 1)
 
@@ -120,8 +122,9 @@ class UNet(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([up_conv(x), skips.pop()], dim=1))
         if self.stem > 1:
-            x = F.interpolate(x, scale_factor=float(self.stem), mode="bilinear",
-                              align_corners=False)
+            x = F.interpolate(
+                x, scale_factor=float(self.stem), mode="bilinear", align_corners=False
+            )
             x = self.refine(torch.cat([x, self.full_resolution(full)], dim=1))
         x = self.head(x)
         return x[..., :height, :width]

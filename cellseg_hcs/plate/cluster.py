@@ -81,9 +81,14 @@ def connect(scheduler: Any = None, workers: int | None = None) -> Iterator[tuple
     log.info("local dask cluster: %d worker process(es) x %d thread(s)", n_workers, threads)
     resources = {"GPU": 1} if threads > 1 else None
     # ":0": a free port for the dashboard (when bokeh is installed), so runs never collide.
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
-                           dashboard_address=":0", resources=resources,
-                           silence_logs=logging.WARNING)
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=threads,
+        processes=True,
+        dashboard_address=":0",
+        resources=resources,
+        silence_logs=logging.WARNING,
+    )
     client = Client(cluster)
     log.info("dask dashboard: %s", client.dashboard_link)
     try:
@@ -115,8 +120,9 @@ def _in_flight_limit(client) -> int:
     return 2 * threads + 2
 
 
-def run_fields(client, jobs: list[FieldJob], *, total: int, done: int, progress: bool,
-                object_name: str) -> None:
+def run_fields(
+    client, jobs: list[FieldJob], *, total: int, done: int, progress: bool, object_name: str
+) -> None:
     """Submit two tasks per field, at most a few fields ahead, and follow them to the end."""
     from distributed import as_completed
     from tqdm.auto import tqdm
@@ -138,10 +144,12 @@ def run_fields(client, jobs: list[FieldJob], *, total: int, done: int, progress:
         if job is None:
             return False
         name = f"{job.field.name}-{token}"
-        predicted = client.submit(predict_field, job, key=f"predict-{name}",
-                                  resources=resources, pure=False)
-        finished = client.submit(finish_field, job, predicted, key=f"finish-{name}",
-                                 pure=False, priority=1)
+        predicted = client.submit(
+            predict_field, job, key=f"predict-{name}", resources=resources, pure=False
+        )
+        finished = client.submit(
+            finish_field, job, predicted, key=f"finish-{name}", pure=False, priority=1
+        )
         by_key[finished.key] = job
         futures.add(finished)
         return True
@@ -156,8 +164,11 @@ def run_fields(client, jobs: list[FieldJob], *, total: int, done: int, progress:
             try:
                 record = future.result()
             except Exception as exc:  # noqa: BLE001 - e.g. every worker running it died
-                record = failed_record(job, f"field {job.field.name}: the task did not finish "
-                                            f"({type(exc).__name__}: {exc}).")
+                record = failed_record(
+                    job,
+                    f"field {job.field.name}: the task did not finish "
+                    f"({type(exc).__name__}: {exc}).",
+                )
             future.release()
             count = int(record.get(f"Count_{object_name}", 0))
             objects += count
@@ -176,10 +187,12 @@ def run_fields(client, jobs: list[FieldJob], *, total: int, done: int, progress:
 
 def _log_record(record: dict[str, Any], object_name: str) -> None:
     name = f"{record['Metadata_Well']}_{record['Metadata_Site']}"
-    stages = ", ".join(f"{k.removeprefix('Seconds_').lower()} {v:.2f}s"
-                       for k, v in record.items() if k.startswith("Seconds_"))
+    stages = ", ".join(
+        f"{k.removeprefix('Seconds_').lower()} {v:.2f}s"
+        for k, v in record.items()
+        if k.startswith("Seconds_")
+    )
     if record["status"] in FINISHED:
-        log.info("%s: %d %s (%s)", name, record.get(f"Count_{object_name}", 0), object_name,
-                 stages)
+        log.info("%s: %d %s (%s)", name, record.get(f"Count_{object_name}", 0), object_name, stages)
     else:
         log.warning("%s failed: %s", name, record.get("error"))

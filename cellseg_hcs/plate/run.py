@@ -40,11 +40,28 @@ log = logging.getLogger(__name__)
 # Parameters whose change makes earlier outputs in the same folder wrong.
 OUTPUT_PARAMETERS = ("plate", "model_hash", "channels", "object_name", "features", "scale")
 # How a user names each of them (the option that changes it).
-PARAMETER_WORDS = {"plate": "plate", "model_hash": "model (--model)", "channels": "--channel",
-                   "object_name": "--object name", "features": "--features",
-                   "scale": "network scale (--diameter)"}
-DEPENDENCIES = ("torch", "numpy", "scipy", "scikit-image", "zarr", "ome-zarr", "dask",
-                "distributed", "cp-measure", "pyarrow", "pandas", "onnxruntime")
+PARAMETER_WORDS = {
+    "plate": "plate",
+    "model_hash": "model (--model)",
+    "channels": "--channel",
+    "object_name": "--object name",
+    "features": "--features",
+    "scale": "network scale (--diameter)",
+}
+DEPENDENCIES = (
+    "torch",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "zarr",
+    "ome-zarr",
+    "dask",
+    "distributed",
+    "cp-measure",
+    "pyarrow",
+    "pandas",
+    "onnxruntime",
+)
 
 
 @dataclass
@@ -137,28 +154,61 @@ def run_plate(
     >>> result.images[["Metadata_Well", "Count_Nuclei", "status"]]  # doctest: +SKIP
     """
     started = time.perf_counter()
-    plan = _plan(plate, out, model=model, channel=channel, object_name=object_name,
-                 features=features, wells=wells, workers=workers, scheduler=scheduler,
-                 backend=backend, device=device, diameter=diameter, overwrite=overwrite)
+    plan = _plan(
+        plate,
+        out,
+        model=model,
+        channel=channel,
+        object_name=object_name,
+        features=features,
+        wells=wells,
+        workers=workers,
+        scheduler=scheduler,
+        backend=backend,
+        device=device,
+        diameter=diameter,
+        overwrite=overwrite,
+    )
     with connect(scheduler, workers) as (client, inference_threads):
         _prepare_output(plan, overwrite)
         jobs = plan.jobs(threads=inference_threads)
         todo = jobs if overwrite else [j for j in jobs if not is_finished(j)]
         skipped = len(jobs) - len(todo)
         if skipped:
-            log.info("%d of %d field(s) already finished in %s; skipping them",
-                     skipped, len(jobs), plan.out)
-        run_fields(client, todo, total=len(jobs), done=skipped, progress=progress,
-                   object_name=object_name)
+            log.info(
+                "%d of %d field(s) already finished in %s; skipping them",
+                skipped,
+                len(jobs),
+                plan.out,
+            )
+        run_fields(
+            client, todo, total=len(jobs), done=skipped, progress=progress, object_name=object_name
+        )
     records = tables.read_all_status(plan.out)
     images = tables.images_table(records, object_name)
     tables.write_parquet(plan.out / tables.IMAGES_TABLE, images)
     seconds = time.perf_counter() - started
-    result = PlateRunResult(plan.out, plan.plate.path, images, len(todo), skipped, seconds,
-                            plan.parameters["scale"], plan.parameters.get("measured_diameter"))
-    _write_manifest(plan, finished={"fields": len(images), "failed": result.failed,
-                                    "objects": result.objects, "computed": len(todo),
-                                    "skipped": skipped, "seconds": round(seconds, 2)})
+    result = PlateRunResult(
+        plan.out,
+        plan.plate.path,
+        images,
+        len(todo),
+        skipped,
+        seconds,
+        plan.parameters["scale"],
+        plan.parameters.get("measured_diameter"),
+    )
+    _write_manifest(
+        plan,
+        finished={
+            "fields": len(images),
+            "failed": result.failed,
+            "objects": result.objects,
+            "computed": len(todo),
+            "skipped": skipped,
+            "seconds": round(seconds, 2),
+        },
+    )
     return result
 
 
@@ -182,21 +232,45 @@ class _Plan:
 
     def jobs(self, threads: int | None) -> list[FieldJob]:
         # The hash (all weights, ~7 ms) was taken once in _plan; never once per field.
-        return [FieldJob(plate_path=str(self.plate.path), field=f, out=str(self.out),
-                         channels=self.channels, object_name=self.object_name,
-                         features=self.features, model_path=self.model_path,
-                         model_hash=self.parameters["model_hash"],
-                         backend=self.parameters["backend"], device=self.device,
-                         threads=threads, postprocess=dict(self.model.info.postprocess),
-                         scale=self.parameters["scale"])
-                for f in self.fields]
+        return [
+            FieldJob(
+                plate_path=str(self.plate.path),
+                field=f,
+                out=str(self.out),
+                channels=self.channels,
+                object_name=self.object_name,
+                features=self.features,
+                model_path=self.model_path,
+                model_hash=self.parameters["model_hash"],
+                backend=self.parameters["backend"],
+                device=self.device,
+                threads=threads,
+                postprocess=dict(self.model.info.postprocess),
+                scale=self.parameters["scale"],
+            )
+            for f in self.fields
+        ]
 
 
 OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
-def _plan(plate, out, *, model, channel, object_name, features, wells, workers, scheduler,
-          backend, device, diameter=None, overwrite) -> _Plan:
+def _plan(
+    plate,
+    out,
+    *,
+    model,
+    channel,
+    object_name,
+    features,
+    wells,
+    workers,
+    scheduler,
+    backend,
+    device,
+    diameter=None,
+    overwrite,
+) -> _Plan:
     """Check every input and setting; raise one sentence for the first problem found."""
     from ..field.scale import parse_diameter
     from ..model.model import Model, load_model
@@ -205,12 +279,15 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
     opened = open_plate(plate)
     fields = opened.select(list(wells) if wells else None)
     if not OBJECT_NAME.fullmatch(object_name or ""):
-        raise SettingError(f"object name {object_name!r} must be letters and digits, starting "
-                           "with a letter (it begins every column name, e.g. Nuclei_...).")
+        raise SettingError(
+            f"object name {object_name!r} must be letters and digits, starting "
+            "with a letter (it begins every column name, e.g. Nuclei_...)."
+        )
     groups = feature_groups(features)
     if workers is not None and scheduler is not None:
-        raise SettingError("give either --workers (a local cluster) or --scheduler "
-                           "(an existing one), not both.")
+        raise SettingError(
+            "give either --workers (a local cluster) or --scheduler (an existing one), not both."
+        )
     if workers is not None and workers < 1:
         raise SettingError(f"--workers must be 1 or more, not {workers}.")
     diameter = parse_diameter(diameter)
@@ -225,18 +302,35 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
     previous = _read_manifest(out)
     previous_parameters = (previous or {}).get("parameters")
     if not os.access(opened.path, os.W_OK):
-        raise SettingError(f"plate {opened.path} is read-only; the run writes each field's "
-                           "labels into the plate, so it must be writable.")
+        raise SettingError(
+            f"plate {opened.path} is read-only; the run writes each field's "
+            "labels into the plate, so it must be writable."
+        )
     model_path = _model_path(model, loaded, out)
     parameters = {
-        "plate": str(opened.path.absolute()), "out": str(out), "model": str(model_path),
-        "model_hash": loaded.hash, "channels": list(channels), "object_name": object_name,
-        "features": list(groups), "feature_set": features if isinstance(features, str)
-        else "custom", "wells": sorted({f.well for f in fields}),
-        "workers": workers, "scheduler": _scheduler_text(scheduler), "backend": backend,
-        "device": device, "diameter": diameter,
-        **_network_scale(opened, channels, loaded, diameter, backend_name, device,
-                         None if overwrite else previous_parameters),
+        "plate": str(opened.path.absolute()),
+        "out": str(out),
+        "model": str(model_path),
+        "model_hash": loaded.hash,
+        "channels": list(channels),
+        "object_name": object_name,
+        "features": list(groups),
+        "feature_set": features if isinstance(features, str) else "custom",
+        "wells": sorted({f.well for f in fields}),
+        "workers": workers,
+        "scheduler": _scheduler_text(scheduler),
+        "backend": backend,
+        "device": device,
+        "diameter": diameter,
+        **_network_scale(
+            opened,
+            channels,
+            loaded,
+            diameter,
+            backend_name,
+            device,
+            None if overwrite else previous_parameters,
+        ),
         "overwrite": overwrite,
     }
     if previous and not overwrite:
@@ -248,15 +342,37 @@ def _plan(plate, out, *, model, channel, object_name, features, wells, workers, 
                 f"({old[changed[0]]!r}); use another --out, or --overwrite to replace it."
             )
     if not overwrite:
-        _refuse_other_labels(opened, fields, object_name,
-                             {"model_hash": loaded.hash, "scale": round(float(
-                                 parameters["scale"]), 6)})
-    return _Plan(opened, out, fields, channels, object_name, groups, loaded,
-                 model_path, backend_name, reason, device, parameters)
+        _refuse_other_labels(
+            opened,
+            fields,
+            object_name,
+            {"model_hash": loaded.hash, "scale": round(float(parameters["scale"]), 6)},
+        )
+    return _Plan(
+        opened,
+        out,
+        fields,
+        channels,
+        object_name,
+        groups,
+        loaded,
+        model_path,
+        backend_name,
+        reason,
+        device,
+        parameters,
+    )
 
 
-def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, backend: str,
-                   device: str | None, previous: dict | None = None) -> dict[str, Any]:
+def _network_scale(
+    plate: Plate,
+    channels: tuple[str, ...],
+    model,
+    diameter,
+    backend: str,
+    device: str | None,
+    previous: dict | None = None,
+) -> dict[str, Any]:
     """``{"scale": ...}`` for the whole plate, and for ``"auto"`` the diameter it measured.
 
     ``"auto"`` segments the plate's first fields at their own scale (the same fields
@@ -272,10 +388,19 @@ def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, bac
 
     if diameter != AUTO:
         return {"scale": model.scale_for(diameter)}
-    if previous and previous.get("diameter") == AUTO and "measured_diameter" in previous and all(
-            previous.get(key) == value for key, value in
-            (("plate", str(plate.path.absolute())), ("model_hash", model.hash),
-             ("channels", list(channels)))):
+    if (
+        previous
+        and previous.get("diameter") == AUTO
+        and "measured_diameter" in previous
+        and all(
+            previous.get(key) == value
+            for key, value in (
+                ("plate", str(plate.path.absolute())),
+                ("model_hash", model.hash),
+                ("channels", list(channels)),
+            )
+        )
+    ):
         return {"scale": previous["scale"], "measured_diameter": previous["measured_diameter"]}
     runtime = model.runtime(backend, device)
     measured: list[np.ndarray] = []
@@ -292,8 +417,12 @@ def _network_scale(plate: Plate, channels: tuple[str, ...], model, diameter, bac
         if sum(int(labels.max()) for labels in measured) >= AUTO_MIN_OBJECTS:
             break
     scale, diameter_px = auto_scale(measured, model.info.working_diameter)
-    log.info("diameter auto: %.1f px measured on %d field(s); network scale %.3f",
-             diameter_px, len(measured), scale)
+    log.info(
+        "diameter auto: %.1f px measured on %d field(s); network scale %.3f",
+        diameter_px,
+        len(measured),
+        scale,
+    )
     return {"scale": scale, "measured_diameter": round(diameter_px, 2)}
 
 
@@ -311,12 +440,16 @@ def _refuse_other_labels(plate: Plate, fields, object_name: str, ours: dict) -> 
             continue
         theirs = labels_provenance(plate.path, field, object_name)
         if theirs != ours:
-            made = (f"by model {theirs.get('model_hash')} at scale {theirs.get('scale')}"
-                    if theirs else "by another tool")
+            made = (
+                f"by model {theirs.get('model_hash')} at scale {theirs.get('scale')}"
+                if theirs
+                else "by another tool"
+            )
             raise SettingError(
                 f"field {field.name} of {plate.path} already holds labels/{object_name} made "
                 f"{made}; give another --object name to keep both, or --overwrite to "
-                "replace them.")
+                "replace them."
+            )
 
 
 def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:
@@ -327,15 +460,21 @@ def _channels(plate: Plate, channel, count: int) -> tuple[str, ...]:
         wanted = [channel] if isinstance(channel, str) else list(channel)
         wanted = [c.strip() for text in wanted for c in text.split(",") if c.strip()]
         # A channel may be given by its index, as `segment --channel 0` takes it.
-        wanted = [names[int(c)] if c.isdigit() and c not in names and int(c) < len(names)
-                  else c for c in wanted]
+        wanted = [
+            names[int(c)] if c.isdigit() and c not in names and int(c) < len(names) else c
+            for c in wanted
+        ]
     for name in wanted:
         if name not in names:
-            raise SettingError(f"channel {name!r} is not in plate {plate.path}; its channels "
-                               f"are {', '.join(names)}.")
+            raise SettingError(
+                f"channel {name!r} is not in plate {plate.path}; its channels "
+                f"are {', '.join(names)}."
+            )
     if len(wanted) != count:
-        raise SettingError(f"the model reads {count} channel(s), but {len(wanted)} "
-                           f"({', '.join(wanted)}) were given for plate {plate.path}.")
+        raise SettingError(
+            f"the model reads {count} channel(s), but {len(wanted)} "
+            f"({', '.join(wanted)}) were given for plate {plate.path}."
+        )
     return tuple(wanted)
 
 
@@ -392,9 +531,12 @@ def _write_manifest(plan: _Plan, finished: dict[str, Any] | None) -> None:
     from ..runtime import backend_report
 
     backend_info: dict[str, Any] = {
-        "asked": plan.parameters["backend"], "name": plan.backend, "reason": plan.backend_reason,
+        "asked": plan.parameters["backend"],
+        "name": plan.backend,
+        "reason": plan.backend_reason,
         "note": "each worker resolves 'auto' on its own hardware; the backend every field "
-                "used is in images.parquet"}
+        "used is in images.parquet",
+    }
     with contextlib.suppress(Exception):
         backend_info["available"] = {k: asdict(v) for k, v in backend_report().items()}
     manifest = {
@@ -403,20 +545,29 @@ def _write_manifest(plan: _Plan, finished: dict[str, Any] | None) -> None:
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": _python_version(),
         "dependencies": _dependency_versions(),
-        "plate": {"path": str(plan.plate.path.absolute()), "name": plan.plate.name,
-                  "ngff_version": plan.plate.ngff_version, "fields": len(plan.plate.fields),
-                  "channels": list(plan.plate.channel_names)},
-        "model": {"path": plan.model_path, "hash": plan.model.hash,
-                  "architecture": plan.model.info.architecture,
-                  "network": plan.model.info.network,
-                  "postprocess": plan.model.info.postprocess,
-                  "normalize": plan.model.info.normalize},
+        "plate": {
+            "path": str(plan.plate.path.absolute()),
+            "name": plan.plate.name,
+            "ngff_version": plan.plate.ngff_version,
+            "fields": len(plan.plate.fields),
+            "channels": list(plan.plate.channel_names),
+        },
+        "model": {
+            "path": plan.model_path,
+            "hash": plan.model.hash,
+            "architecture": plan.model.info.architecture,
+            "network": plan.model.info.network,
+            "postprocess": plan.model.info.postprocess,
+            "normalize": plan.model.info.normalize,
+        },
         "backend": backend_info,
         "parameters": plan.parameters,
-        "outputs": {"labels": f"<plate>/<row>/<column>/<field>/labels/{plan.object_name}",
-                    "features": f"{tables.FEATURES_DIR}/plate=<plate>/well=<well>/"
-                                "<well>_<site>.parquet",
-                    "images": tables.IMAGES_TABLE, "records": f"{tables.STATUS_DIR}/"},
+        "outputs": {
+            "labels": f"<plate>/<row>/<column>/<field>/labels/{plan.object_name}",
+            "features": f"{tables.FEATURES_DIR}/plate=<plate>/well=<well>/<well>_<site>.parquet",
+            "images": tables.IMAGES_TABLE,
+            "records": f"{tables.STATUS_DIR}/",
+        },
         "result": finished,
     }
     tables.write_json(plan.out / tables.RUN_MANIFEST, manifest)

@@ -163,8 +163,14 @@ def predict_field(job: FieldJob) -> dict[str, Any]:
         seconds["Seconds_Predict"] = time.perf_counter() - started
         # The input travels on only where post-processing reads intensities (joining).
         merging = job.postprocess.get("merge_height", 0) > 0
-        return {"maps": maps, "input": field_input if merging else None, "image": image,
-                "blank": blank, "seconds": seconds, "backend": runtime.name}
+        return {
+            "maps": maps,
+            "input": field_input if merging else None,
+            "image": image,
+            "blank": blank,
+            "seconds": seconds,
+            "backend": runtime.name,
+        }
     except Exception as exc:  # noqa: BLE001 - one broken field must not stop the plate
         return {"error": _sentence(job.field, exc), "seconds": seconds}
 
@@ -188,21 +194,36 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
             raise _FieldProblem(predicted["error"])
         maps = predicted["maps"]
         started = time.perf_counter()
-        labels = maps_to_labels(maps[0], maps[1], PostprocessSettings(**job.postprocess),
-                                image=predicted.get("input"))
+        labels = maps_to_labels(
+            maps[0], maps[1], PostprocessSettings(**job.postprocess), image=predicted.get("input")
+        )
         seconds["Seconds_Postprocess"] = time.perf_counter() - started
 
         image = predicted["image"]
         started = time.perf_counter()
-        write_field_labels(job.plate_path, field_, job.object_name, labels, image,
-                           provenance=labels_provenance_of(job))
+        write_field_labels(
+            job.plate_path,
+            field_,
+            job.object_name,
+            labels,
+            image,
+            provenance=labels_provenance_of(job),
+        )
         seconds["Seconds_WriteLabels"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        metadata = {"Metadata_Plate": field_.plate, "Metadata_Well": field_.well,
-                    "Metadata_Site": field_.site}
-        table = measure_objects(labels, image.channels, object_name=job.object_name,
-                                features=job.features, metadata=metadata)
+        metadata = {
+            "Metadata_Plate": field_.plate,
+            "Metadata_Well": field_.well,
+            "Metadata_Site": field_.site,
+        }
+        table = measure_objects(
+            labels,
+            image.channels,
+            object_name=job.object_name,
+            features=job.features,
+            metadata=metadata,
+        )
         seconds["Seconds_Measure"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -216,8 +237,11 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
             record["status"] = STATUS_OK
         else:
             record["status"] = STATUS_EMPTY
-            record["error"] = ("the image is blank (every pixel is 0)" if predicted.get("blank")
-                               else "no objects found")
+            record["error"] = (
+                "the image is blank (every pixel is 0)"
+                if predicted.get("blank")
+                else "no objects found"
+            )
     except Exception as exc:  # noqa: BLE001 - recorded, and the plate goes on
         record["status"] = STATUS_FAILED
         record["error"] = str(exc) if isinstance(exc, _FieldProblem) else _sentence(field_, exc)
@@ -232,8 +256,9 @@ def failed_record(job: FieldJob, error: str) -> dict[str, Any]:
     """The record of a field whose tasks never finished (e.g. every worker running it died)."""
     record = _base_record(job)
     record.update(status=STATUS_FAILED, error=error)
-    tables.features_path(Path(job.out), job.field.plate, job.field.well,
-                         job.field.name).unlink(missing_ok=True)
+    tables.features_path(Path(job.out), job.field.plate, job.field.well, job.field.name).unlink(
+        missing_ok=True
+    )
     tables.write_json(tables.status_path(Path(job.out), job.field.name), record)
     return record
 
@@ -243,10 +268,10 @@ def is_finished(job: FieldJob) -> bool:
     record = tables.read_status(Path(job.out), job.field.name)
     if not record or record.get("status") not in FINISHED:
         return False
-    parquet = tables.features_path(Path(job.out), job.field.plate, job.field.well,
-                                   job.field.name)
-    return parquet.is_file() and (labels_provenance(job.plate_path, job.field, job.object_name)
-                                  == labels_provenance_of(job))
+    parquet = tables.features_path(Path(job.out), job.field.plate, job.field.well, job.field.name)
+    return parquet.is_file() and (
+        labels_provenance(job.plate_path, job.field, job.object_name) == labels_provenance_of(job)
+    )
 
 
 def labels_provenance_of(job: FieldJob) -> dict[str, Any]:
@@ -260,10 +285,18 @@ class _FieldProblem(Exception):
 
 
 def _base_record(job: FieldJob) -> dict[str, Any]:
-    return {"Metadata_Plate": job.field.plate, "Metadata_Well": job.field.well,
-            "Metadata_Site": job.field.site, "Metadata_FieldPath": job.field.path,
-            f"Count_{job.object_name}": 0, "status": STATUS_FAILED, "error": "",
-            "Height": 0, "Width": 0, "backend": ""}
+    return {
+        "Metadata_Plate": job.field.plate,
+        "Metadata_Well": job.field.well,
+        "Metadata_Site": job.field.site,
+        "Metadata_FieldPath": job.field.path,
+        f"Count_{job.object_name}": 0,
+        "status": STATUS_FAILED,
+        "error": "",
+        "Height": 0,
+        "Width": 0,
+        "backend": "",
+    }
 
 
 def _sentence(field_: PlateField, exc: Exception) -> str:

@@ -38,8 +38,15 @@ class Backend(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, model: Any, device: str | None = None, *, tile_size: int = 512,
-             batch_size: int = 4, **options: Any) -> Backend:
+    def load(
+        cls,
+        model: Any,
+        device: str | None = None,
+        *,
+        tile_size: int = 512,
+        batch_size: int = 4,
+        **options: Any,
+    ) -> Backend:
         """This backend running ``model``'s network on ``device`` (None: the backend's choice).
 
         ``tile_size`` and ``batch_size`` are the largest tiles and batches it will be given

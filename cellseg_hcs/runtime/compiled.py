@@ -62,19 +62,24 @@ class CompiledModel:
         self.network = CompiledNetwork(multiple)
         self._runtime = None
 
-    def prepare(self, image: np.ndarray, channel: int | str | None = None,
-                channel_names: list[str] | None = None) -> np.ndarray:
+    def prepare(
+        self,
+        image: np.ndarray,
+        channel: int | str | None = None,
+        channel_names: list[str] | None = None,
+    ) -> np.ndarray:
         """Normalized float32 CYX input, exactly as :meth:`Model.prepare` makes it."""
-        return prepare_field(image, self.info.in_channels, self.info.normalize, channel,
-                             channel_names)
+        return prepare_field(
+            image, self.info.in_channels, self.info.normalize, channel, channel_names
+        )
 
-    def labels_from_maps(self, maps: np.ndarray, image: np.ndarray | None = None,
-                         **settings: Any) -> np.ndarray:
+    def labels_from_maps(
+        self, maps: np.ndarray, image: np.ndarray | None = None, **settings: Any
+    ) -> np.ndarray:
         merged = {**self.info.postprocess, **settings}
         return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)
 
-    def runtime(self, backend: str = "onnxruntime", device: str | None = None,
-                **options: Any):
+    def runtime(self, backend: str = "onnxruntime", device: str | None = None, **options: Any):
         """The onnxruntime CPU runtime for this model (made once; ``backend`` is ignored:
         :func:`compiled_model` only hands out a compiled model where onnxruntime runs)."""
         from .registry import Runtime
@@ -82,8 +87,10 @@ class CompiledModel:
         if self._runtime is None:
             self._runtime = Runtime(self, "onnxruntime", "cpu", **options)
             if backend == "auto":
-                self._runtime.reason = ("no NVIDIA GPU here; onnxruntime measured fastest on "
-                                        "this CPU for this model (cached measurement)")
+                self._runtime.reason = (
+                    "no NVIDIA GPU here; onnxruntime measured fastest on "
+                    "this CPU for this model (cached measurement)"
+                )
         return self._runtime
 
 
@@ -116,9 +123,12 @@ def remember_compiled(spec: str | Path, model: Any, onnx_path: Path) -> None:
         return
     index = _read_index()
     index[_index_key(spec)] = {
-        "path": str(Path(model.source).resolve()), "sha256": _file_digest(Path(model.source)),
-        "model_hash": model.hash, "onnx": str(onnx_path),
-        "multiple": int(getattr(model.network, "multiple", 1)), "info": asdict(model.info),
+        "path": str(Path(model.source).resolve()),
+        "sha256": _file_digest(Path(model.source)),
+        "model_hash": model.hash,
+        "onnx": str(onnx_path),
+        "multiple": int(getattr(model.network, "multiple", 1)),
+        "info": asdict(model.info),
     }
     path = _index_path()
     try:
@@ -141,8 +151,9 @@ def no_cuda_gpu_here() -> bool:
     return os.name == "posix" and not glob.glob("/dev/nvidia[0-9]*")
 
 
-def compiled_model(spec: str | Path, backend: str = "auto",
-                   device: str | None = None) -> CompiledModel | None:
+def compiled_model(
+    spec: str | Path, backend: str = "auto", device: str | None = None
+) -> CompiledModel | None:
     """The compiled model for ``spec`` when it can run without PyTorch, else None.
 
     That is when onnxruntime is what would run anyway: asked for on the CPU, or ``auto``
@@ -158,10 +169,15 @@ def compiled_model(spec: str | Path, backend: str = "auto",
     if _file_digest(Path(entry["path"])) != entry["sha256"]:
         return None
     raw = dict(entry["info"])
-    info = CompiledInfo(network=raw.pop("network", {}), outputs=tuple(raw.pop("outputs")),
-                        normalize=raw.pop("normalize"), postprocess=raw.pop("postprocess"),
-                        object_name=raw.pop("object_name", "Nuclei"),
-                        working_diameter=float(raw.pop("working_diameter", 30.0)), extra=raw)
+    info = CompiledInfo(
+        network=raw.pop("network", {}),
+        outputs=tuple(raw.pop("outputs")),
+        normalize=raw.pop("normalize"),
+        postprocess=raw.pop("postprocess"),
+        object_name=raw.pop("object_name", "Nuclei"),
+        working_diameter=float(raw.pop("working_diameter", 30.0)),
+        extra=raw,
+    )
     model = CompiledModel(entry["path"], entry["model_hash"], info, entry["multiple"])
     if backend == "onnxruntime":
         return model

@@ -93,10 +93,17 @@ def onnx_bytes(model: Any, opset: int = OPSET) -> bytes:
         # deprecation and tracing notes are expected here (the traced branch is checked
         # against torch in the tests).
         warnings.simplefilter("ignore")
-        torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
-                          do_constant_folding=True)
+        torch.onnx.export(
+            network,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+            do_constant_folding=True,
+        )
     return _with_metadata(buffer.getvalue(), model, multiple)
 
 
@@ -112,8 +119,10 @@ def _with_metadata(graph: bytes, model: Any, multiple: int) -> bytes:
     }
     for key, value in entries.items():
         proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = (f"cellseg-hcs model {model.hash}: normalized NCHW float32 image -> "
-                        f"probabilities ({', '.join(model.info.outputs)}).")
+    proto.doc_string = (
+        f"cellseg-hcs model {model.hash}: normalized NCHW float32 image -> "
+        f"probabilities ({', '.join(model.info.outputs)})."
+    )
     return proto.SerializeToString()
 
 
@@ -138,8 +147,9 @@ def export_model(model: Any, out: str | Path, file_format: str = "onnx") -> Path
         ``onnx``: dynamic batch, height and width; input ``image``, output ``probabilities``.
     """
     if file_format not in FORMATS:
-        raise SettingError(f"unknown export format {file_format!r}; "
-                           f"choose from {', '.join(FORMATS)}.")
+        raise SettingError(
+            f"unknown export format {file_format!r}; choose from {', '.join(FORMATS)}."
+        )
     out = Path(out)
     write_atomic_bytes(out, onnx_bytes(model))
     return out

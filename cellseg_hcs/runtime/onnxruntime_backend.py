@@ -25,8 +25,9 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | Path, device: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, onnx_path: str | Path, device: str | None = None, threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
 
         device = device or self.default_device()
@@ -41,14 +42,16 @@ class OnnxRuntimeBackend(Backend):
             if CUDA_PROVIDER not in ort.get_available_providers():
                 raise BackendUnavailable(
                     f"device {device!r} asked for, but this onnxruntime has no CUDA execution "
-                    "provider (pip install onnxruntime-gpu).")
+                    "provider (pip install onnxruntime-gpu)."
+                )
             index = int(device.partition(":")[2] or 0)
             providers: list[Any] = [(CUDA_PROVIDER, {"device_id": index}), CPU_PROVIDER]
         elif device == "cpu":
             providers = [CPU_PROVIDER]
         else:
-            raise BackendUnavailable(f"onnxruntime cannot run on device {device!r}; use cpu "
-                                     "or cuda[:N].")
+            raise BackendUnavailable(
+                f"onnxruntime cannot run on device {device!r}; use cpu or cuda[:N]."
+            )
         self.device = device
         self.threads = options.intra_op_num_threads
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
@@ -56,8 +59,15 @@ class OnnxRuntimeBackend(Backend):
         self.version = ort.__version__
 
     @classmethod
-    def load(cls, model: Any, device: str | None = None, *, tile_size: int = 512,
-             batch_size: int = 4, **options: Any) -> OnnxRuntimeBackend:
+    def load(
+        cls,
+        model: Any,
+        device: str | None = None,
+        *,
+        tile_size: int = 512,
+        batch_size: int = 4,
+        **options: Any,
+    ) -> OnnxRuntimeBackend:
         from .export import cached_onnx
 
         return cls(cached_onnx(model), device=device, **options)
@@ -73,8 +83,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except (ImportError, OSError) as exc:
-            return Availability(False, f"onnxruntime cannot be imported ({exc}); "
-                                "pip install onnxruntime.")
+            return Availability(
+                False, f"onnxruntime cannot be imported ({exc}); pip install onnxruntime."
+            )
         devices = ["cpu"] + (["cuda"] if CUDA_PROVIDER in ort.get_available_providers() else [])
         return Availability(True, version=ort.__version__, devices=tuple(devices))
 
@@ -83,5 +94,10 @@ class OnnxRuntimeBackend(Backend):
         return self.session.run(None, {self.input_name: batch})[0]
 
     def describe(self) -> dict[str, str]:
-        return {"backend": self.name, "device": self.device, "precision": "fp32",
-                "version": self.version, "threads": str(self.threads)}
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "precision": "fp32",
+            "version": self.version,
+            "threads": str(self.threads),
+        }

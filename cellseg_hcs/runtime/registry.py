@@ -46,8 +46,9 @@ def _runs_on_gpu(availability: Availability) -> bool:
     return availability.ok and any(d.startswith("cuda") for d in availability.devices)
 
 
-def choose_backend(backend: str = "auto", device: str | None = None,
-                   model: Any = None) -> tuple[str, str]:
+def choose_backend(
+    backend: str = "auto", device: str | None = None, model: Any = None
+) -> tuple[str, str]:
     """The backend to use and why: ``(name, reason)``.
 
     Parameters
@@ -68,7 +69,8 @@ def choose_backend(backend: str = "auto", device: str | None = None,
     if backend != "auto":
         if backend not in BACKENDS:
             raise SettingError(
-                f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}.")
+                f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}."
+            )
         availability = BACKENDS[backend].availability()
         if not availability.ok:
             raise BackendUnavailable(f"backend {backend!r} cannot run here: {availability.reason}")
@@ -81,20 +83,27 @@ def choose_backend(backend: str = "auto", device: str | None = None,
                 return name, f"{name} is the fastest backend available on a CUDA GPU"
             skipped.append(f"{name}: {(report[name].reason or 'no CUDA GPU').rstrip('.')}")
     if device is not None and device.startswith("cuda"):
-        raise BackendUnavailable(f"device {device!r} asked for, but no backend can use a CUDA "
-                                 f"GPU here ({'; '.join(skipped)}).")
+        raise BackendUnavailable(
+            f"device {device!r} asked for, but no backend can use a CUDA "
+            f"GPU here ({'; '.join(skipped)})."
+        )
     candidates = [name for name in AUTO_CPU_CANDIDATES if report[name].ok]
     if not candidates:
-        raise BackendUnavailable("no inference backend can run here: " + "; ".join(
-            f"{name}: {a.reason.rstrip('.')}" for name, a in report.items()) + ".")
+        raise BackendUnavailable(
+            "no inference backend can run here: "
+            + "; ".join(f"{name}: {a.reason.rstrip('.')}" for name, a in report.items())
+            + "."
+        )
     why_not_gpu = f"no GPU backend ({'; '.join(skipped)})" if skipped else "device cpu asked for"
     if model is None or len(candidates) == 1:
         return candidates[0], f"{why_not_gpu}; {candidates[0]} is the first CPU candidate"
     speeds = fastest_cpu_backend(model, candidates)
     best = max(speeds, key=speeds.get)
     measured = ", ".join(f"{name} {speed:.1f}" for name, speed in speeds.items())
-    return best, (f"{why_not_gpu}; {best} measured fastest on this CPU for this model "
-                  f"(MP/s on a {MEASURE_TILE}x{MEASURE_TILE} tile: {measured})")
+    return best, (
+        f"{why_not_gpu}; {best} measured fastest on this CPU for this model "
+        f"(MP/s on a {MEASURE_TILE}x{MEASURE_TILE} tile: {measured})"
+    )
 
 
 def _choice_cache_key(model: Any, candidates: Sequence[str]) -> str:
@@ -108,8 +117,10 @@ def _choice_cache_key(model: Any, candidates: Sequence[str]) -> str:
 
     # Package versions from metadata, not imports: the compiled path must not import torch.
     versions = ",".join(f"{name}={installed(name)}" for name in candidates)
-    return (f"{model.hash}|{versions}|threads={default_cpu_threads()}|"
-            f"{platform.machine()}|{os.cpu_count()}")
+    return (
+        f"{model.hash}|{versions}|threads={default_cpu_threads()}|"
+        f"{platform.machine()}|{os.cpu_count()}"
+    )
 
 
 def _choice_cache_path():
@@ -142,9 +153,14 @@ def fastest_cpu_backend(model: Any, candidates: Sequence[str]) -> dict[str, floa
     cached = cached_cpu_speeds(model, candidates)
     if cached is not None:
         return cached
-    speeds = {name: measure_backend(BACKENDS[name].load(model, "cpu"), model.info.in_channels,
-                                    getattr(model.network, "multiple", 1))
-              for name in candidates}
+    speeds = {
+        name: measure_backend(
+            BACKENDS[name].load(model, "cpu"),
+            model.info.in_channels,
+            getattr(model.network, "multiple", 1),
+        )
+        for name in candidates
+    }
     known = _read_choices()
     known[_choice_cache_key(model, candidates)] = speeds
     path = _choice_cache_path()
@@ -158,8 +174,9 @@ def fastest_cpu_backend(model: Any, candidates: Sequence[str]) -> dict[str, floa
     return speeds
 
 
-def measure_backend(backend: Backend, channels: int, multiple: int = 1,
-                    tile: int = MEASURE_TILE, repeats: int = 3) -> float:
+def measure_backend(
+    backend: Backend, channels: int, multiple: int = 1, tile: int = MEASURE_TILE, repeats: int = 3
+) -> float:
     """Best-of-``repeats`` megapixels per second of a backend on one random tile."""
     side = -(-tile // multiple) * multiple
     batch = np.random.default_rng(0).random((1, channels, side, side), dtype=np.float32)
@@ -202,17 +219,28 @@ class Runtime:
         Passed to the backend (``threads``, ``precision``).
     """
 
-    def __init__(self, model: Any, backend: str = "auto", device: str | None = None, *,
-                 tile_size: int = 1024, overlap: int = 64, batch_size: int = 4,
-                 **backend_options: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        backend: str = "auto",
+        device: str | None = None,
+        *,
+        tile_size: int = 1024,
+        overlap: int = 64,
+        batch_size: int = 4,
+        **backend_options: Any,
+    ) -> None:
         if tile_size < 16 or not 0 <= overlap < tile_size // 2 or batch_size < 1:
-            raise SettingError(f"tile size {tile_size}, overlap {overlap} and batch size "
-                               f"{batch_size} must satisfy tile >= 16, 0 <= overlap < tile/2, "
-                               "batch >= 1.")
+            raise SettingError(
+                f"tile size {tile_size}, overlap {overlap} and batch size "
+                f"{batch_size} must satisfy tile >= 16, 0 <= overlap < tile/2, "
+                "batch >= 1."
+            )
         self.name, self.reason = choose_backend(backend, device, model)
         self.multiple = int(getattr(model.network, "multiple", 1))
-        self.backend = BACKENDS[self.name].load(model, device, tile_size=tile_size,
-                                                 batch_size=batch_size, **backend_options)
+        self.backend = BACKENDS[self.name].load(
+            model, device, tile_size=tile_size, batch_size=batch_size, **backend_options
+        )
         self.tile_size = tile_size
         self.overlap = overlap
         self.batch_size = batch_size

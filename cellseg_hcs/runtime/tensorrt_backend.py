@@ -25,8 +25,9 @@ from .base import Availability, Backend
 
 log = logging.getLogger(__name__)
 
-NOT_INSTALLED = ("TensorRT is not installed (it needs an NVIDIA GPU and "
-                 "pip install 'cellseg-hcs[gpu]').")
+NOT_INSTALLED = (
+    "TensorRT is not installed (it needs an NVIDIA GPU and pip install 'cellseg-hcs[gpu]')."
+)
 WORKSPACE_BYTES = 2 << 30
 
 # Engines deserialized in this process, by cache key: each is deserialized once.
@@ -46,7 +47,8 @@ def import_tensorrt() -> Any:
         raise BackendUnavailable(NOT_INSTALLED) from exc
     except OSError as exc:
         raise BackendUnavailable(
-            f"TensorRT is installed but its libraries do not load ({exc}).") from exc
+            f"TensorRT is installed but its libraries do not load ({exc})."
+        ) from exc
     return tensorrt
 
 
@@ -60,7 +62,7 @@ class ShapeProfile:
 
     def label(self) -> str:
         """A short, file-name-safe text for cache keys: ``b1-4_16-512x512``."""
-        return (f"b{self.min[0]}-{self.max[0]}_{self.min[2]}-{self.max[2]}x{self.max[3]}")
+        return f"b{self.min[0]}-{self.max[0]}_{self.min[2]}-{self.max[2]}x{self.max[3]}"
 
     def admits(self, shape: tuple[int, ...]) -> bool:
         """Whether an input of this NCHW shape can run on an engine built with the profile."""
@@ -103,8 +105,13 @@ def choose_precision(compute_capability: tuple[int, int], asked: str | None = No
     return "fp16" if tuple(compute_capability) >= (7, 0) else "fp32"
 
 
-def engine_cache_key(model_hash: str, compute_capability: tuple[int, int], trt_version: str,
-                     precision: str, profile: ShapeProfile) -> str:
+def engine_cache_key(
+    model_hash: str,
+    compute_capability: tuple[int, int],
+    trt_version: str,
+    precision: str,
+    profile: ShapeProfile,
+) -> str:
     """The engine's file name: an engine is only valid for exactly these five things.
 
     Examples
@@ -114,12 +121,12 @@ def engine_cache_key(model_hash: str, compute_capability: tuple[int, int], trt_v
     '28853e5b02c8d942-sm86-trt10.3.0-fp16-b1-4_16-512x512.engine'
     """
     major, minor = compute_capability
-    return (f"{model_hash}-sm{major}{minor}-trt{trt_version}-{precision}-{profile.label()}"
-            ".engine")
+    return f"{model_hash}-sm{major}{minor}-trt{trt_version}-{precision}-{profile.label()}.engine"
 
 
-def build_engine(trt: Any, onnx: bytes, profile: ShapeProfile, precision: str,
-                 input_name: str = "image") -> bytes:
+def build_engine(
+    trt: Any, onnx: bytes, profile: ShapeProfile, precision: str, input_name: str = "image"
+) -> bytes:
     """Serialized TensorRT engine for an ONNX graph, built with one optimization profile."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -152,16 +159,18 @@ def cached_engine(trt: Any, path: Path, build: Any) -> Any:
         if key in _ENGINES:
             return _ENGINES[key]
         if not path.is_file():
-            log.warning("building a TensorRT engine for this model and GPU (once; cached at %s)",
-                        path)
+            log.warning(
+                "building a TensorRT engine for this model and GPU (once; cached at %s)", path
+            )
             # Under a name of its own: workers in other processes (one per GPU, or on nodes
             # sharing a home folder) may build the same engine at the same time.
             write_atomic_bytes(path, build())
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise BackendUnavailable(f"{path}: a cached TensorRT engine that does not load; "
-                                     "delete it to rebuild.")
+            raise BackendUnavailable(
+                f"{path}: a cached TensorRT engine that does not load; delete it to rebuild."
+            )
         _ENGINES[key] = engine
         return engine
 
@@ -177,8 +186,9 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, trt: Any, engine: Any, device: str, precision: str,
-                 profile: ShapeProfile) -> None:
+    def __init__(
+        self, trt: Any, engine: Any, device: str, precision: str, profile: ShapeProfile
+    ) -> None:
         import torch
 
         self.engine = engine
@@ -205,19 +215,28 @@ class TensorRTBackend(Backend):
         except (ImportError, OSError, RuntimeError):
             gpus = 0
         if not gpus:
-            return Availability(False, "TensorRT is installed, but no CUDA GPU is visible.",
-                                version=trt.__version__)
-        return Availability(True, version=trt.__version__,
-                            devices=tuple(f"cuda:{i}" for i in range(gpus)))
+            return Availability(
+                False, "TensorRT is installed, but no CUDA GPU is visible.", version=trt.__version__
+            )
+        return Availability(
+            True, version=trt.__version__, devices=tuple(f"cuda:{i}" for i in range(gpus))
+        )
 
     @classmethod
     def default_device(cls) -> str:
         return "cuda:0"
 
     @classmethod
-    def load(cls, model: Any, device: str | None = None, *, tile_size: int = 512,
-             batch_size: int = 4, precision: str | None = None,
-             **options: Any) -> TensorRTBackend:
+    def load(
+        cls,
+        model: Any,
+        device: str | None = None,
+        *,
+        tile_size: int = 512,
+        batch_size: int = 4,
+        precision: str | None = None,
+        **options: Any,
+    ) -> TensorRTBackend:
         import torch
 
         from .export import cache_dir, onnx_bytes
@@ -232,20 +251,25 @@ class TensorRTBackend(Backend):
         profile = choose_profile(model.info.in_channels, tile_size, batch_size, multiple)
         key = engine_cache_key(model.hash, capability, trt.__version__, precision, profile)
         with torch.cuda.device(torch.device(device)):
-            engine = cached_engine(trt, cache_dir() / "tensorrt" / key,
-                                   lambda: build_engine(trt, onnx_bytes(model), profile,
-                                                        precision))
+            engine = cached_engine(
+                trt,
+                cache_dir() / "tensorrt" / key,
+                lambda: build_engine(trt, onnx_bytes(model), profile, precision),
+            )
         return cls(trt, engine, device, precision, profile)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         if not self.profile.admits(batch.shape):
-            raise BackendUnavailable(f"a batch of shape {batch.shape} is outside the TensorRT "
-                                     f"engine's profile {self.profile}.")
+            raise BackendUnavailable(
+                f"a batch of shape {batch.shape} is outside the TensorRT "
+                f"engine's profile {self.profile}."
+            )
         with torch.cuda.device(self.device):
             inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(
-                self.device, non_blocking=False)
+                self.device, non_blocking=False
+            )
             self.context.set_input_shape(self.input_name, tuple(inputs.shape))
             shape = tuple(self.context.get_tensor_shape(self.output_name))
             outputs = torch.empty(shape, dtype=torch.float32, device=self.device)
@@ -258,5 +282,10 @@ class TensorRTBackend(Backend):
         return outputs.cpu().numpy()
 
     def describe(self) -> dict[str, str]:
-        return {"backend": self.name, "device": str(self.device), "precision": self.precision,
-                "version": self.version, "profile": self.profile.label()}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "precision": self.precision,
+            "version": self.version,
+            "profile": self.profile.label(),
+        }

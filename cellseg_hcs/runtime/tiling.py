@@ -78,12 +78,12 @@ def taper(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
     rise = overlap - 2 * dead
     # Raised cosine over the middle of the overlap; it and its mirror image sum to 1.
     ramp = np.zeros(overlap, dtype=np.float32)
-    ramp[dead:dead + rise] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(rise) + 0.5) / rise)
-    ramp[dead + rise:] = 1
+    ramp[dead : dead + rise] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(rise) + 0.5) / rise)
+    ramp[dead + rise :] = 1
     if not at_start:
         weights[:overlap] = ramp
     if not at_end:
-        weights[size - overlap:] = np.minimum(weights[size - overlap:], ramp[::-1])
+        weights[size - overlap :] = np.minimum(weights[size - overlap :], ramp[::-1])
     return weights
 
 
@@ -121,12 +121,15 @@ class TileGrid:
     (6, (382, 476))
     """
 
-    def __init__(self, shape: tuple[int, ...], tile_size: int = 512, overlap: int = 64,
-                 multiple: int = 1) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], tile_size: int = 512, overlap: int = 64, multiple: int = 1
+    ) -> None:
         self.shape = tuple(int(s) for s in shape[-2:])
         height, width = self.shape
-        self.tile_shape = (tile_side(height, tile_size, overlap, multiple),
-                           tile_side(width, tile_size, overlap, multiple))
+        self.tile_shape = (
+            tile_side(height, tile_size, overlap, multiple),
+            tile_side(width, tile_size, overlap, multiple),
+        )
         self.overlap = overlap
         ys = tile_starts(height, self.tile_shape[0], overlap)
         xs = tile_starts(width, self.tile_shape[1], overlap)

@@ -23,8 +23,13 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, network: Any, device: str | None = None,
-                 precision: str | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        network: Any,
+        device: str | None = None,
+        precision: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         import torch
 
         device = device or self.default_device()
@@ -41,8 +46,15 @@ class TorchBackend(Backend):
             self.network = self.network.to(memory_format=torch.channels_last)
 
     @classmethod
-    def load(cls, model: Any, device: str | None = None, *, tile_size: int = 512,
-             batch_size: int = 4, **options: Any) -> TorchBackend:
+    def load(
+        cls,
+        model: Any,
+        device: str | None = None,
+        *,
+        tile_size: int = 512,
+        batch_size: int = 4,
+        **options: Any,
+    ) -> TorchBackend:
         return cls(model.network, device=device, **options)
 
     @classmethod
@@ -79,5 +91,9 @@ class TorchBackend(Backend):
     def describe(self) -> dict[str, str]:
         import torch
 
-        return {"backend": self.name, "device": str(self.device), "precision": self.precision,
-                "version": torch.__version__}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "precision": self.precision,
+            "version": torch.__version__,
+        }

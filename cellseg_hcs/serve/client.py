@@ -36,9 +36,15 @@ class Client:
     >>> client.segment(image, model="nuclei")["labels"].max()  # doctest: +SKIP
     """
 
-    def __init__(self, connection_file: str | Path | None = None, *, host: str | None = None,
-                 port: int | None = None, token: str | None = None,
-                 timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        connection_file: str | Path | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        token: str | None = None,
+        timeout: float = 600.0,
+    ) -> None:
         if host is None or port is None or token is None:
             from .server import default_connection_file
 
@@ -57,9 +63,12 @@ class Client:
         self.host, self.port, self.token = str(host), int(port), str(token)
         self.timeout = timeout
 
-    def request(self, op: str, options: dict[str, Any] | None = None,
-                arrays: dict[str, np.ndarray] | None = None
-                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def request(
+        self,
+        op: str,
+        options: dict[str, Any] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """One raw request: ``(reply header, reply arrays)``; raises :class:`ServerError`."""
         header = {"token": self.token, "op": op, "options": options or {}}
         try:
@@ -76,8 +85,9 @@ class Client:
             try:
                 reply, result = protocol.receive(sock, max_bytes=1 << 40)
             except (OSError, protocol.ProtocolError) as exc:
-                raise ServerError(f"the server at {self.host}:{self.port} gave no reply "
-                                  f"({exc}).") from exc
+                raise ServerError(
+                    f"the server at {self.host}:{self.port} gave no reply ({exc})."
+                ) from exc
         if not reply.get("ok"):
             raise ServerError(f"the server refused the request: {reply.get('error')}")
         return reply, result

@@ -71,18 +71,22 @@ class SegmentOptions:
         ):
             raise SettingError(f"probability threshold {threshold!r} must lie between 0 and 1.")
         if self.min_size is not None and (
-            not isinstance(self.min_size, int) or isinstance(self.min_size, bool)
+            not isinstance(self.min_size, int)
+            or isinstance(self.min_size, bool)
             or self.min_size < 0
         ):
             raise SettingError(f"minimum size {self.min_size!r} must be a whole number of pixels.")
         if not isinstance(self.probabilities, bool):
             raise SettingError(f"probabilities {self.probabilities!r} must be true or false.")
         if self.diameter not in (None, "auto", "native") and (
-            not isinstance(self.diameter, (int, float)) or isinstance(self.diameter, bool)
+            not isinstance(self.diameter, (int, float))
+            or isinstance(self.diameter, bool)
             or not 1.0 <= self.diameter <= 10000.0
         ):
-            raise SettingError(f"diameter {self.diameter!r} must be a number of pixels "
-                               "from 1 to 10000, \"auto\" or \"native\".")
+            raise SettingError(
+                f"diameter {self.diameter!r} must be a number of pixels "
+                'from 1 to 10000, "auto" or "native".'
+            )
 
     @classmethod
     def from_dict(cls, raw: Any) -> SegmentOptions:
@@ -168,9 +172,13 @@ class Segmenter:
         x = model.prepare(image)  # CPU work of this request alone: outside the shared lock
         with self._lock:
             runtime = model.runtime("auto", device, **options.runtime_options)
-        labels, _, maps = segment_field(model, _Locked(runtime, self._lock), x,
-                                        parse_diameter(options.diameter),
-                                        **options.postprocess_overrides)
+        labels, _, maps = segment_field(
+            model,
+            _Locked(runtime, self._lock),
+            x,
+            parse_diameter(options.diameter),
+            **options.postprocess_overrides,
+        )
         result = {"labels": labels}
         if options.probabilities:
             result["probabilities"] = maps[0].astype(np.float32)
@@ -181,8 +189,13 @@ class Segmenter:
         from .. import __version__
 
         model = self.model(name)
-        return {"model": name, "source": model.source, "hash": model.hash,
-                "object_name": model.info.object_name, "version": __version__}
+        return {
+            "model": name,
+            "source": model.source,
+            "hash": model.hash,
+            "object_name": model.info.object_name,
+            "version": __version__,
+        }
 
 
 class _Locked:

@@ -55,8 +55,9 @@ def encode(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) 
     return [PREFIX.pack(MAGIC, len(body)) + body, *payloads]
 
 
-def send(sock: socket.socket, header: dict[str, Any],
-         arrays: dict[str, np.ndarray] | None = None) -> None:
+def send(
+    sock: socket.socket, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+) -> None:
     """Write one message to a connected socket."""
     for piece in encode(header, arrays):
         sock.sendall(piece)
@@ -92,8 +93,11 @@ def array_specs(header: dict[str, Any], max_bytes: int) -> list[tuple[str, np.dt
             raise ProtocolError("an array description lacks name, dtype or shape.") from exc
         if dtype not in ARRAY_DTYPES:
             raise ProtocolError(f"array {name!r} has unsupported dtype {dtype!r}.")
-        if (not isinstance(shape, list) or not 1 <= len(shape) <= 4
-                or not all(isinstance(n, int) and 0 < n < 2**31 for n in shape)):
+        if (
+            not isinstance(shape, list)
+            or not 1 <= len(shape) <= 4
+            or not all(isinstance(n, int) and 0 < n < 2**31 for n in shape)
+        ):
             raise ProtocolError(f"array {name!r} has an invalid shape {shape!r}.")
         total += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if total > max_bytes:
@@ -102,8 +106,9 @@ def array_specs(header: dict[str, Any], max_bytes: int) -> list[tuple[str, np.dt
     return checked
 
 
-def receive_arrays(sock: socket.socket, specs: list[tuple[str, np.dtype, tuple]]
-                   ) -> dict[str, np.ndarray]:
+def receive_arrays(
+    sock: socket.socket, specs: list[tuple[str, np.dtype, tuple]]
+) -> dict[str, np.ndarray]:
     """Read the arrays announced by :func:`array_specs`."""
     arrays = {}
     for name, dtype, shape in specs:
@@ -113,8 +118,9 @@ def receive_arrays(sock: socket.socket, specs: list[tuple[str, np.dtype, tuple]]
     return arrays
 
 
-def receive(sock: socket.socket, max_bytes: int = DEFAULT_MAX_BYTES
-            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def receive(
+    sock: socket.socket, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read one whole message: header and arrays."""
     header = receive_header(sock)
     return header, receive_arrays(sock, array_specs(header, max_bytes))

@@ -92,11 +92,20 @@ class SegmentServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, segmenter: Segmenter, *, default_model: str = "nuclei",
-                 device: str = "auto", host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, max_bytes: int = protocol.DEFAULT_MAX_BYTES,
-                 max_connections: int = 8, timeout: float = 60.0,
-                 queue_timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        *,
+        default_model: str = "nuclei",
+        device: str = "auto",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        max_bytes: int = protocol.DEFAULT_MAX_BYTES,
+        max_connections: int = 8,
+        timeout: float = 60.0,
+        queue_timeout: float = 600.0,
+    ) -> None:
         self.segmenter = segmenter
         self.default_model = default_model
         self.device = device
@@ -117,8 +126,9 @@ class SegmentServer(socketserver.ThreadingTCPServer):
 
     def process_request(self, request, client_address) -> None:
         if not self._open_connections.acquire(blocking=False):
-            log.info("refused %s: %d connections already open", client_address,
-                     MAX_OPEN_CONNECTIONS)
+            log.info(
+                "refused %s: %d connections already open", client_address, MAX_OPEN_CONNECTIONS
+            )
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -141,20 +151,31 @@ class SegmentServer(socketserver.ThreadingTCPServer):
         """What a client needs to connect: host, port, token (and what is served)."""
         from .. import __version__
 
-        return {"host": self.host, "port": self.port, "token": self.token,
-                "model": self.default_model, "device": self.device, "pid": os.getpid(),
-                "version": __version__}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "token": self.token,
+            "model": self.default_model,
+            "device": self.device,
+            "pid": os.getpid(),
+            "version": __version__,
+        }
 
     def write_connection_file(self, path: str | Path | None = None) -> Path:
         """Write :meth:`details` to the connection file (only the user can read it)."""
         self.connection_file = write_connection_file(
-            Path(path) if path else default_connection_file(), self.details())
+            Path(path) if path else default_connection_file(), self.details()
+        )
         return self.connection_file
 
     def start(self) -> SegmentServer:
         """Serve on a background thread (for tests and embedding); returns self."""
-        self._thread = threading.Thread(target=self.serve_forever, name="cellseg-hcs-serve",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            name="cellseg-hcs-serve",
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -200,24 +221,32 @@ class SegmentServer(socketserver.ThreadingTCPServer):
     def _reply_to(self, sock: socket.socket) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         try:
             header = _receive_header_within(sock, HEADER_SECONDS)
-            if not hmac.compare_digest(str(header.get("token", "")).encode(),
-                                       self.token.encode()):
-                return _error("wrong or missing token: read it from the server's connection "
-                              "file."), {}
+            if not hmac.compare_digest(str(header.get("token", "")).encode(), self.token.encode()):
+                return _error(
+                    "wrong or missing token: read it from the server's connection file."
+                ), {}
             op = header.get("op")
             if op not in ("segment", "info"):
                 return _error(f"unknown request {op!r}; this server answers segment and info."), {}
             specs = protocol.array_specs(header, self.max_bytes)
             raw = header.get("options", {})
-            raw = {"model": self.default_model, "device": self.device,
-                   **(raw if isinstance(raw, dict) else {"options": raw})}
+            raw = {
+                "model": self.default_model,
+                "device": self.device,
+                **(raw if isinstance(raw, dict) else {"options": raw}),
+            }
             options = SegmentOptions.from_dict(raw)
             if op == "info":
                 if specs:
                     raise SettingError("an info request carries no arrays.")
-                return {"ok": True, "info": {**self.segmenter.describe(options.model),
-                                             "device": options.device,
-                                             "images_served": self.images_served}}, {}
+                return {
+                    "ok": True,
+                    "info": {
+                        **self.segmenter.describe(options.model),
+                        "device": options.device,
+                        "images_served": self.images_served,
+                    },
+                }, {}
             if [name for name, _, _ in specs] != ["image"]:
                 raise SettingError("a segment request carries exactly one array, 'image'.")
             # Only checked requests from token holders queue here, so memory stays bounded.
@@ -254,6 +283,7 @@ class _RequestHandler(socketserver.BaseRequestHandler):
 def _receive_header_within(sock: socket.socket, seconds: float) -> dict[str, Any]:
     """The request header, or the connection cut when it has not all come in ``seconds``
     (the socket's own timeout holds for each read, not for the whole header)."""
+
     def cut() -> None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -290,9 +320,16 @@ def _drain(sock: socket.socket, seconds: float = 2.0, limit: int = 64 << 20) -> 
         return
 
 
-def serve(model: str = "nuclei", *, device: str = "auto", host: str = "127.0.0.1",
-          port: int = 0, connection_file: str | Path | None = None,
-          max_bytes: int = protocol.DEFAULT_MAX_BYTES, warm_up: bool = True) -> None:
+def serve(
+    model: str = "nuclei",
+    *,
+    device: str = "auto",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    connection_file: str | Path | None = None,
+    max_bytes: int = protocol.DEFAULT_MAX_BYTES,
+    warm_up: bool = True,
+) -> None:
     """Run the server until interrupted (Ctrl-C or SIGTERM); the CLI's ``serve`` command.
 
     The model is loaded (and, with ``warm_up``, run once) before the connection file is
@@ -306,18 +343,25 @@ def serve(model: str = "nuclei", *, device: str = "auto", host: str = "127.0.0.1
     if warm_up:
         segmenter.segment(np.zeros((256, 256), np.float32), options)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: any machine that reaches this port and holds the token "
-                    "can use the model; the token travels unencrypted.", host)
-    server = SegmentServer(segmenter, default_model=model, device=device, host=host, port=port,
-                           max_bytes=max_bytes)
+        log.warning(
+            "listening on %s: any machine that reaches this port and holds the token "
+            "can use the model; the token travels unencrypted.",
+            host,
+        )
+    server = SegmentServer(
+        segmenter, default_model=model, device=device, host=host, port=port, max_bytes=max_bytes
+    )
     path = server.write_connection_file(connection_file)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"cellseg-hcs serve: model {model} ({info['hash']}) on {server.host}:{server.port}; "
-          f"connection file {path}. Ctrl-C stops.", flush=True)
+    print(
+        f"cellseg-hcs serve: model {model} ({info['hash']}) on {server.host}:{server.port}; "
+        f"connection file {path}. Ctrl-C stops.",
+        flush=True,
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

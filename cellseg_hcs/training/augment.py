@@ -89,10 +89,12 @@ def random_patch(
     labels_crop[dst] = labels[ys, xs]
     if source != size:
         shape = image_crop.shape[:-2] + (size, size)
-        image_crop = resize(image_crop, shape, order=1, anti_aliasing=source > size,
-                            preserve_range=True).astype(np.float32)
-        labels_crop = resize(labels_crop, (size, size), order=0, anti_aliasing=False,
-                             preserve_range=True).astype(labels.dtype)
+        image_crop = resize(
+            image_crop, shape, order=1, anti_aliasing=source > size, preserve_range=True
+        ).astype(np.float32)
+        labels_crop = resize(
+            labels_crop, (size, size), order=0, anti_aliasing=False, preserve_range=True
+        ).astype(labels.dtype)
     return image_crop, labels_crop
 
 
@@ -160,8 +162,9 @@ def paste_objects(
             continue
         varied = tuple(gain) != (1.0, 1.0)  # no draw otherwise: the old random stream
         factor = np.float32(_log_uniform(rng, *gain) if varied else 1.0)
-        image[(..., *target)] = np.where(mask, source_image[(..., *box)] * factor,
-                                         image[(..., *target)])
+        image[(..., *target)] = np.where(
+            mask, source_image[(..., *box)] * factor, image[(..., *target)]
+        )
         labels[target][mask] = next_id
         if not touching:  # touching copies are placed by the labels, not by the margin
             _occupy(occupied, target, mask, MARGIN)
@@ -172,8 +175,9 @@ def paste_objects(
 MARGIN = 2  # pixels kept free around every object when copies are placed apart
 
 
-def _occupy(occupied: np.ndarray, target: tuple[slice, slice], mask: np.ndarray,
-            margin: int) -> None:
+def _occupy(
+    occupied: np.ndarray, target: tuple[slice, slice], mask: np.ndarray, margin: int
+) -> None:
     """Mark ``mask``, placed at ``target``, and a ``margin`` around it in ``occupied``.
 
     The margin reaches past the mask's box (clipped to the image): dilating the mask inside
@@ -184,12 +188,14 @@ def _occupy(occupied: np.ndarray, target: tuple[slice, slice], mask: np.ndarray,
     top, left = target[0].start - margin, target[1].start - margin
     rows = slice(max(top, 0), min(top + grown.shape[0], occupied.shape[0]))
     cols = slice(max(left, 0), min(left + grown.shape[1], occupied.shape[1]))
-    occupied[rows, cols] |= grown[rows.start - top:rows.stop - top,
-                                  cols.start - left:cols.stop - left]
+    occupied[rows, cols] |= grown[
+        rows.start - top : rows.stop - top, cols.start - left : cols.stop - left
+    ]
 
 
-def _free_place(occupied: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                tries: int = 5) -> tuple[slice, slice] | None:
+def _free_place(
+    occupied: np.ndarray, mask: np.ndarray, rng: np.random.Generator, tries: int = 5
+) -> tuple[slice, slice] | None:
     """A random box for ``mask`` clear of ``occupied``, or None after ``tries`` misses."""
     (height, width), (h, w) = occupied.shape, mask.shape
     if h >= height or w >= width:
@@ -202,8 +208,9 @@ def _free_place(occupied: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     return None
 
 
-def _touching_place(labels: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                    tries: int = 5) -> tuple[slice, slice] | None:
+def _touching_place(
+    labels: np.ndarray, mask: np.ndarray, rng: np.random.Generator, tries: int = 5
+) -> tuple[slice, slice] | None:
     """A box where ``mask`` touches an object of ``labels`` without overlapping any.
 
     The mask's centre starts far from a random object's centre, in a random direction, and
@@ -224,7 +231,7 @@ def _touching_place(labels: np.ndarray, mask: np.ndarray, rng: np.random.Generat
             top = int(round(centre_y + distance * step_y - h / 2))
             left = int(round(centre_x + distance * step_x - w / 2))
             inside = 0 <= top and top + h <= height and 0 <= left and left + w <= width
-            if inside and (filled[top:top + h, left:left + w] & mask).any():
+            if inside and (filled[top : top + h, left : left + w] & mask).any():
                 if previous is not None:
                     return previous
                 break

@@ -14,8 +14,9 @@ from .data.folders import ImageMaskFolder, as_instances
 from .metrics import InstanceScores, _pixel_scores, auroc
 
 
-def evaluate_model(model, dataset: Sequence[Sample], *, maps: list | None = None,
-                   **settings) -> dict[str, float]:
+def evaluate_model(
+    model, dataset: Sequence[Sample], *, maps: list | None = None, **settings
+) -> dict[str, float]:
     """Pooled instance and pixel metrics of a model on an annotated dataset.
 
     ``maps`` may hold already predicted maps (one per sample) to score other
@@ -47,8 +48,9 @@ def _object_scores(labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
     return sums[ids] / counts[ids]
 
 
-def evaluate_folders(pred: str | Path, truth: str | Path,
-                     probabilities: str | Path | None = None) -> dict[str, float]:
+def evaluate_folders(
+    pred: str | Path, truth: str | Path, probabilities: str | Path | None = None
+) -> dict[str, float]:
     """Metrics of predicted label images in ``pred`` against true masks in ``truth``.
 
     Files pair by name as in :class:`~cellseg_hcs.training.data.ImageMaskFolder` (a prediction
@@ -60,8 +62,10 @@ def evaluate_folders(pred: str | Path, truth: str | Path,
     except InputError as exc:
         if not (Path(truth).is_dir() and Path(pred).is_dir()):
             raise
-        raise InputError(f"no prediction in {pred} pairs with a true mask in {truth} (a "
-                         "prediction x_labels.tif or x.tif pairs with truth x.tif).") from exc
+        raise InputError(
+            f"no prediction in {pred} pairs with a true mask in {truth} (a "
+            "prediction x_labels.tif or x.tif pairs with truth x.tif)."
+        ) from exc
     if pairs.unmatched:
         raise InputError(f"{pred}: no prediction for {pairs.unmatched[0]} in {truth}.")
     scores = InstanceScores()

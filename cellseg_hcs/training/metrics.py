@@ -127,9 +127,7 @@ class InstanceScores:
     """
 
     matches: list[ImageMatch] = field(default_factory=list)
-    coco: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
-        default_factory=list
-    )
+    coco: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def add(self, truth: np.ndarray, pred: np.ndarray, scores: np.ndarray | None = None) -> None:
         """Score one image; ``scores[j]`` ranks predicted object ``j + 1`` for COCO AP."""

@@ -84,8 +84,9 @@ class TrainSettings:
 class PatchSampler:
     """Draws augmented training batches (inputs, targets) from a dataset, repeatably."""
 
-    def __init__(self, dataset: Sequence[Sample], augment: AugmentSettings, seed: int,
-                 target: str = "centre") -> None:
+    def __init__(
+        self, dataset: Sequence[Sample], augment: AugmentSettings, seed: int, target: str = "centre"
+    ) -> None:
         if len(dataset) == 0:
             raise InputError("the training dataset is empty.")
         if target not in TARGETS:
@@ -114,10 +115,12 @@ class PatchSampler:
             source = random_patch(self.images[other], self.labels[other], scale, settings, rng)
             count = int(rng.integers(*settings.density_objects))
             # no draw when touching is off, so default runs keep their random stream
-            touching = (settings.touching_probability > 0
-                        and rng.random() < settings.touching_probability)
-            image, labels = paste_objects(image, labels, *source, count, rng,
-                                          touching=touching, gain=settings.pasted_gain)
+            touching = (
+                settings.touching_probability > 0 and rng.random() < settings.touching_probability
+            )
+            image, labels = paste_objects(
+                image, labels, *source, count, rng, touching=touching, gain=settings.pasted_gain
+            )
         image, labels = flip_rotate(image, labels, rng)
         image = vary_intensity(image, settings, rng)
         return image, instance_targets(labels, self.target)
@@ -155,8 +158,9 @@ def _prefetch(sampler: PatchSampler, batch_size: int, stop: threading.Event) -> 
     return batches
 
 
-def instance_loss(logits: torch.Tensor, targets: torch.Tensor,
-                  distance_weight: float = 2.0) -> torch.Tensor:
+def instance_loss(
+    logits: torch.Tensor, targets: torch.Tensor, distance_weight: float = 2.0
+) -> torch.Tensor:
     """BCE + soft Dice on the foreground, plus BCE of the second map (centre or distance)."""
     foreground, distance = targets[:, 0], targets[:, 1]
     fg_logits = logits[:, 0]
@@ -214,15 +218,24 @@ def train(
     if start_from is not None:
         network, info = _starting_point(start_from, sampler.in_channels, settings)
     else:
-        network_options = {"in_channels": sampler.in_channels, "out_channels": 2,
-                           "depth": settings.depth, "width": settings.width,
-                           "norm": settings.norm, "stem": settings.stem}
+        network_options = {
+            "in_channels": sampler.in_channels,
+            "out_channels": 2,
+            "depth": settings.depth,
+            "width": settings.width,
+            "norm": settings.norm,
+            "stem": settings.stem,
+        }
         network = build_network("unet", **network_options)
         info = ModelInfo(architecture="unet", network=network_options)
     info.outputs = ("foreground", settings.target)
     started_from = info.training
-    info.training = {"settings": _plain(asdict(settings)), "train_images": len(dataset),
-                     "validation_images": len(validation or []), **(description or {})}
+    info.training = {
+        "settings": _plain(asdict(settings)),
+        "train_images": len(dataset),
+        "validation_images": len(validation or []),
+        **(description or {}),
+    }
     if start_from is not None:
         info.training["started_from"] = started_from
     model = Model(network, info)
@@ -232,8 +245,9 @@ def train(
         raise InputError(f"keep must be 'best' or 'last', not {settings.keep!r}.")
     averaged = copy.deepcopy(network).eval().requires_grad_(False) if settings.average else None
     scored = Model(averaged, info) if averaged is not None else model
-    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
-                                  weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
     total_steps = settings.epochs * settings.steps_per_epoch
     network = network.to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
 
@@ -263,8 +277,11 @@ def train(
                 losses.append(loss.item())
                 bar.update(1)
             network.eval()
-            record = {"epoch": epoch, "loss": float(np.mean(losses)),
-                      "seconds": round(time.monotonic() - started, 1)}
+            record = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "seconds": round(time.monotonic() - started, 1),
+            }
             if validation:
                 scored.forget_runtimes()
                 scores = evaluate_model(scored, validation)
@@ -273,8 +290,11 @@ def train(
             if not validation or settings.keep == "last":
                 key = (epoch,)
             history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", val_f1=f"{record.get('val_f1', 0):.3f}",
-                            val_ap=f"{record.get('val_ap', 0):.3f}")
+            bar.set_postfix(
+                loss=f"{record['loss']:.3f}",
+                val_f1=f"{record.get('val_f1', 0):.3f}",
+                val_ap=f"{record.get('val_ap', 0):.3f}",
+            )
             log.info("epoch %s", record)
             if best_key is None or key > best_key:
                 best_key = key
@@ -314,8 +334,9 @@ def update_average(averaged: torch.nn.Module, network: torch.nn.Module, decay: f
                 mine.copy_(theirs)
 
 
-def _starting_point(start_from: Model | str | Path, in_channels: int,
-                    settings: TrainSettings) -> tuple[torch.nn.Module, ModelInfo]:
+def _starting_point(
+    start_from: Model | str | Path, in_channels: int, settings: TrainSettings
+) -> tuple[torch.nn.Module, ModelInfo]:
     """A copy of a trained model's network to fine-tune, and its information.
 
     The copy keeps the model's normalization, post-processing and working diameter; its
@@ -328,23 +349,27 @@ def _starting_point(start_from: Model | str | Path, in_channels: int,
     if base.info.architecture != "unet" or options.get("out_channels") != 2:
         raise InputError("start_from must be an instance model made by cellseg-hcs train.")
     if options.get("in_channels") != in_channels:
-        raise InputError(f"start_from takes {options.get('in_channels')} channel(s) but the "
-                         f"training images have {in_channels}.")
+        raise InputError(
+            f"start_from takes {options.get('in_channels')} channel(s) but the "
+            f"training images have {in_channels}."
+        )
     for key in ("width", "depth", "norm", "stem"):
         if key in options:
             setattr(settings, key, options[key])
     info = copy.deepcopy(base.info)
-    info.training = {"hash": base.hash, "source": str(base.source),
-                     "seconds": base.info.training.get("seconds"),
-                     "steps": base.info.training.get("steps")}
+    info.training = {
+        "hash": base.hash,
+        "source": str(base.source),
+        "seconds": base.info.training.get("seconds"),
+        "steps": base.info.training.get("steps"),
+    }
     info.metrics = {}
     info.package_version = ModelInfo().package_version
     network = copy.deepcopy(base.network).float().train()
     return network, info
 
 
-def _fraction_done(step: int, total_steps: int, started: float,
-                   time_limit: float | None) -> float:
+def _fraction_done(step: int, total_steps: int, started: float, time_limit: float | None) -> float:
     """How far training is: by steps, or by time when a time limit is set (whichever is ahead)."""
     done = step / max(total_steps, 1)
     if time_limit:

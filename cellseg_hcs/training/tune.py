@@ -22,20 +22,25 @@ MIN_SCORES = (0.0, 0.7, 0.8, 0.85, 0.9)
 MERGES = ({"merge_height": 0.0}, {"merge_height": 0.5, "merge_contrast": 0.05})
 
 
-def seed_choices(seed: Sequence[float] = SEED_THRESHOLDS,
-                 peak: Sequence[float] = PEAK_HEIGHTS) -> list[dict]:
+def seed_choices(
+    seed: Sequence[float] = SEED_THRESHOLDS, peak: Sequence[float] = PEAK_HEIGHTS
+) -> list[dict]:
     """The seed settings to try: each seed threshold, then each peak height."""
-    return ([{"seeds": "threshold", "seed_threshold": value} for value in seed]
-            + [{"seeds": "peaks", "peak_height": value} for value in peak])
+    return [{"seeds": "threshold", "seed_threshold": value} for value in seed] + [
+        {"seeds": "peaks", "peak_height": value} for value in peak
+    ]
 
 
-def tune_postprocess(model, validation: Sequence[Sample],
-                     foreground: Sequence[float] = FOREGROUND_THRESHOLDS,
-                     seed: Sequence[float] = SEED_THRESHOLDS,
-                     size_fraction: Sequence[float] = SIZE_FRACTIONS,
-                     peak: Sequence[float] = PEAK_HEIGHTS,
-                     min_score: Sequence[float] = MIN_SCORES,
-                     merge: Sequence[dict] = MERGES) -> dict:
+def tune_postprocess(
+    model,
+    validation: Sequence[Sample],
+    foreground: Sequence[float] = FOREGROUND_THRESHOLDS,
+    seed: Sequence[float] = SEED_THRESHOLDS,
+    size_fraction: Sequence[float] = SIZE_FRACTIONS,
+    peak: Sequence[float] = PEAK_HEIGHTS,
+    min_score: Sequence[float] = MIN_SCORES,
+    merge: Sequence[dict] = MERGES,
+) -> dict:
     """The post-processing settings with the best validation AP (then F1).
 
     Tries every foreground threshold, every way to seed objects (thresholds ``seed`` and
@@ -60,20 +65,38 @@ def tune_postprocess(model, validation: Sequence[Sample],
         merges = (merge if seeds["seeds"] == "peaks" else ()) or ({"merge_height": 0.0},)
         for merge_order, merging in enumerate(merges):
             merged = replace(split, **merging)
-            joined = [merge_alike(field_objects, m[1], x, merged)
-                      for m, x, field_objects in zip(maps, inputs, objects)]
+            joined = [
+                merge_alike(field_objects, m[1], x, merged)
+                for m, x, field_objects in zip(maps, inputs, objects)
+            ]
             for fraction, score in product(size_fraction, min_score):
                 settings = replace(merged, min_size_fraction=fraction, min_score=score)
-                scores = InstanceScores(matches=[
-                    match_instances(sample.labels, drop_objects(field_objects, m[0], settings))
-                    for sample, m, field_objects in zip(validation, maps, joined)
-                ]).matching_summary()
-                key = (round(scores["ap"], 4), scores["f1"], -abs(fg - 0.5), -fraction,
-                       -score, -order, -merge_order)
+                scores = InstanceScores(
+                    matches=[
+                        match_instances(sample.labels, drop_objects(field_objects, m[0], settings))
+                        for sample, m, field_objects in zip(validation, maps, joined)
+                    ]
+                ).matching_summary()
+                key = (
+                    round(scores["ap"], 4),
+                    scores["f1"],
+                    -abs(fg - 0.5),
+                    -fraction,
+                    -score,
+                    -order,
+                    -merge_order,
+                )
                 if best is None or key > best[0]:
-                    best = (key, {"foreground_threshold": fg, **seeds, **merging,
-                                  "min_size_fraction": fraction, "min_score": score})
+                    best = (
+                        key,
+                        {
+                            "foreground_threshold": fg,
+                            **seeds,
+                            **merging,
+                            "min_size_fraction": fraction,
+                            "min_score": score,
+                        },
+                    )
     settings = best[1]
     scores = evaluate_model(model, validation, maps=maps, **settings)
     return {"settings": settings, "scores": {k: float(np.float64(v)) for k, v in scores.items()}}
-

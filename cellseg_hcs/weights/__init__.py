@@ -8,9 +8,11 @@ from pathlib import Path
 
 # name -> (file in this folder, one line for `cellseg-hcs info`)
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    "nuclei": ("nuclei.safetensors",
-               "nuclei in DNA-stain images (Hoechst/DAPI), best with nuclei about 30 px "
-               "across (others are measured and resampled: --diameter)"),
+    "nuclei": (
+        "nuclei.safetensors",
+        "nuclei in DNA-stain images (Hoechst/DAPI), best with nuclei about 30 px "
+        "across (others are measured and resampled: --diameter)",
+    ),
 }
 
 

@@ -69,16 +69,18 @@ def _location(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measure
     rows, cols = np.indices(labels.shape)
     y = np.bincount(flat, weights=rows.ravel(), minlength=count + 1)[1:] / area
     x = np.bincount(flat, weights=cols.ravel(), minlength=count + 1)[1:] / area
-    return {"Location_Center_X": x, "Location_Center_Y": y,
-            "Number_Object_Number": np.arange(1, count + 1)}
+    return {
+        "Location_Center_X": x,
+        "Location_Center_Y": y,
+        "Number_Object_Number": np.arange(1, count + 1),
+    }
 
 
 def _core(name: str, **options) -> Callable:
     from cp_measure.bulk import get_core_measurements
 
     legacy = options.pop("legacy", False)
-    return functools.partial(get_core_measurements(legacy=legacy, sanitize=False)[name],
-                             **options)
+    return functools.partial(get_core_measurements(legacy=legacy, sanitize=False)[name], **options)
 
 
 def _shape(advanced: bool) -> Callable:
@@ -133,8 +135,9 @@ def _texture_pixels(pixels: np.ndarray) -> np.ndarray:
 
 def _texture(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
     clipped = {name: _texture_pixels(pixels) for name, pixels in channels.items()}
-    return _per_channel("texture", _texture_name, scale=TEXTURE_SCALE,
-                        gray_levels=TEXTURE_GRAY_LEVELS)(labels, clipped)
+    return _per_channel(
+        "texture", _texture_name, scale=TEXTURE_SCALE, gray_levels=TEXTURE_GRAY_LEVELS
+    )(labels, clipped)
 
 
 def _neighbors(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
@@ -150,19 +153,27 @@ def _neighbors(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measur
 
     count = int(labels.max())
     zeros = np.zeros(count)
-    out = {f"Neighbors_{name}_Expanded": zeros.copy() for name in (
-        "NumberOfNeighbors", "FirstClosestObjectNumber", "FirstClosestDistance",
-        "SecondClosestObjectNumber", "SecondClosestDistance", "AngleBetweenNeighbors",
-        "PercentTouching")}
+    out = {
+        f"Neighbors_{name}_Expanded": zeros.copy()
+        for name in (
+            "NumberOfNeighbors",
+            "FirstClosestObjectNumber",
+            "FirstClosestDistance",
+            "SecondClosestObjectNumber",
+            "SecondClosestDistance",
+            "AngleBetweenNeighbors",
+            "PercentTouching",
+        )
+    }
     if count < 2:
         return out
     # Every pixel takes the label of its nearest object; objects whose grown regions share
     # an edge (4-connected) are neighbours.
-    nearest = ndi.distance_transform_edt(labels == 0, return_distances=False,
-                                         return_indices=True)
+    nearest = ndi.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
     grown = labels[tuple(nearest)]
     out["Neighbors_NumberOfNeighbors_Expanded"] = np.bincount(
-        np.concatenate(touching_pairs(grown)), minlength=count + 1)[1:].astype(np.float64)
+        np.concatenate(touching_pairs(grown)), minlength=count + 1
+    )[1:].astype(np.float64)
 
     index = np.arange(1, count + 1)
     rows, cols = np.indices(labels.shape)
@@ -181,15 +192,18 @@ def _neighbors(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measur
         to_first = np.stack([x[first] - x, y[first] - y], axis=1)
         to_second = np.stack([x[second] - x, y[second] - y], axis=1)
         cosine = (to_first * to_second).sum(axis=1) / (
-            np.linalg.norm(to_first, axis=1) * np.linalg.norm(to_second, axis=1))
+            np.linalg.norm(to_first, axis=1) * np.linalg.norm(to_second, axis=1)
+        )
         out["Neighbors_AngleBetweenNeighbors_Expanded"] = np.degrees(
-            np.arccos(np.clip(cosine, -1.0, 1.0)))
+            np.arccos(np.clip(cosine, -1.0, 1.0))
+        )
 
     from cp_measure.bulk import get_multimask_measurements
 
     touching = get_multimask_measurements()["neighbors"](labels, labels)
     out["Neighbors_PercentTouching_Expanded"] = np.asarray(
-        touching["Neighbors_PercentTouching_Expanded"], dtype=np.float64)
+        touching["Neighbors_PercentTouching_Expanded"], dtype=np.float64
+    )
     return out
 
 
@@ -219,30 +233,49 @@ def _correlation(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Meas
 FEATURE_GROUPS: dict[str, FeatureGroup] = {
     "location": FeatureGroup("object centre and number (Identify modules)", _location),
     "shape": FeatureGroup("MeasureObjectSizeShape, standard features + Feret", _shape(False)),
-    "shape_advanced": FeatureGroup("MeasureObjectSizeShape with moments and inertia",
-                                   _shape(True)),
+    "shape_advanced": FeatureGroup("MeasureObjectSizeShape with moments and inertia", _shape(True)),
     "zernike": FeatureGroup("MeasureObjectSizeShape Zernike shape features", _zernike),
     # legacy=True: CellProfiler's own quartile convention (n*q), not numpy's ((n-1)*q).
-    "intensity": FeatureGroup("MeasureObjectIntensity, each channel",
-                              _per_channel("intensity", _append_channel, legacy=True)),
-    "texture": FeatureGroup(f"MeasureTexture at scale {TEXTURE_SCALE}, "
-                            f"{TEXTURE_GRAY_LEVELS} gray levels, each channel", _texture),
+    "intensity": FeatureGroup(
+        "MeasureObjectIntensity, each channel",
+        _per_channel("intensity", _append_channel, legacy=True),
+    ),
+    "texture": FeatureGroup(
+        f"MeasureTexture at scale {TEXTURE_SCALE}, {TEXTURE_GRAY_LEVELS} gray levels, each channel",
+        _texture,
+    ),
     "neighbors": FeatureGroup("MeasureObjectNeighbors, expanded until adjacent", _neighbors),
-    "granularity": FeatureGroup("MeasureGranularity, each channel",
-                                _per_channel("granularity", _append_channel)),
-    "radial_distribution": FeatureGroup("MeasureObjectIntensityDistribution, each channel",
-                                        _per_channel("radial_distribution", _radial_name)),
-    "radial_zernikes": FeatureGroup("MeasureObjectIntensityDistribution Zernikes, each channel",
-                                    _per_channel("radial_zernikes", _radial_name)),
-    "correlation": FeatureGroup("MeasureColocalization between every pair of channels",
-                                _correlation),
+    "granularity": FeatureGroup(
+        "MeasureGranularity, each channel", _per_channel("granularity", _append_channel)
+    ),
+    "radial_distribution": FeatureGroup(
+        "MeasureObjectIntensityDistribution, each channel",
+        _per_channel("radial_distribution", _radial_name),
+    ),
+    "radial_zernikes": FeatureGroup(
+        "MeasureObjectIntensityDistribution Zernikes, each channel",
+        _per_channel("radial_zernikes", _radial_name),
+    ),
+    "correlation": FeatureGroup(
+        "MeasureColocalization between every pair of channels", _correlation
+    ),
 }
 
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "minimal": ("location", "shape", "intensity"),
     "default": ("location", "shape", "intensity", "texture", "neighbors"),
-    "full": ("location", "shape_advanced", "zernike", "intensity", "texture", "neighbors",
-             "granularity", "radial_distribution", "radial_zernikes", "correlation"),
+    "full": (
+        "location",
+        "shape_advanced",
+        "zernike",
+        "intensity",
+        "texture",
+        "neighbors",
+        "granularity",
+        "radial_distribution",
+        "radial_zernikes",
+        "correlation",
+    ),
 }
 
 
@@ -250,13 +283,13 @@ def feature_groups(features: str | list[str] | tuple[str, ...]) -> tuple[str, ..
     """The groups of a set name (``minimal``, ``default``, ``full``) or of a list of groups."""
     if isinstance(features, str):
         if features not in FEATURE_SETS:
-            raise SettingError(f"feature set {features!r} is not one of "
-                               f"{', '.join(FEATURE_SETS)}.")
+            raise SettingError(f"feature set {features!r} is not one of {', '.join(FEATURE_SETS)}.")
         return FEATURE_SETS[features]
     unknown = [g for g in features if g not in FEATURE_GROUPS]
     if unknown:
-        raise SettingError(f"feature group {unknown[0]!r} is not one of "
-                           f"{', '.join(FEATURE_GROUPS)}.")
+        raise SettingError(
+            f"feature group {unknown[0]!r} is not one of {', '.join(FEATURE_GROUPS)}."
+        )
     return tuple(dict.fromkeys(("location", *features)))
 
 
@@ -309,8 +342,9 @@ def measure_objects(
     planes = {name: cellprofiler_scale(plane) for name, plane in channels.items()}
     for name, plane in planes.items():
         if plane.shape != labels.shape:
-            raise SettingError(f"channel {name!r} has shape {plane.shape}, but the labels "
-                               f"have {labels.shape}.")
+            raise SettingError(
+                f"channel {name!r} has shape {plane.shape}, but the labels have {labels.shape}."
+            )
     metadata = dict(metadata or {})
     columns = feature_columns(object_name, tuple(planes), groups, tuple(metadata))
     count = int(labels.max())
@@ -319,8 +353,9 @@ def measure_objects(
     values: Measurements = {}
     for group in groups:
         values.update(FEATURE_GROUPS[group].measure(labels, planes))
-    table = pd.DataFrame({f"{object_name}_{key}": np.asarray(v, dtype=np.float64)
-                          for key, v in values.items()})
+    table = pd.DataFrame(
+        {f"{object_name}_{key}": np.asarray(v, dtype=np.float64) for key, v in values.items()}
+    )
     for key, value in metadata.items():
         table[key] = value
     table["ObjectNumber"] = np.arange(1, count + 1, dtype=np.int64)
@@ -340,9 +375,12 @@ def _contiguous(labels: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def feature_columns(object_name: str, channels: tuple[str, ...], groups: tuple[str, ...],
-                    metadata: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well",
-                                                 "Metadata_Site")) -> tuple[str, ...]:
+def feature_columns(
+    object_name: str,
+    channels: tuple[str, ...],
+    groups: tuple[str, ...],
+    metadata: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well", "Metadata_Site"),
+) -> tuple[str, ...]:
     """The columns a table has for these channels and groups, in order.
 
     They are found by measuring two small synthetic objects, so an empty field's table has
@@ -357,8 +395,11 @@ def feature_columns(object_name: str, channels: tuple[str, ...], groups: tuple[s
     for group in groups:
         names += [f"{object_name}_{key}" for key in FEATURE_GROUPS[group].measure(labels, planes)]
     leading = [*metadata, "ObjectNumber"]
-    first = [f"{object_name}_Number_Object_Number", f"{object_name}_Location_Center_X",
-             f"{object_name}_Location_Center_Y"]
+    first = [
+        f"{object_name}_Number_Object_Number",
+        f"{object_name}_Location_Center_X",
+        f"{object_name}_Location_Center_Y",
+    ]
     rest = [n for n in names if n not in first]
     return tuple(leading + [n for n in first if n in names] + rest)
 

@@ -83,9 +83,7 @@ def _uncompress_counts(text: str) -> list[int]:
 def _annotation_mask(annotation: dict, height: int, width: int) -> np.ndarray:
     segmentation = annotation["segmentation"]
     if isinstance(segmentation, dict):
-        if isinstance(segmentation["counts"], list) and not isinstance(
-            segmentation["size"], list
-        ):
+        if isinstance(segmentation["counts"], list) and not isinstance(segmentation["size"], list):
             raise InputError("COCO RLE without a size.")
         return coco_rle_decode(segmentation)
     mask = np.zeros((height, width), dtype=bool)
@@ -133,8 +131,14 @@ def labels_to_coco(
     images, annotations = [], []
     for image_id, (file_name, label_image) in enumerate(sorted(labels.items()), start=1):
         label_image = np.asarray(label_image)
-        images.append({"id": image_id, "file_name": file_name,
-                       "height": int(label_image.shape[0]), "width": int(label_image.shape[1])})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "height": int(label_image.shape[0]),
+                "width": int(label_image.shape[1]),
+            }
+        )
         for value in np.unique(label_image[label_image > 0]):
             mask = label_image == value
             rows, cols = np.nonzero(mask)
@@ -144,12 +148,19 @@ def labels_to_coco(
                 "category_id": 1,
                 "segmentation": coco_rle_encode(mask),
                 "area": int(mask.sum()),
-                "bbox": [int(cols.min()), int(rows.min()),
-                         int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)],
+                "bbox": [
+                    int(cols.min()),
+                    int(rows.min()),
+                    int(cols.max() - cols.min() + 1),
+                    int(rows.max() - rows.min() + 1),
+                ],
                 "iscrowd": 0,
             }
             if scores is not None:
                 annotation["score"] = float(scores[file_name][int(value)])
             annotations.append(annotation)
-    return {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": category}]}
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": category}],
+    }

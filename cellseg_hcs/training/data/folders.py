@@ -72,8 +72,11 @@ class ImageMaskFolder(Sequence):
         unmatched = []
         for image in _image_files(self.images_dir, pattern):
             mask = next(
-                (masks_by_stem[image.stem + e] for e in MASK_NAME_ENDINGS
-                 if image.stem + e in masks_by_stem),
+                (
+                    masks_by_stem[image.stem + e]
+                    for e in MASK_NAME_ENDINGS
+                    if image.stem + e in masks_by_stem
+                ),
                 None,
             )
             if mask is None:
@@ -94,10 +97,13 @@ class ImageMaskFolder(Sequence):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         image_path, mask_path = self.pairs[index]
-        sample = Sample(read_image(image_path), as_instances(read_image(mask_path)),
-                        image_path.stem)
-        if sample.image.shape[-2:] != sample.labels.shape and sample.image.shape[:2] != \
-                sample.labels.shape:
+        sample = Sample(
+            read_image(image_path), as_instances(read_image(mask_path)), image_path.stem
+        )
+        if (
+            sample.image.shape[-2:] != sample.labels.shape
+            and sample.image.shape[:2] != sample.labels.shape
+        ):
             raise InputError(
                 f"{mask_path}: mask shape {sample.labels.shape} does not fit image "
                 f"{image_path.name} of shape {sample.image.shape}."
