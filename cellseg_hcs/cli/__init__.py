@@ -1,6 +1,7 @@
 """The ``cellseg-hcs`` command: a thin click shell over the library.
 
-Each command lives in a module of this package and is registered on :data:`main`.
+Each command lives in a module of this package and is registered on :data:`main` below,
+by name: the command modules never import this one.
 Errors of the package's own types are printed as one sentence with exit code 2 (bad input,
 nothing done) or 1 (some inputs of a batch failed, the others were written).
 """
@@ -44,16 +45,13 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from importlib import import_module
+    from .model_commands import evaluate, segment, train
+    from .plate_commands import convert, run
+    from .runtime_commands import export, info
+    from .serve_commands import serve
 
-    for module in COMMAND_MODULES:
-        try:
-            import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module}":
-                raise
+    for command in (segment, run, convert, train, evaluate, info, export, serve):
+        main.add_command(command)
 
 
-# Modules that add commands to `main` when imported.
-COMMAND_MODULES = ("model_commands", "runtime_commands", "plate_commands", "serve_commands")
 _register()

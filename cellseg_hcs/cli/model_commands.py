@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..errors import SettingError
-from . import main
 from .options import auto_diameter_option, backend_option, device_option, model_option
 
 
@@ -18,7 +17,7 @@ def _channel(value: str | None) -> int | str | None:
     return int(value) if value.isdigit() else value
 
 
-@main.command(short_help="Label nuclei in image files: one label image per file.")
+@click.command(short_help="Label nuclei in image files: one label image per file.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -96,7 +95,7 @@ def segment(
         )
 
 
-@main.command(short_help="Train a model from image and mask folders.")
+@click.command(short_help="Train a model from image and mask folders.")
 @click.option(
     "--images", required=True, type=click.Path(path_type=Path), help="Folder of training images."
 )
@@ -208,7 +207,7 @@ def train(
     click.echo(f"model written to {out}")
 
 
-@main.command(short_help="Score predicted labels against true ones (F1, AP, IoU...).")
+@click.command(short_help="Score predicted labels against true ones (F1, AP, IoU...).")
 @click.option(
     "--pred",
     required=True,

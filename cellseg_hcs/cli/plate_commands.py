@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from . import main
 from .options import backend_option, device_option, diameter_option, model_option
 
 
@@ -17,7 +16,7 @@ def _wells(value: str | None) -> list[str] | None:
     return [w.strip() for w in value.split(",") if w.strip()]
 
 
-@main.command(short_help="Segment and measure a whole OME-Zarr plate: labels + parquet.")
+@click.command(short_help="Segment and measure a whole OME-Zarr plate: labels + parquet.")
 @click.argument("plate", type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -156,7 +155,7 @@ def run(
         sys.exit(1)
 
 
-@main.command(short_help="Convert TIFFs named by well and site into an OME-Zarr plate.")
+@click.command(short_help="Convert TIFFs named by well and site into an OME-Zarr plate.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option(
     "--out",

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from . import main
 from .options import model_option
 
 
-@main.command(short_help="Version, built-in models and inference backends here.")
+@click.command(short_help="Version, built-in models and inference backends here.")
 def info() -> None:
     """Print the version, the built-in models and every inference backend.
 
@@ -39,7 +38,7 @@ def info() -> None:
     click.echo(f"auto: {chosen} ({reason}; with a model, CPU backends are measured on it)")
 
 
-@main.command(short_help="Export a model's network to ONNX.")
+@click.command(short_help="Export a model's network to ONNX.")
 @model_option
 @click.option(
     "--format",

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import main
 
-
-@main.command(short_help="Keep a model warm for CellProfiler's RunCellSegHCS module.")
+@click.command(short_help="Keep a model warm for CellProfiler's RunCellSegHCS module.")
 @click.option(
     "--model",
     "-m",
