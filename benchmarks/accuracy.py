@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import classic  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.field.scale import parse_diameter, segment_field  # noqa: E402
+from cellseg_hcs.field.pipeline import FieldPipeline  # noqa: E402
+from cellseg_hcs.settings import FieldSettings, parse_diameter  # noqa: E402
 from cellseg_hcs.training.data import ImageMaskFolder, Sample  # noqa: E402
 from cellseg_hcs.training.metrics import evaluate_pairs  # noqa: E402
 
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     robustness_split = "validation" if args.validation_only else "test"
 
     def cellseg(image: np.ndarray, diameter: float | str | None = "auto") -> np.ndarray:
-        return segment_field(model, runtime, model.prepare(image), diameter)[0]
+        settings = FieldSettings(model=args.model, backend=args.backend, diameter=diameter)
+        return FieldPipeline(settings, model=model, runtime=runtime).run(image).labels
 
     methods = {"cellseg-hcs": cellseg, "classic (Otsu + watershed)": classic.segment}
     for text in [d for d in args.diameters.split(",") if d]:

@@ -23,11 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import _magnify  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.field.scale import (  # noqa: E402
-    auto_scale,
-    median_diameter,
-    segment_field,
-)
+from cellseg_hcs.field.pipeline import FieldPipeline  # noqa: E402
+from cellseg_hcs.field.scale import auto_scale, median_diameter  # noqa: E402
+from cellseg_hcs.settings import FieldSettings  # noqa: E402
 from cellseg_hcs.training.data import ImageMaskFolder  # noqa: E402
 from cellseg_hcs.training.metrics import evaluate_pairs  # noqa: E402
 
@@ -48,20 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     samples = list(
         ImageMaskFolder(args.data / "images", args.data / "nuclei_labels", pattern="validation__*")
     )
+
+    def segment_at(image, diameter):
+        settings = FieldSettings(model=args.model, diameter=diameter)
+        return FieldPipeline(settings, model=model, runtime=runtime).run(image).labels
+
     rows = []
     for factor in [float(f) for f in args.factors.split(",")]:
         for sample in samples:
             changed = _magnify(factor)(sample) if factor != 1 else sample
-            field = model.prepare(changed.image)
-            native, _, _ = segment_field(model, runtime, field, None)
+            native = segment_at(changed.image, None)
             measured = median_diameter(native)
-            resampled, _, _ = segment_field(model, runtime, field, measured or None)
-            # What "auto" does, from the native pass already made (segment_field's rule).
+            resampled = segment_at(changed.image, measured or None)
+            # What "auto" does, from the native pass already made (the pipeline's rule).
             scale, _ = auto_scale(native, model.info.working_diameter)
             working = model.info.working_diameter
-            auto = (
-                native if scale == 1.0 else segment_field(model, runtime, field, working / scale)[0]
-            )
+            auto = native if scale == 1.0 else segment_at(changed.image, working / scale)
             row = {
                 "factor": factor,
                 "image": sample.name,

@@ -1,14 +1,14 @@
 """Segmenting image files: the library function behind ``cellseg-hcs segment``.
 
-Files go through three stages that overlap: reading and normalizing the next field, the
-network on the current one, post-processing and writing the previous one. Each stage runs
-in its own thread (the network libraries and the watershed release the GIL), so the
-network is never idle waiting for disk or for the watershed; the results are identical to
-running the stages one after the other.
+Files go through the stages of :class:`~cellseg_hcs.field.pipeline.FieldPipeline`, overlapped
+in three threads: reading and preparing the next field, the network on the current one,
+post-processing and writing the previous one (the network libraries and the watershed
+release the GIL), so the network is never idle waiting for disk or for the watershed; the
+results are identical to running the stages one after the other.
 
 With ``diameter="auto"`` (the default) the post-processing stage also measures the objects'
 size; a field whose objects are far from the model's working diameter goes back to the
-network once, resampled (see :mod:`cellseg_hcs.field.scale`).
+network once, resampled (the pipeline decides: :meth:`FieldPipeline.second_scale`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,22 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import CellSegError, InputError, SomeInputsFailed
-from .field.scale import AUTO, auto_scale, parse_diameter, predict_at_scale, scale_for
+from .field.pipeline import FieldChannels, FieldPipeline, FieldResult, PreparedField
+from .io.atomic import output_folder
 from .io.images import channel_names, read_image, write_labels
+from .settings import FieldSettings
 
 log = logging.getLogger(__name__)
 
 PREFETCH = 2  # fields read ahead of the network
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr")
 
 
 @dataclass
@@ -42,6 +45,10 @@ class SegmentResult:
     seconds: float
     scale: float = 1.0
     diameter: float | None = None  # the objects' median diameter measured by "auto"
+    outputs: dict[str, Path] = field(default_factory=dict)
+    """Every label image written, by object set (``Nuclei``, and ``Cells``... when made)."""
+    notes: list[str] = field(default_factory=list)
+    """What a person should know about the image (a blank image)."""
 
 
 @dataclass
@@ -50,11 +57,27 @@ class _Resample:
 
     index: int
     path: Path
-    field: np.ndarray
-    maps: np.ndarray  # the first pass's, kept should the second one fail
+    field: PreparedField
+    first: FieldResult  # kept should the second pass fail
     scale: float
     diameter: float
     seconds: float
+
+
+def output_stem(path: Path) -> str:
+    """The name an image's outputs start with: ``a.tif`` and ``a.ome.tif`` both give ``a``."""
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def label_file_name(stem: str, object_name: str, primary: str) -> str:
+    """``<stem>_labels.tif`` for the model's objects, ``<stem>_<object>_labels.tif`` else."""
+    if object_name == primary:
+        return f"{stem}_labels.tif"
+    return f"{stem}_{object_name.lower()}_labels.tif"
 
 
 def segment_files(
@@ -62,26 +85,31 @@ def segment_files(
     out: str | Path,
     *,
     model: str | Path | Any = "nuclei",
-    channel: int | str | None = None,
-    backend: str = "auto",
-    device: str | None = None,
-    probabilities: bool = False,
+    settings: FieldSettings | None = None,
     progress: bool = True,
-    diameter: float | str | None = AUTO,
+    **options: Any,
 ) -> list[SegmentResult]:
     """Segment every image file and write ``out/<stem>_labels.tif`` for each.
 
-    All inputs are checked to exist, and the backend to run and the output folder, before
-    any output is written. An image that cannot be read (corrupt, or without the asked
-    channel) does not stop the others: it is skipped, and at the end
+    All inputs are checked to exist, and the settings, the backend and the output folder,
+    before any output is written. An image that cannot be read or segmented (corrupt, NaN
+    pixels, without the asked channel) does not stop the others: it is skipped, and at the end
     :class:`~cellseg_hcs.errors.SomeInputsFailed` names what failed (with what was done in
     ``.results``); when every image fails, the first one's :class:`InputError` is raised.
-    ``model`` is a built-in model name, a model file or a loaded
-    :class:`~cellseg_hcs.model.model.Model`. A named model that already ran on onnxruntime here
-    runs from its cached ONNX export without importing PyTorch (see
-    :mod:`cellseg_hcs.runtime.compiled`); the labels are the same. ``diameter``: the
-    objects' diameter in pixels, ``"auto"`` (measured per image, resampling only images whose
-    objects are far from the model's size) or None (every image at its own scale).
+
+    Parameters
+    ----------
+    images:
+        Image files (TIFF, PNG, and whatever bioio reads).
+    out:
+        The folder for the label images.
+    model:
+        A built-in model name, a model file or a loaded :class:`~cellseg_hcs.model.model.Model`.
+    settings, options:
+        A :class:`~cellseg_hcs.settings.FieldSettings`, or its fields as keywords
+        (``channel=``, ``diameter=``, ``backend=``, ``device=``, ``probabilities=``...).
+    progress:
+        Show a progress bar.
 
     Examples
     --------
@@ -90,77 +118,77 @@ def segment_files(
     212
     """
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     paths = [Path(p) for p in images]
-    for path in paths:
-        if path.is_dir():
-            raise InputError(f"{path} is a folder; give the images in it (e.g. {path}/*.tif).")
-        if not path.is_file():
-            raise InputError(f"{path}: no such image file.")
-    seen: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in seen and seen[path.stem] != path:
-            raise InputError(
-                f"{seen[path.stem]} and {path} would both be written as "
-                f"{path.stem}_labels.tif; segment them into separate --out folders."
-            )
-        seen[path.stem] = path
-    diameter = parse_diameter(diameter)
-    model, runtime = _model_and_runtime(model, backend, device)
-    auto = diameter == AUTO
-    scale = 1.0 if auto else scale_for(diameter, model.info.working_diameter)
+    _check_inputs(paths)
+    if settings is None:
+        name = str(model) if isinstance(model, (str, Path)) else (model.source or "in memory")
+        settings = FieldSettings(model=name, **options)
+    elif options:
+        settings = settings.replace(**options)
+    loaded = None if isinstance(model, (str, Path)) else model
+    pipeline = FieldPipeline(settings, model=loaded)
+    pipeline.runtime  # noqa: B018 - the backend is chosen (or refused) before anything is written
     created = not Path(out).exists()
-    out = _output_folder(out)
+    out = output_folder(out)
     failures: list[tuple[Path, CellSegError]] = []
 
-    def read(path: Path) -> tuple[np.ndarray | None, float, CellSegError | None]:
+    def read(path: Path) -> tuple[PreparedField | None, float, CellSegError | None]:
         """The prepared field and the seconds it took, or None and why it failed."""
         started = time.perf_counter()
         try:
-            field = model.prepare(read_image(path), channel, channel_names(path))
+            channels = FieldChannels.from_array(read_image(path), channel_names(path), str(path))
+            prepared = pipeline.prepare(channels)
         except CellSegError as exc:
             return None, 0.0, exc
-        return field, time.perf_counter() - started, None
+        return prepared, time.perf_counter() - started, None
 
     def finish(
         index: int,
         path: Path,
-        field: np.ndarray,
+        prepared: PreparedField,
         maps: np.ndarray,
         seconds: float,
         scale: float,
         measured: float | None,
     ) -> tuple[int, SegmentResult] | _Resample:
         started = time.perf_counter()
-        labels = model.labels_from_maps(maps, field)
-        if auto and measured is None:
-            new_scale, measured = auto_scale(labels, model.info.working_diameter)
-            if new_scale != 1.0:
-                return _Resample(
-                    index,
-                    path,
-                    field,
-                    maps,
-                    new_scale,
-                    measured,
-                    seconds + time.perf_counter() - started,
-                )
-        target = write_labels(out / f"{path.stem}_labels.tif", labels)
-        if probabilities:
-            write_labels(out / f"{path.stem}_probabilities.tif", maps[0].astype(np.float32))
+        result = pipeline.objects(prepared, maps, scale, measured)
+        again = pipeline.second_scale(result)
+        if again is not None:
+            return _Resample(
+                index, path, prepared, result, *again, seconds + time.perf_counter() - started
+            )
+        return write(index, path, result, seconds + time.perf_counter() - started)
+
+    def write(
+        index: int, path: Path, result: FieldResult, seconds: float
+    ) -> tuple[int, SegmentResult]:
+        started = time.perf_counter()
+        stem = output_stem(path)
+        outputs = {
+            name: write_labels(out / label_file_name(stem, name, result.primary), labels)
+            for name, labels in result.objects.items()
+        }
+        if result.maps is not None:
+            write_labels(out / f"{stem}_probabilities.tif", result.maps[0].astype(np.float32))
         return index, SegmentResult(
             path,
-            target,
-            int(labels.max()),
+            outputs[result.primary],
+            result.count,
             seconds + time.perf_counter() - started,
-            scale,
-            measured,
+            result.scale,
+            result.diameter,
+            outputs,
+            list(result.notes),
         )
 
     done: list[tuple[int, SegmentResult]] = []
     with (
         ThreadPoolExecutor(1, "cellseg-read") as reader,
         ThreadPoolExecutor(1, "cellseg-finish") as finisher,
+        logging_redirect_tqdm(),  # a warning gets a line of its own, above the bar
     ):
         pending: list[Future] = []
         bar = tqdm(total=len(paths), desc="segmenting", unit="image", disable=not progress)
@@ -169,10 +197,8 @@ def segment_files(
             outcome = future.result()
             if isinstance(outcome, _Resample):  # the network again, in this thread only
                 started = time.perf_counter()
-                maps, scale_run = outcome.maps, 1.0
                 try:
-                    maps = predict_at_scale(runtime, outcome.field, outcome.scale)
-                    scale_run = outcome.scale
+                    maps = pipeline.predict(outcome.field, outcome.scale)
                 except (CellSegError, MemoryError, RuntimeError) as exc:
                     log.warning(
                         "%s: running it again at %.2fx failed (%s); its labels are "
@@ -181,6 +207,11 @@ def segment_files(
                         outcome.scale,
                         exc,
                     )
+                    seconds = outcome.seconds + time.perf_counter() - started
+                    pending.append(
+                        finisher.submit(write, outcome.index, outcome.path, outcome.first, seconds)
+                    )
+                    return
                 seconds = outcome.seconds + time.perf_counter() - started
                 pending.append(
                     finisher.submit(
@@ -190,7 +221,7 @@ def segment_files(
                         outcome.field,
                         maps,
                         seconds,
-                        scale_run,
+                        outcome.scale,
                         outcome.diameter,
                     )
                 )
@@ -198,8 +229,9 @@ def segment_files(
             done.append(outcome)
             bar.update()
 
+        first_scale = pipeline.first_scale()
         try:
-            for index, (path, (field, read_seconds, error)) in enumerate(
+            for index, (path, (prepared, read_seconds, error)) in enumerate(
                 zip(paths, _read_ahead(reader, read, paths))
             ):
                 if error is not None:
@@ -207,10 +239,10 @@ def segment_files(
                     bar.update()
                     continue
                 started = time.perf_counter()
-                maps = predict_at_scale(runtime, field, scale)
+                maps = pipeline.predict(prepared, first_scale)
                 seconds = read_seconds + time.perf_counter() - started
                 pending.append(
-                    finisher.submit(finish, index, path, field, maps, seconds, scale, None)
+                    finisher.submit(finish, index, path, prepared, maps, seconds, first_scale, None)
                 )
                 while pending and (pending[0].done() or len(pending) > PREFETCH):
                     collect(pending.pop(0))
@@ -236,36 +268,22 @@ def segment_files(
     return results
 
 
-def _output_folder(out: str | Path) -> Path:
-    """``out``, created if needed; one sentence when it is a file or cannot be made."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for the label images.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output folder {out}: {exc.strerror}.") from None
-    return out
-
-
-def _model_and_runtime(model: Any, backend: str, device: str | None) -> tuple[Any, Any]:
-    """The model and its runtime; a named model compiled earlier comes without PyTorch."""
-    from .runtime.compiled import compiled_model, remember_compiled
-
-    if not isinstance(model, (str, Path)):
-        return model, model.runtime(backend, device)
-    compiled = compiled_model(model, backend, device)
-    if compiled is not None:
-        return compiled, compiled.runtime(backend, device)
-    from .model.model import load_model
-
-    loaded = load_model(model)
-    runtime = loaded.runtime(backend, device)
-    if runtime.name == "onnxruntime" and runtime.describe()["device"] == "cpu":
-        from .runtime.export import cached_onnx
-
-        remember_compiled(model, loaded, cached_onnx(loaded))
-    return loaded, runtime
+def _check_inputs(paths: list[Path]) -> None:
+    """Every input exists, and no two would write the same output name."""
+    for path in paths:
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give the images in it (e.g. {path}/*.tif).")
+        if not path.is_file():
+            raise InputError(f"{path}: no such image file.")
+    seen: dict[str, Path] = {}
+    for path in paths:
+        stem = output_stem(path)
+        if stem in seen and seen[stem] != path:
+            raise InputError(
+                f"{seen[stem]} and {path} would both be written as "
+                f"{stem}_labels.tif; segment them into separate --out folders."
+            )
+        seen[stem] = path
 
 
 def _read_ahead(pool: ThreadPoolExecutor, read, paths: Sequence[Path]) -> Iterator:

@@ -58,6 +58,11 @@ DEVICE_CHOICES = {"Automatic": "auto", "CPU": "cpu", "GPU": "cuda"}
 SIZE_MEASURED = "Measure it in each image"
 SIZE_GIVEN = "Give the typical diameter"
 SIZE_NATIVE = "The image's own scale"
+# cellseg_hcs.settings.FieldSettings' defaults, repeated here because this file must work where
+# cellseg_hcs cannot be imported; a test checks they agree.
+DEFAULT_TILE_SIZE = 1024
+DEFAULT_BATCH_SIZE = 4
+DEFAULT_SIZE_CHOICE = SIZE_MEASURED  # FieldSettings' diameter "auto"
 
 SERVER_FILE_ENV = "CELLSEG_HCS_SERVER_FILE"
 # The wire format of cellseg_hcs/serve/protocol.py, repeated here because this file must work
@@ -122,14 +127,14 @@ class RunCellSegHCS(ImageSegmentation):
         )
         self.tile_size = Integer(
             "Tile size (pixels)",
-            1024,
+            DEFAULT_TILE_SIZE,
             minval=256,
             maxval=8192,
             doc="Images larger than this are predicted in overlapping tiles.",
         )
         self.batch_size = Integer(
             "Tiles per batch",
-            4,
+            DEFAULT_BATCH_SIZE,
             minval=1,
             maxval=256,
             doc="Tiles run together; larger is faster on a GPU and needs more memory.",
@@ -284,7 +289,7 @@ class RunCellSegHCS(ImageSegmentation):
 
     # ------------------------------------------------------------ running
     def options(self):
-        """The segmentation options, as cellseg_hcs.serve.SegmentOptions takes them."""
+        """The segmentation settings, as cellseg_hcs.settings.FieldSettings reads them."""
         options = {
             "model": self.model_name(),
             "device": DEVICE_CHOICES[self.device.value],
@@ -333,9 +338,9 @@ class RunCellSegHCS(ImageSegmentation):
                     ) from exc
                 result = _segment_on_server(pixels, options)
             else:
-                from cellseg_hcs.serve import SegmentOptions
+                from cellseg_hcs.settings import FieldSettings
 
-                result = segmenter.segment(pixels, SegmentOptions(**options))
+                result = segmenter.segment(pixels, FieldSettings.from_mapping(options))
 
         from cellprofiler_core.image import Image
         from cellprofiler_core.object import Objects

@@ -111,3 +111,15 @@ def test_a_1536_well_plate_with_two_letter_rows_is_written_and_read_back(tmp_pat
     plate = open_plate(tmp_path / "p.zarr")
     assert sorted(f.path for f in plate.fields) == ["AF/48/0", "B/03/0"]
     assert plate.wells == ["AF48", "B03"]
+
+
+def test_an_unreadable_tiff_in_the_folder_is_named_in_one_sentence(tmp_path):
+    _export(tmp_path / "export")
+    broken = tmp_path / "export" / "Plate1_C12_s2_w2.tif"
+    broken.write_bytes(broken.read_bytes()[:200])  # cut short, as a failed copy leaves it
+    result = CliRunner().invoke(
+        main, ["convert", str(tmp_path / "export"), "--out", str(tmp_path / "plate.zarr")]
+    )
+    assert result.exit_code == 2
+    assert "Plate1_C12_s2_w2.tif: cannot be read as a TIFF image" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "plate.zarr").exists()

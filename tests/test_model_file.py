@@ -37,6 +37,28 @@ def test_save_leaves_no_temporary_file(tiny_model, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
 
 
+def test_a_saved_model_is_readable_by_others(tiny_model, tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o077)  # even under a strict umask, as a shared model file must be
+    try:
+        path = tiny_model.save(tmp_path / "m.safetensors")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_model_loaded_from_a_file_saves_without_building_its_network(tiny_model, tmp_path):
+    path = tiny_model.save(tmp_path / "m.safetensors")
+    loaded = cs.load_model(path)
+    loaded.info.postprocess["peak_height"] = 0.2  # the README's recipe: a copy of the model
+    copy = loaded.save(tmp_path / "copy.safetensors")
+    assert loaded._network is None
+    assert cs.load_model(copy).info.postprocess["peak_height"] == 0.2
+    assert cs.load_model(copy).state_arrays().keys() == loaded.state_arrays().keys()
+
+
 def test_a_missing_model_file_is_one_sentence(tmp_path):
     with pytest.raises(ModelError, match="no such model file"):
         Model.load(tmp_path / "absent.safetensors")
@@ -98,14 +120,10 @@ def test_a_model_from_a_newer_version_is_one_sentence(tiny_model, tmp_path):
         cs.load_model(path)
 
 
-def test_the_compiled_cache_and_the_server_read_a_built_in_name_as_load_model_does(
-    tmp_path, monkeypatch
-):
-    from cellseg_hcs.runtime.compiled import _index_key
+def test_the_server_reads_a_built_in_name_as_load_model_does(tmp_path, monkeypatch):
     from cellseg_hcs.serve.engine import _model_key
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nuclei").mkdir()
-    assert _index_key("nuclei") == "nuclei"
     assert _model_key("nuclei") == ("builtin", "nuclei")
     assert _model_key("./nuclei")[0] == "file"

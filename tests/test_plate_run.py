@@ -24,7 +24,9 @@ REQUIRED_COLUMNS = [
     "Metadata_Plate",
     "Metadata_Well",
     "Metadata_Site",
+    "ImageNumber",
     "ObjectNumber",
+    "Metadata_ObjectNumber",
     "Nuclei_Number_Object_Number",
     "Nuclei_Location_Center_X",
     "Nuclei_Location_Center_Y",
@@ -86,7 +88,7 @@ def test_run_writes_labels_features_images_and_manifest(tmp_path, client, model,
     assert pd.read_parquet(tmp_path / "out" / "images.parquet").equals(images)
 
     features = _features(tmp_path / "out")
-    assert list(features.columns[:7]) == REQUIRED_COLUMNS[:7]
+    assert list(features.columns[:9]) == REQUIRED_COLUMNS[:9]
     assert set(REQUIRED_COLUMNS) <= set(features.columns)
     assert len(features) == sum(truth.values())
     assert not features.duplicated(["Metadata_Well", "Metadata_Site", "ObjectNumber"]).any()
@@ -525,3 +527,23 @@ def test_the_run_command_says_what_diameter_auto_measured(tmp_path, model_file):
         r"0\.(59|6)x",
         result.output,
     ), result.output
+
+
+def test_pycytominer_aggregates_a_plate_run_with_object_counts_and_its_defaults(
+    tmp_path, client, model
+):
+    """``ImageNumber`` and ``Metadata_ObjectNumber`` make pycytominer's defaults work."""
+    from pycytominer import aggregate
+
+    truth = make_plate(tmp_path / "plate.zarr")
+    _run(tmp_path / "plate.zarr", tmp_path / "out", client, model)
+    cells = _features(tmp_path / "out")
+    assert (cells["Metadata_ObjectNumber"] == cells["ObjectNumber"]).all()
+    numbers = cells.groupby(["Metadata_Well", "Metadata_Site"])["ImageNumber"].unique()
+    assert sorted(number[0] for number in numbers) == [1, 2, 3, 4]  # one per field
+    profiles = aggregate(cells, compute_object_count=True)
+    counts = profiles.set_index("Metadata_Well")["Metadata_Object_Count"].to_dict()
+    assert counts == {
+        "B02": truth[("B02", 0)] + truth[("B02", 1)],
+        "B03": truth[("B03", 0)] + truth[("B03", 1)],
+    }

@@ -1,8 +1,13 @@
-"""A model that ran on onnxruntime once runs from its cached export without PyTorch."""
+"""A model that ran on onnxruntime once runs from its cached export without PyTorch.
+
+A model file's metadata and weights are read without torch; its ONNX export is cached under
+the model's hash. So the second run of a model on onnxruntime (asked for, or chosen by
+``auto`` from the speeds measured and remembered on a machine without an NVIDIA GPU) never
+imports PyTorch, and gives the same labels.
+"""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -11,10 +16,9 @@ import pytest
 import tifffile
 import torch
 
-from cellseg_hcs.model.model import Model, ModelInfo
+from cellseg_hcs.model.model import Model, ModelInfo, load_model
 from cellseg_hcs.model.unet import UNet
-from cellseg_hcs.runtime import compiled, registry
-from cellseg_hcs.runtime.compiled import compiled_model
+from cellseg_hcs.runtime import registry
 from cellseg_hcs.segment import segment_files
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -38,10 +42,21 @@ def _images(mnfinder_dir):
 SECOND_RUN = """
 import sys
 from cellseg_hcs.segment import segment_files
-results = segment_files(sys.argv[1:3], sys.argv[3], model=sys.argv[4], backend="onnxruntime",
+results = segment_files(sys.argv[1:3], sys.argv[3], model=sys.argv[4], backend=sys.argv[5],
                         progress=False)
 print("torch imported:", "torch" in sys.modules)
 """
+
+
+def _second_run(images, out, model_file, backend, env=None):
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_RUN, *map(str, images), str(out), str(model_file), backend],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return done.stdout
 
 
 def test_second_segment_runs_without_importing_torch_and_writes_the_same_labels(
@@ -51,28 +66,42 @@ def test_second_segment_runs_without_importing_torch_and_writes_the_same_labels(
     first = segment_files(
         images, tmp_path / "first", model=str(model_file), backend="onnxruntime", progress=False
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SECOND_RUN,
-            *map(str, images),
-            str(tmp_path / "second"),
-            str(model_file),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    assert "torch imported: False" in _second_run(
+        images, tmp_path / "second", model_file, "onnxruntime"
     )
-    assert "torch imported: False" in done.stdout
     for result in first:
         again = tmp_path / "second" / result.labels.name
         np.testing.assert_array_equal(tifffile.imread(again), tifffile.imread(result.labels))
 
 
-def test_a_changed_model_file_is_loaded_again_not_taken_from_the_cache(
-    model_file, mnfinder_dir, tmp_path
-):
+def test_loading_a_model_file_reads_its_metadata_and_hash_without_torch(model_file):
+    code = (
+        "import sys; from cellseg_hcs.model.model import load_model; "
+        f"m = load_model({str(model_file)!r}); "
+        "print(m.hash, m.multiple, m.info.in_channels, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    model = load_model(model_file)
+    assert done.stdout.split() == [model.hash, "8", "1", "False"]
+    assert model.network.multiple == model.multiple == 8  # the network agrees, once built
+
+
+def test_the_hash_read_without_torch_is_the_hash_of_the_built_network(model_file):
+    light = load_model(model_file)
+    light_hash = light.hash
+    light.network  # noqa: B018 - builds the network: the hash now comes from its weights
+    assert light.hash == light_hash
+
+
+def test_the_shipped_model_keeps_its_hash():
+    """The model card and earlier runs' manifests name the shipped model by this hash."""
+    model = load_model("nuclei")
+    assert model.hash == "df92b4544262fb05"
+    model.network  # noqa: B018
+    assert model.hash == "df92b4544262fb05"
+
+
+def test_a_changed_model_file_gets_a_new_hash_and_export(model_file, mnfinder_dir, tmp_path):
     segment_files(
         _images(mnfinder_dir),
         tmp_path / "out",
@@ -80,109 +109,68 @@ def test_a_changed_model_file_is_loaded_again_not_taken_from_the_cache(
         backend="onnxruntime",
         progress=False,
     )
-    assert compiled_model(str(model_file), "onnxruntime") is not None
+    before = load_model(model_file).hash
     other = Model(
         UNet(in_channels=1, out_channels=2, depth=2, width=4),
         ModelInfo(network={"depth": 2, "width": 4}),
     )
     other.save(model_file)
-    assert compiled_model(str(model_file), "onnxruntime") is None
-
-
-def test_compiled_model_prepares_fields_and_makes_labels_exactly_like_the_model(
-    model_file, mnfinder_dir, tmp_path
-):
-    model = Model.load(model_file)
+    assert load_model(model_file).hash == other.hash != before
+    exports = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
     segment_files(
         _images(mnfinder_dir),
-        tmp_path / "out",
+        tmp_path / "out2",
         model=str(model_file),
         backend="onnxruntime",
         progress=False,
     )
-    light = compiled_model(str(model_file), "onnxruntime")
-    assert light.hash == model.hash and light.network.multiple == model.network.multiple
-    image = tifffile.imread(_images(mnfinder_dir)[0])
-    np.testing.assert_array_equal(light.prepare(image), model.prepare(image))
-    maps = model.predict_maps(image, backend="torch")
-    np.testing.assert_array_equal(light.labels_from_maps(maps), model.labels_from_maps(maps))
-    joining = {"seeds": "peaks", "peak_height": 0.05, "merge_height": 0.2}  # reads the image
-    x = model.prepare(image)
-    np.testing.assert_array_equal(
-        light.labels_from_maps(maps, x, **joining), model.labels_from_maps(maps, x, **joining)
-    )
+    assert len(sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))) == len(exports) + 1
 
 
-def test_auto_takes_the_compiled_path_only_where_onnxruntime_was_measured_fastest(
+def test_auto_runs_without_torch_where_onnxruntime_was_measured_fastest(
     model_file, mnfinder_dir, tmp_path, monkeypatch
 ):
+    model = load_model(model_file)
     segment_files(
-        _images(mnfinder_dir),
-        tmp_path / "out",
-        model=str(model_file),
-        backend="onnxruntime",
-        progress=False,
+        _images(mnfinder_dir), tmp_path / "o", model=model, backend="onnxruntime", progress=False
     )
-    monkeypatch.setattr(compiled, "no_cuda_gpu_here", lambda: True)
+    monkeypatch.setattr(registry, "no_cuda_gpu_here", lambda: True)
     speeds = {"onnxruntime": 5.0, "torch": 2.0}
     monkeypatch.setattr(registry, "cached_cpu_speeds", lambda model, names: speeds)
-    assert compiled_model(str(model_file), "auto") is not None
+    name, reason = registry.choose_backend("auto", None, model)
+    assert name == "onnxruntime" and "no NVIDIA GPU on this machine" in reason
     speeds.update(torch=9.0)
-    assert compiled_model(str(model_file), "auto") is None
-    monkeypatch.setattr(registry, "cached_cpu_speeds", lambda model, names: None)
-    assert compiled_model(str(model_file), "auto") is None
+    assert registry.choose_backend("auto", None, model)[0] == "torch"
 
 
-def test_a_machine_with_an_nvidia_gpu_or_a_gpu_device_never_takes_the_compiled_path(
-    model_file, mnfinder_dir, tmp_path, monkeypatch
-):
-    segment_files(
-        _images(mnfinder_dir),
-        tmp_path / "out",
-        model=str(model_file),
-        backend="onnxruntime",
-        progress=False,
-    )
-    monkeypatch.setattr(compiled, "no_cuda_gpu_here", lambda: False)
+def test_auto_on_a_machine_with_a_gpu_device_asks_every_backend(model_file, monkeypatch):
+    asked = []
+    monkeypatch.setattr(registry, "no_cuda_gpu_here", lambda: False)
     monkeypatch.setattr(registry, "cached_cpu_speeds", lambda model, names: {"onnxruntime": 1})
-    assert compiled_model(str(model_file), "auto") is None
-    assert compiled_model(str(model_file), "onnxruntime", "cuda") is None
-    assert compiled_model(str(model_file), "torch") is None
+    original = registry.backend_report
+    monkeypatch.setattr(registry, "backend_report", lambda: asked.append(1) or original())
+    registry.choose_backend("auto", None, load_model(model_file))
+    assert asked, "with an NVIDIA device on the machine, the GPU backends must be asked"
 
 
-def test_the_index_names_the_file_its_digest_and_the_export(model_file, mnfinder_dir, tmp_path):
-    segment_files(
-        _images(mnfinder_dir),
-        tmp_path / "out",
-        model=str(model_file),
-        backend="onnxruntime",
-        progress=False,
-    )
-    index = json.loads((tmp_path / "cache" / "onnx" / compiled.INDEX).read_text())
-    entry = index[str(model_file.resolve())]
-    assert entry["path"] == str(model_file.resolve())
-    assert len(entry["sha256"]) == 64 and entry["onnx"].endswith(".onnx")
-
-
-def test_the_same_relative_model_path_in_two_folders_never_gives_the_other_model(
-    model_file, mnfinder_dir, tmp_path, monkeypatch
+def test_the_remembered_speeds_of_auto_reach_a_new_process_without_torch(
+    model_file, mnfinder_dir, tmp_path
 ):
-    first, second = tmp_path / "a", tmp_path / "b"
-    first.mkdir(), second.mkdir()
-    model_file.rename(first / "m.safetensors")
-    other = Model(
-        UNet(in_channels=1, out_channels=2, depth=2, width=4),
-        ModelInfo(network={"depth": 2, "width": 4}),
+    import os
+
+    from cellseg_hcs.io.atomic import write_atomic_json
+
+    if not registry.no_cuda_gpu_here():
+        pytest.skip("this machine has an NVIDIA GPU: auto rightly asks the GPU backends")
+    images = _images(mnfinder_dir)
+    model = load_model(model_file)
+    segment_files(images, tmp_path / "first", model=model, backend="onnxruntime", progress=False)
+    # As if onnxruntime had been measured fastest here (the measurement itself is tested in
+    # test_runtime.py): the remembered answer is all a new process needs.
+    candidates = registry.AUTO_CPU_CANDIDATES
+    write_atomic_json(
+        registry._choice_cache_path(),
+        {registry._choice_cache_key(model, candidates): {"onnxruntime": 5.0, "torch": 1.0}},
     )
-    other.save(second / "m.safetensors")
-    monkeypatch.chdir(first)
-    segment_files(
-        _images(mnfinder_dir),
-        tmp_path / "out",
-        model="m.safetensors",
-        backend="onnxruntime",
-        progress=False,
-    )
-    assert compiled_model("m.safetensors", "onnxruntime").source == str(first / "m.safetensors")
-    monkeypatch.chdir(second)
-    assert compiled_model("m.safetensors", "onnxruntime") is None
+    output = _second_run(images, tmp_path / "second", model_file, "auto", env=dict(os.environ))
+    assert "torch imported: False" in output

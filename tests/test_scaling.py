@@ -12,10 +12,10 @@ from cellseg_hcs.field.scale import (
     _resize,
     auto_scale,
     median_diameter,
-    parse_diameter,
     predict_at_scale,
     scale_for,
 )
+from cellseg_hcs.settings import parse_diameter
 
 
 class _Echo:

@@ -82,7 +82,7 @@ def test_a_channel_is_chosen_by_index_or_by_name(tmp_path, real_image, model):
         out = tmp_path / name
         result = _segment([tmp_path / "stack.ome.tif", "--channel", channel, "--out", out])
         assert result.exit_code == 0, result.output
-        np.testing.assert_array_equal(tifffile.imread(out / "stack.ome_labels.tif"), expected)
+        np.testing.assert_array_equal(tifffile.imread(out / "stack_labels.tif"), expected)
 
 
 def test_an_unknown_channel_name_is_one_sentence_and_exit_2(tmp_path, real_image):
@@ -93,7 +93,8 @@ def test_an_unknown_channel_name_is_one_sentence_and_exit_2(tmp_path, real_image
     )
     result = _segment([tmp_path / "s.ome.tif", "--channel", "DAPI", "--out", tmp_path / "o"])
     assert result.exit_code == 2
-    assert "channel 'DAPI' not found; channels are: A, B." in result.output
+    assert "channel 'DAPI' is not in " in result.output
+    assert "s.ome.tif; its channels are A, B." in result.output
     assert "Traceback" not in result.output
 
 
@@ -264,16 +265,16 @@ def test_results_come_back_in_input_order_when_the_first_image_is_resampled(
 def test_a_failed_second_pass_keeps_the_first_pass_labels(
     tmp_path, large_image, model, monkeypatch, caplog
 ):
-    from cellseg_hcs import segment as segment_module
+    from cellseg_hcs.field import pipeline as pipeline_module
 
-    original = segment_module.predict_at_scale
+    original = pipeline_module.predict_at_scale
 
     def out_of_memory_when_resampling(runtime, field, scale):
         if scale != 1.0:
             raise MemoryError("no room for the resampled image")
         return original(runtime, field, scale)
 
-    monkeypatch.setattr(segment_module, "predict_at_scale", out_of_memory_when_resampling)
+    monkeypatch.setattr(pipeline_module, "predict_at_scale", out_of_memory_when_resampling)
     tifffile.imwrite(tmp_path / "large.tif", large_image)
     results = cs.segment_files([tmp_path / "large.tif"], tmp_path / "o", progress=False)
     assert results[0].scale == 1.0 and results[0].diameter > 50
@@ -305,3 +306,28 @@ def test_a_model_copy_with_its_own_splitting_is_used_by_the_command(tmp_path, mn
         )
     shipped, split_more = counts.values()
     assert split_more > shipped
+
+
+def test_an_image_with_nan_pixels_is_refused_in_one_sentence(tmp_path, real_image):
+    pixels = real_image.astype(np.float32)
+    pixels[10, 10] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", pixels)
+    result = _segment([tmp_path / "nan.tif", "--out", tmp_path / "o", "--no-progress"])
+    assert result.exit_code != 0
+    assert "nan.tif has NaN or infinite pixels." in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_a_blank_image_is_segmented_and_noted_in_the_summary(tmp_path):
+    tifffile.imwrite(tmp_path / "blank.tif", np.zeros((64, 64), np.uint16))
+    result = _segment([tmp_path / "blank.tif", "--out", tmp_path / "o", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "note: blank.tif: the image is blank (every pixel is 0)." in result.output
+    assert tifffile.imread(tmp_path / "o" / "blank_labels.tif").max() == 0
+
+
+def test_no_progress_and_verbose_after_the_command(tmp_path, mnfinder_dir):
+    image = sorted((mnfinder_dir / "images").glob("*.tif"))[0]
+    result = _segment([image, "--out", tmp_path / "o", "--no-progress", "-v"])
+    assert result.exit_code == 0, result.output
+    assert "segmenting" not in result.output  # no bar

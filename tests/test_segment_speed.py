@@ -54,7 +54,7 @@ def test_pipelined_segmentation_writes_exactly_the_labels_of_one_by_one_segmenta
 def test_an_error_while_reading_ahead_reaches_the_caller_as_the_same_one_sentence(
     images, tmp_path, tiny_model
 ):
-    with pytest.raises(SettingError, match="has one channel"):
+    with pytest.raises(SettingError, match="has 1 channel"):
         segment_files(
             images, tmp_path / "out", model=tiny_model, channel=3, backend="torch", progress=False
         )

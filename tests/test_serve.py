@@ -23,11 +23,11 @@ from cellseg_hcs.errors import SettingError
 from cellseg_hcs.serve import (
     Client,
     Segmenter,
-    SegmentOptions,
     SegmentServer,
     ServerError,
     protocol,
 )
+from cellseg_hcs.settings import FieldSettings
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ def test_images_that_are_not_2d_are_refused(client, shape):
         ({"device": "tpu"}, "device"),
         ({"diameter": 0}, "diameter"),
         ({"diameter": "big"}, "diameter"),
-        ({"colour": "blue"}, "unknown option"),
+        ({"colour": "blue"}, "unknown setting"),
         ({"model": "no-such-model"}, "no-such-model"),
     ],
 )
@@ -293,9 +293,9 @@ def test_client_names_an_address_where_nothing_listens():
 @pytest.mark.parametrize(
     "raw", [{"tile_size": 512.0}, {"probabilities": "yes"}, {"min_size": True}, []]
 )
-def test_segment_options_reject_values_of_the_wrong_type(raw):
+def test_request_settings_reject_values_of_the_wrong_type(raw):
     with pytest.raises(SettingError):
-        SegmentOptions.from_dict(raw)
+        FieldSettings.from_mapping(raw)
 
 
 def test_serve_command_writes_its_connection_file_and_stops_cleanly_on_sigterm(
@@ -416,15 +416,15 @@ def test_a_diameter_reaches_the_network_scale(client, tiny_model, image):
 def test_diameter_auto_measures_the_objects_and_runs_at_their_scale(client, tiny_model):
     from plate_helpers import disk_field
 
-    from cellseg_hcs.field.scale import segment_field
+    from cellseg_hcs.field.pipeline import FieldPipeline
 
     many_small = disk_field(1, 12, shape=(200, 200))  # 12 disks of 13 px: enlarged ~2.3x
     served = client.segment(many_small, diameter="auto", probabilities=True)
-    labels, scale, maps = segment_field(
-        tiny_model, tiny_model.runtime(), tiny_model.prepare(many_small), "auto"
-    )
-    assert scale > 2
-    np.testing.assert_array_equal(served["labels"], labels)
-    np.testing.assert_allclose(served["probabilities"], maps[0], atol=1e-5)
-    native = client.segment(many_small, probabilities=True)["probabilities"]
+    settings = FieldSettings(diameter="auto", probabilities=True)
+    result = FieldPipeline(settings, model=tiny_model).run(many_small)
+    assert result.scale > 2
+    np.testing.assert_array_equal(served["labels"], result.labels)
+    np.testing.assert_allclose(served["probabilities"], result.maps[0], atol=1e-5)
+    assert client.segment(many_small)["labels"].max() == result.labels.max()  # auto: default
+    native = client.segment(many_small, diameter="native", probabilities=True)["probabilities"]
     assert np.abs(native - served["probabilities"]).max() > 0.05  # the scale made a difference

@@ -8,13 +8,28 @@ from pathlib import Path
 import click
 
 from ..errors import SettingError
-from .options import auto_diameter_option, backend_option, device_option, model_option
+from .options import (
+    field_settings,
+    progress_option,
+    setting_option,
+    settings_options,
+    verbose_option,
+)
 
-
-def _channel(value: str | None) -> int | str | None:
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
+# What `segment` lets a user set, in the order --help lists it.
+SEGMENT_SETTINGS = (
+    "model",
+    "channel",
+    "diameter",
+    "backend",
+    "device",
+    "precision",
+    "tile_size",
+    "overlap",
+    "batch_size",
+    "foreground_threshold",
+    "min_size",
+)
 
 
 @click.command(short_help="Label nuclei in image files: one label image per file.")
@@ -26,31 +41,13 @@ def _channel(value: str | None) -> int | str | None:
     type=click.Path(path_type=Path),
     help="Folder for the label images (<stem>_labels.tif).",
 )
-@model_option
-@click.option(
-    "--channel",
-    "-c",
-    default=None,
-    help="Channel to segment in multi-channel images: index (0-based) or name.",
+@settings_options(*SEGMENT_SETTINGS)
+@setting_option(
+    "probabilities", help="Also write the foreground probability map (<stem>_probabilities.tif)."
 )
-@backend_option
-@device_option
-@click.option(
-    "--probabilities/--no-probabilities",
-    default=False,
-    help="Also write the foreground probability map (<stem>_probabilities.tif).",
-)
-@auto_diameter_option
-def segment(
-    images: tuple[Path, ...],
-    out: Path,
-    model: str,
-    channel: str | None,
-    backend: str,
-    device: str | None,
-    probabilities: bool,
-    diameter: float | str | None,
-) -> None:
+@progress_option
+@verbose_option
+def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) -> None:
     """Label objects in IMAGES (TIFF, PNG, or anything bioio reads) with a model.
 
     Writes OUT/<stem>_labels.tif for each input: uint16 (uint32 beyond 65535 objects),
@@ -64,16 +61,10 @@ def segment(
     from ..errors import SomeInputsFailed
     from ..segment import segment_files
 
+    settings = field_settings(arguments)
     try:
         results = segment_files(
-            list(images),
-            out,
-            model=model,
-            channel=_channel(channel),
-            backend=backend,
-            device=device,
-            probabilities=probabilities,
-            diameter=diameter,
+            list(images), out, model=settings.model, settings=settings, progress=progress
         )
     except SomeInputsFailed as exc:
         for _, reason in exc.failures[:10]:
@@ -93,6 +84,9 @@ def segment(
             f"{len(resampled)} image(s) had objects far from the model's size and were "
             f"segmented resampled: {sizes}{more}."
         )
+    for result in results:
+        for note in result.notes:
+            click.echo(f"note: {result.image.name}: {note}.")
 
 
 @click.command(short_help="Train a model from image and mask folders.")

@@ -7,7 +7,27 @@ from pathlib import Path
 
 import click
 
-from .options import backend_option, device_option, diameter_option, model_option
+from .options import (
+    field_settings,
+    progress_option,
+    settings_options,
+    verbose_option,
+)
+
+# What `run` lets a user set about each field, in the order --help lists it.
+RUN_SETTINGS = (
+    "model",
+    "channel",
+    "diameter",
+    "backend",
+    "device",
+    "precision",
+    "tile_size",
+    "overlap",
+    "batch_size",
+    "foreground_threshold",
+    "min_size",
+)
 
 
 def _wells(value: str | None) -> list[str] | None:
@@ -25,13 +45,7 @@ def _wells(value: str | None) -> list[str] | None:
     type=click.Path(path_type=Path),
     help="Folder for the tables (images.parquet, features/, run.json).",
 )
-@model_option
-@click.option(
-    "--channel",
-    "-c",
-    default=None,
-    help="Channel name the model reads (default: the plate's first channel).",
-)
+@settings_options(*RUN_SETTINGS)
 @click.option(
     "--object",
     "object_name",
@@ -59,9 +73,6 @@ def _wells(value: str | None) -> list[str] | None:
     default=None,
     help="Run on an existing dask cluster: its scheduler address (tcp://host:8786).",
 )
-@backend_option
-@device_option
-@diameter_option
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -69,22 +80,19 @@ def _wells(value: str | None) -> list[str] | None:
     "made by another model, scale or tool (refused without it). When the "
     "settings differ from OUT's earlier run, its tables are deleted first.",
 )
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option
+@verbose_option
 def run(
     plate: Path,
     out: Path,
-    model: str,
-    channel: str | None,
     object_name: str,
     features: str,
     wells: str | None,
     workers: int | None,
     scheduler: str | None,
-    backend: str,
-    device: str | None,
-    diameter: float | str | None,
     overwrite: bool,
     progress: bool,
+    **arguments,
 ) -> None:
     """Segment and measure every field of an OME-Zarr HCS PLATE (NGFF 0.4 or 0.5).
 
@@ -106,37 +114,44 @@ def run(
 
     if logging.getLogger().level > logging.DEBUG:  # dask's own chatter only with -vv
         logging.getLogger("distributed").setLevel(logging.WARNING)
+    settings = field_settings(arguments)
     result = run_plate(
         plate,
         out,
-        model=model,
-        channel=channel,
+        model=settings.model,
+        settings=settings,
         object_name=object_name,
         features=features,
         wells=_wells(wells),
         workers=workers,
         scheduler=scheduler,
-        backend=backend,
-        device=device,
-        diameter=diameter,
         overwrite=overwrite,
         progress=progress,
     )
     images = result.images
     fields = len(images)
+    counts = ", ".join(
+        f"{int(images[column].sum())} {column.removeprefix('Count_')}"
+        for column in images.columns
+        if column.startswith("Count_")
+    )
+    # A field tried in this run that failed is counted as failed, not as computed.
+    computed = result.computed - min(result.failed, result.computed)
     click.echo(
-        f"{fields} field(s): {result.computed} computed, {result.skipped} already done, "
-        f"{result.failed} failed; {result.objects} {object_name} "
-        f"in {result.seconds:.1f} s"
+        f"{fields} field(s): {computed} computed, {result.skipped} already done, "
+        f"{result.failed} failed; {counts} in {result.seconds:.1f} s"
     )
     if result.measured_diameter is not None:
         click.echo(
             f"diameter: {result.measured_diameter:.0f} px measured on the first fields; "
             f"the network ran at {result.scale:.3g}x"
         )
-    if fields:
-        example = result.plate / images["Metadata_FieldPath"].iloc[0] / "labels" / object_name
-        more = f" (and in each of the other {fields - 1} field(s))" if fields > 1 else ""
+    labelled = images[images["status"] != "failed"]
+    if len(labelled):
+        path = labelled["Metadata_FieldPath"].iloc[0]
+        example = result.plate / path / "labels" / object_name
+        others = len(labelled) - 1
+        more = f" (and in each of the other {others} finished field(s))" if others else ""
         click.echo(f"labels:   {example}{more}")
     click.echo(f"features: {result.out / 'features'}  (one parquet per field)")
     click.echo(f"images:   {result.out / 'images.parquet'}  (one row per field)")

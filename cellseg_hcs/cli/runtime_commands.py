@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import model_option
+from .options import setting_option
 
 
 @click.command(short_help="Version, built-in models and inference backends here.")
@@ -39,7 +39,7 @@ def info() -> None:
 
 
 @click.command(short_help="Export a model's network to ONNX.")
-@model_option
+@setting_option("model")
 @click.option(
     "--format",
     "file_format",

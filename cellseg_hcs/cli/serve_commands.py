@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .options import verbose_option
+
 
 @click.command(short_help="Keep a model warm for CellProfiler's RunCellSegHCS module.")
 @click.option(
@@ -18,11 +20,11 @@ import click
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
     default="auto",
     show_default=True,
-    help="Where the model runs when a client does not say.",
+    help="Where the model runs when a client does not say: auto, cpu, cuda or cuda:N.",
 )
+@verbose_option
 @click.option(
     "--host",
     default="127.0.0.1",

@@ -6,7 +6,8 @@ resampled so they come out at that size, the network runs on the resampled field
 maps are resampled back, so labels are always made at the image's own resolution. Halving a
 field's size makes the network about 4x cheaper; doubling it lets very small nuclei be seen.
 
-When the diameter is not known (``"auto"``, the default of ``cellseg-hcs segment``), a first
+When the diameter is not known (``"auto"``, the default everywhere; the field recipe asks
+:func:`auto_scale` in :meth:`~cellseg_hcs.field.pipeline.FieldPipeline.second_scale`), a first
 pass at the image's own scale measures the objects' median diameter; only when that is far
 from the working diameter (outside :data:`AUTO_RANGE` of it) does the network run again on
 the resampled image. On the mnfinder validation images resampled 0.4x-2.5x
@@ -26,8 +27,6 @@ from scipy import ndimage as ndi
 from ..errors import SettingError
 
 DEFAULT_WORKING_DIAMETER = 30.0
-AUTO = "auto"
-NATIVE = "native"
 # Objects measured within this fraction of the working diameter are segmented as they are.
 AUTO_RANGE = (0.75, 1.5)
 # The most "auto" enlarges an image (9x the pixels): nuclei under ~10 px are below what the
@@ -37,32 +36,6 @@ AUTO_MAX_UPSCALE = 3.0
 AUTO_MIN_SCALE = 0.125
 # A median of fewer objects (a speck of debris, one merged blob) decides nothing.
 AUTO_MIN_OBJECTS = 8
-MAX_DIAMETER = 10000.0
-
-
-def parse_diameter(value: float | str | None) -> float | str | None:
-    """A diameter option: a number of pixels, ``"auto"``, or ``"native"``/None (no resampling).
-
-    Examples
-    --------
-    >>> parse_diameter("auto"), parse_diameter("60"), parse_diameter("native")
-    ('auto', 60.0, None)
-    """
-    if value is None or value == NATIVE:
-        return None
-    if value == AUTO:
-        return AUTO
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SettingError(
-            f"diameter must be a number of pixels, {AUTO!r} or {NATIVE!r}, not {value!r}."
-        ) from None
-    if not 0 < number <= MAX_DIAMETER:
-        raise SettingError(
-            f"diameter must be a positive number of pixels up to {MAX_DIAMETER:g}, not {value}."
-        )
-    return number
 
 
 def _areas(labels: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -151,22 +124,3 @@ def _resize(stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack(
         [ndi.map_coordinates(plane, grid, order=1, mode="nearest") for plane in stack]
     ).astype(np.float32, copy=False)
-
-
-def segment_field(
-    model, runtime, field: np.ndarray, diameter: float | str | None = AUTO, **settings
-) -> tuple[np.ndarray, float, np.ndarray]:
-    """``(labels, scale, maps)`` of one prepared CYX field: the network at the scale that
-    ``diameter`` asks for (a number, None for the field's own, or ``"auto"``), then the
-    model's post-processing (``settings`` override its thresholds)."""
-    if diameter != AUTO:
-        scale = scale_for(diameter, model.info.working_diameter)
-        maps = predict_at_scale(runtime, field, scale)
-        return model.labels_from_maps(maps, field, **settings), scale, maps
-    maps = runtime.predict(field)
-    labels = model.labels_from_maps(maps, field, **settings)
-    scale, _ = auto_scale(labels, model.info.working_diameter)
-    if scale == 1.0:
-        return labels, scale, maps
-    maps = predict_at_scale(runtime, field, scale)
-    return model.labels_from_maps(maps, field, **settings), scale, maps

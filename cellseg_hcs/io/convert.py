@@ -12,14 +12,13 @@ Examples
 from __future__ import annotations
 
 import logging
-import shutil
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, SettingError
+from .atomic import atomic_path, check_can_write
 from .plate import ngff_format, parse_well, split_well
 
 log = logging.getLogger(__name__)
@@ -67,9 +66,9 @@ def write_plate(
         raise SettingError(f"{out} already exists; pass overwrite (--overwrite) to replace it.")
     if not fields:
         raise InputError(f"{out}: no fields to write.")
+    check_can_write(out.absolute().parent)
     layout = _layout(fields)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(out) as tmp:
         _write(
             tmp,
             layout,
@@ -80,11 +79,6 @@ def write_plate(
             levels,
             chunk_size,
         )
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

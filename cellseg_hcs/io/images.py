@@ -157,9 +157,10 @@ def write_labels(path: str | Path, labels: np.ndarray) -> Path:
     """Write a label image as a zlib-compressed TIFF, atomically (temporary name, then rename)."""
     import tifffile
 
+    from .atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tifffile.imwrite(tmp, labels, compression="zlib")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        # The temporary name does not end in .tif: say the format.
+        tifffile.imwrite(tmp, labels, compression="zlib", ome=False, imagej=False)
     return path

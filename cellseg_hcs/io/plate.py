@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .atomic import atomic_path
 
 SPATIAL_PLANE = ("y", "x")
 
@@ -304,20 +304,13 @@ def write_field_labels(
     labels_dir = field_dir / "labels"
     for stale in labels_dir.glob(f".{name}.*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = labels_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    _write_label_image(tmp, labels, image, name)
-    if provenance:
-        import zarr
-
-        zarr.open_group(str(tmp), mode="a").attrs[PROVENANCE_KEY] = provenance
     target = labels_dir / name
-    if target.exists():
-        old = labels_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
+    with atomic_path(target) as tmp:
+        _write_label_image(tmp, labels, image, name)
+        if provenance:
+            import zarr
+
+            zarr.open_group(str(tmp), mode="a").attrs[PROVENANCE_KEY] = provenance
     _list_label(labels_dir, name, image.zarr_format)
     return target
 

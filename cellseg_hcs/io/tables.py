@@ -15,7 +15,6 @@ place (a rename within one folder is atomic on POSIX file systems, local or shar
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .atomic import temporary_name as _tmp_name
-from .atomic import write_atomic_bytes  # noqa: F401 - part of this module's API
+from .atomic import atomic_path, write_atomic_json
 
 FEATURES_DIR = "features"
 STATUS_DIR = "status"
@@ -34,23 +32,24 @@ RUN_MANIFEST = "run.json"
 PARQUET_COMPRESSION = "zstd"
 
 STRING_COLUMNS = ("Metadata_Plate", "Metadata_Well")
-INTEGER_COLUMNS = ("Metadata_Site", "ObjectNumber")
+INTEGER_COLUMNS = ("Metadata_Site", "ImageNumber", "ObjectNumber", "Metadata_ObjectNumber")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable)
-    return write_atomic_bytes(path, (text + "\n").encode())
+    return write_atomic_json(path, data)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+def with_object_metadata(table: pd.DataFrame) -> pd.DataFrame:
+    """``Metadata_ObjectNumber`` beside ``ObjectNumber``, and ``ImageNumber`` first after the
+    other metadata: what pycytominer's ``aggregate(compute_object_count=True)`` and
+    CellProfiler's exports name them."""
+    table = table.copy()
+    table["Metadata_ObjectNumber"] = table["ObjectNumber"].astype(np.int64)
+    leading = [c for c in table.columns if c.startswith("Metadata_") or c == "ImageNumber"]
+    leading = [c for c in leading if c != "Metadata_ObjectNumber"]
+    order = [*leading, "ObjectNumber", "Metadata_ObjectNumber"]
+    return table[order + [c for c in table.columns if c not in order]]
 
 
 def arrow_table(table: pd.DataFrame):
@@ -87,13 +86,8 @@ def write_parquet(path: Path, table: pd.DataFrame) -> Path:
     """Write a table as zstd parquet, atomically."""
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(arrow_table(table), tmp, compression=PARQUET_COMPRESSION)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -150,21 +144,28 @@ def read_all_status(out: Path) -> list[dict[str, Any]]:
 
 
 def images_table(records: Iterable[dict[str, Any]], object_name: str) -> pd.DataFrame:
-    """One row per field from the field records, sorted by well and site."""
+    """One row per field from the field records, sorted by well and site.
+
+    ``Count_<object>`` for the primary objects always, and for every other object set the
+    records count (``Count_Cells``, ``Count_Micronuclei``...).
+    """
     rows = [dict(record) for record in records]
+    table = pd.DataFrame(rows)
+    counts = [f"Count_{object_name}"]
+    counts += sorted(c for c in table.columns if c.startswith("Count_") and c not in counts)
     columns = [
         "Metadata_Plate",
         "Metadata_Well",
         "Metadata_Site",
+        "ImageNumber",
         "Metadata_FieldPath",
-        f"Count_{object_name}",
+        *counts,
         "status",
         "error",
         "Height",
         "Width",
         "backend",
     ]
-    table = pd.DataFrame(rows)
     for column in columns:
         if column not in table:
             text = column in ("status", "error", "backend")
@@ -175,7 +176,7 @@ def images_table(records: Iterable[dict[str, Any]], object_name: str) -> pd.Data
         table = table.sort_values(["Metadata_Well", "Metadata_Site"], kind="stable")
     for column in ("error", "backend"):
         table[column] = table[column].fillna("").astype(str)
-    for column in (f"Count_{object_name}", "Height", "Width", "Metadata_Site"):
+    for column in (*counts, "ImageNumber", "Height", "Width", "Metadata_Site"):
         table[column] = table[column].fillna(0).astype(np.int64)
     return table.reset_index(drop=True)
 

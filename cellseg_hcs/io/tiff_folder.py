@@ -123,7 +123,13 @@ def read_tiff_field(entry: TiffField, tokens: list[str]) -> np.ndarray:
     """A field's pixels as CYX: the first time point, Z planes max-projected."""
     planes = []
     for token in tokens:
-        data = _bioimage(entry.files[token]).get_image_data("CZYX", T=0)
+        path = entry.files[token]
+        try:
+            data = _bioimage(path).get_image_data("CZYX", T=0)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged file is named in one sentence
+            raise InputError(f"{path}: cannot be read as a TIFF image ({exc}).") from exc
         planes.append(np.asarray(data).max(axis=1))
     return np.concatenate(planes, axis=0)
 

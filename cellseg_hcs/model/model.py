@@ -1,8 +1,11 @@
-"""The model a user loads: a network, how to feed it, and how to turn its maps into labels.
+"""The model a user loads: what it is (read without torch) and its network (built on demand).
 
 A model file is one safetensors file: the weights, plus JSON metadata under the key
 ``cellseg_hcs`` with the architecture, input channels, normalization, post-processing
-settings, training data and metrics, and the package version that wrote it.
+settings, training data and metrics, and the package version that wrote it. Loading a file
+reads its metadata and weights as plain arrays; PyTorch is imported only when something asks
+for the network (the torch backend, an ONNX export, training), so a model whose ONNX export
+is cached runs on onnxruntime without importing PyTorch at all.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..errors import ModelError
 from ..field.normalize import prepare_field
 from ..field.postprocess import PostprocessSettings, maps_to_labels
+from ..io.atomic import jsonable, write_atomic_bytes
 from ..weights import is_model_file
-from .architectures import build_network, builtin_model_path
+from .architectures import architecture, builtin_model_path
 
 METADATA_KEY = "cellseg_hcs"
 OUTPUTS = ("foreground", "distance")
@@ -48,30 +51,77 @@ class ModelInfo:
 
 
 class Model:
-    """A trained segmentation model.
+    """A trained segmentation model: its metadata (``info``), weights and network.
+
+    ``network`` is a torch module, or None for a model read from a file: it is then built
+    from the file's weights the first time it is asked for.
 
     Examples
     --------
     >>> import cellseg_hcs as cs
-    >>> model = cs.load_model("nuclei")  # doctest: +SKIP
+    >>> model = cs.load_model("nuclei")
+    >>> model.info.object_name, model.multiple
+    ('Nuclei', 32)
     >>> labels = model.segment(image)  # doctest: +SKIP
     """
 
-    def __init__(self, network: torch.nn.Module, info: ModelInfo, source: str = "") -> None:
-        self.network = network.eval()
-        self.info = info
+    def __init__(
+        self,
+        network: Any = None,
+        info: ModelInfo | None = None,
+        source: str = "",
+        *,
+        weights: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        if network is None and weights is None:
+            raise ModelError("a model needs its network or its weights.")
+        self._network = network.eval() if network is not None else None
+        self._weights = weights
+        self._weights_hash = None  # the digest of the file's weights, once
+        self.info = info if info is not None else ModelInfo()
         self.source = source
         self._runtimes: dict[tuple, Any] = {}
         self._runtime = None  # the one used last
 
-    # ------------------------------------------------------------ identity
+    # ------------------------------------------------------------ network and identity
+    @property
+    def network(self):
+        """The torch network (built from the weights, importing torch, on first use)."""
+        if self._network is None:
+            import torch
+
+            network = architecture(self.info.architecture).build(**self.info.network)
+            state = {
+                name: torch.from_numpy(np.array(array)) for name, array in self._weights.items()
+            }
+            try:
+                network.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ModelError(
+                    f"{self.source or 'the model'}: weights do not fit the stored architecture."
+                ) from exc
+            self._network = network.eval()
+        return self._network
+
+    @property
+    def multiple(self) -> int:
+        """Height and width the network pads its input to a multiple of (known without torch)."""
+        if self._network is not None:
+            return int(getattr(self._network, "multiple", 1))
+        return architecture(self.info.architecture).multiple(**self.info.network)
+
     @property
     def hash(self) -> str:
         """SHA-256 of the weights and metadata (first 16 hex digits): names a model exactly."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.network.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if self._network is None:  # weights as read from the file: hashed once, without torch
+            if self._weights_hash is None:
+                self._weights_hash = _weights_digest(self._weights.items())
+            digest = self._weights_hash.copy()
+        else:  # a live network may have been trained since: hashed as it is now
+            digest = _weights_digest(
+                (name, tensor.detach().cpu().contiguous().numpy())
+                for name, tensor in self.network.state_dict().items()
+            )
         digest.update(json.dumps(asdict(self.info), sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 
@@ -81,31 +131,34 @@ class Model:
 
     # ------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
-        """Write the model to one safetensors file (atomically)."""
-        from safetensors.torch import save_file
+        """Write the model to one safetensors file (atomically, readable by all: 0644)."""
+        from safetensors.numpy import save
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        metadata = {METADATA_KEY: json.dumps(asdict(self.info), default=_jsonable)}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp), metadata=metadata)
-        tmp.replace(path)
-        return path
+        metadata = {METADATA_KEY: json.dumps(asdict(self.info), default=jsonable)}
+        return write_atomic_bytes(Path(path), save(self.state_arrays(), metadata=metadata))
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The weights as numpy arrays, by parameter name."""
+        if self._network is None:
+            return dict(self._weights)
+        return {
+            name: tensor.detach().cpu().contiguous().numpy()
+            for name, tensor in self._network.state_dict().items()
+        }
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
-        """Read a model file written by :meth:`save`."""
+        """Read a model file written by :meth:`save` (metadata and weights; no torch)."""
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: no such model file.")
         try:
-            with safe_open(str(path), framework="pt") as handle:
+            with safe_open(str(path), framework="numpy") as handle:
                 metadata = handle.metadata() or {}
-                state = {key: handle.get_tensor(key) for key in handle.keys()}
-        except (SafetensorError, OSError, ValueError) as exc:
+                weights = {key: handle.get_tensor(key) for key in handle.keys()}
+        except (SafetensorError, OSError, ValueError, TypeError) as exc:
             raise ModelError(f"{path}: not a cellseg-hcs model file ({exc}).") from exc
         if METADATA_KEY not in metadata:
             raise ModelError(f"{path}: a safetensors file, but not a cellseg-hcs model.")
@@ -118,12 +171,8 @@ class Model:
                 f"{', '.join(unknown)}); upgrade cellseg-hcs to read it."
             )
         info = ModelInfo(**raw)
-        network = build_network(info.architecture, **info.network)
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelError(f"{path}: weights do not fit the stored architecture.") from exc
-        return cls(network, info, source=str(path))
+        architecture(info.architecture)  # an unknown one is refused now, not at first use
+        return cls(None, info, source=str(path), weights=weights)
 
     # ------------------------------------------------------------ inference
     def prepare(
@@ -210,25 +259,31 @@ class Model:
         for speed on large ones; ``"auto"`` (the default) measures it from a first pass and
         runs the network again at the right scale only when it is far off; None keeps the
         image's own scale. ``settings`` override the post-processing thresholds.
+        The field recipe is :class:`cellseg_hcs.field.pipeline.FieldPipeline`'s.
         """
-        from ..field.scale import parse_diameter, segment_field
+        from ..field.pipeline import FieldPipeline
+        from ..settings import FieldSettings
 
-        prepared = self.prepare(image, channel, channel_names)
-        labels, _, _ = segment_field(
-            self, self.runtime(backend, device), prepared, parse_diameter(diameter), **settings
+        field_settings = FieldSettings(
+            channel=() if channel is None else channel,
+            backend=backend,
+            device=device,
+            diameter=diameter,
+            postprocess=settings,
         )
-        return labels
+        return FieldPipeline(field_settings, model=self).run(image, channel_names).labels
 
     def __repr__(self) -> str:
         return f"Model({self.info.architecture}, {self.info.network}, source={self.source!r})"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in model metadata")
+def _weights_digest(arrays):
+    """A SHA-256 digest fed with named arrays, in name order (more may be fed after)."""
+    digest = hashlib.sha256()
+    for name, array in sorted(arrays, key=lambda item: item[0]):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest
 
 
 def load_model(model: str | Path = "nuclei") -> Model:

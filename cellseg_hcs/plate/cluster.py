@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import SettingError
 from .tasks import FINISHED, FieldJob, failed_record, finish_field, predict_field
 
-log = logging.getLogger("cellseg_hcs.plate.run")
+log = logging.getLogger("cellseg_hcs.plate")
 
 
 def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
@@ -126,6 +126,7 @@ def run_fields(
     """Submit two tasks per field, at most a few fields ahead, and follow them to the end."""
     from distributed import as_completed
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     if not jobs:
         return
@@ -158,6 +159,8 @@ def run_fields(
         if not submit_next():
             break
     bar = tqdm(total=total, initial=done, unit="field", desc="fields", disable=not progress)
+    redirect = logging_redirect_tqdm()  # a failed field's warning: a line of its own
+    redirect.__enter__()
     try:
         for future in futures:
             job = by_key.pop(future.key)
@@ -182,6 +185,7 @@ def run_fields(
             while futures.count() < limit and submit_next():
                 pass
     finally:
+        redirect.__exit__(None, None, None)
         bar.close()
 
 

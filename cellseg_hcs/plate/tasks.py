@@ -1,9 +1,11 @@
 """What a dask worker does for one field: predict, then label, measure and write.
 
-A field is two tasks. :func:`predict_field` reads the segmentation channel and runs the
-network (it is the task that asks for a ``GPU`` resource); :func:`finish_field` turns the
-maps into labels, measures every object and writes the field's outputs. A worker with
-several threads therefore measures one field while its GPU predicts the next.
+A field is two tasks, each a part of the field recipe
+(:class:`~cellseg_hcs.field.pipeline.FieldPipeline`): :func:`predict_field` reads the field,
+prepares it and runs the network (it is the task that asks for a ``GPU`` resource);
+:func:`finish_field` turns the maps into objects, measures them and writes the field's
+outputs. A worker with several threads therefore measures one field while its GPU predicts
+the next.
 
 The model is loaded once per worker process and kept in :data:`_MODELS`, keyed by its
 file and hash; tasks carry only the model's path, never the model.
@@ -19,16 +21,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..errors import ModelError
-from ..field.scale import predict_at_scale
+from ..errors import CellSegError, ModelError
 from ..io import tables
 from ..io.plate import PlateField, labels_provenance, read_field, write_field_labels
+from ..settings import FieldSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,15 @@ class FieldJob:
     plate_path: str
     field: PlateField
     out: str
-    channels: tuple[str, ...]
-    """The channels the model reads, in the model's order."""
+    settings: FieldSettings
+    """How the field is segmented; its channels are the plate's channel names."""
     object_name: str
     features: tuple[str, ...]
     model_path: str
     model_hash: str
-    backend: str = "auto"
-    device: str | None = None
+    image_number: int = 1
+    """The field's place in the plate (``ImageNumber``, as CellProfiler numbers image sets)."""
     threads: int | None = None
-    postprocess: dict[str, Any] = field(default_factory=dict)
     scale: float = 1.0
     """The network runs on the field resampled by this factor (see ``diameter``)."""
 
@@ -95,94 +94,64 @@ def loaded_model_count() -> int:
     return len(_MODELS)
 
 
-def _runtime(model, job: FieldJob):
-    """The model's runtime in this process, made once (``Model.runtime`` keeps it); ``auto``
-    is resolved here, on the worker, since a cluster's workers may have a GPU that the
-    machine submitting the run lacks."""
+def field_pipeline(job: FieldJob):
+    """The field recipe of this job's model and settings, made once per worker process (the
+    model's runtime is kept by the model; ``auto`` is resolved here, on the worker, since a
+    cluster's workers may have a GPU that the machine submitting the run lacks)."""
+    from ..field.pipeline import FieldPipeline
+
+    model = cached_model(job.model_path, job.model_hash)
     options = {"threads": job.threads} if job.threads else {}
+    settings = job.settings
     with _MODELS_LOCK:
-        return model.runtime(job.backend, job.device, **options)
+        runtime = model.runtime(
+            settings.backend, settings.device, **settings.runtime_options, **options
+        )
+    return FieldPipeline(settings, model=model, runtime=runtime, object_name=job.object_name)
 
 
 # ----------------------------------------------------------------------------- tasks
 
 
-def check_pixels(plane: np.ndarray, field_name: str) -> str | None:
-    """Why a field's pixels cannot be segmented, or None when they can."""
-    if plane.dtype.kind not in "uif":
-        return f"field {field_name} has pixel type {plane.dtype}, not an integer or float image."
-    if plane.ndim != 2 or min(plane.shape) < 8:
-        return f"field {field_name} has shape {plane.shape}, not a 2-D image of 8 pixels or more."
-    if plane.dtype.kind == "f" and not np.isfinite(plane).all():
-        return f"field {field_name} has NaN or infinite pixels."
-    return None
-
-
-def model_planes(image, channels, field_name: str) -> tuple[np.ndarray | None, str | None]:
-    """The model's channels of a read field, stacked (YX for one, CYX for several), or None
-    and why they cannot be segmented."""
-    planes = [image.channels[name] for name in channels]
-    for plane in planes:
-        problem = check_pixels(plane, field_name)
-        if problem:
-            return None, problem
-    return (planes[0] if len(planes) == 1 else np.stack(planes)), None
-
-
-def model_input(model, stacked: np.ndarray) -> np.ndarray:
-    """The normalized network input of :func:`model_planes`' stack."""
-    return model.prepare(stacked, 0 if stacked.ndim == 2 else None)
-
-
 def predict_field(job: FieldJob) -> dict[str, Any]:
-    """Read the field (every channel, once: the model's for the maps, all for the features)
-    and predict its maps.
+    """Read the field (every channel, once: the model's for the maps, all for the features),
+    prepare it and predict its maps.
 
-    Returns ``{"maps": (K, H, W) float32, "input": the normalized network input (CYX) when
-    the post-processing reads it, else None, "image": FieldImage, "seconds": {...}}``, or
-    ``{"error": sentence}``.
+    Returns ``{"field": PreparedField, "maps": (K, H, W) float32, "image": FieldImage,
+    "seconds": {...}, "backend": name}``, or ``{"error": sentence, "seconds": {...}}``.
     """
+    from ..field.pipeline import FieldChannels
+
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     try:
         image = read_field(job.plate_path, job.field)
         seconds["Seconds_Read"] = time.perf_counter() - started
-        stacked, problem = model_planes(image, job.channels, job.field.name)
-        if problem:
-            return {"error": problem, "seconds": seconds}
-        blank = not np.any(stacked)
-        model = cached_model(job.model_path, job.model_hash)
-        runtime = _runtime(model, job)
+        pipeline = field_pipeline(job)
+        try:
+            prepared = pipeline.prepare(FieldChannels(image.channels, f"field {job.field.name}"))
+        except CellSegError as exc:
+            return {"error": str(exc), "seconds": seconds}
         started = time.perf_counter()
-        if blank:  # an empty well or a failed acquisition: nothing to predict
-            field_input = np.zeros((1, *image.shape), np.float32)
-            maps = np.zeros((len(model.info.outputs), *image.shape), np.float32)
-        else:
-            field_input = model_input(model, stacked)
-            maps = predict_at_scale(runtime, field_input, job.scale)
+        maps = pipeline.predict(prepared, job.scale)
+        seconds.update(prepared.seconds)
         seconds["Seconds_Predict"] = time.perf_counter() - started
-        # The input travels on only where post-processing reads intensities (joining).
-        merging = job.postprocess.get("merge_height", 0) > 0
         return {
+            "field": prepared,
             "maps": maps,
-            "input": field_input if merging else None,
             "image": image,
-            "blank": blank,
             "seconds": seconds,
-            "backend": runtime.name,
+            "backend": pipeline.runtime.name,
         }
     except Exception as exc:  # noqa: BLE001 - one broken field must not stop the plate
         return {"error": _sentence(job.field, exc), "seconds": seconds}
 
 
 def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
-    """Labels from the maps, then the field's labels, features and record, in that order.
+    """Objects from the maps, then the field's labels, features and record, in that order.
 
     The record is written last: a field with a record has all its outputs.
     """
-    from ..field.measure import measure_objects
-    from ..field.postprocess import PostprocessSettings, maps_to_labels
-
     field_ = job.field
     record = _base_record(job)
     record["backend"] = predicted.get("backend", "")
@@ -192,56 +161,41 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
     try:
         if "error" in predicted:
             raise _FieldProblem(predicted["error"])
-        maps = predicted["maps"]
-        started = time.perf_counter()
-        labels = maps_to_labels(
-            maps[0], maps[1], PostprocessSettings(**job.postprocess), image=predicted.get("input")
-        )
-        seconds["Seconds_Postprocess"] = time.perf_counter() - started
+        pipeline = field_pipeline(job)
+        prepared = predicted["field"]
+        result = pipeline.objects(prepared, predicted["maps"], job.scale)
+        seconds.update(result.seconds)
 
         image = predicted["image"]
         started = time.perf_counter()
-        write_field_labels(
-            job.plate_path,
-            field_,
-            job.object_name,
-            labels,
-            image,
-            provenance=labels_provenance_of(job),
-        )
+        for name, labels in result.objects.items():
+            write_field_labels(
+                job.plate_path, field_, name, labels, image, provenance=labels_provenance_of(job)
+            )
         seconds["Seconds_WriteLabels"] = time.perf_counter() - started
 
-        started = time.perf_counter()
         metadata = {
             "Metadata_Plate": field_.plate,
             "Metadata_Well": field_.well,
             "Metadata_Site": field_.site,
+            "ImageNumber": job.image_number,
         }
-        table = measure_objects(
-            labels,
-            image.channels,
-            object_name=job.object_name,
-            features=job.features,
-            metadata=metadata,
-        )
-        seconds["Seconds_Measure"] = time.perf_counter() - started
+        pipeline.measure(prepared, result, job.features, metadata)
+        seconds["Seconds_Measure"] = result.seconds["Seconds_Measure"]
+        table = tables.with_object_metadata(result.features)
 
         started = time.perf_counter()
         tables.write_parquet(parquet, table)
         seconds["Seconds_WriteFeatures"] = time.perf_counter() - started
 
-        count = len(table)
-        record.update(Height=int(labels.shape[0]), Width=int(labels.shape[1]))
-        record[f"Count_{job.object_name}"] = count
-        if count:
+        record.update(Height=int(result.labels.shape[0]), Width=int(result.labels.shape[1]))
+        for name, labels in result.objects.items():
+            record[f"Count_{name}"] = int(labels.max())
+        if result.count:
             record["status"] = STATUS_OK
         else:
             record["status"] = STATUS_EMPTY
-            record["error"] = (
-                "the image is blank (every pixel is 0)"
-                if predicted.get("blank")
-                else "no objects found"
-            )
+            record["error"] = "; ".join(result.notes) or "no objects found"
     except Exception as exc:  # noqa: BLE001 - recorded, and the plate goes on
         record["status"] = STATUS_FAILED
         record["error"] = str(exc) if isinstance(exc, _FieldProblem) else _sentence(field_, exc)
@@ -289,6 +243,7 @@ def _base_record(job: FieldJob) -> dict[str, Any]:
         "Metadata_Plate": job.field.plate,
         "Metadata_Well": job.field.well,
         "Metadata_Site": job.field.site,
+        "ImageNumber": job.image_number,
         "Metadata_FieldPath": job.field.path,
         f"Count_{job.object_name}": 0,
         "status": STATUS_FAILED,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -82,3 +83,8 @@ def default_cpu_threads() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not on Linux
         return max(os.cpu_count() or 1, 1)
+
+
+def no_cuda_gpu_here() -> bool:
+    """True when this machine certainly has no NVIDIA GPU (no device nodes), without torch."""
+    return os.name == "posix" and not glob.glob("/dev/nvidia[0-9]*")

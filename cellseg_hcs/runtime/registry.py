@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailable, SettingError
-from .base import Availability, Backend, default_cpu_threads
+from ..io.atomic import write_atomic_json
+from .base import Availability, Backend, default_cpu_threads, no_cuda_gpu_here
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .tensorrt_backend import TensorRTBackend
 from .tiling import TileGrid
@@ -75,6 +76,9 @@ def choose_backend(
         if not availability.ok:
             raise BackendUnavailable(f"backend {backend!r} cannot run here: {availability.reason}")
         return backend, "asked for"
+    remembered = _remembered_cpu_choice(device, model)
+    if remembered is not None:
+        return remembered
     report = backend_report()
     skipped = []
     if device is None or device.startswith("cuda"):
@@ -97,13 +101,36 @@ def choose_backend(
     why_not_gpu = f"no GPU backend ({'; '.join(skipped)})" if skipped else "device cpu asked for"
     if model is None or len(candidates) == 1:
         return candidates[0], f"{why_not_gpu}; {candidates[0]} is the first CPU candidate"
-    speeds = fastest_cpu_backend(model, candidates)
+    return _fastest(why_not_gpu, fastest_cpu_backend(model, candidates))
+
+
+def _fastest(why_not_gpu: str, speeds: dict[str, float]) -> tuple[str, str]:
+    """The fastest CPU backend of measured ``speeds``, and why it was chosen."""
     best = max(speeds, key=speeds.get)
     measured = ", ".join(f"{name} {speed:.1f}" for name, speed in speeds.items())
     return best, (
         f"{why_not_gpu}; {best} measured fastest on this CPU for this model "
         f"(MP/s on a {MEASURE_TILE}x{MEASURE_TILE} tile: {measured})"
     )
+
+
+# The package each backend needs: whether it is installed is known without importing it.
+PACKAGES = {"tensorrt": "tensorrt", "torch": "torch", "onnxruntime": "onnxruntime"}
+
+
+def _remembered_cpu_choice(device: str | None, model: Any) -> tuple[str, str] | None:
+    """``auto``'s answer on a machine with no NVIDIA GPU, from the speeds measured earlier for
+    this model, or None. Asks no backend whether it runs (that would import PyTorch): a model
+    whose ONNX export is cached then runs on onnxruntime without importing it."""
+    from importlib.util import find_spec
+
+    if model is None or device not in (None, "cpu") or not no_cuda_gpu_here():
+        return None
+    candidates = [name for name in AUTO_CPU_CANDIDATES if find_spec(PACKAGES[name]) is not None]
+    speeds = cached_cpu_speeds(model, candidates) if len(candidates) > 1 else None
+    if not speeds:
+        return None
+    return _fastest("device cpu asked for" if device else "no NVIDIA GPU on this machine", speeds)
 
 
 def _choice_cache_key(model: Any, candidates: Sequence[str]) -> str:
@@ -157,7 +184,7 @@ def fastest_cpu_backend(model: Any, candidates: Sequence[str]) -> dict[str, floa
         name: measure_backend(
             BACKENDS[name].load(model, "cpu"),
             model.info.in_channels,
-            getattr(model.network, "multiple", 1),
+            model.multiple,
         )
         for name in candidates
     }
@@ -165,10 +192,7 @@ def fastest_cpu_backend(model: Any, candidates: Sequence[str]) -> dict[str, floa
     known[_choice_cache_key(model, candidates)] = speeds
     path = _choice_cache_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known, indent=1))
-        tmp.replace(path)
+        write_atomic_json(path, known)
     except OSError as exc:  # a read-only cache only costs a re-measurement next time
         log.info("cannot cache the backend choice at %s (%s)", path, exc)
     return speeds
@@ -237,7 +261,7 @@ class Runtime:
                 "batch >= 1."
             )
         self.name, self.reason = choose_backend(backend, device, model)
-        self.multiple = int(getattr(model.network, "multiple", 1))
+        self.multiple = int(model.multiple)
         self.backend = BACKENDS[self.name].load(
             model, device, tile_size=tile_size, batch_size=batch_size, **backend_options
         )

@@ -7,12 +7,11 @@ in-process CellProfiler module.
 """
 
 from .client import Client, ServerError
-from .engine import Segmenter, SegmentOptions
+from .engine import Segmenter
 from .server import SegmentServer, default_connection_file, serve
 
 __all__ = [
     "Client",
-    "SegmentOptions",
     "SegmentServer",
     "Segmenter",
     "ServerError",

@@ -94,7 +94,7 @@ class Client:
 
     def segment(self, image: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
         """Labels (and ``probabilities`` if asked for) for one image; options as
-        :class:`~cellseg_hcs.serve.engine.SegmentOptions`."""
+        :class:`~cellseg_hcs.settings.FieldSettings`."""
         return self.request("segment", options, {"image": np.asarray(image)})[1]
 
     def info(self, model: str | None = None) -> dict[str, Any]:

@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import CellSegError, SettingError
+from ..io.atomic import write_atomic_json
+from ..settings import FieldSettings
 from . import protocol
-from .engine import Segmenter, SegmentOptions
+from .engine import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,7 @@ def write_connection_file(path: Path, details: dict[str, Any]) -> Path:
     """Write the connection details readable by this user only (0600; folder 0700), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        if hasattr(os, "fchmod"):  # not on Windows, where the profile folder's access applies
-            os.fchmod(fd, 0o600)  # also when the file was left over with other permissions
-        os.write(fd, json.dumps(details, indent=2).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    return path
+    return write_atomic_json(path, details, mode=0o600)
 
 
 class SegmentServer(socketserver.ThreadingTCPServer):
@@ -235,7 +228,7 @@ class SegmentServer(socketserver.ThreadingTCPServer):
                 "device": self.device,
                 **(raw if isinstance(raw, dict) else {"options": raw}),
             }
-            options = SegmentOptions.from_dict(raw)
+            options = FieldSettings.from_mapping(raw)
             if op == "info":
                 if specs:
                     raise SettingError("an info request carries no arrays.")
@@ -338,7 +331,7 @@ def serve(
     import signal
 
     segmenter = Segmenter()
-    options = SegmentOptions(model=model, device=device)
+    options = FieldSettings(model=model, device=device)
     info = segmenter.describe(model)
     if warm_up:
         segmenter.segment(np.zeros((256, 256), np.float32), options)
