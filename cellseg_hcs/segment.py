@@ -127,8 +127,11 @@ def segment_files(
         settings = FieldSettings(model=name, **options)
     elif options:
         settings = settings.replace(**options)
-    loaded = None if isinstance(model, (str, Path)) else model
-    pipeline = FieldPipeline(settings, model=loaded)
+    if isinstance(model, (str, Path)):
+        from .model.model import load_model
+
+        model = load_model(settings.model)
+    pipeline = FieldPipeline(settings, model=model)
     pipeline.runtime  # noqa: B018 - the backend is chosen (or refused) before anything is written
     created = not Path(out).exists()
     out = output_folder(out)

@@ -1,5 +1,8 @@
 """The settings of one field's segmentation: one typed object, validated once.
 
+:class:`FieldSettings` is what a user sets; :class:`PostprocessSettings` the thresholds a
+model carries in its file (tuned on validation images), which ``FieldSettings`` may override.
+
 Every face builds the same :class:`FieldSettings`: the CLI from its options (declared from
 this class's fields, see :mod:`cellseg_hcs.cli.options`), the Python API from keywords, the
 server and the CellProfiler module from a request's JSON (:meth:`FieldSettings.from_mapping`),
@@ -153,6 +156,43 @@ def parse_device(value: str | None) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """Thresholds that turn probability maps into labels.
+
+    ``foreground_threshold`` cuts the foreground probability. ``seeds`` says how the
+    second map (1 in an object's centre, falling towards its edge) gives one seed per object:
+    ``"threshold"`` takes the connected regions above ``seed_threshold``; ``"peaks"`` takes
+    the peaks that rise at least ``peak_height`` above the lowest pass to a higher peak
+    (the h-maxima), which splits touching nuclei whose maps merge above any one threshold
+    and keeps irregular nuclei whole. Objects smaller than ``min_size`` pixels are dropped,
+    and so are objects smaller than ``min_size_fraction`` of the field's median object
+    area. The second filter has no unit, so it holds at every magnification: it removes
+    micronuclei and debris, which are a few percent of a nucleus' area, wherever the
+    nuclei are 10 or 100 pixels across. Objects whose mean foreground probability is under
+    ``min_score`` are dropped too: the network's own doubt, which spares small nuclei that
+    a size filter would take.
+
+    ``merge_height`` (0 = off) joins fragments again: two touching objects that peaks of
+    height ``merge_height`` would have kept as one object are merged when their mean
+    intensities in the image differ by less than ``merge_contrast`` of their mean. The
+    lobes of one nucleus have the same brightness; two touching nuclei often do not. The
+    joining is transitive (A like B and B like C join all three). It needs the image
+    (``image=`` of :func:`maps_to_labels`); with ``seeds="threshold"`` it does nothing.
+    """
+
+    foreground_threshold: float = 0.5
+    seed_threshold: float = 0.5
+    min_size: int = 16
+    fill_holes: bool = True
+    min_size_fraction: float = 0.0
+    seeds: str = "threshold"
+    peak_height: float = 0.3
+    min_score: float = 0.0
+    merge_height: float = 0.0
+    merge_contrast: float = 0.05
+
+
 def _setting(default: Any, help: str, **cli: Any) -> Any:
     """A dataclass field with the help text and CLI spelling its options are declared from."""
     factory = {"default_factory": default} if callable(default) else {"default": default}
@@ -297,8 +337,6 @@ class FieldSettings:
 
 
 def _check_postprocess(overrides: Mapping[str, Any]) -> None:
-    from .field.postprocess import PostprocessSettings
-
     known = {f.name for f in fields(PostprocessSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:

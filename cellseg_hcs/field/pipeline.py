@@ -17,7 +17,8 @@ and :meth:`FieldPipeline.run` calls them all for one field.
 Examples
 --------
 >>> from cellseg_hcs.settings import FieldSettings
->>> pipeline = FieldPipeline(FieldSettings(model="nuclei"))  # doctest: +SKIP
+>>> settings = FieldSettings(model="nuclei")
+>>> pipeline = FieldPipeline(settings, load_model(settings.model))  # doctest: +SKIP
 >>> result = pipeline.run(image)  # doctest: +SKIP
 >>> result.objects["Nuclei"].max(), result.seconds["Seconds_Predict"]  # doctest: +SKIP
 """
@@ -123,8 +124,7 @@ class FieldPipeline:
     settings:
         How to segment (:class:`~cellseg_hcs.settings.FieldSettings`).
     model:
-        A loaded model; by default ``settings.model`` is loaded (without torch: see
-        :mod:`cellseg_hcs.model.model`).
+        The loaded model (``load_model(settings.model)``, or one in memory).
     runtime:
         Something with ``predict(field) -> maps``; by default the model's runtime for the
         settings' backend, device and tiling, made on first use.
@@ -135,14 +135,10 @@ class FieldPipeline:
     def __init__(
         self,
         settings: FieldSettings,
-        model: Any = None,
+        model: Any,
         runtime: Any = None,
         object_name: str | None = None,
     ) -> None:
-        if model is None:
-            from ..model.model import load_model
-
-            model = load_model(settings.model)
         self.settings = settings
         self.model = model
         self._runtime = runtime

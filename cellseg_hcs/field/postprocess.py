@@ -7,8 +7,6 @@ older ones (see :mod:`cellseg_hcs.training.targets`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
@@ -16,43 +14,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
 from ..errors import SettingError
-
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """Thresholds that turn probability maps into labels.
-
-    ``foreground_threshold`` cuts the foreground probability. ``seeds`` says how the
-    second map (1 in an object's centre, falling towards its edge) gives one seed per object:
-    ``"threshold"`` takes the connected regions above ``seed_threshold``; ``"peaks"`` takes
-    the peaks that rise at least ``peak_height`` above the lowest pass to a higher peak
-    (the h-maxima), which splits touching nuclei whose maps merge above any one threshold
-    and keeps irregular nuclei whole. Objects smaller than ``min_size`` pixels are dropped,
-    and so are objects smaller than ``min_size_fraction`` of the field's median object
-    area. The second filter has no unit, so it holds at every magnification: it removes
-    micronuclei and debris, which are a few percent of a nucleus' area, wherever the
-    nuclei are 10 or 100 pixels across. Objects whose mean foreground probability is under
-    ``min_score`` are dropped too: the network's own doubt, which spares small nuclei that
-    a size filter would take.
-
-    ``merge_height`` (0 = off) joins fragments again: two touching objects that peaks of
-    height ``merge_height`` would have kept as one object are merged when their mean
-    intensities in the image differ by less than ``merge_contrast`` of their mean. The
-    lobes of one nucleus have the same brightness; two touching nuclei often do not. The
-    joining is transitive (A like B and B like C join all three). It needs the image
-    (``image=`` of :func:`maps_to_labels`); with ``seeds="threshold"`` it does nothing.
-    """
-
-    foreground_threshold: float = 0.5
-    seed_threshold: float = 0.5
-    min_size: int = 16
-    fill_holes: bool = True
-    min_size_fraction: float = 0.0
-    seeds: str = "threshold"
-    peak_height: float = 0.3
-    min_score: float = 0.0
-    merge_height: float = 0.0
-    merge_contrast: float = 0.05
+from ..settings import PostprocessSettings
 
 
 def label_dtype(count: int) -> np.dtype:

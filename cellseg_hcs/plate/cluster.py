@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import SettingError
+from ..runtime.base import default_cpu_threads
 from .tasks import FINISHED, FieldJob, failed_record, finish_field, predict_field
 
 log = logging.getLogger("cellseg_hcs.plate")
@@ -31,20 +32,13 @@ def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
     """
     import torch
 
-    cores = _cores()
+    cores = default_cpu_threads()
     if workers is None and torch.cuda.is_available():
         return 1, cores
     if workers is None:
         memory_gb = _memory_gb()
         workers = max(1, min(cores, int(memory_gb // 2) if memory_gb else cores))
     return workers, 1
-
-
-def _cores() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:
-        return max(os.cpu_count() or 1, 1)
 
 
 def _memory_gb() -> float | None:
@@ -77,7 +71,7 @@ def connect(scheduler: Any = None, workers: int | None = None) -> Iterator[tuple
             client.close()
         return
     n_workers, threads = local_cluster_size(workers)
-    torch_threads = max(1, _cores() // n_workers) if threads == 1 else None
+    torch_threads = max(1, default_cpu_threads() // n_workers) if threads == 1 else None
     log.info("local dask cluster: %d worker process(es) x %d thread(s)", n_workers, threads)
     resources = {"GPU": 1} if threads > 1 else None
     # ":0": a free port for the dashboard (when bokeh is installed), so runs never collide.
