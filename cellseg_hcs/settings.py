@@ -336,6 +336,17 @@ class FieldSettings:
         return {**self.postprocess, **{k: v for k, v in overrides.items() if v is not None}}
 
 
+def settings_for(
+    model: Any, settings: FieldSettings | None, options: Mapping[str, Any]
+) -> FieldSettings:
+    """A face's settings: ``settings`` with ``options`` changed, or made from the options
+    and the model (a name, a file, or a loaded model, named by its source)."""
+    if settings is None:
+        name = model if isinstance(model, str) else getattr(model, "source", "") or str(model)
+        return FieldSettings(model=str(name) or "in memory", **options)
+    return settings.replace(**options) if options else settings
+
+
 def _check_postprocess(overrides: Mapping[str, Any]) -> None:
     known = {f.name for f in fields(PostprocessSettings)}
     unknown = sorted(set(overrides) - known)

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..io import tables
-from ..settings import FieldSettings
+from ..settings import FieldSettings, settings_for
 from .cluster import connect, run_fields
 from .manifest import read_manifest, write_manifest
 from .plan import OUTPUT_PARAMETERS, PlatePlan, plan_run
@@ -115,11 +115,7 @@ def run_plate(
     >>> result.images[["Metadata_Well", "Count_Nuclei", "status"]]  # doctest: +SKIP
     """
     started = time.perf_counter()
-    if settings is None:
-        name = str(model) if isinstance(model, (str, Path)) else (model.source or "in memory")
-        settings = FieldSettings(model=name, **options)
-    elif options:
-        settings = settings.replace(**options)
+    settings = settings_for(model, settings, options)
     plan = plan_run(
         plate,
         out,
