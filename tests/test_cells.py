@@ -10,6 +10,7 @@ from cellseg_hcs.field.cells import (
     BLANK_CELL_NOTE,
     CELL_METHODS,
     CellSettings,
+    cell_objects,
     cells_from_maps,
     cytoplasm,
     discard_border,
@@ -241,3 +242,27 @@ def test_each_bad_setting_is_refused_in_one_sentence(bad, sentence):
     with pytest.raises(SettingError, match=sentence) as caught:
         CellSettings(**bad)
     assert str(caught.value).count(". ") == 0 and str(caught.value).endswith(".")
+
+
+# ----------------------------------------------------------------------------- one call
+
+
+def test_cell_objects_gives_three_sets_numbered_alike_with_the_border_setting():
+    nuclei = np.zeros((30, 30), np.uint16)
+    nuclei[3:6, 3:6] = 1  # its cell reaches the border
+    nuclei[12:15, 12:15] = 2
+    settings = CellSettings(method="distance", distance=3, discard_border=True)
+    objects = cell_objects(nuclei, np.zeros((30, 30)), settings)
+    assert set(objects) == {"Nuclei", "Cells", "Cytoplasm"}
+    for labels in objects.values():
+        assert set(np.unique(labels)) == {0, 1}
+    np.testing.assert_array_equal(objects["Nuclei"] == 1, nuclei == 2)
+    assert not objects["Cytoplasm"][13, 13]  # the nucleus's inner pixel is not cytoplasm
+
+
+def test_cell_objects_reads_maps_for_the_model_method():
+    nuclei, _ = two_nuclei_in_a_bright_square()
+    maps = np.zeros((2, 40, 60), np.float32)
+    maps[0, 8:32, 10:50] = 0.9
+    objects = cell_objects(nuclei, maps, CellSettings(method="model", model="cells.safetensors"))
+    assert set(np.unique(objects["Cells"][8:32, 10:50])) == {1, 2}

@@ -427,3 +427,44 @@ def discard_border(nuclei: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, n
     lookup[present] = np.arange(1, int(present.sum()) + 1)
     dtype = label_dtype(int(present.sum()))
     return lookup[nuclei].astype(dtype), lookup[cells].astype(dtype)
+
+
+# ----------------------------------------------------------------------------- all three
+
+
+def cell_objects(
+    nuclei: np.ndarray,
+    source: np.ndarray,
+    settings: CellSettings | None = None,
+    *,
+    notes: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Nuclei, Cells and Cytoplasm of one field, as the settings ask: the one call a field needs.
+
+    ``source`` is the raw cell-stain plane, or for ``method="model"`` the cell model's maps
+    (K, H, W). Cells are grown (:func:`grow_cells` or :func:`cells_from_maps`), objects touching
+    the border dropped with their nuclei when ``settings.discard_border`` (both renumbered
+    alike), then the cytoplasm taken (:func:`cytoplasm`). Every set is numbered like the
+    nuclei it returns: object ``k`` of each is the same cell.
+
+    Examples
+    --------
+    >>> nuclei = np.zeros((9, 20), np.uint16); nuclei[4, 4] = 1; nuclei[4, 15] = 2
+    >>> stain = np.zeros((9, 20), np.uint8); stain[1:8, 1:19] = 200
+    >>> objects = cell_objects(nuclei, stain)
+    >>> sorted(objects), int(objects["Cytoplasm"].max())
+    (['Cells', 'Cytoplasm', 'Nuclei'], 2)
+    """
+    settings = settings or CellSettings()
+    if settings.method == "model":
+        cells = cells_from_maps(nuclei, source, settings)
+    else:
+        cells = grow_cells(nuclei, source, settings, notes=notes)
+    nuclei = np.asarray(nuclei).astype(cells.dtype)
+    if settings.discard_border:
+        nuclei, cells = discard_border(nuclei, cells)
+    return {
+        "Nuclei": nuclei,
+        "Cells": cells,
+        "Cytoplasm": cytoplasm(cells, nuclei, shrink_nuclei=settings.shrink_nuclei),
+    }
