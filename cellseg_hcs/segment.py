@@ -124,7 +124,7 @@ def segment_files(
         from .model.model import load_model
 
         model = load_model(settings.model)
-    pipeline = FieldPipeline(settings, model=model)
+    pipeline = model.pipeline(settings)
     pipeline.runtime  # noqa: B018 - the backend is chosen (or refused) before anything is written
     created = not Path(out).exists()
     run = _FileRun(pipeline, output_folder(out))
@@ -218,9 +218,11 @@ class _FileRun:
         started = time.perf_counter()
         result = self.pipeline.objects(prepared, maps, scale, measured)
         again = self.pipeline.second_scale(result)
-        seconds += time.perf_counter() - started
         if again is not None:
+            seconds += time.perf_counter() - started
             return _Resample(index, path, prepared, result, *again, seconds)
+        self.pipeline.compartments(prepared, result)
+        seconds += time.perf_counter() - started
         return self.write(index, path, result, seconds)
 
     def write(
@@ -266,6 +268,7 @@ class _FileRun:
                 exc,
             )
             seconds = outcome.seconds + time.perf_counter() - started
+            self.pipeline.compartments(outcome.field, outcome.first)
             job = (self.write, outcome.index, outcome.path, outcome.first, seconds)
         else:
             seconds = outcome.seconds + time.perf_counter() - started

@@ -115,6 +115,8 @@ def parse_channels(value: Any) -> tuple[ChannelChoice, ...]:
         return (ChannelChoice.parse(value),)
     if isinstance(value, str):
         return tuple(ChannelChoice.parse(part) for part in value.split(",") if part.strip())
+    if isinstance(value, Mapping) and set(value) == {"value", "by"}:  # as to_dict wrote it
+        return (ChannelChoice(value["value"], value["by"]),)
     if isinstance(value, Sequence):
         return tuple(choice for item in value for choice in parse_channels(item))
     raise SettingError(f"channel {value!r} must be an index, a name, or a list of them.")
@@ -193,6 +195,188 @@ class PostprocessSettings:
     merge_contrast: float = 0.05
 
 
+# The names of the cell methods and thresholds (their registries: field/cells.py CELL_METHODS,
+# field/threshold.py THRESHOLD_METHODS; a test keeps them equal).
+CELL_METHOD_NAMES = ("propagation", "watershed", "distance", "model")
+THRESHOLD_METHOD_NAMES = ("minimum_cross_entropy", "otsu", "manual")
+MIDDLE_CLASSES = ("foreground", "background")
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The threshold settings :func:`foreground` reads (CellProfiler's, by its names).
+
+    ``method``: ``minimum_cross_entropy`` (Li; CellProfiler's default), ``otsu`` or
+    ``manual``; ``otsu_classes`` 2 or 3, and with three classes ``middle_class`` says where
+    the middle class goes (``foreground`` or ``background``); ``smoothing_scale`` (0: none);
+    ``correction_factor`` multiplies the threshold, which is then held within ``bounds``;
+    ``manual`` is the threshold of the ``manual`` method; ``log_transform`` thresholds the
+    log of the intensities (Li and Otsu only).
+    """
+
+    method: str = "minimum_cross_entropy"
+    otsu_classes: int = 2
+    middle_class: str = "foreground"
+    smoothing_scale: float = 0.0
+    correction_factor: float = 1.0
+    bounds: tuple[float, float] = (0.0, 1.0)
+    manual: float = 0.0
+    log_transform: bool = False
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """How cells are grown from nuclei, with CellProfiler 4.2.8's defaults and names.
+
+    Parameters
+    ----------
+    channel:
+        The cell stain the cells grow on (a cytoplasm, membrane or actin channel), by index
+        or name as :class:`ChannelChoice`; it must not be the nuclei's channel.
+    method:
+        ``propagation`` (default), ``watershed`` (CellProfiler's Watershed - Image),
+        ``distance`` (Distance - N) or ``model`` (a trained cell model's maps).
+    regularization_factor:
+        Propagation's weight of distance in the plane against intensity differences
+        (CellProfiler's "Regularization factor", 0.05): 0 follows the image only, large
+        values approach plain distance.
+    distance:
+        Pixels each nucleus grows by with ``distance`` ("Number of pixels by which to
+        expand the primary objects", 10).
+    threshold_method:
+        ``minimum_cross_entropy`` (CellProfiler's default, also called Li), ``otsu`` or
+        ``manual``; the threshold is global, computed on the whole field.
+    otsu_classes, middle_class:
+        Otsu with 2 or 3 classes; with 3, whether the middle class is ``foreground``
+        (default) or ``background``.
+    threshold_smoothing_scale:
+        Gaussian smoothing before thresholding, in CellProfiler's scale (0: none, default).
+    threshold_correction_factor:
+        Multiplies the computed threshold (1.0); below 1 takes in dimmer cytoplasm.
+    threshold_bounds:
+        Lower and upper bounds on the threshold ((0.0, 1.0)), in CellProfiler's 0..1 scale.
+    manual_threshold:
+        The threshold of the ``manual`` method.
+    log_transform:
+        Threshold the log of the intensities (Li and Otsu; default off).
+    fill_holes:
+        Fill holes inside each cell ("Fill holes in identified objects?", yes).
+    discard_border:
+        Drop cells touching the field's border together with their nuclei, renumbering both
+        (:func:`discard_border`; CellProfiler's "Discard secondary objects touching the border
+        of the image?" with "Discard the associated primary objects?"; default no).
+    shrink_nuclei:
+        Cytoplasm keeps the nucleus's outline pixels (IdentifyTertiaryObjects' "Shrink
+        smaller object prior to subtraction?", yes), so no cytoplasm is ever empty; off, the
+        cytoplasm is exactly the cell minus its nucleus and can be empty (:func:`cytoplasm`).
+    model:
+        The cell model (name or file) of the ``model`` method; the pipeline loads it.
+    foreground_threshold:
+        The ``model`` method's cell probability above which a pixel belongs to a cell.
+
+    Examples
+    --------
+    >>> CellSettings().threshold.method
+    'minimum_cross_entropy'
+    >>> CellSettings(distance=-1)
+    Traceback (most recent call last):
+    ...
+    cellseg_hcs.errors.SettingError: cell distance -1 must be 0 pixels or more.
+    """
+
+    channel: ChannelChoice | int | str | None = None
+    method: str = "propagation"
+    regularization_factor: float = 0.05
+    distance: int = 10
+    threshold_method: str = "minimum_cross_entropy"
+    otsu_classes: int = 2
+    middle_class: str = "foreground"
+    threshold_smoothing_scale: float = 0.0
+    threshold_correction_factor: float = 1.0
+    threshold_bounds: tuple[float, float] = (0.0, 1.0)
+    manual_threshold: float = 0.0
+    log_transform: bool = False
+    fill_holes: bool = True
+    discard_border: bool = False
+    shrink_nuclei: bool = True
+    model: str | None = None
+    foreground_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.channel is not None:
+            choices = parse_channels(self.channel)
+            if len(choices) != 1:
+                raise SettingError(f"cell channel {self.channel!r} must be one channel.")
+            object.__setattr__(self, "channel", choices[0])
+        if self.method not in CELL_METHOD_NAMES:
+            raise SettingError(
+                f"cell method {self.method!r} is not one of {', '.join(CELL_METHOD_NAMES)}."
+            )
+        _check_number("regularization factor", self.regularization_factor, low=0.0)
+        if isinstance(self.distance, bool) or not isinstance(self.distance, int):
+            raise SettingError(f"cell distance {self.distance!r} must be a whole number of pixels.")
+        if self.distance < 0:
+            raise SettingError(f"cell distance {self.distance} must be 0 pixels or more.")
+        if self.threshold_method not in THRESHOLD_METHOD_NAMES:
+            raise SettingError(
+                f"cell threshold method {self.threshold_method!r} is not one of "
+                f"{', '.join(THRESHOLD_METHOD_NAMES)}."
+            )
+        if self.otsu_classes not in (2, 3) or isinstance(self.otsu_classes, bool):
+            raise SettingError(f"Otsu classes {self.otsu_classes!r} must be 2 or 3.")
+        if self.middle_class not in MIDDLE_CLASSES:
+            raise SettingError(
+                f"middle class {self.middle_class!r} must be foreground or background."
+            )
+        _check_number("threshold smoothing scale", self.threshold_smoothing_scale, low=0.0)
+        _check_number("threshold correction factor", self.threshold_correction_factor, low=0.0)
+        bounds = self.threshold_bounds
+        if (
+            not isinstance(bounds, (tuple, list))
+            or len(bounds) != 2
+            or not all(_is_number(b) for b in bounds)
+            or not 0.0 <= bounds[0] <= bounds[1] <= 1.0
+        ):
+            raise SettingError(
+                f"threshold bounds {bounds!r} must be two numbers, lower then upper, within 0..1."
+            )
+        object.__setattr__(self, "threshold_bounds", (float(bounds[0]), float(bounds[1])))
+        _check_number("manual threshold", self.manual_threshold, low=0.0, high=1.0)
+        _check_number("cell foreground threshold", self.foreground_threshold, low=0.0, high=1.0)
+        for name in ("log_transform", "fill_holes", "discard_border", "shrink_nuclei"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError(f"{name.replace('_', ' ')} must be yes or no (True/False).")
+        if self.method == "model" and not self.model:
+            raise SettingError("the model cell method needs a cell model (model=NAME or FILE).")
+
+    @property
+    def threshold(self) -> ThresholdChoice:
+        """The threshold settings, as :mod:`cellseg_hcs.field.threshold` reads them."""
+        return ThresholdChoice(
+            method=self.threshold_method,
+            otsu_classes=self.otsu_classes,
+            middle_class=self.middle_class,
+            smoothing_scale=float(self.threshold_smoothing_scale),
+            correction_factor=float(self.threshold_correction_factor),
+            bounds=self.threshold_bounds,
+            manual=float(self.manual_threshold),
+            log_transform=self.log_transform,
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # numpy floats too
+
+
+def _check_number(name: str, value: object, low: float, high: float | None = None) -> None:
+    import math
+
+    if not _is_number(value) or not math.isfinite(value) or value < low:
+        raise SettingError(f"{name} {value!r} must be a number of {low:g} or more.")
+    if high is not None and value > high:
+        raise SettingError(f"{name} {value!r} must be from {low:g} to {high:g}.")
+
+
 def _setting(default: Any, help: str, **cli: Any) -> Any:
     """A dataclass field with the help text and CLI spelling its options are declared from."""
     factory = {"default_factory": default} if callable(default) else {"default": default}
@@ -259,6 +443,12 @@ class FieldSettings:
         None, "fp32, fp16 or bf16 (default: fp16 on a GPU, fp32 on the CPU)."
     )
     probabilities: bool = _setting(False, "Also return the foreground probability map.")
+    cells: CellSettings | None = _setting(
+        None, "Grow each nucleus into its cell on a cell stain, and take the cytoplasm."
+    )
+    measure_channels: tuple[ChannelChoice, ...] = _setting(
+        tuple, "Channels measured in every compartment (default: all)."
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: values are normalized once, here
@@ -291,6 +481,13 @@ class FieldSettings:
             )
         if not isinstance(self.probabilities, bool):
             raise SettingError(f"probabilities {self.probabilities!r} must be true or false.")
+        if isinstance(self.cells, Mapping):
+            set_(self, "cells", CellSettings(**self.cells))
+        if self.cells is not None and not isinstance(self.cells, CellSettings):
+            raise SettingError(f"cells {self.cells!r} must be cell settings or None.")
+        if self.cells is not None and self.cells.channel is None:
+            raise SettingError("cells need a cell channel (a cytoplasm, membrane or actin stain).")
+        set_(self, "measure_channels", parse_channels(self.measure_channels))
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -314,6 +511,10 @@ class FieldSettings:
         """Plain JSON values (for run.json, requests and logs)."""
         out = asdict(self)
         out["channel"] = [choice.value for choice in self.channel]
+        out["measure_channels"] = [choice.value for choice in self.measure_channels]
+        if self.cells is not None:
+            out["cells"]["channel"] = self.cells.channel.value
+            out["cells"]["threshold_bounds"] = list(self.cells.threshold_bounds)
         return out
 
     # ------------------------------------------------------------------ reading

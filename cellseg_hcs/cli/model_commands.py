@@ -9,6 +9,7 @@ import click
 
 from ..errors import SettingError
 from .options import (
+    cells_options,
     field_settings,
     progress_option,
     setting_option,
@@ -45,6 +46,7 @@ SEGMENT_SETTINGS = (
 @setting_option(
     "probabilities", help="Also write the foreground probability map (<stem>_probabilities.tif)."
 )
+@cells_options
 @progress_option
 @verbose_option
 def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) -> None:

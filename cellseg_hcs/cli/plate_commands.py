@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .options import (
+    cells_options,
     field_settings,
     progress_option,
     settings_options,
@@ -18,6 +19,7 @@ from .options import (
 RUN_SETTINGS = (
     "model",
     "channel",
+    "measure_channels",
     "diameter",
     "backend",
     "device",
@@ -80,6 +82,7 @@ def _wells(value: str | None) -> list[str] | None:
     "made by another model, scale or tool (refused without it). When the "
     "settings differ from OUT's earlier run, its tables are deleted first.",
 )
+@cells_options
 @progress_option
 @verbose_option
 def run(

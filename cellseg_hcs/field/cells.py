@@ -35,7 +35,6 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import centrosome.cpmorphology
 import centrosome.propagate
@@ -44,155 +43,13 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from ..errors import SettingError
+from ..settings import CellSettings
 from .measure import cellprofiler_scale
 from .postprocess import fill_holes as fill_mask_holes
 from .postprocess import label_dtype
-from .threshold import THRESHOLD_METHODS, ThresholdChoice, foreground
+from .threshold import foreground
 
 BLANK_CELL_NOTE = "the cell channel is blank (one value everywhere): each cell is its nucleus"
-MIDDLE_CLASSES = ("foreground", "background")
-
-
-@dataclass(frozen=True)
-class CellSettings:
-    """How cells are grown from nuclei, with CellProfiler 4.2.8's defaults and names.
-
-    Parameters
-    ----------
-    method:
-        ``propagation`` (default), ``watershed`` (CellProfiler's Watershed - Image),
-        ``distance`` (Distance - N) or ``model`` (a trained cell model's maps).
-    regularization_factor:
-        Propagation's weight of distance in the plane against intensity differences
-        (CellProfiler's "Regularization factor", 0.05): 0 follows the image only, large
-        values approach plain distance.
-    distance:
-        Pixels each nucleus grows by with ``distance`` ("Number of pixels by which to
-        expand the primary objects", 10).
-    threshold_method:
-        ``minimum_cross_entropy`` (CellProfiler's default, also called Li), ``otsu`` or
-        ``manual``; the threshold is global, computed on the whole field.
-    otsu_classes, middle_class:
-        Otsu with 2 or 3 classes; with 3, whether the middle class is ``foreground``
-        (default) or ``background``.
-    threshold_smoothing_scale:
-        Gaussian smoothing before thresholding, in CellProfiler's scale (0: none, default).
-    threshold_correction_factor:
-        Multiplies the computed threshold (1.0); below 1 takes in dimmer cytoplasm.
-    threshold_bounds:
-        Lower and upper bounds on the threshold ((0.0, 1.0)), in CellProfiler's 0..1 scale.
-    manual_threshold:
-        The threshold of the ``manual`` method.
-    log_transform:
-        Threshold the log of the intensities (Li and Otsu; default off).
-    fill_holes:
-        Fill holes inside each cell ("Fill holes in identified objects?", yes).
-    discard_border:
-        Drop cells touching the field's border together with their nuclei, renumbering both
-        (:func:`discard_border`; CellProfiler's "Discard secondary objects touching the border
-        of the image?" with "Discard the associated primary objects?"; default no).
-    shrink_nuclei:
-        Cytoplasm keeps the nucleus's outline pixels (IdentifyTertiaryObjects' "Shrink
-        smaller object prior to subtraction?", yes), so no cytoplasm is ever empty; off, the
-        cytoplasm is exactly the cell minus its nucleus and can be empty (:func:`cytoplasm`).
-    model:
-        The cell model (name or file) of the ``model`` method; the pipeline loads it.
-    foreground_threshold:
-        The ``model`` method's cell probability above which a pixel belongs to a cell.
-
-    Examples
-    --------
-    >>> CellSettings().threshold.method
-    'minimum_cross_entropy'
-    >>> CellSettings(distance=-1)
-    Traceback (most recent call last):
-    ...
-    cellseg_hcs.errors.SettingError: cell distance -1 must be 0 pixels or more.
-    """
-
-    method: str = "propagation"
-    regularization_factor: float = 0.05
-    distance: int = 10
-    threshold_method: str = "minimum_cross_entropy"
-    otsu_classes: int = 2
-    middle_class: str = "foreground"
-    threshold_smoothing_scale: float = 0.0
-    threshold_correction_factor: float = 1.0
-    threshold_bounds: tuple[float, float] = (0.0, 1.0)
-    manual_threshold: float = 0.0
-    log_transform: bool = False
-    fill_holes: bool = True
-    discard_border: bool = False
-    shrink_nuclei: bool = True
-    model: str | None = None
-    foreground_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.method not in CELL_METHODS:
-            raise SettingError(
-                f"cell method {self.method!r} is not one of {', '.join(CELL_METHODS)}."
-            )
-        _check_number("regularization factor", self.regularization_factor, low=0.0)
-        if isinstance(self.distance, bool) or not isinstance(self.distance, (int, np.integer)):
-            raise SettingError(f"cell distance {self.distance!r} must be a whole number of pixels.")
-        if self.distance < 0:
-            raise SettingError(f"cell distance {self.distance} must be 0 pixels or more.")
-        if self.threshold_method not in THRESHOLD_METHODS:
-            raise SettingError(
-                f"cell threshold method {self.threshold_method!r} is not one of "
-                f"{', '.join(THRESHOLD_METHODS)}."
-            )
-        if self.otsu_classes not in (2, 3) or isinstance(self.otsu_classes, bool):
-            raise SettingError(f"Otsu classes {self.otsu_classes!r} must be 2 or 3.")
-        if self.middle_class not in MIDDLE_CLASSES:
-            raise SettingError(
-                f"middle class {self.middle_class!r} must be foreground or background."
-            )
-        _check_number("threshold smoothing scale", self.threshold_smoothing_scale, low=0.0)
-        _check_number("threshold correction factor", self.threshold_correction_factor, low=0.0)
-        bounds = self.threshold_bounds
-        if (
-            not isinstance(bounds, (tuple, list))
-            or len(bounds) != 2
-            or not all(_is_number(b) for b in bounds)
-            or not 0.0 <= bounds[0] <= bounds[1] <= 1.0
-        ):
-            raise SettingError(
-                f"threshold bounds {bounds!r} must be two numbers, lower then upper, within 0..1."
-            )
-        object.__setattr__(self, "threshold_bounds", (float(bounds[0]), float(bounds[1])))
-        _check_number("manual threshold", self.manual_threshold, low=0.0, high=1.0)
-        _check_number("cell foreground threshold", self.foreground_threshold, low=0.0, high=1.0)
-        for name in ("log_transform", "fill_holes", "discard_border", "shrink_nuclei"):
-            if not isinstance(getattr(self, name), bool):
-                raise SettingError(f"{name.replace('_', ' ')} must be yes or no (True/False).")
-        if self.method == "model" and not self.model:
-            raise SettingError("the model cell method needs a cell model (model=NAME or FILE).")
-
-    @property
-    def threshold(self) -> ThresholdChoice:
-        """The threshold settings, as :mod:`.threshold` reads them."""
-        return ThresholdChoice(
-            method=self.threshold_method,
-            otsu_classes=self.otsu_classes,
-            middle_class=self.middle_class,
-            smoothing_scale=float(self.threshold_smoothing_scale),
-            correction_factor=float(self.threshold_correction_factor),
-            bounds=self.threshold_bounds,
-            manual=float(self.manual_threshold),
-            log_transform=self.log_transform,
-        )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
-def _check_number(name: str, value: object, low: float, high: float | None = None) -> None:
-    if not _is_number(value) or not np.isfinite(value) or value < low:
-        raise SettingError(f"{name} {value!r} must be a number of {low:g} or more.")
-    if high is not None and value > high:
-        raise SettingError(f"{name} {value!r} must be from {low:g} to {high:g}.")
 
 
 # ----------------------------------------------------------------------------- methods

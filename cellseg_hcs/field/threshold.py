@@ -17,7 +17,6 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import centrosome.smooth
 import centrosome.threshold
@@ -25,27 +24,7 @@ import numpy as np
 import skimage.filters
 from scipy import ndimage as ndi
 
-
-@dataclass(frozen=True)
-class ThresholdChoice:
-    """The threshold settings :func:`foreground` reads (CellProfiler's, by its names).
-
-    ``method``: ``minimum_cross_entropy`` (Li; CellProfiler's default), ``otsu`` or
-    ``manual``; ``otsu_classes`` 2 or 3, and with three classes ``middle_class`` says where
-    the middle class goes (``foreground`` or ``background``); ``smoothing_scale`` (0: none);
-    ``correction_factor`` multiplies the threshold, which is then held within ``bounds``;
-    ``manual`` is the threshold of the ``manual`` method; ``log_transform`` thresholds the
-    log of the intensities (Li and Otsu only).
-    """
-
-    method: str = "minimum_cross_entropy"
-    otsu_classes: int = 2
-    middle_class: str = "foreground"
-    smoothing_scale: float = 0.0
-    correction_factor: float = 1.0
-    bounds: tuple[float, float] = (0.0, 1.0)
-    manual: float = 0.0
-    log_transform: bool = False
+from ..settings import ThresholdChoice
 
 
 def _minimum_cross_entropy(pixels: np.ndarray, choice: ThresholdChoice) -> float:

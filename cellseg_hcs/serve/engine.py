@@ -62,7 +62,7 @@ class Segmenter:
         0-1 floats and the raw integers give the same labels), or CYX/YXC for a model that
         takes several channels.
         """
-        from ..field.pipeline import FieldChannels, FieldPipeline
+        from ..field.pipeline import FieldChannels
 
         image = np.asarray(image)
         if image.ndim not in (2, 3) or min(image.shape) < 1:
@@ -72,7 +72,7 @@ class Segmenter:
             runtime = model.runtime(settings.backend, settings.device, **settings.runtime_options)
         # Only the network runs under the shared lock; preparing and post-processing this
         # request's image happen outside it, beside other requests.
-        pipeline = FieldPipeline(settings, model=model, runtime=_Locked(runtime, self._lock))
+        pipeline = model.pipeline(settings, runtime=_Locked(runtime, self._lock))
         channels = FieldChannels.from_array(image, where="the image")
         if model.info.in_channels == 1 and not settings.channel and len(channels.planes) > 1:
             channels = FieldChannels({"C0": channels.planes["C0"]}, channels.where)
