@@ -152,7 +152,7 @@ def _encode_image(plane: np.ndarray, shape: tuple[int, int]) -> bytes:
     finite = plane[np.isfinite(plane)]
     low, high = np.percentile(finite, PERCENTILES) if finite.size else (0.0, 1.0)
     scaled = np.clip((np.nan_to_num(plane, nan=low) - low) / max(high - low, 1e-12), 0, 1)
-    picture = Image.fromarray((scaled * 255).astype(np.uint8), mode="L")
+    picture = Image.fromarray((scaled * 255).astype(np.uint8))  # 8-bit: mode L
     if picture.size != (shape[1], shape[0]):
         picture = picture.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
@@ -184,7 +184,7 @@ def _outlines(
         labels = _read_labels(zarr.open_group(str(labels_dir / name), mode="r"), level_shape)
         labels = _nearest(labels, shape)
         drawn[find_boundaries(labels, mode="inner")] = index
-    picture = Image.fromarray(drawn, mode="P")
+    picture = Image.frombytes("P", (shape[1], shape[0]), drawn.tobytes())
     palette = [0, 0, 0]
     for colour in colours.values():
         palette += [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
