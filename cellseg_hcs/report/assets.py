@@ -51,9 +51,9 @@ details summary { cursor: pointer; font-weight: 600; margin: 6px 0; }
   border: 0; background: black; cursor: zoom-in; }
 .tile.failed { border-color: var(--bad); }
 .tile.empty { border-color: var(--warn); }
-.stack { position: relative; line-height: 0; }
+.stack { display: block; position: relative; line-height: 0; }
 .stack img { width: 100%; height: auto; display: block; }
-.stack img.outlines { position: absolute; left: 0; top: 0; image-rendering: pixelated; }
+.stack img.outlines { position: absolute; left: 0; top: 0; }
 body.no-outlines .stack img.outlines { display: none; }
 .tile figcaption { padding: 4px 7px 6px; font-size: 12px; line-height: 1.3; }
 .tile figcaption b { font-size: 13px; }
@@ -73,24 +73,17 @@ body.no-outlines .stack img.outlines { display: none; }
 .lightbox button { background: #3a4252; color: white; border: 0; border-radius: 4px;
                    padding: 4px 10px; font-size: 14px; cursor: pointer; }
 .lightbox .stack { max-height: 84vh; }
-/* Small pictures are enlarged to fill the view; outlines stay crisp (pixelated). */
+/* Small pictures are enlarged to fill the view. */
 .lightbox .stack img { width: auto; height: min(84vh, 94vw); margin: 0 auto; }
-.lightbox .stack img.outlines { left: 50%; transform: translateX(-50%); }
+/* Enlarged, outlines stay crisp lines; shrunk (the tiles), they are smoothed, not dropped. */
+.lightbox .stack img.outlines { left: 50%; transform: translateX(-50%);
+  image-rendering: pixelated; }
 .lightbox .caption { color: #cdd4df; font-size: 13px; }
 .figure { width: 100%; }
 """
 
 SCRIPT = """
 (function () {
-  const figures = JSON.parse(document.getElementById('report-figures').textContent);
-  const config = {displaylogo: false, responsive: true,
-                  modeBarButtonsToRemove: ['lasso2d', 'select2d', 'autoScale2d'],
-                  toImageButtonOptions: {format: 'png', scale: 2}};
-  for (const [id, figure] of Object.entries(figures)) {
-    const element = document.getElementById(id);
-    if (element) Plotly.newPlot(element, figure.data, figure.layout, config);
-  }
-
   const box = document.getElementById('lightbox');
   const tiles = Array.from(document.querySelectorAll('.tile[data-well]'));
   let current = -1;
@@ -139,12 +132,44 @@ SCRIPT = """
     if (event.key === 'ArrowLeft') show(current - 1);
     if (event.key === 'ArrowRight') show(current + 1);
   });
-  const map = document.getElementById('plate-map');
-  if (map && map.on) {
-    map.on('plotly_click', event => {
-      const point = event.points && event.points[0];
-      if (point && typeof point.customdata === 'string') window.openWell(point.customdata);
-    });
+
+  function drawFigures() {
+    const figures = JSON.parse(document.getElementById('report-figures').textContent);
+    const config = {displaylogo: false, responsive: true,
+                    modeBarButtonsToRemove: ['lasso2d', 'select2d', 'autoScale2d'],
+                    toImageButtonOptions: {format: 'png', scale: 2}};
+    for (const [id, figure] of Object.entries(figures)) {
+      const element = document.getElementById(id);
+      if (element) Plotly.newPlot(element, figure.data, figure.layout, config);
+    }
+    const map = document.getElementById('plate-map');
+    if (map && map.on) {
+      map.on('plotly_click', event => {
+        const point = event.points && event.points[0];
+        if (point && typeof point.customdata === 'string') window.openWell(point.customdata);
+      });
+    }
   }
+
+  // plotly.js travels gzip-compressed (a third of its 4.8 MB); the browser inflates it.
+  async function loadPlotly() {
+    const packed = document.getElementById('plotly-gzip');
+    if (!packed) return;
+    if (typeof DecompressionStream === 'undefined') {
+      throw new Error('this browser cannot draw the charts (it lacks DecompressionStream: ' +
+                      'use Chrome/Edge 80+, Firefox 113+ or Safari 16.4+)');
+    }
+    const text = atob(packed.textContent.trim());
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+    (0, eval)(await new Response(stream).text());  // global scope: defines window.Plotly
+  }
+  loadPlotly().then(drawFigures).catch(error => {
+    document.querySelectorAll('.figure').forEach(element => {
+      element.textContent = 'Charts not drawn: ' + error.message;
+    });
+    throw error;
+  });
 })();
 """

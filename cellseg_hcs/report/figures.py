@@ -118,6 +118,7 @@ def plate_map(
         tickvals=list(range(len(columns))),
         ticktext=columns,
         range=[-0.5, len(columns) - 0.5],
+        constrain="domain",  # square wells shrink the plot, never widen the plate
         showgrid=False,
         zeroline=False,
         ticks="",
@@ -127,6 +128,7 @@ def plate_map(
         tickvals=list(range(len(rows))),
         ticktext=rows,
         range=[len(rows) - 0.5, -0.5],
+        constrain="domain",
         showgrid=False,
         zeroline=False,
         ticks="",

@@ -2,18 +2,23 @@
 
 Why plotly: its charts are interactive with no code of ours (hovering a well shows its
 numbers, a menu switches the plate map's colouring, zoom and PNG export come free), its
-offline bundle (plotly.js, ~4.8 MB) is shipped inside the Python package and goes into the
-page as one inline script, so the page opens anywhere with no network, and the figures are
-built in Python from the same tables users read. matplotlib's SVG would be smaller but
-static; hover on 384 wells is what a screener uses the map for.
+offline bundle (plotly.js) is shipped inside the Python package, so the page opens anywhere
+with no network, and the figures are built in Python from the same tables users read.
+matplotlib's SVG would be smaller but static; hover on 384 wells is what a screener uses
+the map for.
 
-Everything the page shows comes inline: the plotly.js bundle, our style and script
-(:mod:`cellseg_hcs.report.assets`), the figures as JSON, and the field pictures as
-``data:`` URIs (WebP images, PNG outlines). It references no other file and no URL.
+Everything the page shows comes inline: plotly.js (4.8 MB, carried gzip-compressed and
+base64-encoded, 1.9 MB, and inflated by the browser's ``DecompressionStream``: that halves a
+384-well page), our style and script (:mod:`cellseg_hcs.report.assets`), the figures as
+JSON, and the field pictures as ``data:`` URIs (WebP images, PNG outlines). It references no
+other file and no URL.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
 import json
 import logging
 import math
@@ -28,18 +33,12 @@ from .. import __version__
 from ..io.atomic import write_atomic_bytes
 from . import figures
 from .assets import SCRIPT, STYLE
+from .gallery import gallery_section
 from .run_folder import FINISHED, RunFolder, outliers, read_run
-from .thumbnails import Thumbnail, field_thumbnail
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
-
-
-def thumbnail_size(wells: int) -> int:
-    """The long side of each field's picture: smaller on bigger plates, so the page stays a
-    few MB (about 10 kB a well at 384 px)."""
-    return 512 if wells <= 96 else 384 if wells <= 384 else 256
 
 
 def write_report(
@@ -80,8 +79,6 @@ def write_report(
 
 
 def _page(run: RunFolder, chosen: list[str]) -> str:
-    from plotly.offline import get_plotlyjs
-
     shown = list(dict.fromkeys([*run.key_features(), *chosen]))
     values = run.feature_values(shown)
     medians = (
@@ -101,9 +98,9 @@ def _page(run: RunFolder, chosen: list[str]) -> str:
         plotted["stage-split"] = figures.stage_split(run.images, run.stage_columns)
     distributions = []
     for index, column in enumerate(shown):
-        figure, odd = figures.feature_distribution(values, column, run.layout.wells)
+        figure, _ = figures.feature_distribution(values, column, run.layout.wells)
         plotted[f"feature-{index}"] = figure
-        distributions.append((f"feature-{index}", column, odd))
+        distributions.append(f"feature-{index}")
 
     title = f"QC report: plate {run.plate_name}"
     body = "\n".join(
@@ -114,7 +111,7 @@ def _page(run: RunFolder, chosen: list[str]) -> str:
             _summary(run),
             _plate_section(run, wells),
             _problems(run),
-            _gallery(run),
+            gallery_section(run),
             _distributions_section(distributions, values),
             _run_section(run),
             "</main>",
@@ -128,11 +125,22 @@ def _page(run: RunFolder, chosen: list[str]) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{escape(title)}</title><link rel='icon' href='data:,'>"
         f"<style>{STYLE}</style>"
-        f"<script>{get_plotlyjs()}</script></head>\n<body>\n{body}\n"
+        f"</head>\n<body>\n{body}\n"
+        f"<script type='application/octet-stream' id='plotly-gzip'>{_plotly_gzip()}</script>\n"
         "<script type='application/json' id='report-figures'>"
         f"{figures_json}</script>\n"
         f"<script>{SCRIPT}</script>\n</body></html>\n"
     )
+
+
+@functools.cache
+def _plotly_gzip() -> str:
+    """plotly.js (the bundle in the plotly package), gzip-compressed and base64-encoded:
+    1.9 MB instead of 4.8; the page inflates it with the browser's DecompressionStream."""
+    from plotly.offline import get_plotlyjs
+
+    packed = gzip.compress(get_plotlyjs().encode("utf-8"), compresslevel=9, mtime=0)
+    return base64.b64encode(packed).decode("ascii")
 
 
 def _header(run: RunFolder, title: str) -> str:
@@ -268,7 +276,8 @@ def _problems(run: RunFolder) -> str:
     bad = run.images[run.images["status"] != "ok"]
     if not len(bad):
         return ""
-    bad = bad.sort_values(["status", "Metadata_Well", "Metadata_Site"], key=_failed_first)
+    bad = bad.assign(later=bad["status"] != "failed")  # failed fields first
+    bad = bad.sort_values(["later", "Metadata_Well", "Metadata_Site"], kind="stable")
     rows = "".join(
         f"<tr><td>{escape(str(r.Metadata_Well))}</td><td class='num'>{int(r.Metadata_Site)}</td>"
         f"<td>{escape(str(r.Metadata_FieldPath))}</td>"
@@ -285,123 +294,13 @@ def _problems(run: RunFolder) -> str:
     )
 
 
-def _failed_first(column: pd.Series) -> pd.Series:
-    return (
-        column.map({"failed": "0", "empty": "1"}).fillna(column)
-        if column.name == "status"
-        else column
-    )
-
-
-def _gallery(run: RunFolder) -> str:
-    images = run.images
-    wells = [w for w in run.layout.wells if w in set(images["Metadata_Well"])]
-    size = thumbnail_size(len(wells))
-    channel = (run.parameters.get("channels") or [None])[0]
-    tiles, colours, notes = [], {}, set()
-    for well in wells:
-        fields = images[images["Metadata_Well"] == well].sort_values("Metadata_Site")
-        picked = _field_to_show(fields)
-        if picked is None or run.plate is None:
-            tiles.append(_missing_tile(well, fields, run))
-            continue
-        thumbnail = field_thumbnail(
-            run.plate_path,
-            str(picked["Metadata_FieldPath"]),
-            well,
-            int(picked["Metadata_Site"]),
-            channel,
-            size,
-        )
-        colours.update(thumbnail.object_sets)
-        if thumbnail.note:
-            notes.add(thumbnail.note)
-        tiles.append(_tile(thumbnail, picked, fields, run.count_columns))
-    legend = "".join(
-        f"<span><span class='swatch' style='background:{c}'></span>{escape(n)}</span>"
-        for n, c in colours.items()
-    )
-    top = []
-    if run.plate is None:
-        top.append(
-            f"<div class='note'>No field pictures: the plate at {escape(str(run.plate_path))} "
-            f"could not be read ({escape(run.plate_note or '')}).</div>"
-        )
-    for note in sorted(notes)[:5]:
-        top.append(f"<div class='note'>Some fields: {escape(note)}.</div>")
-    toggle = "<label><input type='checkbox' class='outline-toggle' checked> outlines (O)</label>"
-    return (
-        "<section id='fields'><h2>Fields</h2>"
-        f"<p class='hint'>One field per well (the first with objects), channel "
-        f"{escape(str(channel))}, contrast stretched per field (1st-99.8th percentile). "
-        f"Click a field to enlarge it; arrows step through wells. {toggle}"
-        f"<span class='legend'>{legend}</span></p>{''.join(top)}"
-        f"<div class='gallery{' small' if len(wells) > 96 else ''}'>{''.join(tiles)}</div>"
-        "</section>"
-    )
-
-
-def _field_to_show(fields: pd.DataFrame) -> pd.Series | None:
-    for status in ("ok", "empty"):
-        chosen = fields[fields["status"] == status]
-        if len(chosen):
-            return chosen.iloc[0]
-    return None
-
-
-def _counts(row: pd.Series, count_columns: list[str]) -> str:
-    return ", ".join(f"{int(row[c]):,} {c.removeprefix('Count_')}" for c in count_columns)
-
-
-def _tile(thumbnail: Thumbnail, row: pd.Series, fields: pd.DataFrame, counts: list[str]) -> str:
-    well, site = thumbnail.well, thumbnail.site
-    failed = int((fields["status"] == "failed").sum())
-    caption = f"site {site}: {_counts(row, counts)}"
-    extra = f"; {failed} of {len(fields)} fields failed" if failed else ""
-    kind = "failed" if failed else "empty" if row["status"] == "empty" else ""
-    title = f"{well}, site {site} ({row['Metadata_FieldPath']})"
-    detail = f"{caption}{extra}" + (f"; {thumbnail.note}" if thumbnail.note else "")
-    if thumbnail.image is None:
-        picture = f"<div class='missing'>{escape(thumbnail.note)}</div>"
-    else:
-        h, w = thumbnail.shape
-        size = f"width='{w}' height='{h}'"
-        layers = f"<img class='image' alt='{escape(well)}' {size} src='{thumbnail.image}'>"
-        if thumbnail.outlines:
-            layers += f"<img class='outlines' alt='' {size} src='{thumbnail.outlines}'>"
-        picture = (
-            f"<button type='button' title='enlarge {escape(well)}'>"
-            f"<div class='stack'>{layers}</div></button>"
-        )
-    return (
-        f"<figure class='tile {kind}' data-well='{escape(well)}' data-title='{escape(title)}' "
-        f"data-caption='{escape(detail)}'>{picture}"
-        f"<figcaption><b>{escape(well)}</b> {escape(caption)}{escape(extra)}</figcaption></figure>"
-    )
-
-
-def _missing_tile(well: str, fields: pd.DataFrame, run: RunFolder) -> str:
-    failed = int((fields["status"] == "failed").sum())
-    if failed == len(fields):
-        why, kind = f"all {failed} field(s) failed", "failed"
-    else:
-        why, kind = "plate not readable", ""
-    return (
-        f"<figure class='tile {kind}' data-well='{escape(well)}'><div class='missing'>"
-        f"{escape(why)}</div><figcaption><b>{escape(well)}</b> no picture</figcaption></figure>"
-    )
-
-
-def _distributions_section(distributions: list, values: pd.DataFrame) -> str:
+def _distributions_section(distributions: list[str], values: pd.DataFrame) -> str:
     if not distributions:
         return (
             "<section id='features'><h2>Features</h2><p class='hint'>No per-object features "
             "to draw.</p></section>"
         )
-    parts = []
-    for element, column, odd in distributions:
-        del column, odd
-        parts.append(f"<div id='{element}' class='figure'></div>")
+    parts = [f"<div id='{element}' class='figure'></div>" for element in distributions]
     wells = values["Metadata_Well"].nunique()
     how = (
         "every well is drawn beside the plate"
