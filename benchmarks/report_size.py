@@ -49,10 +49,9 @@ def page_parts(page: str) -> dict[str, int]:
     """Bytes of the page by what they are: plotly.js, field pictures, figures, the rest."""
     pictures = sum(len(m) for m in re.findall(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", page))
     figures = re.search(r"id='report-figures'>(.*?)</script>", page, re.S)
-    from plotly.offline import get_plotlyjs
-
+    plotly = re.search(r"id='plotly-gzip'>(.*?)</script>", page, re.S)
     parts = {
-        "plotly_js": len(get_plotlyjs()),
+        "plotly_js_gzip_base64": len(plotly.group(1)) if plotly else 0,
         "pictures": pictures,
         "figures_json": len(figures.group(1)) if figures else 0,
     }
