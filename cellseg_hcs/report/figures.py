@@ -107,7 +107,7 @@ def plate_map(
             width=cell * len(columns) + 190,
             height=cell * len(rows) + 120,
             plot_bgcolor=NOT_RUN,
-            margin={"l": 40, "r": 20, "t": 60, "b": 20},
+            margin={"l": 40, "r": 20, "t": 60 if len(layers) > 1 else 30, "b": 20},
             legend={"orientation": "h", "y": -0.02, "yanchor": "top", "x": 0},
             updatemenus=[_layer_menu(layers, len(figure.data))] if len(layers) > 1 else [],
         )
