@@ -159,6 +159,8 @@ def run(
     click.echo(f"features: {result.out / 'features'}  (one parquet per field)")
     click.echo(f"images:   {result.out / 'images.parquet'}  (one row per field)")
     click.echo(f"manifest: {result.out / 'run.json'}")
+    if result.report:
+        click.echo(f"report:   {result.report}  (open it in a browser)")
     for _, row in images[images["status"] == "failed"].head(5).iterrows():
         click.echo(
             f"failed {row['Metadata_Well']} site {row['Metadata_Site']}: {row['error']}", err=True
