@@ -5,7 +5,7 @@ examples/data/examplefly/README.md) become a plate of two wells with two fields 
 ``DNA`` (Hoechst) and ``Actin`` (the cells' cortex), NGFF 0.5:
 
     python examples/make_demo_plate.py examples/demo_plate.zarr
-    cellseg-hcs run examples/demo_plate.zarr --out demo-results
+    cellseg-hcs run examples/demo_plate.zarr --out demo-results --cells-channel Actin
 
 Runs offline in a few seconds.
 """
@@ -69,7 +69,7 @@ def main() -> None:
             pass  # not a plate: write_plate below refuses to touch it, in one sentence
         else:
             print(f"{args.out} exists; keeping it (--overwrite to build it afresh)")
-            print(f"next: cellseg-hcs run {args.out} --out demo-results")
+            print(f"next: cellseg-hcs run {args.out} --out demo-results --cells-channel Actin")
             return
     try:
         path = make_demo_plate(args.out, ngff_version=args.ngff, overwrite=args.overwrite)
@@ -78,7 +78,7 @@ def main() -> None:
     print(
         f"wrote {path}: wells B02 and B03, 2 fields each, channels DNA and Actin (NGFF {args.ngff})"
     )
-    print(f"next: cellseg-hcs run {path} --out demo-results")
+    print(f"next: cellseg-hcs run {path} --out demo-results --cells-channel Actin")
 
 
 if __name__ == "__main__":

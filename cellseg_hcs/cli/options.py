@@ -32,9 +32,7 @@ _TYPES = {
 def _default(name: str) -> Any:
     spec = _FIELDS[name]
     value = spec.default_factory() if spec.default is MISSING else spec.default
-    if name == "channel":
-        return None
-    return value
+    return None if value == () else value  # channel lists: not given means "the default"
 
 
 def setting_option(name: str, **overrides: Any) -> Callable:

@@ -144,7 +144,7 @@ def run(
         f"{fields} field(s): {computed} computed, {result.skipped} already done, "
         f"{result.failed} failed; {counts} in {result.seconds:.1f} s"
     )
-    if result.measured_diameter is not None:
+    if result.measured_diameter:
         click.echo(
             f"diameter: {result.measured_diameter:.0f} px measured on the first fields; "
             f"the network ran at {result.scale:.3g}x"

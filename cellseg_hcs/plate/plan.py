@@ -189,7 +189,8 @@ def plan_run(
             )
     check_can_write(out)  # before the model runs on the first fields or anything is written
     if "scale" not in parameters:
-        pipeline = loaded.pipeline(settings, object_name=object_name)
+        # The nuclei's size alone decides: the cells are not grown for it.
+        pipeline = loaded.pipeline(settings.replace(cells=None), object_name=object_name)
         parameters.update(network_scale(opened, pipeline))
     if previous and not overwrite:
         old = previous.get("parameters", {})
@@ -285,7 +286,8 @@ def network_scale(plate: Plate, pipeline: FieldPipeline) -> dict[str, Any]:
         try:
             image = read_field(plate.path, field, names)
             result = pipeline.run(FieldChannels(image.channels, f"field {field.name}"), scale=1.0)
-        except Exception:  # noqa: BLE001 - a broken field fails in the run, with its reason
+        except Exception as exc:  # noqa: BLE001 - a broken field fails in the run, with its reason
+            log.info("diameter auto: field %s not measured (%s)", field.name, exc)
             continue
         measured.append(result.labels)
         if sum(int(labels.max()) for labels in measured) >= AUTO_MIN_OBJECTS:
