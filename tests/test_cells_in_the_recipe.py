@@ -188,3 +188,22 @@ def test_a_plate_run_refuses_the_nuclei_channel_as_the_cell_channel(tmp_path, mo
             progress=False,
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_the_model_method_splits_a_cell_models_maps_from_the_nuclei(tmp_path, model):
+    """A two-channel cell model (cell stain, nuclei) gives maps; each nucleus seeds its cell."""
+    import torch
+
+    from cellseg_hcs.model.model import Model, ModelInfo
+    from cellseg_hcs.model.unet import UNet
+
+    torch.manual_seed(0)
+    options = {"in_channels": 2, "out_channels": 2, "depth": 2, "width": 4}
+    cell_model = Model(UNet(**options), ModelInfo(network=options, object_name="Cells"))
+    path = cell_model.save(tmp_path / "cells.safetensors")
+    settings = _cells(method="model", model=str(path), foreground_threshold=0.01)
+    result = model.pipeline(settings).run(_field())
+    nuclei, cells = result.objects["Nuclei"], result.objects["Cells"]
+    assert cells.max() == nuclei.max() == 3
+    for k in (1, 2, 3):
+        assert np.all(cells[nuclei == k] == k)  # every cell holds its whole nucleus
