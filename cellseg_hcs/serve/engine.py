@@ -73,10 +73,7 @@ class Segmenter:
         # Only the network runs under the shared lock; preparing and post-processing this
         # request's image happen outside it, beside other requests.
         pipeline = model.pipeline(settings, runtime=_Locked(runtime, self._lock))
-        channels = FieldChannels.from_array(image, where="the image")
-        if model.info.in_channels == 1 and not settings.channel and len(channels.planes) > 1:
-            channels = FieldChannels({"C0": channels.planes["C0"]}, channels.where)
-        result = pipeline.run(channels)
+        result = pipeline.run(FieldChannels.from_array(image, where="the image"))
         out = {"labels": result.labels}
         for name, labels in result.objects.items():
             if name != result.primary:
