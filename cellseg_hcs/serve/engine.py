@@ -56,7 +56,9 @@ class Segmenter:
 
     def segment(self, image: np.ndarray, settings: FieldSettings) -> dict[str, np.ndarray]:
         """``{"labels": uint16/uint32 labels}`` (the model's objects), the other object sets
-        the settings make by their lower-case name, and ``"probabilities"`` when asked for.
+        the settings make by their lower-case name (``"cells"``, ``"cytoplasm"``), the parent
+        of each of their objects among the model's (``"cells_parents"``), and
+        ``"probabilities"`` when asked for.
 
         ``image`` is a 2-D plane (any dtype: it is percentile-normalized, so CellProfiler's
         0-1 floats and the raw integers give the same labels), or CYX/YXC for a model that
@@ -78,6 +80,9 @@ class Segmenter:
         for name, labels in result.objects.items():
             if name != result.primary:
                 out[name.lower()] = labels
+        for (child, parent), numbers in result.parents.items():
+            if parent == result.primary:  # e.g. "micronuclei_parents": the nucleus of each
+                out[f"{child.lower()}_parents"] = np.asarray(numbers, dtype=np.int32)
         if result.maps is not None:
             out["probabilities"] = result.maps[0].astype(np.float32)
         return out
