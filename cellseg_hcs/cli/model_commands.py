@@ -9,27 +9,13 @@ import click
 
 from ..errors import SettingError
 from .options import (
+    FIELD_OPTIONS,
     cells_options,
     field_settings,
     progress_option,
     setting_option,
     settings_options,
     verbose_option,
-)
-
-# What `segment` lets a user set, in the order --help lists it.
-SEGMENT_SETTINGS = (
-    "model",
-    "channel",
-    "diameter",
-    "backend",
-    "device",
-    "precision",
-    "tile_size",
-    "overlap",
-    "batch_size",
-    "foreground_threshold",
-    "min_size",
 )
 
 
@@ -42,7 +28,7 @@ SEGMENT_SETTINGS = (
     type=click.Path(path_type=Path),
     help="Folder for the label images (<stem>_labels.tif).",
 )
-@settings_options(*SEGMENT_SETTINGS)
+@settings_options(*FIELD_OPTIONS)
 @setting_option(
     "probabilities", help="Also write the foreground probability map (<stem>_probabilities.tif)."
 )

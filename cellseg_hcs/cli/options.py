@@ -29,6 +29,22 @@ _TYPES = {
 }
 
 
+# The field settings the image commands (segment, run) offer, in the order --help lists them.
+FIELD_OPTIONS = (
+    "model",
+    "channel",
+    "diameter",
+    "backend",
+    "device",
+    "precision",
+    "tile_size",
+    "overlap",
+    "batch_size",
+    "foreground_threshold",
+    "min_size",
+)
+
+
 def _default(name: str) -> Any:
     spec = _FIELDS[name]
     value = spec.default_factory() if spec.default is MISSING else spec.default

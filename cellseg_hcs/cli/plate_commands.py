@@ -8,27 +8,12 @@ from pathlib import Path
 import click
 
 from .options import (
+    FIELD_OPTIONS,
     cells_options,
     field_settings,
     progress_option,
     settings_options,
     verbose_option,
-)
-
-# What `run` lets a user set about each field, in the order --help lists it.
-RUN_SETTINGS = (
-    "model",
-    "channel",
-    "measure_channels",
-    "diameter",
-    "backend",
-    "device",
-    "precision",
-    "tile_size",
-    "overlap",
-    "batch_size",
-    "foreground_threshold",
-    "min_size",
 )
 
 
@@ -47,7 +32,7 @@ def _wells(value: str | None) -> list[str] | None:
     type=click.Path(path_type=Path),
     help="Folder for the tables (images.parquet, features/, run.json).",
 )
-@settings_options(*RUN_SETTINGS)
+@settings_options(*FIELD_OPTIONS, "measure_channels")
 @click.option(
     "--object",
     "object_name",
