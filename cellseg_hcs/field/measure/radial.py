@@ -25,9 +25,8 @@ are in :mod:`.zernike`, sharing its polynomials with the shape features.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from .objects import FieldObjects
+from .objects import FieldObjects, distances_to_edge
 from .zernike import measure_intensity_zernikes
 
 BINS = 4
@@ -62,28 +61,28 @@ class _Geometry:
     (those the propagation from the centre reached)."""
 
     def __init__(self, objects: FieldObjects) -> None:
+        from centrosome.propagate import propagate
+
         count = objects.count
-        to_edge = np.zeros(objects.pixels.size)
-        from_centre = np.full(objects.pixels.size, -1.0)
-        centre_row = np.zeros(count, np.int64)
-        centre_col = np.zeros(count, np.int64)
-        height, width = objects.shape
-        for index in range(count):
-            top, left, bottom, right = objects.boxes[index]
-            top, left = max(top - 1, 0), max(left - 1, 0)
-            bottom, right = min(bottom + 1, height), min(right + 1, width)
+        # Distance to another label or the background inside the image (centrosome's
+        # distance_to_edge).
+        to_edge = distances_to_edge(objects, image_border_is_edge=False)
+        # The centre: scipy's maximum_position with a stable sort, the last maximum in
+        # raster order.
+        positions = np.arange(to_edge.size)
+        farthest = objects.spread(objects.maximum(to_edge))
+        centre = np.maximum.reduceat(np.where(to_edge == farthest, positions, -1), objects.starts)
+        centre_row, centre_col = objects.rows[centre], objects.cols[centre]
+        # Propagation within each object from its centre, object by object: centrosome's
+        # heap is faster on many small boxes than on one large image.
+        from_centre = np.empty(objects.pixels.size)
+        for index, (top, left, bottom, right) in enumerate(objects.boxes):
             box = objects.labels[top:bottom, left:right] == index + 1
-            # Distance to another label or the background inside the image, as
-            # centrosome's distance_to_edge (the nearest such pixel is always in the box).
-            edge = ndi.distance_transform_edt(box)
-            inside = np.flatnonzero(box)  # raster order, as objects.pixels within a label
-            span = slice(objects.starts[index], objects.starts[index] + objects.areas[index])
-            to_edge[span] = edge.ravel()[inside]
-            # scipy's maximum_position with a stable sort: the last maximum in raster order.
-            at = inside[len(inside) - 1 - np.argmax(edge.ravel()[inside][::-1])]
-            row, col = divmod(int(at), right - left)
-            centre_row[index], centre_col[index] = top + row, left + col
-            from_centre[span] = _propagated(box, row, col).ravel()[inside]
+            seed = np.zeros(box.shape, np.int32)
+            seed[centre_row[index] - top, centre_col[index] - left] = 1
+            _, distance = propagate(np.zeros(box.shape), seed, box, 1)
+            start = objects.starts[index]
+            from_centre[start : start + objects.areas[index]] = distance[box]
         self.good = from_centre >= 0  # pixels the propagation reached
         owner = objects.pixel_labels[self.good] - 1
         self.owner = owner
@@ -105,16 +104,6 @@ class _Geometry:
             (owner * BINS + np.minimum(self.bin, BINS - 1)) * 8 + self.wedge,
             minlength=count * BINS * 8,
         ).reshape(count, BINS, 8)
-
-
-def _propagated(mask: np.ndarray, row: int, col: int) -> np.ndarray:
-    """centrosome's propagation distance from (row, col) within mask (-1: not reached)."""
-    from centrosome.propagate import propagate
-
-    seeds = np.zeros(mask.shape, np.int32)
-    seeds[row, col] = 1
-    _, distance = propagate(np.zeros(mask.shape), seeds, mask, 1)
-    return distance
 
 
 def _features(objects: FieldObjects, geometry: _Geometry, values: np.ndarray) -> dict:

@@ -70,7 +70,8 @@ def _enclosing_circles(objects: FieldObjects) -> tuple[np.ndarray, np.ndarray]:
     from centrosome.cpmorphology import minimum_enclosing_circle
 
     def make():
-        return minimum_enclosing_circle(objects.labels, np.arange(1, objects.count + 1))
+        indexes = np.arange(1, objects.count + 1)
+        return minimum_enclosing_circle(objects.labels, indexes, objects.hulls)
 
     return objects.cached("enclosing circles", make)
 
@@ -86,45 +87,56 @@ def _sums(objects: FieldObjects) -> tuple[dict[str, np.ndarray], np.ndarray]:
             return sums, np.zeros(0)
         centres, radii = _enclosing_circles(objects)
         coefficients = _coefficients()
-        weights = {name: objects.values(name) for name in objects.channels}
+        weights = np.column_stack(
+            [np.ones(objects.pixels.size)] + [objects.values(name) for name in objects.channels]
+        )
+        totals = np.zeros((count, 2 * len(INDEXES), len(names)))
         first = 0
         while first < count:
             # Whole objects, about CHUNK pixels at a time.
             end = int(np.searchsorted(objects.starts, objects.starts[first] + CHUNK, "right"))
             last = max(end, first + 1)
-            span = slice(objects.starts[first], objects.starts[last - 1] + objects.areas[last - 1])
+            offset = objects.starts[first]
+            span = slice(offset, objects.starts[last - 1] + objects.areas[last - 1])
             owner = objects.pixel_labels[span] - 1
             y = (objects.rows[span] - centres[owner, 0]) / radii[owner]
             x = (objects.cols[span] - centres[owner, 1]) / radii[owner]
-            polynomials = _polynomials(x, y, coefficients)
-            starts = objects.starts[first:last] - objects.starts[first]
-            sums["__shape__"][first:last] = np.add.reduceat(polynomials, starts, axis=0)
-            for name, values in weights.items():
-                weighted = polynomials * values[span, None]
-                sums[name][first:last] = np.add.reduceat(weighted, starts, axis=0)
+            table = _polynomials(x, y, coefficients)
+            chunk_weights = weights[span]
+            for index in range(first, last):
+                begin = objects.starts[index] - offset
+                pixels = slice(begin, begin + objects.areas[index])
+                totals[index] = table[:, pixels] @ chunk_weights[pixels]
             first = last
+        for k, name in enumerate(names):
+            sums[name] = totals[:, 0::2, k] + 1j * totals[:, 1::2, k]
         return sums, radii
 
     return objects.cached("zernike sums", make)
 
 
 def _polynomials(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    """``(pixels, polynomials)`` complex values at points of the unit disk."""
+    """``(2 * polynomials, pixels)``: real and imaginary parts at points of the unit disk,
+    computed as centrosome does (``z ** m`` for the angular part)."""
     r2 = x * x + y * y
     outside = r2 > 1
     z = y + 1j * x
-    powers = {0: None, 1: z}
-    out = np.empty((x.size, len(INDEXES)), complex)
+    powers = {}
+    out = np.empty((2 * len(INDEXES), x.size))
+    radial = np.empty_like(r2)
     for index, (n, m) in enumerate(INDEXES):
-        radial = np.zeros_like(r2)
+        radial.fill(0)
         for k in range((n - m) // 2 + 1):
             radial *= r2
             radial += coefficients[index, k]
         radial[outside] = 0
         if m == 0:
-            out[:, index] = radial
+            out[2 * index] = radial
+            out[2 * index + 1] = 0
         else:
             if m not in powers:
-                powers[m] = z**m
-            out[:, index] = radial * powers[m]
+                power = z if m == 1 else z**m
+                powers[m] = (np.ascontiguousarray(power.real), np.ascontiguousarray(power.imag))
+            np.multiply(radial, powers[m][0], out=out[2 * index])
+            np.multiply(radial, powers[m][1], out=out[2 * index + 1])
     return out
