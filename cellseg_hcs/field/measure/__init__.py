@@ -41,7 +41,7 @@ from .granularity import measure_granularity
 from .intensity import measure_intensity
 from .location import measure_location
 from .neighbors import measure_neighbors
-from .objects import FieldObjects
+from .objects import FieldObjects, numbered
 from .radial import measure_radial_distribution, measure_radial_zernikes
 from .shape import measure_shape
 from .texture import LEVELS as TEXTURE_GRAY_LEVELS
@@ -181,7 +181,7 @@ def measure_objects(
         objects gives an empty table with the same columns.
     """
     groups = feature_groups(features)
-    labels = _contiguous(np.asarray(labels))
+    labels = numbered(np.asarray(labels))
     planes = {name: cellprofiler_scale(plane) for name, plane in channels.items()}
     scales = {name: cellprofiler_image_scale(plane) for name, plane in channels.items()}
     for name, plane in planes.items():
@@ -214,16 +214,6 @@ def measure_objects(
     number = f"{object_name}_Number_Object_Number"
     table[number] = table[number].astype(np.int64)
     return table[list(columns)]
-
-
-def _contiguous(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if ids.size and ids[-1] != ids.size:
-        lookup = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
-        lookup[ids] = np.arange(1, ids.size + 1)
-        return lookup[labels]
-    return labels.astype(np.int32, copy=False)
 
 
 @functools.lru_cache(maxsize=32)

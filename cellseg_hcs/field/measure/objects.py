@@ -16,6 +16,17 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
+def numbered(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered ``1..N`` in the order of their numbers (gaps closed), as int32."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if ids.size and ids[-1] != ids.size:
+        lookup = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
+        lookup[ids] = np.arange(1, ids.size + 1)
+        return lookup[labels]
+    return labels.astype(np.int32, copy=False)
+
+
 class FieldObjects:
     """Labels ``1..N`` (every number present), the channels on CellProfiler's scale.
 
