@@ -86,7 +86,7 @@ def _pair(objects: FieldObjects, first: str, second: str) -> dict[str, np.ndarra
     else:
         m1 = m2 = np.zeros(count)
 
-    weight = _rank_weights(a, b)
+    weight = _rank_weights(_ranks(objects, first), _ranks(objects, second))
     if np.any(both):
         rwc1 = per_object(a * weight, both) / total_a
         rwc2 = per_object(b * weight, both) / total_b
@@ -130,8 +130,15 @@ def _pair(objects: FieldObjects, first: str, second: str) -> dict[str, np.ndarra
     return {names[key]: np.asarray(value, dtype=np.float64) for key, value in values.items()}
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
+def _ranks(objects: FieldObjects, name: str) -> np.ndarray:
     """Dense ranks (0 = lowest; equal values share a rank) over all objects' pixels."""
+    raw = objects.integers[name]
+    if raw is not None:  # integers: a table of the values present
+        values = raw.ravel()[objects.pixels]
+        present = np.zeros(int(values.max()) + 1, bool)
+        present[values] = True
+        return (np.cumsum(present) - 1)[values]
+    values = objects.values(name)
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     steps = np.concatenate(([0], np.cumsum(ordered[1:] != ordered[:-1])))
@@ -140,9 +147,8 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _rank_weights(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _rank_weights(rank_a: np.ndarray, rank_b: np.ndarray) -> np.ndarray:
     """RWC's weight of each pixel: (R - |rank a - rank b|) / R, R = the highest rank + 1."""
-    rank_a, rank_b = _ranks(a), _ranks(b)
     highest = max(rank_a.max(), rank_b.max()) + 1
     return (highest - np.abs(rank_a - rank_b)) * 1.0 / highest
 

@@ -66,33 +66,35 @@ class _Grid:
 
     @cached_property
     def object_means(self) -> sparse.csr_matrix:
-        """``(objects, sample pixels)``: an object's mean of the bilinear full-size image."""
+        """``(objects, sample pixels)``: an object's mean of the bilinear full-size image.
+
+        Four entries per object pixel (its interpolation weights), repeated indices summed
+        by the product itself: built in one pass, no sorting.
+        """
         objects = self.objects
         height, width = objects.shape
-        sample_rows = len(np.arange(0, self.sample_shape[0]))
-        sample_cols = len(np.arange(0, self.sample_shape[1]))
+        rows_ = len(np.arange(0, self.sample_shape[0]))
+        cols_ = len(np.arange(0, self.sample_shape[1]))
         # As CellProfiler maps full-size pixels onto the sample grid.
         y = objects.rows.astype(float) * (float(self.sample_shape[0] - 1) / float(height - 1))
         x = objects.cols.astype(float) * (float(self.sample_shape[1] - 1) / float(width - 1))
         y0, x0 = np.floor(y), np.floor(x)
         fy, fx = y - y0, x - x0
         y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
-        owner = objects.pixel_labels.astype(np.int64) - 1
-        weight_parts, column_parts, row_parts = [], [], []
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                weight = wy * wx
-                rows, cols = y0 + dy, x0 + dx
-                used = (weight != 0) & (rows < sample_rows) & (cols < sample_cols)
-                weight_parts.append(weight[used] / objects.areas[owner[used]])
-                column_parts.append(rows[used] * sample_cols + cols[used])
-                row_parts.append(owner[used])
+        share = 1.0 / objects.spread(objects.areas.astype(np.float64))
+        weights = np.empty((y.size, 4))
+        columns = np.empty((y.size, 4), np.int64)
+        for corner, (dy, wy, dx, wx) in enumerate(
+            ((0, 1 - fy, 0, 1 - fx), (0, 1 - fy, 1, fx), (1, fy, 0, 1 - fx), (1, fy, 1, fx))
+        ):
+            # A corner past the grid's edge has weight 0: point it anywhere inside.
+            weights[:, corner] = wy * wx * share
+            columns[:, corner] = np.minimum(y0 + dy, rows_ - 1) * cols_ + np.minimum(
+                x0 + dx, cols_ - 1
+            )
+        pointers = np.concatenate(([0], np.cumsum(4 * objects.areas)))
         return sparse.csr_matrix(
-            (
-                np.concatenate(weight_parts),
-                (np.concatenate(row_parts), np.concatenate(column_parts)),
-            ),
-            shape=(objects.count, sample_rows * sample_cols),
+            (weights.ravel(), columns.ravel(), pointers), shape=(objects.count, rows_ * cols_)
         )
 
 
@@ -117,11 +119,14 @@ def _spectrum(objects: FieldObjects, grid: _Grid, name: str) -> np.ndarray:
     start = objects.mean(objects.values(name))  # of the original image, as CellProfiler's
     current = start
     start = np.maximum(start, np.finfo(float).eps)
+    opened = np.column_stack(
+        [image.ravel() for image in openings_by_reconstruction(pixels, SPECTRUM_LENGTH)]
+    )
+    means = grid.object_means @ opened
     steps = np.empty((objects.count, SPECTRUM_LENGTH))
-    for step, opened in enumerate(openings_by_reconstruction(pixels, SPECTRUM_LENGTH)):
-        mean = grid.object_means @ opened.ravel()
-        steps[:, step] = (current - mean) * 100 / start
-        current = mean
+    for step in range(SPECTRUM_LENGTH):
+        steps[:, step] = (current - means[:, step]) * 100 / start
+        current = means[:, step]
     return steps
 
 
@@ -152,21 +157,31 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
     ranks = ranks.reshape(image.shape).astype(np.uint64)
     height, width = image.shape
     plane = (height + 2) * (width + 2)
-    positions = np.arange(2 * plane, dtype=np.uint64)
+    top = np.uint64(values.size)  # ranks are below it
+    shift = np.uint64(32)
     neighbours = np.array([-(width + 2), -1, 1, width + 2], np.int64)
+    # The mask's half of the packed keys never changes: sorted once. A key is the rank
+    # counted down from the top (so an ascending sort gives descending ranks; ties in any
+    # order give the same reconstruction) over the position.
+    mask_half = np.zeros((height + 2, width + 2), np.uint64)
+    mask_half[1:-1, 1:-1] = ranks
+    images = np.empty((2, height + 2, width + 2), np.uint64)
+    images[1] = mask_half
     seed = ranks
     for _ in range(count):
         seed = erosion(seed, cross)
-        images = np.full((2, height + 2, width + 2), seed.min(), np.uint64)
+        pad = seed.min()
+        images[0] = pad
         images[0, 1:-1, 1:-1] = seed
-        images[1, 1:-1, 1:-1] = ranks
+        images[1, 0, :] = images[1, -1, :] = images[1, :, 0] = images[1, :, -1] = pad
         flat = images.reshape(-1)
-        # Descending by rank (ties in any order give the same reconstruction).
-        keys = np.sort((flat << np.uint64(32)) | positions)
-        order = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)[::-1]
-        previous = np.full(flat.size, -1, np.int64)
-        following = np.full(flat.size, -1, np.int64)
+        keys = np.sort(((top - flat) << shift) | np.arange(flat.size, dtype=np.uint64))
+        order = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        previous = np.empty(flat.size, np.int64)
+        following = np.empty(flat.size, np.int64)
+        previous[order[0]] = following[order[-1]] = -1
         previous[order[1:]] = order[:-1]
         following[order[:-1]] = order[1:]
         reconstruction_loop(flat, previous, following, neighbours, order[0], plane)
         yield values[flat[:plane].reshape(height + 2, width + 2)[1:-1, 1:-1]]
+        images[1] = mask_half  # the loop wrote into the mask's half too

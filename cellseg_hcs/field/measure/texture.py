@@ -45,7 +45,11 @@ def measure_texture(objects: FieldObjects, scale: int) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name in objects.channels:
         gray = quantized(objects, name)
-        values = [_direction_features(objects, gray, scale, d) for d in range(len(DIRECTIONS))]
+        # mahotas' matrix has (the object's brightest level + 1) rows.
+        size = objects.maximum(gray[objects.pixels].astype(np.float64)) + 1
+        values = [
+            _direction_features(objects, gray, size, scale, d) for d in range(len(DIRECTIONS))
+        ]
         empty = np.zeros(objects.count, bool)
         for features in values:
             empty |= np.isnan(features[0])
@@ -57,12 +61,15 @@ def measure_texture(objects: FieldObjects, scale: int) -> dict[str, np.ndarray]:
 
 
 def quantized(objects: FieldObjects, name: str) -> np.ndarray:
-    """The channel as CellProfiler gives it to mahotas: ``img_as_ubyte``, flat."""
+    """The channel as CellProfiler gives it to mahotas (``img_as_ubyte``), flat; computed
+    at the object pixels only, 0 elsewhere."""
     from skimage.util import img_as_ubyte
 
     def make() -> np.ndarray:
-        pixels = np.clip(objects.channels[name], 0.0, 1.0)  # img_as_ubyte refuses others
-        return img_as_ubyte(pixels).ravel()
+        gray = np.zeros(objects.labels.size, np.uint8)
+        # img_as_ubyte refuses floats outside [-1, 1]; CellProfiler's are in [0, 1].
+        gray[objects.pixels] = img_as_ubyte(np.clip(objects.values(name), 0.0, 1.0))
+        return gray
 
     return objects.cached(("ubyte", name), make)
 
@@ -90,15 +97,24 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def _direction_features(
-    objects: FieldObjects, gray: np.ndarray, scale: int, direction: int
+    objects: FieldObjects, gray: np.ndarray, size: np.ndarray, scale: int, direction: int
 ) -> list[np.ndarray]:
     count = objects.count
     first, second, owner = _pairs(objects, scale, direction)
-    g1 = gray[first].astype(np.int64)
-    g2 = gray[second].astype(np.int64)
+    g1 = gray[first]
+    g2 = gray[second]
     keep = (g1 > 0) & (g2 > 0)  # ignore_zeros: row and column 0 of the matrix are cleared
-    g1, g2, owner = g1[keep], g2[keep], owner[keep]
-    pairs = np.bincount(owner, minlength=count).astype(np.float64)
+    wide = np.uint32 if count < 2**16 else np.uint64
+    g1, g2, owner = g1[keep].astype(wide), g2[keep].astype(wide), owner[keep].astype(wide)
+    # The matrix's distinct cells: (object, low, high) codes, one sort; every feature is a
+    # sum over cells (or over the object's marginal distributions made from them).
+    codes = np.sort((owner << 16) | (np.minimum(g1, g2) << 8) | np.maximum(g1, g2))
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))[: codes.size]
+    cells = np.diff(np.append(starts, codes.size)).astype(np.float64)
+    codes = codes[starts].astype(np.int64)
+    cell_owner = codes >> 16
+    low, high = (codes >> 8) & 0xFF, codes & 0xFF
+    pairs = np.bincount(cell_owner, cells, minlength=count)
     with np.errstate(divide="ignore", invalid="ignore"):
         # The matrix is symmetric: each pair is counted both ways. Probabilities are counts
         # divided by the total, as mahotas makes them (so that one gray level gives exactly 1).
@@ -106,24 +122,14 @@ def _direction_features(
         column = total[:, None]
         levels = np.arange(LEVELS, dtype=np.float64)
         marginal = (
-            np.bincount(owner * LEVELS + g1, minlength=count * LEVELS)
-            + np.bincount(owner * LEVELS + g2, minlength=count * LEVELS)
+            np.bincount(cell_owner * LEVELS + low, cells, minlength=count * LEVELS)
+            + np.bincount(cell_owner * LEVELS + high, cells, minlength=count * LEVELS)
         ).reshape(count, LEVELS) / column
-        sums = np.bincount(owner * 2 * LEVELS + g1 + g2, minlength=count * 2 * LEVELS)
+        sums = np.bincount(cell_owner * 2 * LEVELS + low + high, cells, count * 2 * LEVELS)
         p_sum = 2.0 * sums.reshape(count, 2 * LEVELS) / column
-        differences = np.bincount(owner * LEVELS + np.abs(g1 - g2), minlength=count * LEVELS)
+        differences = np.bincount(cell_owner * LEVELS + high - low, cells, count * LEVELS)
         p_difference = 2.0 * differences.reshape(count, LEVELS) / column
-
-        # The matrix's distinct cells: (object, low, high) codes, one sort.
-        codes = np.sort((owner << 16) | (np.minimum(g1, g2) << 8) | np.maximum(g1, g2))
-        if codes.size:
-            starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
-            cells = np.diff(np.append(starts, codes.size)).astype(np.float64)
-            cell_codes = codes[starts]
-        else:
-            cells, cell_codes = np.zeros(0), np.zeros(0, np.int64)
-        cell_owner = cell_codes >> 16
-        diagonal = ((cell_codes >> 8) & 0xFF) == (cell_codes & 0xFF)
+        diagonal = low == high
         # An off-diagonal cell appears twice in the symmetric matrix, a diagonal one once
         # with twice the count.
         p_cell = np.where(diagonal, 2.0, 1.0) * cells / total[cell_owner]
@@ -134,7 +140,7 @@ def _direction_features(
         mean = marginal @ levels
         variance = marginal @ levels**2 - mean**2
         deviation = np.sqrt(variance)
-        products = 2.0 * np.bincount(owner, (g1 * g2).astype(np.float64), minlength=count) / total
+        products = 2.0 * np.bincount(cell_owner, cells * low * high, minlength=count) / total
         correlation = np.where(
             deviation == 0, 1.0, (products - mean * mean) / deviation / deviation
         )
@@ -144,9 +150,6 @@ def _direction_features(
         sum_average = p_sum @ sum_levels
         sum_variance = p_sum @ sum_levels**2 - sum_average**2
         sum_entropy = _entropy(p_sum)
-        # mahotas' matrix has (object's brightest level + 1) rows: the variance of the
-        # difference distribution is over that many entries.
-        size = objects.maximum(gray[objects.pixels].astype(np.float64)) + 1
         inside = levels[None, :] < size[:, None]
         difference_mean = p_difference.sum(axis=1) / size
         difference_variance = ((p_difference - difference_mean[:, None]) ** 2 * inside).sum(
@@ -154,8 +157,9 @@ def _direction_features(
         ) / size
         difference_entropy = _entropy(p_difference)
         hx = _entropy(marginal)
-        cross = np.log2(marginal[owner, g1] * marginal[owner, g2])
-        hxy1 = -2.0 * np.bincount(owner, cross, minlength=count) / total
+        flat = marginal.ravel()
+        cross = np.log2(flat[cell_owner * LEVELS + low] * flat[cell_owner * LEVELS + high])
+        hxy1 = -2.0 * np.bincount(cell_owner, cells * cross, minlength=count) / total
         hxy2 = 2 * hx  # entropy of px (x) py, px = py for a symmetric matrix
         info1 = np.where(hx == 0, entropy - hxy1, (entropy - hxy1) / hx)
         info2 = np.sqrt(np.maximum(0.0, 1.0 - np.exp(-2.0 * (hxy2 - entropy))))
