@@ -1,18 +1,19 @@
 """Measurement speed: objects per second per core, ours against cp_measure's, per set and group.
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \\
-        python benchmarks/measure_speed.py --fields 2 --cp-objects 150
+    python benchmarks/measure_speed.py --fields 2
 
 Data: 2160 x 2160 fields tiled from 512 x 512 crops of the mnfinder images with their true
 nuclei labels (``../shared/data/mnfinder`` test split, else ``tests/data/mnfinder``),
 rescaled to a common 16-bit range; a second channel ``Other`` is the same kind of montage in
 another order (real pixels, not aligned with the nuclei), so that correlation runs. Every
-field is measured by :func:`cellseg_hcs.field.measure.measure_objects` (each group alone,
-then each set), and by cp_measure's object-by-object functions
-(:mod:`cellseg_hcs.field.measure.reference`) on the labels cut down to the first
-``--cp-objects`` objects (cp_measure takes seconds per hundred objects; its rate per object
-hardly depends on how many there are, see the JSON). One process, one thread, so the
-numbers are per core; ratios are from the same run.
+field is measured by :func:`cellseg_hcs.field.measure.measure_objects`, each group alone and
+each set, and by cp_measure's object-by-object functions
+(:mod:`cellseg_hcs.field.measure.reference`) on all objects of the field (``--cp-objects N``
+keeps the first N: granularity and Costes' thresholds cost the same for any number of
+objects, so a subset understates cp_measure's rate for them). cp_measure has no location
+group (the Identify modules' centres); its time for a set is the sum of its groups'. One
+process, one thread (the script sets OMP/MKL/OPENBLAS to 1 before numpy loads), after a
+warm-up field, so the numbers are per core; ratios are from the same run.
 
 Writes ``benchmarks/results/measure_speed.json`` and the table between the markers in
 ``benchmarks/README.md``.
@@ -20,18 +21,22 @@ Writes ``benchmarks/results/measure_speed.json`` and the table between the marke
 
 from __future__ import annotations
 
-import argparse
-import functools
-import json
 import os
-import platform
-import subprocess
-import sys
-import time
-import warnings
-from pathlib import Path
 
-import numpy as np
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent.parent / "shared" / "data" / "mnfinder"
@@ -101,17 +106,16 @@ def timed(function, repeats: int = 1) -> float:
     return best
 
 
-def _cp_measure_run(groups, labels, planes) -> None:
+def _cp_measure_group(group: str, labels: np.ndarray, planes: dict) -> None:
     from cellseg_hcs.field.measure import reference
     from cellseg_hcs.field.measure.objects import FieldObjects
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for group in groups:
-            reference.GROUPS[group](FieldObjects(labels, planes))
+        reference.GROUPS[group](FieldObjects(labels, planes))
 
 
-def run(fields: int, cp_objects: int, repeats: int) -> dict:
+def run(fields: int, cp_objects: int | None, repeats: int) -> dict:
     from cellseg_hcs.field.measure import (
         FEATURE_GROUPS,
         FEATURE_SETS,
@@ -121,41 +125,44 @@ def run(fields: int, cp_objects: int, repeats: int) -> dict:
     )
 
     blocks = tiles(mnfinder_folder())
-    rows: dict[str, dict] = {}
-    objects_total = 0
-    cp_objects_total = 0
+    names = [*FEATURE_SETS, *FEATURE_GROUPS]
+    ours = {name: 0.0 for name in names}
+    theirs = {group: 0.0 for group in reference.GROUPS}
+    objects_total = cp_objects_total = 0
+    warm_labels, warm_dna, warm_other = montage(blocks, fields)  # imports, caches, columns
+    measure_objects(warm_labels, {"DNA": warm_dna, "Other": warm_other}, features="full")
+    _cp_measure_group("shape", first_objects(warm_labels, 20), {"DNA": warm_dna / 65535.0})
     for seed in range(fields):
         labels, dna, other = montage(blocks, seed)
         channels = {"DNA": dna, "Other": other}
-        count = int(labels.max())
-        objects_total += count
-        few = first_objects(labels, cp_objects)
-        few_count = int(few.max())
-        cp_objects_total += few_count
-        planes = {name: cellprofiler_scale(p) for name, p in channels.items()}
-        measure_objects(labels, channels, features="minimal")  # warm-up: imports, columns
-        for name in [*FEATURE_SETS, *FEATURE_GROUPS]:
+        objects_total += int(labels.max())
+        for name in names:
             features = name if name in FEATURE_SETS else [name]
-            ours = functools.partial(measure_objects, labels, channels, features=features)
-            seconds = timed(ours, repeats)
-            row = rows.setdefault(name, {"ours_seconds": 0.0, "cp_seconds": 0.0})
-            row["ours_seconds"] += seconds
-            groups = FEATURE_SETS.get(name, (name,))
-            cp_groups = [g for g in groups if g in reference.GROUPS]
-
-            theirs = functools.partial(_cp_measure_run, cp_groups, few, planes)
-            row["cp_seconds"] += timed(theirs, 1) if cp_groups else 0.0
-            print(f"field {seed} {name}: ours {seconds:.2f} s", flush=True)
-    for row in rows.values():
-        row["ours_objects_per_second"] = objects_total / row["ours_seconds"]
-        row["cp_objects_per_second"] = (
-            cp_objects_total / row["cp_seconds"] if row["cp_seconds"] else None
-        )
+            call = functools.partial(measure_objects, labels, channels, features=features)
+            ours[name] += timed(call, repeats)
+            print(f"field {seed} ours {name}: {ours[name]:.2f} s so far", flush=True)
+        few = labels if cp_objects is None else first_objects(labels, cp_objects)
+        cp_objects_total += int(few.max())
+        planes = {name: cellprofiler_scale(p) for name, p in channels.items()}
+        for group in reference.GROUPS:
+            theirs[group] += timed(functools.partial(_cp_measure_group, group, few, planes))
+            print(f"field {seed} cp_measure {group}: {theirs[group]:.2f} s so far", flush=True)
+    rows: dict[str, dict] = {}
+    for name in names:
+        groups = FEATURE_SETS.get(name, (name,))
+        cp_seconds = sum(theirs[g] for g in groups if g in theirs)
+        row = {
+            "ours_seconds": ours[name],
+            "ours_objects_per_second": objects_total / ours[name],
+            "cp_seconds": cp_seconds or None,
+            "cp_objects_per_second": cp_objects_total / cp_seconds if cp_seconds else None,
+        }
         row["ratio"] = (
             row["ours_objects_per_second"] / row["cp_objects_per_second"]
             if row["cp_objects_per_second"]
             else None
         )
+        rows[name] = row
     return {
         "fields": fields,
         "field_size": "2160x2160",
@@ -176,7 +183,9 @@ def machine() -> dict:
         )
     except OSError:
         pass
-    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    threads = {
+        k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    }
     return {
         "cpu": model,
         "python": platform.python_version(),
@@ -200,7 +209,7 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=2)
-    parser.add_argument("--cp-objects", type=int, default=150)
+    parser.add_argument("--cp-objects", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/measure_speed.json")
     parser.add_argument("--readme", type=Path, default=REPO / "benchmarks/README.md")

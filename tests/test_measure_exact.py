@@ -19,7 +19,12 @@ from skimage.segmentation import watershed
 from cellseg_hcs.field.measure import cellprofiler_scale, measure_objects, reference
 from cellseg_hcs.field.measure.correlation import _BelowLine, costes_thresholds
 from cellseg_hcs.field.measure.granularity import openings_by_reconstruction
-from cellseg_hcs.field.measure.objects import FieldObjects, distances_to_edge, numbered
+from cellseg_hcs.field.measure.objects import (
+    FieldObjects,
+    distances_to_edge,
+    geodesic_distances,
+    numbered,
+)
 from cellseg_hcs.field.measure.shape import measure_shape
 from cellseg_hcs.field.measure.texture import FEATURES, measure_texture
 
@@ -120,13 +125,16 @@ def test_texture_equals_mahotas_for_every_object_and_direction(levels):
                 ] == pytest.approx(expected[direction, index], rel=1e-9, abs=1e-12)
 
 
-def test_openings_by_reconstruction_equal_skimages_reconstruction_with_ties():
+@pytest.mark.parametrize("levels", [12, None])  # few values (ties); more than 2**16
+def test_openings_by_reconstruction_equal_skimages_reconstruction(levels):
     from skimage.morphology import disk, erosion, reconstruction
 
     rng = np.random.default_rng(0)
-    image = np.round(rng.random((60, 70)) * 12) / 12  # many equal values
+    image = rng.random((300, 300))
+    if levels:
+        image = np.round(image * levels) / levels
     seed = image
-    for opened in openings_by_reconstruction(image, 5):
+    for opened in openings_by_reconstruction(image, 3):
         seed = erosion(seed, disk(1))
         np.testing.assert_array_equal(opened, reconstruction(seed, image, footprint=disk(1)))
 
@@ -156,3 +164,20 @@ def test_groups_agree_with_cp_measure_on_real_nuclei(group):
         np.testing.assert_allclose(
             ours[f"Nuclei_{name}"], values, rtol=1e-6, atol=1e-9, err_msg=name
         )
+
+
+def test_geodesic_distances_equal_centrosomes_propagation_object_by_object():
+    from centrosome.propagate import propagate
+
+    labels = _shapes(5)  # object 3 is in two pieces: its far piece is never reached
+    objects = FieldObjects(labels, {})
+    seeds = objects.starts + objects.areas // 2
+    ours = geodesic_distances(objects, seeds)
+    for index in range(objects.count):
+        mask = labels == index + 1
+        seed = np.zeros(labels.shape, np.int32)
+        seed.ravel()[objects.pixels[seeds[index]]] = 1
+        _, expected = propagate(np.zeros(labels.shape), seed, mask, 1)
+        span = slice(objects.starts[index], objects.starts[index] + objects.areas[index])
+        np.testing.assert_array_equal(ours[span], expected[mask])
+    assert np.any(ours == -1)

@@ -175,8 +175,11 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
         images[0, 1:-1, 1:-1] = seed
         images[1, 0, :] = images[1, -1, :] = images[1, :, 0] = images[1, :, -1] = pad
         flat = images.reshape(-1)
-        keys = np.sort(((top - flat) << shift) | np.arange(flat.size, dtype=np.uint64))
-        order = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        if values.size <= 2**16:  # 16-bit keys: numpy's stable sort is a radix sort
+            order = np.argsort((top - 1 - flat).astype(np.uint16), kind="stable")
+        else:
+            keys = np.sort(((top - flat) << shift) | np.arange(flat.size, dtype=np.uint64))
+            order = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
         previous = np.empty(flat.size, np.int64)
         following = np.empty(flat.size, np.int64)
         previous[order[0]] = following[order[-1]] = -1

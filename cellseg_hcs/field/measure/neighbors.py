@@ -55,35 +55,24 @@ def _grown(labels: np.ndarray) -> np.ndarray:
     return labels[tuple(nearest)]
 
 
-def _shifted_pairs(image: np.ndarray):
-    """For each of the 8 neighbour offsets: (view of pixels, view of their neighbours)."""
-    height, width = image.shape
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy == dx == 0:
-                continue
-            here = image[max(0, -dy) : height - max(0, dy), max(0, -dx) : width - max(0, dx)]
-            there = image[max(0, dy) : height + min(0, dy), max(0, dx) : width + min(0, dx)]
-            yield (dy, dx), here, there
-
-
 def _percent_touching(grown: np.ndarray, count: int) -> np.ndarray:
-    outline = np.zeros(grown.shape, bool)
-    outline[[0, -1], :] = True  # objects on the image edge are outlined there
+    # Every pixel of the grown image has a label, so a pixel "touches another object"
+    # exactly when an 8-neighbour differs; the outline is those pixels and the image edge.
+    differs = np.zeros(grown.shape, bool)
+    for here, there in (
+        (np.s_[:, :-1], np.s_[:, 1:]),
+        (np.s_[:-1, :], np.s_[1:, :]),
+        (np.s_[:-1, :-1], np.s_[1:, 1:]),
+        (np.s_[:-1, 1:], np.s_[1:, :-1]),
+    ):
+        step = grown[here] != grown[there]
+        differs[here] |= step
+        differs[there] |= step
+    outline = differs.copy()
+    outline[[0, -1], :] = True
     outline[:, [0, -1]] = True
-    touching = np.zeros(grown.shape, bool)
-    height, width = grown.shape
-    for (dy, dx), here, there in _shifted_pairs(grown):
-        window = (
-            slice(max(0, -dy), height - max(0, dy)),
-            slice(max(0, -dx), width - max(0, dx)),
-        )
-        different = here != there
-        outline[window] |= different
-        touching[window] |= different & (there != 0)
-    outline &= grown != 0
     perimeters = np.bincount(grown[outline], minlength=count + 1)[1:]
-    touches = np.bincount(grown[outline & touching], minlength=count + 1)[1:]
+    touches = np.bincount(grown[differs], minlength=count + 1)[1:]
     return touches * 100 / perimeters
 
 

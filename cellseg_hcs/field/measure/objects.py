@@ -212,11 +212,15 @@ def distances_to_edge(objects: FieldObjects, image_border_is_edge: bool) -> np.n
     where the two differ, are redone one by one.
     """
 
+    def padded() -> np.ndarray:
+        mosaic = Mosaic(objects)
+        return ndi.distance_transform_edt(mosaic.image).ravel()[mosaic.where]
+
     def make() -> np.ndarray:
-        mosaic = objects.cached("mosaic", lambda: Mosaic(objects))
-        out = ndi.distance_transform_edt(mosaic.image).ravel()[mosaic.where]
+        out = objects.cached(("distances to edge", True), padded)
         if image_border_is_edge:
             return out
+        out = out.copy()
         height, width = objects.shape
         boxes = objects.boxes
         on_border = (boxes[:, 0] == 0) | (boxes[:, 1] == 0)
@@ -230,4 +234,67 @@ def distances_to_edge(objects: FieldObjects, image_border_is_edge: bool) -> np.n
             out[start : start + objects.areas[index]] = ndi.distance_transform_edt(box)[box]
         return out
 
-    return objects.cached(("distances to edge", image_border_is_edge), make)
+    if image_border_is_edge:
+        return objects.cached(("distances to edge", True), padded)
+    return objects.cached(("distances to edge", False), make)
+
+
+DIRECTIONS_8 = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+
+
+def neighbours_8(objects: FieldObjects) -> np.ndarray:
+    """``(8, pixels)``: for each of :attr:`FieldObjects.pixels` and each direction of
+    :data:`DIRECTIONS_8`, the index (in that order) of the neighbour of the same object,
+    -1 where the neighbour is outside the image or not of the object."""
+
+    def make() -> np.ndarray:
+        height, width = objects.shape
+        position = np.full(height * width, -1, np.int64)
+        position[objects.pixels] = np.arange(objects.pixels.size)
+        out = np.full((8, objects.pixels.size), -1, np.int64)
+        for index, (dy, dx) in enumerate(DIRECTIONS_8):
+            rows, cols = objects.rows + dy, objects.cols + dx
+            inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+            found = position[np.where(inside, objects.pixels + dy * width + dx, 0)]
+            same = inside & (found >= 0)
+            same[same] = objects.pixel_labels[found[same]] == objects.pixel_labels[same]
+            out[index] = np.where(same, found, -1)
+        return out
+
+    return objects.cached("neighbours 8", make)
+
+
+def geodesic_distances(objects: FieldObjects, seeds: np.ndarray) -> np.ndarray:
+    """Each object pixel's distance within its object from the object's seed pixel, over
+    8-connected steps of 1 and sqrt(2); -1 where no path reaches.
+
+    centrosome's ``propagate`` on a flat image (CellProfiler's distance from an object's
+    centre) is Dijkstra's algorithm with these steps; this relaxes all objects' fronts at
+    once until nothing changes, which reaches the same numbers (each pixel's distance is
+    the least over its neighbours of their distance plus the step, either way).
+
+    ``seeds``: one index into :attr:`FieldObjects.pixels` per object.
+    """
+    table = neighbours_8(objects)
+    steps = np.array([np.sqrt(dy * dy + dx * dx) for dy, dx in DIRECTIONS_8])
+    distance = np.full(objects.pixels.size, np.inf)
+    distance[seeds] = 0.0
+    front = np.asarray(seeds, np.int64)
+    last_seen = np.zeros(objects.pixels.size, np.int64)
+    while front.size:
+        reached = []
+        for direction in range(8):
+            neighbour = table[direction, front]
+            useful = neighbour >= 0
+            candidate = distance[front[useful]] + steps[direction]
+            neighbour = neighbour[useful]
+            better = candidate < distance[neighbour]
+            if better.any():
+                np.minimum.at(distance, neighbour[better], candidate[better])
+                reached.append(neighbour[better])
+        front = np.concatenate(reached) if reached else np.zeros(0, np.int64)
+        # Each pixel once: the last of its copies keeps its place.
+        last_seen[front] = np.arange(front.size)
+        front = front[last_seen[front] == np.arange(front.size)]
+    distance[np.isinf(distance)] = -1.0
+    return distance

@@ -7,7 +7,7 @@ CellProfiler 4.2.8 with its defaults (each object its own centre, 4 bins, scaled
 - every pixel's distance from the centre is found by propagation within the object
   (centrosome's ``propagate``, which CellProfiler runs on all objects of a colour of a
   four-colouring at once; objects of a colour do not touch, so it is the same object by
-  object, which is how it runs here, on each object's box);
+  object; here :func:`.objects.geodesic_distances` gives its numbers for all objects);
 - a pixel's bin is ``int(4 * d_centre / (d_centre + d_edge + 0.001))``;
 - per bin: the fraction of the object's intensity (``FracAtD``), that over the fraction of
   its pixels (``MeanFrac``), and the coefficient of variation of the mean intensities of
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .objects import FieldObjects, distances_to_edge
+from .objects import FieldObjects, distances_to_edge, geodesic_distances
 from .zernike import measure_intensity_zernikes
 
 BINS = 4
@@ -61,8 +61,6 @@ class _Geometry:
     (those the propagation from the centre reached)."""
 
     def __init__(self, objects: FieldObjects) -> None:
-        from centrosome.propagate import propagate
-
         count = objects.count
         # Distance to another label or the background inside the image (centrosome's
         # distance_to_edge).
@@ -73,16 +71,7 @@ class _Geometry:
         farthest = objects.spread(objects.maximum(to_edge))
         centre = np.maximum.reduceat(np.where(to_edge == farthest, positions, -1), objects.starts)
         centre_row, centre_col = objects.rows[centre], objects.cols[centre]
-        # Propagation within each object from its centre, object by object: centrosome's
-        # heap is faster on many small boxes than on one large image.
-        from_centre = np.empty(objects.pixels.size)
-        for index, (top, left, bottom, right) in enumerate(objects.boxes):
-            box = objects.labels[top:bottom, left:right] == index + 1
-            seed = np.zeros(box.shape, np.int32)
-            seed[centre_row[index] - top, centre_col[index] - left] = 1
-            _, distance = propagate(np.zeros(box.shape), seed, box, 1)
-            start = objects.starts[index]
-            from_centre[start : start + objects.areas[index]] = distance[box]
+        from_centre = geodesic_distances(objects, centre)
         self.good = from_centre >= 0  # pixels the propagation reached
         owner = objects.pixel_labels[self.good] - 1
         self.owner = owner
