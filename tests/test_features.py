@@ -178,3 +178,28 @@ def test_closest_neighbours_of_many_objects_match_all_pairwise_distances():
     np.testing.assert_allclose(
         table[f"{prefix}SecondClosestDistance_Expanded"], distance[np.arange(rows.size), second]
     )
+
+
+def test_warm_up_prepares_the_columns_the_first_measurement_uses():
+    from cellseg_hcs.field.measure import feature_columns, warm_up
+
+    feature_columns.cache_clear()
+    warm_up(("DNA", "Actin"), "default", "Cells")
+    labels, dna = _two_squares()
+    measure_objects(labels, {"DNA": dna, "Actin": dna}, object_name="Cells", metadata=META)
+    assert feature_columns.cache_info().hits == 1
+
+
+def test_object_sets_of_a_field_share_the_image_work_and_measure_as_alone():
+    labels, dna = _two_squares()
+    rng = np.random.default_rng(1)
+    channels = {"DNA": dna, "Actin": rng.integers(0, 60000, dna.shape).astype(np.uint16)}
+    cells = np.zeros_like(labels)
+    cells[1:14, 2:15] = 1
+    cells[18:38, 18:30] = 2
+    shared: dict = {}
+    measure_objects(labels, channels, features="full", images=shared)
+    assert {key[0] for key in shared} == {"granularity", "costes"}
+    together = measure_objects(cells, channels, object_name="Cells", features="full", images=shared)
+    alone = measure_objects(cells, channels, object_name="Cells", features="full")
+    pd.testing.assert_frame_equal(together, alone)

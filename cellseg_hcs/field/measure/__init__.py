@@ -1,20 +1,29 @@
-"""Per-object measurements with CellProfiler's own names, computed by cp_measure.
+"""Per-object measurements with CellProfiler's own names and CellProfiler 4.2.8's values.
 
-cp_measure is the CellProfiler team's library of CellProfiler's measurement code. Its
-results are renamed here to exactly the columns CellProfiler's ExportToSpreadsheet writes
-for an object called ``Nuclei`` measured on an image called ``DNA``:
-``Nuclei_AreaShape_Area``, ``Nuclei_Intensity_MeanIntensity_DNA``,
-``Nuclei_Texture_Contrast_DNA_3_00_256``, ``Nuclei_Location_Center_X``,
-``Nuclei_Number_Object_Number``, and the row keys ``Metadata_Plate``, ``Metadata_Well``,
-``Metadata_Site`` and ``ObjectNumber``, so pycytominer reads the tables as they are.
+Every group measures all objects of a field at once (label-indexed reductions over the object
+pixels sorted once by label, one pass per co-occurrence direction, one distance transform of
+all objects' boxes side by side...), one module per CellProfiler module: :mod:`.location`,
+:mod:`.shape`, :mod:`.zernike`, :mod:`.intensity`, :mod:`.texture`, :mod:`.neighbors`,
+:mod:`.granularity`, :mod:`.radial`, :mod:`.correlation`; what they share is kept on one
+:class:`~.objects.FieldObjects` per call. Each module's docstring says which CellProfiler rule
+it follows where the rule is not obvious; tests/test_features_cellprofiler.py holds every
+column to CellProfiler 4.2.8 itself. cp_measure (the CellProfiler team's object-by-object
+library) stays as the reference in tests and benchmarks (:mod:`.reference`).
 
-Measurement groups live in :data:`FEATURE_GROUPS` (a registry, as cp_measure's own
-``bulk`` module is); the sets a user picks from are lists of group names in
-:data:`FEATURE_SETS`.
+Columns are exactly those CellProfiler's ExportToSpreadsheet writes for an object called
+``Nuclei`` measured on an image called ``DNA``: ``Nuclei_AreaShape_Area``,
+``Nuclei_Intensity_MeanIntensity_DNA``, ``Nuclei_Texture_Contrast_DNA_3_00_256``,
+``Nuclei_Location_Center_X``, ``Nuclei_Number_Object_Number``, and the row keys
+``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site`` and ``ObjectNumber``, so pycytominer
+reads the tables as they are.
+
+Measurement groups live in :data:`FEATURE_GROUPS` (a registry); the sets a user picks from
+are lists of group names in :data:`FEATURE_SETS`.
 
 Pixels are measured on CellProfiler's scale: integer images are divided by their dtype's
-maximum (a uint16 image becomes 0..1 as CellProfiler's NamesAndTypes loads it), float
-images are used as they are.
+maximum (a uint16 image becomes 0..1 as CellProfiler's NamesAndTypes loads it, with 65535 as
+the image's scale, which MeasureColocalization's Costes search uses), float images are used
+as they are (no scale: CellProfiler's default of 255).
 
 Examples
 --------
@@ -49,6 +58,7 @@ from .texture import measure_texture
 from .zernike import measure_zernike
 
 TEXTURE_SCALE = 3
+METADATA = ("Metadata_Plate", "Metadata_Well", "Metadata_Site")  # a plate run's row keys
 
 Measurements = dict[str, np.ndarray]
 
@@ -156,6 +166,7 @@ def measure_objects(
     object_name: str = "Nuclei",
     features: str | list[str] | tuple[str, ...] = "default",
     metadata: Mapping[str, object] | None = None,
+    images: dict | None = None,
 ) -> pd.DataFrame:
     """One row per labelled object, with CellProfiler's column names.
 
@@ -173,6 +184,10 @@ def measure_objects(
     metadata:
         ``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site`` (and any other
         ``Metadata_*``) values repeated on every row.
+    images:
+        An empty dict to pass again, with the same ``channels``, for every object set of the
+        field (nuclei, cells, cytoplasm): what depends on the images alone (granularity's
+        reconstructions, Costes' thresholds) is then computed once. One dict per field.
 
     Returns
     -------
@@ -199,7 +214,7 @@ def measure_objects(
         for name, plane in channels.items()
         if np.asarray(plane).dtype.kind in "ui" and scales[name] <= 2**16
     }
-    objects = FieldObjects(labels, planes, scales, integers)
+    objects = FieldObjects(labels, planes, scales, integers, images)
     values: Measurements = {}
     with warnings.catch_warnings():  # empty or flat objects give NaN, as in CellProfiler
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -216,12 +231,25 @@ def measure_objects(
     return table[list(columns)]
 
 
+def warm_up(
+    channels: tuple[str, ...] = ("DNA",),
+    features: str | list[str] | tuple[str, ...] = "full",
+    object_name: str = "Nuclei",
+) -> None:
+    """Load what a process's first measurement would load (about a second of imports).
+
+    A plate worker can call this once when it starts, so that no field's ``Seconds_Measure``
+    carries the start-up.
+    """
+    feature_columns(object_name, tuple(channels), feature_groups(features), METADATA)
+
+
 @functools.lru_cache(maxsize=32)
 def feature_columns(
     object_name: str,
     channels: tuple[str, ...],
     groups: tuple[str, ...],
-    metadata: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well", "Metadata_Site"),
+    metadata: tuple[str, ...] = METADATA,
 ) -> tuple[str, ...]:
     """The columns a table has for these channels and groups, in order.
 

@@ -99,12 +99,15 @@ def _pair(objects: FieldObjects, first: str, second: str) -> dict[str, np.ndarra
     else:
         rwc1 = rwc2 = overlap = k1 = k2 = np.zeros(count)
 
-    threshold_a, threshold_b = costes_thresholds(
-        objects.channels[first].ravel(),
-        objects.channels[second].ravel(),
-        _scale(objects, first, second),
-        (objects.integers[first], objects.integers[second]),
-        (objects.scales[first], objects.scales[second]),
+    threshold_a, threshold_b = objects.of_images(
+        ("costes", first, second),
+        lambda: costes_thresholds(
+            objects.channels[first].ravel(),
+            objects.channels[second].ravel(),
+            _scale(objects, first, second),
+            (objects.integers[first], objects.integers[second]),
+            (objects.scales[first], objects.scales[second]),
+        ),
     )
     over_a, over_b = a > threshold_a, b > threshold_b
     both_c = over_a & over_b

@@ -99,9 +99,23 @@ class _Grid:
 
 
 def _spectrum(objects: FieldObjects, grid: _Grid, name: str) -> np.ndarray:
+    opened = objects.of_images(("granularity", name), lambda: _openings(grid, name))
+    means = grid.object_means @ opened
+    start = objects.mean(objects.values(name))  # of the original image, as CellProfiler's
+    current = start
+    start = np.maximum(start, np.finfo(float).eps)
+    steps = np.empty((objects.count, SPECTRUM_LENGTH))
+    for step in range(SPECTRUM_LENGTH):
+        steps[:, step] = (current - means[:, step]) * 100 / start
+        current = means[:, step]
+    return steps
+
+
+def _openings(grid: _Grid, name: str) -> np.ndarray:
+    """``(sample pixels, 16)``: the background-free sample image opened 1..16 times."""
     from skimage.morphology import dilation, disk, erosion
 
-    image = objects.channels[name]
+    image = grid.objects.channels[name]
     sample_rows, sample_cols = grid.points(grid.sample_shape)
     pixels = ndi.map_coordinates(image, (sample_rows / SUBSAMPLE, sample_cols / SUBSAMPLE), order=1)
     back_rows, back_cols = grid.points(grid.background_shape)
@@ -115,19 +129,9 @@ def _spectrum(objects: FieldObjects, grid: _Grid, name: str) -> np.ndarray:
     up_cols *= float(grid.background_shape[1] - 1) / float(grid.sample_shape[1] - 1)
     pixels -= ndi.map_coordinates(background, (up_rows, up_cols), order=1)
     pixels[pixels < 0] = 0
-
-    start = objects.mean(objects.values(name))  # of the original image, as CellProfiler's
-    current = start
-    start = np.maximum(start, np.finfo(float).eps)
-    opened = np.column_stack(
+    return np.column_stack(
         [image.ravel() for image in openings_by_reconstruction(pixels, SPECTRUM_LENGTH)]
     )
-    means = grid.object_means @ opened
-    steps = np.empty((objects.count, SPECTRUM_LENGTH))
-    for step in range(SPECTRUM_LENGTH):
-        steps[:, step] = (current - means[:, step]) * 100 / start
-        current = means[:, step]
-    return steps
 
 
 def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.ndarray]:

@@ -42,6 +42,10 @@ class FieldObjects:
     integers:
         ``{name: the raw integer plane}`` for channels that came as integers (the channel
         is that over its scale); some groups use them as table indices.
+    images:
+        A dict kept by the caller across object sets measured on the same channels of one
+        field (nuclei, cells, cytoplasm): what depends on the images alone (granularity's
+        reconstructions, Costes' thresholds) is computed for the first set only.
     """
 
     def __init__(
@@ -50,11 +54,13 @@ class FieldObjects:
         channels: Mapping[str, np.ndarray],
         scales: Mapping[str, float | None] | None = None,
         integers: Mapping[str, np.ndarray] | None = None,
+        images: dict | None = None,
     ) -> None:
         self.labels = labels
         self.channels = dict(channels)
         self.scales = {name: (scales or {}).get(name) for name in self.channels}
         self.integers = {name: (integers or {}).get(name) for name in self.channels}
+        self.images = {} if images is None else images
         self.count = int(labels.max()) if labels.size else 0
         self.shape = labels.shape
         self._cache: dict = {}
@@ -150,6 +156,12 @@ class FieldObjects:
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
+
+    def of_images(self, key, make):
+        """``make()`` once per field and channels, whatever the objects (see ``images``)."""
+        if key not in self.images:
+            self.images[key] = make()
+        return self.images[key]
 
 
 def segment_sums(values: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
