@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,10 @@ def run_plate(checkout: Path, plate: Path, out: Path) -> dict:
         "full",
         "--no-progress",
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    # cwd: `python -c` puts the working directory first on sys.path.
+    done = subprocess.run(
+        command, env=env, cwd=checkout, capture_output=True, text=True, check=False
+    )
     if done.returncode:
         raise SystemExit(f"run with {checkout} failed:\n{done.stderr[-3000:]}")
     import pandas as pd
@@ -139,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    text = table(runs)
+    text = table(runs) + (
+        f"\n\nCPU: {result['machine']['cpu']} (lscpu model name); `{result['command']}`,"
+        f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    )
     print(text)
     readme = args.readme.read_text() if args.readme.exists() else ""
     if MARKERS[0] in readme:

@@ -219,7 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     result["command"] = "python " + " ".join(["benchmarks/measure_speed.py", *sys.argv[1:]])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    text = table(result)
+    text = table(result) + (
+        f"\n\n{result['objects']} objects on {result['fields']} fields"
+        f" ({result['cp_measure_objects']} for cp_measure); CPU: {result['machine']['cpu']}"
+        f" (lscpu model name), one thread; `{result['command']}`,"
+        f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    )
     print(text)
     readme = args.readme.read_text() if args.readme.exists() else ""
     if MARKERS[0] in readme:
