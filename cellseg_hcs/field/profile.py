@@ -34,8 +34,10 @@ def cell_profiles(
     """
     count = result.count
     sets = [name for name in COMPARTMENTS if name in result.objects] + [result.primary]
+    images: dict = {}  # the image-only work (granularity, Costes), once for all sets
     tables = [
-        object_table(result.objects[name], planes, name, features, metadata, count) for name in sets
+        object_table(result.objects[name], planes, name, features, metadata, count, images)
+        for name in sets
     ]
     leading = [c for c in tables[0].columns if not c.startswith(tuple(f"{s}_" for s in sets))]
     joined = pd.concat([tables[0]] + [table.drop(columns=leading) for table in tables[1:]], axis=1)
@@ -52,13 +54,17 @@ def object_table(
     features: str | Sequence[str],
     metadata: Mapping[str, object] | None,
     count: int | None = None,
+    images: dict | None = None,
 ) -> pd.DataFrame:
     """One object set measured: one row per object number 1..``count``.
 
     An object number without pixels (a cytoplasm its nucleus fills, when nuclei are not
     shrunk) keeps its row, with NaN measurements, so rows stay in step with the cells.
+    ``images``: the field's dict for image-only work (see ``measure_objects``).
     """
-    table = measure_objects(labels, planes, object_name=name, features=features, metadata=metadata)
+    table = measure_objects(
+        labels, planes, object_name=name, features=features, metadata=metadata, images=images
+    )
     present = np.unique(labels[labels > 0])
     count = int(present.max()) if count is None and present.size else int(count or 0)
     if present.size == count:
