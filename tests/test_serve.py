@@ -435,6 +435,7 @@ def test_cells_and_cytoplasm_come_back_beside_the_nuclei(client, image):
     served = client.segment(
         np.stack([image, stain]), channel=0, cells={"channel": 1, "method": "distance"}
     )
-    assert {"labels", "cells", "cytoplasm"} == set(served)
+    assert {"labels", "cells", "cytoplasm", "cells_parents", "cytoplasm_parents"} == set(served)
+    np.testing.assert_array_equal(served["cells_parents"], np.arange(1, served["cells"].max() + 1))
     assert served["cells"].max() == served["labels"].max() > 0
     assert np.all(served["cells"][served["labels"] > 0] == served["labels"][served["labels"] > 0])

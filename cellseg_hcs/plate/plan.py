@@ -93,6 +93,7 @@ class PlatePlan:
                 features=self.features,
                 model_path=self.model_path,
                 model_hash=self.parameters["model_hash"],
+                channel_names=tuple(self.plate.channel_names),
                 image_number=number[field.path],
                 threads=threads,
                 scale=self.parameters["scale"],

@@ -51,6 +51,8 @@ class FieldJob:
     features: tuple[str, ...]
     model_path: str
     model_hash: str
+    channel_names: tuple[str, ...] = ()
+    """The plate's channels (all measured unless the settings say which)."""
     image_number: int = 1
     """The field's place in the plate (``ImageNumber``, as CellProfiler numbers image sets)."""
     threads: int | None = None
@@ -98,6 +100,12 @@ def field_pipeline(job: FieldJob):
     """The field recipe of this job's model and settings, made once per worker process (the
     model's runtime is kept by the model; ``auto`` is resolved here, on the worker, since a
     cluster's workers may have a GPU that the machine submitting the run lacks)."""
+    key = (job.model_path, job.model_hash, repr(job.settings), job.object_name, job.threads)
+    pipeline = _PIPELINES.get(key)
+    if pipeline is not None:
+        return pipeline
+    from ..field.measure import warm_up
+
     model = cached_model(job.model_path, job.model_hash)
     options = {"threads": job.threads} if job.threads else {}
     settings = job.settings
@@ -105,7 +113,14 @@ def field_pipeline(job: FieldJob):
         runtime = model.runtime(
             settings.backend, settings.device, **settings.runtime_options, **options
         )
-    return model.pipeline(settings, runtime=runtime, object_name=job.object_name)
+        pipeline = model.pipeline(settings, runtime=runtime, object_name=job.object_name)
+        # The measurement's one-time start-up, here rather than in a field's Seconds_Measure.
+        warm_up(job.channel_names, job.features, job.object_name)
+        _PIPELINES[key] = pipeline
+    return pipeline
+
+
+_PIPELINES: dict[tuple, Any] = {}
 
 
 # ----------------------------------------------------------------------------- tasks
