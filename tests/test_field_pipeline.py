@@ -120,3 +120,24 @@ def test_the_shipped_model_labels_are_those_before_the_redesign(mnfinder_dir, na
     labels = cs.load_model("nuclei").segment(tifffile.imread(path))
     digest = hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest()[:16]
     assert (int(labels.max()), digest) == LABELS_BEFORE_THE_REDESIGN[name]
+
+
+def test_objects_outside_a_cells_row_get_a_table_of_their_own_with_their_parents():
+    """Micronuclei: many per nucleus, so not columns of a cell's row but rows of their own,
+    with ``Micronuclei_Parent_Nuclei``; each nucleus counts its children."""
+    from cellseg_hcs.field.pipeline import FieldResult
+    from cellseg_hcs.field.profile import cell_profiles, own_tables
+
+    nuclei = np.zeros((60, 60), np.uint16)
+    nuclei[5:20, 5:20], nuclei[30:50, 30:50] = 1, 2
+    small = np.zeros_like(nuclei)
+    small[22:24, 5:7], small[22:24, 10:12], small[52:54, 40:42] = 1, 2, 3
+    result = FieldResult({"Nuclei": nuclei, "Micronuclei": small}, "Nuclei")
+    result.parents[("Micronuclei", "Nuclei")] = np.array([1, 1, 2])
+    planes = {"DNA": (nuclei > 0) * 500 + (small > 0) * 300 + 10}
+    cells = cell_profiles(result, planes, "minimal", {"Metadata_Well": "B03"})
+    assert list(cells["Nuclei_Children_Micronuclei_Count"]) == [2, 1]
+    assert not any(c.startswith("Micronuclei_") for c in cells.columns)
+    table = own_tables(result, planes, "minimal", {"Metadata_Well": "B03"})["Micronuclei"]
+    assert list(table["Micronuclei_Parent_Nuclei"]) == [1, 1, 2]
+    assert list(table["Micronuclei_AreaShape_Area"]) == [4, 4, 4]

@@ -109,6 +109,8 @@ class FieldResult:
     notes: list[str] = field(default_factory=list)
     maps: np.ndarray | None = None
     features: Any = None
+    tables: dict[str, Any] = field(default_factory=dict)
+    """Measurements of the object sets not in a cell's row (``Micronuclei``), by name."""
 
     @property
     def labels(self) -> np.ndarray:
@@ -312,11 +314,12 @@ class FieldPipeline:
     ) -> FieldResult:
         """Every object measured on the field's channels: one row per cell with the columns
         of each compartment (one row per nucleus in a nuclei-only field)."""
-        from .profile import cell_profiles
+        from .profile import cell_profiles, own_tables
 
         started = time.perf_counter()
         planes = self.measured_planes(field.channels)
         result.features = cell_profiles(result, planes, features, metadata)
+        result.tables = own_tables(result, planes, features, metadata)
         result.seconds["Seconds_Measure"] = time.perf_counter() - started
         return result
 

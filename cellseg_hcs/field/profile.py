@@ -47,6 +47,27 @@ def cell_profiles(
     return joined
 
 
+def own_tables(
+    result: Any,
+    planes: Mapping[str, np.ndarray],
+    features: str | Sequence[str],
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The object sets that are not compartments of a cell (``Micronuclei``), each measured
+    in a table of its own: one row per object, with ``<set>_Parent_<parent>``."""
+    in_rows = {result.primary, *COMPARTMENTS}
+    out = {}
+    for name, labels in result.objects.items():
+        if name in in_rows:
+            continue
+        table = object_table(labels, planes, name, features, metadata, int(labels.max()))
+        for (child, parent), numbers in result.parents.items():
+            if child == name:
+                table[f"{name}_Parent_{parent}"] = np.asarray(numbers, dtype=np.int64)
+        out[name] = table
+    return out
+
+
 def object_table(
     labels: np.ndarray,
     planes: Mapping[str, np.ndarray],

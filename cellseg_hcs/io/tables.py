@@ -4,7 +4,8 @@ Layout of a run's output folder::
 
     DIR/run.json                                  versions, model hash, backend, parameters
     DIR/images.parquet                            one row per field (counts, status, timings)
-    DIR/features/plate=P/well=B03/B03_0.parquet   one row per object of field B03_0 (zstd)
+    DIR/features/plate=P/well=B03/B03_0.parquet   one row per cell (or nucleus) of field B03_0
+    DIR/objects/Micronuclei/plate=P/well=B03/...  objects with tables of their own (zstd)
     DIR/status/B03_0.json                         the field's record: written last, so a field
                                                   with a record has all its outputs
 
@@ -26,6 +27,7 @@ from ..errors import InputError
 from .atomic import atomic_path, write_atomic_json
 
 FEATURES_DIR = "features"
+OBJECTS_DIR = "objects"
 STATUS_DIR = "status"
 IMAGES_TABLE = "images.parquet"
 RUN_MANIFEST = "run.json"
@@ -91,15 +93,34 @@ def write_parquet(path: Path, table: pd.DataFrame) -> Path:
     return path
 
 
-def features_path(out: Path, plate: str, well: str, field_name: str) -> Path:
-    """``DIR/features/plate=P/well=W/<well>_<site>.parquet``."""
+def features_path(
+    out: Path, plate: str, well: str, field_name: str, object_name: str | None = None
+) -> Path:
+    """``DIR/features/plate=P/well=W/<well>_<site>.parquet``: one row per cell (or per
+    nucleus); an object set with a table of its own (``Micronuclei``) is under
+    ``DIR/objects/<object>/plate=P/...``."""
+    folder = (
+        Path(out) / FEATURES_DIR
+        if object_name is None
+        else Path(out) / OBJECTS_DIR / (path_part(object_name))
+    )
     return (
-        Path(out)
-        / FEATURES_DIR
+        folder
         / f"plate={path_part(plate)}"
         / f"well={path_part(well)}"
         / f"{path_part(field_name)}.parquet"
     )
+
+
+def remove_field_tables(out: Path, plate: str, well: str, field_name: str) -> None:
+    """Remove a field's tables (its cells' and its own-table object sets'): a failed field
+    has none."""
+    features_path(out, plate, well, field_name).unlink(missing_ok=True)
+    for folder in (Path(out) / OBJECTS_DIR).glob("*"):
+        part = features_path(out, plate, well, field_name, "x").relative_to(
+            Path(out) / OBJECTS_DIR / "x"
+        )
+        (folder / part).unlink(missing_ok=True)
 
 
 def path_part(name: str) -> str:
@@ -182,19 +203,26 @@ def images_table(records: Iterable[dict[str, Any]], object_name: str) -> pd.Data
     return table.reset_index(drop=True)
 
 
-def read_features(out: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """All per-object tables of a run as one DataFrame (without the folder-name columns).
+def read_features(
+    out: str | Path, columns: list[str] | None = None, object_name: str | None = None
+) -> pd.DataFrame:
+    """All per-cell tables of a run as one DataFrame (without the folder-name columns), or
+    with ``object_name`` those of an object set with tables of its own (``Micronuclei``).
 
     Examples
     --------
     >>> cells = read_features("results/")  # doctest: +SKIP
     >>> cells.groupby("Metadata_Well")["Nuclei_AreaShape_Area"].mean()  # doctest: +SKIP
+    >>> micronuclei = read_features("results/", object_name="Micronuclei")  # doctest: +SKIP
     """
     import pyarrow.dataset as ds
 
     folder = Path(out) / FEATURES_DIR
+    if object_name is not None:
+        folder = Path(out) / OBJECTS_DIR / path_part(object_name)
     if not folder.is_dir():
-        raise InputError(f"{out}: no features folder (is this the --out of a plate run?).")
+        what = "features" if object_name is None else f"{object_name} table"
+        raise InputError(f"{out}: no {what} folder (is this the --out of a plate run?).")
     dataset = ds.dataset(folder, format="parquet", partitioning=None)
     table = dataset.to_table(columns=columns).to_pandas()
     if len(table) and "Metadata_Well" in table and "Metadata_Site" in table:

@@ -201,6 +201,11 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
         table = tables.with_object_metadata(result.features)
 
         started = time.perf_counter()
+        for name, own in result.tables.items():  # before the cells' table: a field whose
+            tables.write_parquet(  # cells' table exists has every table
+                tables.features_path(out, field_.plate, field_.well, field_.name, name),
+                tables.with_object_metadata(own),
+            )
         tables.write_parquet(parquet, table)
         seconds["Seconds_WriteFeatures"] = time.perf_counter() - started
 
@@ -215,7 +220,7 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - recorded, and the plate goes on
         record["status"] = STATUS_FAILED
         record["error"] = str(exc) if isinstance(exc, _FieldProblem) else _sentence(field_, exc)
-        parquet.unlink(missing_ok=True)  # a failed field has no features part
+        tables.remove_field_tables(out, field_.plate, field_.well, field_.name)
     seconds["Seconds_Total"] = sum(v for k, v in seconds.items() if k != "Seconds_Total")
     record.update({k: round(v, 4) for k, v in seconds.items()})
     tables.write_json(tables.status_path(out, field_.name), record)
@@ -226,9 +231,7 @@ def failed_record(job: FieldJob, error: str) -> dict[str, Any]:
     """The record of a field whose tasks never finished (e.g. every worker running it died)."""
     record = _base_record(job)
     record.update(status=STATUS_FAILED, error=error)
-    tables.features_path(Path(job.out), job.field.plate, job.field.well, job.field.name).unlink(
-        missing_ok=True
-    )
+    tables.remove_field_tables(Path(job.out), job.field.plate, job.field.well, job.field.name)
     tables.write_json(tables.status_path(Path(job.out), job.field.name), record)
     return record
 
