@@ -1,6 +1,6 @@
 """A plate run's stage split with ``--features full``: measurement against segmentation.
 
-    python benchmarks/measure_plate.py --fields 8 --before /work/main
+    python benchmarks/measure_plate.py --fields 8 --before ../main-before
 
 Builds a two-channel plate (one field per well) from the mnfinder images (the test split in
 ``../shared/data/mnfinder``, else ``tests/data/mnfinder``): ``DNA`` is an image, ``Other``

@@ -39,14 +39,15 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent.parent / "shared" / "data" / "mnfinder"
+# The shared data beside the checkout (as tests/conftest.py finds it), else the committed few.
+SHARED = REPO.parent / "shared" / "data" / "mnfinder"
 LOCAL = REPO / "tests" / "data" / "mnfinder"
 TILE = 512
 MARKERS = ("<!-- measure-speed-table:start -->", "<!-- measure-speed-table:end -->")
 
 
 def mnfinder_folder() -> Path:
-    for folder in (Path("/work/shared/data/mnfinder"), SHARED, LOCAL):
+    for folder in (SHARED, REPO.parent.parent / "shared" / "data" / "mnfinder", LOCAL):
         if (folder / "images").is_dir() and any((folder / "images").glob("test__*")):
             return folder
     raise SystemExit("no mnfinder images found")
