@@ -20,7 +20,12 @@ class OnnxRuntimeBackend(Backend):
     On the CPU: all graph optimizations, one intra-op thread per usable core, no
     inter-op parallelism (a UNet is one chain of convolutions) and no spin-waiting
     between runs, so the post-processing thread beside it gets the cores. ``cuda[:N]``
-    needs the onnxruntime-gpu package; not run on these machines (no GPU here).
+    needs the onnxruntime-gpu package (the ``gpu`` extra, in place of ``onnxruntime``): the
+    session's providers are checked once it is made, since onnxruntime quietly falls back to
+    the CPU when its CUDA provider cannot load (missing CUDA or cuDNN libraries), and cuDNN
+    picks convolution algorithms by heuristics instead of timing them again for every new
+    tile shape. The CUDA path is not run on these machines (no GPU here); the tests check the
+    provider check with a stand-in onnxruntime.
     """
 
     name = "onnxruntime"
@@ -45,7 +50,8 @@ class OnnxRuntimeBackend(Backend):
                     "provider (pip install onnxruntime-gpu)."
                 )
             index = int(device.partition(":")[2] or 0)
-            providers: list[Any] = [(CUDA_PROVIDER, {"device_id": index}), CPU_PROVIDER]
+            cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
+            providers: list[Any] = [(CUDA_PROVIDER, cuda_options), CPU_PROVIDER]
         elif device == "cpu":
             providers = [CPU_PROVIDER]
         else:
@@ -55,6 +61,13 @@ class OnnxRuntimeBackend(Backend):
         self.device = device
         self.threads = options.intra_op_num_threads
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        active = self.session.get_providers()
+        if device.startswith("cuda") and CUDA_PROVIDER not in active:
+            raise BackendUnavailable(
+                f"onnxruntime {ort.__version__} could not start its CUDA provider on {device} "
+                f"and would run on the CPU instead (providers: {', '.join(active)}); check "
+                "that the CUDA and cuDNN libraries onnxruntime-gpu needs are installed."
+            )
         self.input_name = self.session.get_inputs()[0].name
         self.version = ort.__version__
 
