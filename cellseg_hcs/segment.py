@@ -27,7 +27,7 @@ from .errors import CellSegError, InputError, SomeInputsFailed
 from .field.pipeline import FieldChannels, FieldPipeline, FieldResult, PreparedField
 from .io.atomic import output_folder
 from .io.images import channel_names, read_image, write_labels
-from .settings import FieldSettings
+from .settings import FieldSettings, settings_for
 
 log = logging.getLogger(__name__)
 
@@ -117,37 +117,95 @@ def segment_files(
     >>> results[0].count  # doctest: +SKIP
     212
     """
-    from tqdm.auto import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     paths = [Path(p) for p in images]
     _check_inputs(paths)
-    if settings is None:
-        name = str(model) if isinstance(model, (str, Path)) else (model.source or "in memory")
-        settings = FieldSettings(model=name, **options)
-    elif options:
-        settings = settings.replace(**options)
+    settings = settings_for(model, settings, options)
     if isinstance(model, (str, Path)):
         from .model.model import load_model
 
         model = load_model(settings.model)
-    pipeline = FieldPipeline(settings, model=model)
+    pipeline = model.pipeline(settings)
     pipeline.runtime  # noqa: B018 - the backend is chosen (or refused) before anything is written
     created = not Path(out).exists()
-    out = output_folder(out)
-    failures: list[tuple[Path, CellSegError]] = []
+    run = _FileRun(pipeline, output_folder(out))
+    results, failures = run.segment(paths, progress)
+    if failures and not results:
+        if created and not any(run.out.iterdir()):
+            run.out.rmdir()  # nothing was written: leave no empty folder behind
+        first = failures[0][1]
+        if len(failures) == 1:
+            raise first
+        raise type(first)(f"{first} (the other {len(failures) - 1} image(s) failed too)")
+    if failures:
+        raise SomeInputsFailed(
+            f"{len(failures)} of {len(paths)} image(s) could not be segmented; the other "
+            f"{len(results)} were written to {run.out}.",
+            results,
+            [(path, str(exc)) for path, exc in failures],
+        )
+    return results
 
-    def read(path: Path) -> tuple[PreparedField | None, float, CellSegError | None]:
+
+class _FileRun:
+    """Image files through the field recipe's stages, in three threads: the reader prepares
+    the next fields, this thread runs the network, the finisher makes and writes objects."""
+
+    def __init__(self, pipeline: FieldPipeline, out: Path) -> None:
+        self.pipeline = pipeline
+        self.out = out
+        self.done: list[tuple[int, SegmentResult]] = []
+        self.pending: list[Future] = []
+
+    def segment(
+        self, paths: list[Path], progress: bool
+    ) -> tuple[list[SegmentResult], list[tuple[Path, CellSegError]]]:
+        from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        failures: list[tuple[Path, CellSegError]] = []
+        scale = self.pipeline.first_scale()
+        with (
+            ThreadPoolExecutor(1, "cellseg-read") as reader,
+            ThreadPoolExecutor(1, "cellseg-finish") as self.finisher,
+            logging_redirect_tqdm(),  # a warning gets a line of its own, above the bar
+        ):
+            self.bar = tqdm(total=len(paths), desc="segmenting", unit="image", disable=not progress)
+            try:
+                for index, (path, (prepared, seconds, error)) in enumerate(
+                    zip(paths, _read_ahead(reader, self.read, paths))
+                ):
+                    if error is not None:
+                        failures.append((path, error))
+                        self.bar.update()
+                        continue
+                    started = time.perf_counter()
+                    maps = self.pipeline.predict(prepared, scale)
+                    seconds += time.perf_counter() - started
+                    self.pending.append(
+                        self.finisher.submit(
+                            self.finish, index, path, prepared, maps, seconds, scale, None
+                        )
+                    )
+                    while self.pending and (self.pending[0].done() or len(self.pending) > PREFETCH):
+                        self.collect(self.pending.pop(0))
+                while self.pending:
+                    self.collect(self.pending.pop(0))
+            finally:
+                self.bar.close()
+        return [result for _, result in sorted(self.done, key=lambda item: item[0])], failures
+
+    def read(self, path: Path) -> tuple[PreparedField | None, float, CellSegError | None]:
         """The prepared field and the seconds it took, or None and why it failed."""
         started = time.perf_counter()
         try:
             channels = FieldChannels.from_array(read_image(path), channel_names(path), str(path))
-            prepared = pipeline.prepare(channels)
+            prepared = self.pipeline.prepare(channels)
         except CellSegError as exc:
             return None, 0.0, exc
         return prepared, time.perf_counter() - started, None
 
     def finish(
+        self,
         index: int,
         path: Path,
         prepared: PreparedField,
@@ -156,119 +214,67 @@ def segment_files(
         scale: float,
         measured: float | None,
     ) -> tuple[int, SegmentResult] | _Resample:
+        """Objects from the maps, then written; or the field back to the network ("auto")."""
         started = time.perf_counter()
-        result = pipeline.objects(prepared, maps, scale, measured)
-        again = pipeline.second_scale(result)
+        result = self.pipeline.objects(prepared, maps, scale, measured)
+        again = self.pipeline.second_scale(result)
         if again is not None:
-            return _Resample(
-                index, path, prepared, result, *again, seconds + time.perf_counter() - started
-            )
-        return write(index, path, result, seconds + time.perf_counter() - started)
+            seconds += time.perf_counter() - started
+            return _Resample(index, path, prepared, result, *again, seconds)
+        self.pipeline.compartments(prepared, result)
+        seconds += time.perf_counter() - started
+        return self.write(index, path, result, seconds)
 
     def write(
-        index: int, path: Path, result: FieldResult, seconds: float
+        self, index: int, path: Path, result: FieldResult, seconds: float
     ) -> tuple[int, SegmentResult]:
+        """Every object set's label image (and the probabilities when asked for)."""
         started = time.perf_counter()
         stem = output_stem(path)
         outputs = {
-            name: write_labels(out / label_file_name(stem, name, result.primary), labels)
+            name: write_labels(self.out / label_file_name(stem, name, result.primary), labels)
             for name, labels in result.objects.items()
         }
         if result.maps is not None:
-            write_labels(out / f"{stem}_probabilities.tif", result.maps[0].astype(np.float32))
+            write_labels(self.out / f"{stem}_probabilities.tif", result.maps[0].astype(np.float32))
+        seconds += time.perf_counter() - started
         return index, SegmentResult(
             path,
             outputs[result.primary],
             result.count,
-            seconds + time.perf_counter() - started,
+            seconds,
             result.scale,
             result.diameter,
             outputs,
             list(result.notes),
         )
 
-    done: list[tuple[int, SegmentResult]] = []
-    with (
-        ThreadPoolExecutor(1, "cellseg-read") as reader,
-        ThreadPoolExecutor(1, "cellseg-finish") as finisher,
-        logging_redirect_tqdm(),  # a warning gets a line of its own, above the bar
-    ):
-        pending: list[Future] = []
-        bar = tqdm(total=len(paths), desc="segmenting", unit="image", disable=not progress)
-
-        def collect(future: Future) -> None:
-            outcome = future.result()
-            if isinstance(outcome, _Resample):  # the network again, in this thread only
-                started = time.perf_counter()
-                try:
-                    maps = pipeline.predict(outcome.field, outcome.scale)
-                except (CellSegError, MemoryError, RuntimeError) as exc:
-                    log.warning(
-                        "%s: running it again at %.2fx failed (%s); its labels are "
-                        "from the image's own scale",
-                        outcome.path,
-                        outcome.scale,
-                        exc,
-                    )
-                    seconds = outcome.seconds + time.perf_counter() - started
-                    pending.append(
-                        finisher.submit(write, outcome.index, outcome.path, outcome.first, seconds)
-                    )
-                    return
-                seconds = outcome.seconds + time.perf_counter() - started
-                pending.append(
-                    finisher.submit(
-                        finish,
-                        outcome.index,
-                        outcome.path,
-                        outcome.field,
-                        maps,
-                        seconds,
-                        outcome.scale,
-                        outcome.diameter,
-                    )
-                )
-                return
-            done.append(outcome)
-            bar.update()
-
-        first_scale = pipeline.first_scale()
+    def collect(self, future: Future) -> None:
+        """A finished field's result, or its second pass through the network (this thread)."""
+        outcome = future.result()
+        if not isinstance(outcome, _Resample):
+            self.done.append(outcome)
+            self.bar.update()
+            return
+        started = time.perf_counter()
         try:
-            for index, (path, (prepared, read_seconds, error)) in enumerate(
-                zip(paths, _read_ahead(reader, read, paths))
-            ):
-                if error is not None:
-                    failures.append((path, error))
-                    bar.update()
-                    continue
-                started = time.perf_counter()
-                maps = pipeline.predict(prepared, first_scale)
-                seconds = read_seconds + time.perf_counter() - started
-                pending.append(
-                    finisher.submit(finish, index, path, prepared, maps, seconds, first_scale, None)
-                )
-                while pending and (pending[0].done() or len(pending) > PREFETCH):
-                    collect(pending.pop(0))
-            while pending:
-                collect(pending.pop(0))
-        finally:
-            bar.close()
-    results = [result for _, result in sorted(done, key=lambda item: item[0])]
-    if failures and not results:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # nothing was written: leave no empty folder behind
-        first = failures[0][1]
-        if len(failures) == 1:
-            raise first
-        raise type(first)(f"{first} (the other {len(failures) - 1} image(s) failed too)")
-    if failures:
-        raise SomeInputsFailed(
-            f"{len(failures)} of {len(paths)} image(s) could not be segmented; the other "
-            f"{len(results)} were written to {out}.",
-            results,
-            [(path, str(exc)) for path, exc in failures],
-        )
-    return results
+            maps = self.pipeline.predict(outcome.field, outcome.scale)
+        except (CellSegError, MemoryError, RuntimeError) as exc:
+            log.warning(
+                "%s: running it again at %.2fx failed (%s); its labels are from the image's "
+                "own scale",
+                outcome.path,
+                outcome.scale,
+                exc,
+            )
+            seconds = outcome.seconds + time.perf_counter() - started
+            self.pipeline.compartments(outcome.field, outcome.first)
+            job = (self.write, outcome.index, outcome.path, outcome.first, seconds)
+        else:
+            seconds = outcome.seconds + time.perf_counter() - started
+            job = (self.finish, outcome.index, outcome.path, outcome.field, maps, seconds)
+            job += (outcome.scale, outcome.diameter)
+        self.pending.append(self.finisher.submit(*job))
 
 
 def _check_inputs(paths: list[Path]) -> None:

@@ -1,7 +1,9 @@
 """The settings of one field's segmentation: one typed object, validated once.
 
-:class:`FieldSettings` is what a user sets; :class:`PostprocessSettings` the thresholds a
-model carries in its file (tuned on validation images), which ``FieldSettings`` may override.
+:class:`FieldSettings` is what a user sets. It holds the channels
+(:mod:`cellseg_hcs.channels`), overrides of the thresholds a model carries in its file
+(:class:`PostprocessSettings`) and the cells' settings (:class:`CellSettings`), both in
+:mod:`cellseg_hcs.object_settings`; every name is importable from here.
 
 Every face builds the same :class:`FieldSettings`: the CLI from its options (declared from
 this class's fields, see :mod:`cellseg_hcs.cli.options`), the Python API from keywords, the
@@ -23,11 +25,36 @@ cellseg_hcs.errors.SettingError: tile size 10 must be a whole number of pixels f
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .channels import ChannelChoice, parse_channels
 from .errors import SettingError
+from .object_settings import (
+    CELL_METHOD_NAMES,
+    THRESHOLD_METHOD_NAMES,
+    CellSettings,
+    PostprocessSettings,
+    ThresholdChoice,
+)
+
+__all__ = [
+    "AUTO",
+    "CELL_METHOD_NAMES",
+    "DEFAULTS",
+    "NATIVE",
+    "THRESHOLD_METHOD_NAMES",
+    "CellSettings",
+    "ChannelChoice",
+    "FieldSettings",
+    "PostprocessSettings",
+    "ThresholdChoice",
+    "parse_channels",
+    "parse_device",
+    "parse_diameter",
+    "settings_for",
+]
 
 AUTO = "auto"
 NATIVE = "native"
@@ -35,89 +62,6 @@ MAX_DIAMETER = 10000.0
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
-CHANNEL_MODES = ("index", "name", "auto")
-
-
-@dataclass(frozen=True)
-class ChannelChoice:
-    """One channel of a field: by index (0-based), by name, or ``auto``.
-
-    ``auto`` is how a user's text is read: a channel of that exact name if the field has one,
-    otherwise digits are an index (``--channel 0``). Give ``by`` to say which you mean.
-
-    Examples
-    --------
-    >>> ChannelChoice.parse("1").resolve(["DNA", "Actin"])
-    1
-    >>> ChannelChoice.parse("Actin").resolve(["DNA", "Actin"])
-    1
-    >>> ChannelChoice(0, by="index").resolve(["DNA"], where="image a.tif")
-    0
-    """
-
-    value: int | str
-    by: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.by not in CHANNEL_MODES:
-            raise SettingError(
-                f"channel mode {self.by!r} is not one of {', '.join(CHANNEL_MODES)}."
-            )
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, str)):
-            raise SettingError(f"channel {self.value!r} must be an index or a name.")
-        if self.by == "index" and not _is_index(self.value):
-            raise SettingError(f"channel index {self.value!r} must be a whole number from 0.")
-        if isinstance(self.value, str) and not self.value.strip():
-            raise SettingError("a channel name cannot be empty.")
-
-    @classmethod
-    def parse(cls, value: ChannelChoice | int | str) -> ChannelChoice:
-        """A channel as users give it: an int is an index, a text is read ``auto``."""
-        if isinstance(value, ChannelChoice):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return cls(value, "index")
-        if isinstance(value, str) and not value.strip().isdigit():
-            return cls(value.strip(), "name")
-        return cls(value.strip() if isinstance(value, str) else value, "auto")
-
-    def resolve(self, names: Sequence[str], where: str = "the image") -> int:
-        """The index of this channel among ``names``, or one sentence saying why not."""
-        names = list(names)
-        if self.by != "index" and str(self.value) in names:
-            return names.index(str(self.value))
-        if self.by != "name" and _is_index(self.value):
-            index = int(self.value)
-            if index < len(names):
-                return index
-            raise SettingError(
-                f"channel {index} asked for, but {where} has {len(names)} channel(s) "
-                f"({', '.join(names)})."
-            )
-        raise SettingError(
-            f"channel {self.value!r} is not in {where}; its channels are {', '.join(names)}."
-        )
-
-
-def _is_index(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return value >= 0
-    return isinstance(value, str) and value.strip().isdigit()
-
-
-def parse_channels(value: Any) -> tuple[ChannelChoice, ...]:
-    """A channel option as users give it (None, one channel, or several, also ``"A,B"``)."""
-    if value is None or value == "" or value == ():
-        return ()
-    if isinstance(value, (ChannelChoice, int)) and not isinstance(value, bool):
-        return (ChannelChoice.parse(value),)
-    if isinstance(value, str):
-        return tuple(ChannelChoice.parse(part) for part in value.split(",") if part.strip())
-    if isinstance(value, Sequence):
-        return tuple(choice for item in value for choice in parse_channels(item))
-    raise SettingError(f"channel {value!r} must be an index, a name, or a list of them.")
 
 
 def parse_diameter(value: float | str | None) -> float | str | None:
@@ -154,43 +98,6 @@ def parse_device(value: str | None) -> str | None:
     if not isinstance(value, str) or not DEVICE.fullmatch(value):
         raise SettingError(f"device {value!r} is not one of auto, cpu, cuda, cuda:N.")
     return value
-
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """Thresholds that turn probability maps into labels.
-
-    ``foreground_threshold`` cuts the foreground probability. ``seeds`` says how the
-    second map (1 in an object's centre, falling towards its edge) gives one seed per object:
-    ``"threshold"`` takes the connected regions above ``seed_threshold``; ``"peaks"`` takes
-    the peaks that rise at least ``peak_height`` above the lowest pass to a higher peak
-    (the h-maxima), which splits touching nuclei whose maps merge above any one threshold
-    and keeps irregular nuclei whole. Objects smaller than ``min_size`` pixels are dropped,
-    and so are objects smaller than ``min_size_fraction`` of the field's median object
-    area. The second filter has no unit, so it holds at every magnification: it removes
-    micronuclei and debris, which are a few percent of a nucleus' area, wherever the
-    nuclei are 10 or 100 pixels across. Objects whose mean foreground probability is under
-    ``min_score`` are dropped too: the network's own doubt, which spares small nuclei that
-    a size filter would take.
-
-    ``merge_height`` (0 = off) joins fragments again: two touching objects that peaks of
-    height ``merge_height`` would have kept as one object are merged when their mean
-    intensities in the image differ by less than ``merge_contrast`` of their mean. The
-    lobes of one nucleus have the same brightness; two touching nuclei often do not. The
-    joining is transitive (A like B and B like C join all three). It needs the image
-    (``image=`` of :func:`maps_to_labels`); with ``seeds="threshold"`` it does nothing.
-    """
-
-    foreground_threshold: float = 0.5
-    seed_threshold: float = 0.5
-    min_size: int = 16
-    fill_holes: bool = True
-    min_size_fraction: float = 0.0
-    seeds: str = "threshold"
-    peak_height: float = 0.3
-    min_score: float = 0.0
-    merge_height: float = 0.0
-    merge_contrast: float = 0.05
 
 
 def _setting(default: Any, help: str, **cli: Any) -> Any:
@@ -259,6 +166,12 @@ class FieldSettings:
         None, "fp32, fp16 or bf16 (default: fp16 on a GPU, fp32 on the CPU)."
     )
     probabilities: bool = _setting(False, "Also return the foreground probability map.")
+    cells: CellSettings | None = _setting(
+        None, "Grow each nucleus into its cell on a cell stain, and take the cytoplasm."
+    )
+    measure_channels: tuple[ChannelChoice, ...] = _setting(
+        tuple, "Channels measured in every compartment (default: all)."
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: values are normalized once, here
@@ -291,6 +204,13 @@ class FieldSettings:
             )
         if not isinstance(self.probabilities, bool):
             raise SettingError(f"probabilities {self.probabilities!r} must be true or false.")
+        if isinstance(self.cells, Mapping):
+            set_(self, "cells", CellSettings(**self.cells))
+        if self.cells is not None and not isinstance(self.cells, CellSettings):
+            raise SettingError(f"cells {self.cells!r} must be cell settings or None.")
+        if self.cells is not None and self.cells.channel is None:
+            raise SettingError("cells need a cell channel (a cytoplasm, membrane or actin stain).")
+        set_(self, "measure_channels", parse_channels(self.measure_channels))
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -314,6 +234,10 @@ class FieldSettings:
         """Plain JSON values (for run.json, requests and logs)."""
         out = asdict(self)
         out["channel"] = [choice.value for choice in self.channel]
+        out["measure_channels"] = [choice.value for choice in self.measure_channels]
+        if self.cells is not None:
+            out["cells"]["channel"] = self.cells.channel.value
+            out["cells"]["threshold_bounds"] = list(self.cells.threshold_bounds)
         return out
 
     # ------------------------------------------------------------------ reading
@@ -334,6 +258,17 @@ class FieldSettings:
         """The post-processing values that replace the model's own."""
         overrides = {"foreground_threshold": self.foreground_threshold, "min_size": self.min_size}
         return {**self.postprocess, **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def settings_for(
+    model: Any, settings: FieldSettings | None, options: Mapping[str, Any]
+) -> FieldSettings:
+    """A face's settings: ``settings`` with ``options`` changed, or made from the options
+    and the model (a name, a file, or a loaded model, named by its source)."""
+    if settings is None:
+        name = model if isinstance(model, str) else getattr(model, "source", "") or str(model)
+        return FieldSettings(model=str(name) or "in memory", **options)
+    return settings.replace(**options) if options else settings
 
 
 def _check_postprocess(overrides: Mapping[str, Any]) -> None:

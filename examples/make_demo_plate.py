@@ -1,10 +1,11 @@
-"""Build a small OME-Zarr HCS plate from the real images in examples/data/mnfinder.
+"""Build a small OME-Zarr HCS plate from the real images in examples/data/examplefly.
 
-Four DNA-stain images of HFF cells (mnfinder, MIT licence: examples/data/mnfinder/LICENSE.md)
-become a plate of two wells with two fields each, one channel called ``DNA``, NGFF 0.5:
+Four two-channel crops of Drosophila Kc167 cells (CellProfiler's ExampleFly images, BSD 3-Clause:
+examples/data/examplefly/README.md) become a plate of two wells with two fields each, channels
+``DNA`` (Hoechst) and ``Actin`` (the cells' cortex), NGFF 0.5:
 
     python examples/make_demo_plate.py examples/demo_plate.zarr
-    cellseg-hcs run examples/demo_plate.zarr --out demo-results
+    cellseg-hcs run examples/demo_plate.zarr --out demo-results --cells-channel Actin
 
 Runs offline in a few seconds.
 """
@@ -14,26 +15,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import tifffile
 
 from cellseg_hcs.io.convert import write_plate
 
-IMAGES = Path(__file__).parent / "data" / "mnfinder"
-LAYOUT = {  # (well, site) -> image file
-    ("B02", 0): "HFF-revt-01_s5.tif",
-    ("B02", 1): "HFF-revt-01_s17.tif",
-    ("B03", 0): "HFF-revt-01_s18.tif",
-    ("B03", 1): "HFF-revt-01_s19.tif",
+IMAGES = Path(__file__).parent / "data" / "examplefly"
+CHANNELS = ["DNA", "Actin"]
+LAYOUT = {  # (well, site) -> crop, one file per channel: <crop>_<channel>.tif
+    ("B02", 0): "01_POS002_y250_x250",
+    ("B02", 1): "01_POS002_y600_x560",
+    ("B03", 0): "01_POS076_y300_x560",
+    ("B03", 1): "01_POS218_y560_x200",
 }
+
+
+def read_field(crop: str) -> np.ndarray:
+    """One field's channels, CYX in the order of :data:`CHANNELS`."""
+    return np.stack([tifffile.imread(IMAGES / f"{crop}_{channel}.tif") for channel in CHANNELS])
 
 
 def make_demo_plate(out: str | Path, *, ngff_version: str = "0.5", overwrite: bool = False) -> Path:
     """Write the demo plate to ``out`` and return its path."""
-    fields = {key: tifffile.imread(IMAGES / name) for key, name in LAYOUT.items()}
+    fields = {key: read_field(crop) for key, crop in LAYOUT.items()}
     return write_plate(
         out,
         fields,
-        channel_names=["DNA"],
+        channel_names=CHANNELS,
         plate_name="demo",
         ngff_version=ngff_version,
         overwrite=overwrite,
@@ -61,14 +69,16 @@ def main() -> None:
             pass  # not a plate: write_plate below refuses to touch it, in one sentence
         else:
             print(f"{args.out} exists; keeping it (--overwrite to build it afresh)")
-            print(f"next: cellseg-hcs run {args.out} --out demo-results")
+            print(f"next: cellseg-hcs run {args.out} --out demo-results --cells-channel Actin")
             return
     try:
         path = make_demo_plate(args.out, ngff_version=args.ngff, overwrite=args.overwrite)
     except CellSegError as exc:
         raise SystemExit(f"Error: {exc}") from None
-    print(f"wrote {path}: wells B02 and B03, 2 fields each, channel DNA (NGFF {args.ngff})")
-    print(f"next: cellseg-hcs run {path} --out demo-results")
+    print(
+        f"wrote {path}: wells B02 and B03, 2 fields each, channels DNA and Actin (NGFF {args.ngff})"
+    )
+    print(f"next: cellseg-hcs run {path} --out demo-results --cells-channel Actin")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ import struct
 from cellprofiler_core.module.image_segmentation import ImageSegmentation
 from cellprofiler_core.setting import Binary, ValidationError
 from cellprofiler_core.setting.choice import Choice
-from cellprofiler_core.setting.text import Float, ImageName, Integer, Pathname, Text
+from cellprofiler_core.setting.subscriber import ImageSubscriber
+from cellprofiler_core.setting.text import Float, ImageName, Integer, LabelName, Pathname, Text
 
 __version__ = "1"
 
@@ -58,6 +59,11 @@ DEVICE_CHOICES = {"Automatic": "auto", "CPU": "cpu", "GPU": "cuda"}
 SIZE_MEASURED = "Measure it in each image"
 SIZE_GIVEN = "Give the typical diameter"
 SIZE_NATIVE = "The image's own scale"
+CELL_METHODS = {
+    "Propagation": "propagation",
+    "Watershed - Image": "watershed",
+    "Distance - N": "distance",
+}
 # cellseg_hcs.settings.FieldSettings' defaults, repeated here because this file must work where
 # cellseg_hcs cannot be imported; a test checks they agree.
 DEFAULT_TILE_SIZE = 1024
@@ -80,7 +86,7 @@ _SEGMENTER = None
 class RunCellSegHCS(ImageSegmentation):
     category = "Object Processing"
     module_name = "RunCellSegHCS"
-    variable_revision_number = 3
+    variable_revision_number = 4
 
     def create_settings(self):
         super().create_settings()
@@ -188,6 +194,30 @@ class RunCellSegHCS(ImageSegmentation):
             "ObjectProbability",
             doc="Name of the output probability image.",
         )
+        self.output_cells = Binary(
+            "Also grow each nucleus into its cell?",
+            False,
+            doc="Grow each object into its cell on a cell stain (cytoplasm, membrane or actin), "
+            "as IdentifySecondaryObjects does, and take the cytoplasm (cell minus nucleus), as "
+            "IdentifyTertiaryObjects does. Cell k, its cytoplasm and nucleus k are one cell. "
+            "You can instead feed this module's nuclei to your own IdentifySecondaryObjects.",
+        )
+        self.cell_image = ImageSubscriber(
+            "Select the cell stain image",
+            "None",
+            doc="The image the cells grow on; not the nuclei's image.",
+        )
+        self.cells_method = Choice(
+            "Cell method",
+            list(CELL_METHODS),
+            "Propagation",
+            doc="CellProfiler's IdentifySecondaryObjects methods, with its default settings "
+            "(a Minimum Cross-Entropy threshold of the cell stain).",
+        )
+        self.cells_name = LabelName("Name the cells", "Cells", doc="Name of the cell objects.")
+        self.cytoplasm_name = LabelName(
+            "Name the cytoplasm", "Cytoplasm", doc="Name of the cytoplasm objects."
+        )
 
     def settings(self):
         return super().settings() + [
@@ -206,6 +236,11 @@ class RunCellSegHCS(ImageSegmentation):
             self.probability_image_name,
             self.object_size,
             self.diameter,
+            self.output_cells,
+            self.cell_image,
+            self.cells_method,
+            self.cells_name,
+            self.cytoplasm_name,
         ]
 
     def visible_settings(self):
@@ -226,11 +261,15 @@ class RunCellSegHCS(ImageSegmentation):
         visible.append(self.save_probabilities)
         if self.save_probabilities.value:
             visible.append(self.probability_image_name)
+        visible.append(self.output_cells)
+        if self.output_cells.value:
+            visible += [self.cell_image, self.cells_method, self.cells_name, self.cytoplasm_name]
         return visible
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
         # One step per revision. Revision 2 added the diameter (off: the revision 1 behaviour);
-        # revision 3 made its yes/no the object-size choice (no: the image's own scale).
+        # revision 3 made its yes/no the object-size choice (no: the image's own scale);
+        # revision 4 added the cells and cytoplasm (off).
         if variable_revision_number == 1:
             setting_values = list(setting_values) + ["No", "30.0"]
             variable_revision_number = 2
@@ -238,6 +277,15 @@ class RunCellSegHCS(ImageSegmentation):
             setting_values = list(setting_values)
             setting_values[-2] = SIZE_GIVEN if setting_values[-2] == "Yes" else SIZE_NATIVE
             variable_revision_number = 3
+        if variable_revision_number == 3:  # revision 4 added the cells (off)
+            setting_values = list(setting_values) + [
+                "No",
+                "None",
+                "Propagation",
+                "Cells",
+                "Cytoplasm",
+            ]
+            variable_revision_number = 4
         if variable_revision_number > self.variable_revision_number:
             raise ValueError(
                 f"This pipeline was saved by a newer RunCellSegHCS (settings revision "
@@ -256,6 +304,12 @@ class RunCellSegHCS(ImageSegmentation):
         return os.path.abspath(os.path.expanduser(self.model_file.value))
 
     def validate_module(self, pipeline):
+        if self.output_cells.value and self.cell_image.value == self.x_name.value:
+            raise ValidationError(
+                "The cell stain must be another image than the nuclei's: the cytoplasm, "
+                "membrane or actin stain the cells grow on.",
+                self.cell_image,
+            )
         if self.model_source.value == SOURCE_BUILTIN and not self.builtin_model.value.strip():
             raise ValidationError(
                 "Enter the name of a built-in model, for example 'nuclei'.", self.builtin_model
@@ -305,7 +359,53 @@ class RunCellSegHCS(ImageSegmentation):
             options["diameter"] = float(self.diameter.value)
         elif self.object_size.value == SIZE_MEASURED:
             options["diameter"] = "auto"
+        if self.output_cells.value:  # the image sent holds the nuclei's, then the cell stain
+            options["channel"] = 0
+            options["cells"] = {"channel": 1, "method": CELL_METHODS[self.cells_method.value]}
         return options
+
+    def extra_objects(self):
+        """``(object name, result key, parent names)`` of the other object sets made."""
+        if not self.output_cells.value:
+            return []
+        nuclei, cells = self.y_name.value, self.cells_name.value
+        return [
+            (cells, "cells", [nuclei]),
+            (self.cytoplasm_name.value, "cytoplasm", [cells, nuclei]),
+        ]
+
+    def get_measurement_columns(self, pipeline, object_name=None):
+        columns = super().get_measurement_columns(pipeline)
+        for name, _, parents in self.extra_objects():
+            columns += super().get_measurement_columns(pipeline, name)
+            for parent in parents:
+                columns.append((name, f"Parent_{parent}", "integer"))
+                columns.append((parent, f"Children_{name}_Count", "integer"))
+        return columns
+
+    def get_categories(self, pipeline, object_name):
+        categories = list(super().get_categories(pipeline, object_name))
+        for name, _, parents in self.extra_objects():
+            if object_name == name:
+                categories += ["Location", "Number", "Parent"]
+            if object_name in parents:
+                categories.append("Children")
+        return sorted(set(categories))
+
+    def get_measurements(self, pipeline, object_name, category):
+        found = list(super().get_measurements(pipeline, object_name, category))
+        for name, _, parents in self.extra_objects():
+            if object_name == "Image" and category == "Count":
+                found.append(name)
+            elif object_name == name:
+                found += {
+                    "Location": ["Center_X", "Center_Y", "Center_Z"],
+                    "Number": ["Object_Number"],
+                    "Parent": list(parents),
+                }.get(category, [])
+            elif object_name in parents and category == "Children":
+                found.append(f"{name}_Count")
+        return found
 
     def uses_server(self):
         """True when this run sends images to a cellseg-hcs server."""
@@ -321,6 +421,9 @@ class RunCellSegHCS(ImageSegmentation):
                 f"RunCellSegHCS segments 2-D images; {self.x_name.value} is a 3-D image."
             )
         pixels = numpy.asarray(image.pixel_data, dtype=numpy.float32)
+        if self.output_cells.value:
+            stain = workspace.image_set.get_image(self.cell_image.value, must_be_grayscale=True)
+            pixels = numpy.stack([pixels, numpy.asarray(stain.pixel_data, numpy.float32)])
         options = self.options()
         if self.uses_server():
             result = _segment_on_server(pixels, options)
@@ -350,6 +453,18 @@ class RunCellSegHCS(ImageSegmentation):
         objects.parent_image = image
         workspace.object_set.add_objects(objects, self.y_name.value)
         self.add_measurements(workspace)
+        for name, key, parents in self.extra_objects():
+            extra = Objects()
+            extra.segmented = result[key].astype(numpy.int32)
+            extra.parent_image = image
+            workspace.object_set.add_objects(extra, name)
+            self.add_measurements(workspace, name)
+            numbers = numpy.arange(1, extra.count + 1)  # object k of each set is one cell
+            for parent in parents:
+                workspace.measurements.add_measurement(name, f"Parent_{parent}", numbers)
+                workspace.measurements.add_measurement(
+                    parent, f"Children_{name}_Count", numpy.ones(extra.count, int)
+                )
         if self.save_probabilities.value:
             probability = Image(result["probabilities"], parent_image=image, convert=False)
             workspace.image_set.add(self.probability_image_name.value, probability)

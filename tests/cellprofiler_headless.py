@@ -64,6 +64,11 @@ def round_trip(pipeline_file: str) -> dict:
         "Name the probability image": "NucleusProbability",
         "Object size": "Give the typical diameter",
         "Typical diameter (pixels)": "60.0",
+        "Also grow each nucleus into its cell?": "Yes",
+        "Select the cell stain image": "Actin",
+        "Cell method": "Distance - N",
+        "Name the cells": "MyCells",
+        "Name the cytoplasm": "MyCytoplasm",
     }
     for setting in module.settings():
         if setting.text in changed:
@@ -135,9 +140,22 @@ def validation(pipeline_file: str, tmp: str) -> dict:
         plugin._cellseg_hcs_installed = installed
     # A revision 2 pipeline saved with the diameter given keeps it; without, its own scale.
     values = [s.value_text for s in module.settings()]
+    added = 5  # settings revisions 3 and 4 added after the diameter's two
     for given in ("Yes", "No"):
-        upgraded, revision = module.upgrade_settings(values[:-2] + [given, "45.0"], 2, MODULE)
-        report[f"revision_2_diameter_{given}"] = [upgraded[-2], upgraded[-1], revision]
+        old = values[: -2 - added] + [given, "45.0"]
+        upgraded, revision = module.upgrade_settings(old, 2, MODULE)
+        report[f"revision_2_diameter_{given}"] = [
+            upgraded[-2 - added],
+            upgraded[-1 - added],
+            revision,
+        ]
+    report["revision_3_cells"] = module.upgrade_settings(values[:-added], 3, MODULE)[0][-added:]
+    report["same_image_for_cells"] = message(
+        **{
+            "Also grow each nucleus into its cell?": "Yes",
+            "Select the cell stain image": module.x_name.value,
+        }
+    )
     fresh = type(module)()  # as added to a new pipeline
     report["new_module_object_size"] = fresh.object_size.value
     report["new_module_options_diameter"] = fresh.options().get("diameter")
@@ -263,6 +281,46 @@ def forced_server(pipeline_file: str, image_file: str, connection_file: str) -> 
     return int(objects.get_objects(module.y_name.value).count)
 
 
+def cells_in_process(pipeline_file: str, dna_file: str, stain_file: str) -> dict:
+    """The module with cells on, in-process: three object sets and their relationships."""
+    import numpy
+    import tifffile
+    from cellprofiler_core.image import Image, ImageSetList
+    from cellprofiler_core.measurement import Measurements
+    from cellprofiler_core.object import ObjectSet
+    from cellprofiler_core.pipeline import Pipeline
+    from cellprofiler_core.workspace import Workspace
+
+    pipeline = Pipeline()
+    pipeline.load(pipeline_file)
+    module = find_module(pipeline)
+    module.output_cells.value = True
+    module.cell_image.value = "Actin"
+    module.cells_method.value = "Propagation"
+    image_sets = ImageSetList()
+    image_set = image_sets.get_image_set(0)
+    for name, path in (("DNA", dna_file), ("Actin", stain_file)):
+        raw = tifffile.imread(path)
+        image_set.add(name, Image(raw / numpy.iinfo(raw.dtype).max))
+    objects, measurements = ObjectSet(), Measurements()
+    module.run(Workspace(pipeline, module, image_set, objects, measurements, image_sets))
+    nuclei = objects.get_objects(module.y_name.value)
+    cells = objects.get_objects("Cells")
+    cytoplasm = objects.get_objects("Cytoplasm")
+    inside = cells.segmented[nuclei.segmented > 0] == nuclei.segmented[nuclei.segmented > 0]
+    columns = module.get_measurement_columns(pipeline)
+    return {
+        "counts": [nuclei.count, cells.count, cytoplasm.count],
+        "nuclei_inside_their_cells": bool(inside.all()),
+        "parents": measurements.get_measurement("Cells", "Parent_Nuclei").tolist()[:3],
+        "children": measurements.get_measurement("Nuclei", "Children_Cells_Count").tolist()[:3],
+        "image_count": float(measurements.get_measurement("Image", "Count_Cytoplasm")),
+        "columns_declared": sorted(
+            f"{obj}|{name}" for obj, name, _ in columns if obj in ("Cells", "Cytoplasm")
+        ),
+    }
+
+
 def main(request_file: str) -> None:
     request = json.loads(open(request_file).read())
     report = {"loader": load_modules(request["plugins"])}
@@ -275,6 +333,8 @@ def main(request_file: str) -> None:
     report["broken_install"] = broken_install(
         request["pipeline"], request["image"], request["server_file"]
     )
+    if request.get("cells"):
+        report["cells"] = cells_in_process(request["pipeline"], *request["cells"])
     if request.get("wrong_token_file"):
         report["wrong_token"] = server_refusal(request["wrong_token_file"])
     print(json.dumps(report))

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 CP_COMMAND = CP_VENV / "bin" / "cellprofiler"
 PLUGINS = REPO / "plugins"
 EXAMPLE = REPO / "examples" / "segment_nuclei.cppipe"
+EXAMPLEFLY = REPO / "examples" / "data" / "examplefly"
 IMAGES = REPO / "tests" / "data" / "mnfinder" / "images"
 # One 8-bit and one 16-bit image: CellProfiler rescales each differently to 0..1.
 IMAGE_NAMES = (
@@ -208,6 +209,10 @@ def headless_report(tmp_path_factory, server) -> dict:
                 "image": str(IMAGES / IMAGE_NAMES[1]),
                 "server_file": str(server),
                 "wrong_token_file": str(wrong_token_file),
+                "cells": [
+                    str(EXAMPLEFLY / "01_POS218_y560_x200_DNA.tif"),
+                    str(EXAMPLEFLY / "01_POS218_y560_x200_Actin.tif"),
+                ],
             }
         )
     )
@@ -247,8 +252,10 @@ def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
         "foreground_threshold": 0.35,
         "min_size": 40,
         "diameter": 60.0,
+        "channel": 0,
+        "cells": {"channel": 1, "method": "distance"},
     }
-    assert trip["revision"] == 3
+    assert trip["revision"] == 4
 
 
 def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
@@ -261,8 +268,29 @@ def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
 
 def test_a_revision_2_pipeline_keeps_its_diameter_choice(headless_report):
     messages = headless_report["validation"]
-    assert messages["revision_2_diameter_Yes"] == ["Give the typical diameter", "45.0", 3]
-    assert messages["revision_2_diameter_No"] == ["The image's own scale", "45.0", 3]
+    assert messages["revision_2_diameter_Yes"] == ["Give the typical diameter", "45.0", 4]
+    assert messages["revision_2_diameter_No"] == ["The image's own scale", "45.0", 4]
+
+
+def test_a_revision_3_pipeline_loads_with_the_cells_off(headless_report):
+    assert headless_report["validation"]["revision_3_cells"] == [
+        "No",
+        "None",
+        "Propagation",
+        "Cells",
+        "Cytoplasm",
+    ]
+
+
+def test_the_module_grows_cells_and_cytoplasm_as_more_object_sets(headless_report):
+    cells = headless_report["cells"]
+    nuclei_count = cells["counts"][0]
+    assert nuclei_count > 10 and cells["counts"] == [nuclei_count] * 3
+    assert cells["nuclei_inside_their_cells"]
+    assert cells["parents"] == [1, 2, 3] and cells["children"] == [1, 1, 1]
+    assert cells["image_count"] == nuclei_count
+    assert "Cells|Parent_Nuclei" in cells["columns_declared"]
+    assert "Cytoplasm|Parent_Cells" in cells["columns_declared"]
 
 
 def test_a_new_module_measures_the_object_size_as_segment_does(headless_report):
@@ -282,6 +310,7 @@ def test_validation_explains_each_misconfiguration(headless_report):
     assert "not installed in CellProfiler's Python" in messages["in_process_not_installed"]
     assert "cellseg-hcs serve" in messages["automatic_not_installed_no_server"]
     assert "newer RunCellSegHCS" in messages["newer_revision"]
+    assert "another image than the nuclei's" in messages["same_image_for_cells"]
 
 
 def test_automatic_mode_runs_in_process_only_where_cellseg_hcs_is_installed(headless_report):

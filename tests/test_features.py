@@ -147,3 +147,59 @@ def test_pycytominer_aggregates_the_tables_by_well_with_no_renaming():
     assert set(measured) <= set(profiles.columns)
     expected = cells.groupby("Metadata_Well")["Nuclei_Intensity_MeanIntensity_DNA"].median()
     np.testing.assert_allclose(profiles["Nuclei_Intensity_MeanIntensity_DNA"], expected.values)
+
+
+def test_of_equally_bright_pixels_the_last_in_raster_order_is_the_brightest():
+    labels = np.zeros((10, 10), np.uint16)
+    labels[2:8, 2:8] = 1
+    dna = np.zeros((10, 10), np.uint16)
+    dna[3, 6] = dna[6, 3] = dna[6, 5] = 900  # three maxima; (row 6, column 5) is last
+    table = measure_objects(labels, {"DNA": dna}, features="minimal")
+    assert table["Nuclei_Location_MaxIntensity_X_DNA"].tolist() == [5.0]
+    assert table["Nuclei_Location_MaxIntensity_Y_DNA"].tolist() == [6.0]
+
+
+def test_closest_neighbours_of_many_objects_match_all_pairwise_distances():
+    # 40 x 40 single pixels on a jittered grid: 1600 objects, many equal distances.
+    rng = np.random.default_rng(3)
+    labels = np.zeros((200, 200), np.int32)
+    rows, cols = np.mgrid[2:200:5, 2:200:5]
+    rows, cols = rows.ravel(), cols.ravel()
+    moved = rng.random(rows.size) < 0.3
+    rows[moved] += 1
+    labels[rows, cols] = np.arange(1, rows.size + 1)
+    table = measure_objects(labels, {"DNA": labels.astype(np.uint16)}, features=["neighbors"])
+    distance = np.hypot(rows[:, None] - rows[None], cols[:, None] - cols[None])
+    order = np.lexsort([distance])  # CellProfiler's: stable, ties to the lower number
+    first, second = order[:, 1], order[:, 2]
+    prefix = "Nuclei_Neighbors_"
+    np.testing.assert_array_equal(table[f"{prefix}FirstClosestObjectNumber_Expanded"], first + 1)
+    np.testing.assert_array_equal(table[f"{prefix}SecondClosestObjectNumber_Expanded"], second + 1)
+    np.testing.assert_allclose(
+        table[f"{prefix}SecondClosestDistance_Expanded"], distance[np.arange(rows.size), second]
+    )
+
+
+def test_warm_up_prepares_the_columns_the_first_measurement_uses():
+    from cellseg_hcs.field.measure import feature_columns, warm_up
+
+    feature_columns.cache_clear()
+    warm_up(("DNA", "Actin"), "default", "Cells")
+    labels, dna = _two_squares()
+    measure_objects(labels, {"DNA": dna, "Actin": dna}, object_name="Cells", metadata=META)
+    assert feature_columns.cache_info().hits == 1
+
+
+def test_object_sets_of_a_field_share_the_image_work_and_measure_as_alone():
+    labels, dna = _two_squares()
+    rng = np.random.default_rng(1)
+    channels = {"DNA": dna, "Actin": rng.integers(0, 60000, dna.shape).astype(np.uint16)}
+    cells = np.zeros_like(labels)
+    cells[1:14, 2:15] = 1
+    cells[18:38, 18:30] = 2
+    shared: dict = {}
+    measure_objects(labels, channels, features="full", images=shared)
+    assert {key[0] for key in shared} == {"granularity", "costes"}
+    together = measure_objects(cells, channels, object_name="Cells", features="full", images=shared)
+    alone = measure_objects(cells, channels, object_name="Cells", features="full")
+    pd.testing.assert_frame_equal(together, alone)

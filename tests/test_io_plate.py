@@ -68,3 +68,10 @@ def test_a_zarr_group_without_plate_metadata_is_not_a_plate(tmp_path):
 def test_a_missing_path_is_named_in_the_error(tmp_path):
     with pytest.raises(InputError, match="no such plate"):
         open_plate(tmp_path / "nowhere.zarr")
+
+
+def test_the_plate_layout_lists_its_rows_and_columns_as_the_metadata_gives_them(tmp_path):
+    make_plate(tmp_path / "plate.zarr", wells=("B02", "C05"), sites=1)
+    plate = open_plate(tmp_path / "plate.zarr")
+    assert plate.rows == ("B", "C")
+    assert plate.columns == ("02", "05")

@@ -1,4 +1,4 @@
-"""The demo plate the README starts with: real images, two wells, two fields each."""
+"""The demo plate the README starts with: real two-channel images, two wells, two fields each."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cellseg_hcs.io.plate import ome_attrs, open_plate, read_field
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(
+def test_demo_plate_holds_the_four_examplefly_crops_as_two_wells_of_two_fields(
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(sys, "argv", ["make_demo_plate.py", str(tmp_path / "demo.zarr")])
@@ -23,7 +23,7 @@ def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(
 
     plate = open_plate(tmp_path / "demo.zarr")
     assert plate.ngff_version == "0.5"
-    assert plate.channel_names == ("DNA",)
+    assert plate.channel_names == ("DNA", "Actin")
     assert [(f.well, f.site) for f in plate.fields] == [
         ("B02", 0),
         ("B02", 1),
@@ -31,8 +31,12 @@ def test_demo_plate_holds_the_four_mnfinder_images_as_two_wells_of_two_fields(
         ("B03", 1),
     ]
     field = plate.fields[3]
-    expected = tifffile.imread(EXAMPLES / "data" / "mnfinder" / "HFF-revt-01_s19.tif")
-    np.testing.assert_array_equal(read_field(plate.path, field).channels["DNA"], expected)
+    channels = read_field(plate.path, field).channels
+    for name in ("DNA", "Actin"):
+        expected = tifffile.imread(
+            EXAMPLES / "data" / "examplefly" / f"01_POS218_y560_x200_{name}.tif"
+        )
+        np.testing.assert_array_equal(channels[name], expected)
 
 
 def test_the_readme_command_can_run_twice(tmp_path, monkeypatch, capsys):
@@ -62,7 +66,10 @@ def test_the_plate_run_labels_each_field_as_segment_does_with_the_shipped_model(
     runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
     model = cs.load_model("nuclei")
     assert model.postprocess_settings.merge_height > 0
-    run_plate(plate_path, tmp_path / "out", model="nuclei", workers=1, progress=False)
+    # at the field's own scale, as segment below (auto would rescale these small nuclei)
+    run_plate(
+        plate_path, tmp_path / "out", model="nuclei", workers=1, progress=False, diameter=None
+    )
     plate = open_plate(plate_path)
     for field in plate.fields[:2]:
         label = zarr.open_group(str(plate.path / field.path / "labels" / "Nuclei"), mode="r")

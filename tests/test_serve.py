@@ -428,3 +428,13 @@ def test_diameter_auto_measures_the_objects_and_runs_at_their_scale(client, tiny
     assert client.segment(many_small)["labels"].max() == result.labels.max()  # auto: default
     native = client.segment(many_small, diameter="native", probabilities=True)["probabilities"]
     assert np.abs(native - served["probabilities"]).max() > 0.05  # the scale made a difference
+
+
+def test_cells_and_cytoplasm_come_back_beside_the_nuclei(client, image):
+    stain = np.where(image > image.mean(), 3 * image, image // 4).astype(image.dtype)
+    served = client.segment(
+        np.stack([image, stain]), channel=0, cells={"channel": 1, "method": "distance"}
+    )
+    assert {"labels", "cells", "cytoplasm"} == set(served)
+    assert served["cells"].max() == served["labels"].max() > 0
+    assert np.all(served["cells"][served["labels"] > 0] == served["labels"][served["labels"] > 0])

@@ -47,10 +47,11 @@ def main(verbose: int) -> None:
 def _register() -> None:
     from .model_commands import evaluate, segment, train
     from .plate_commands import convert, run
+    from .report_commands import report
     from .runtime_commands import export, info
     from .serve_commands import serve
 
-    for command in (segment, run, convert, train, evaluate, info, export, serve):
+    for command in (segment, run, convert, report, train, evaluate, info, export, serve):
         main.add_command(command)
 
 

@@ -9,26 +9,13 @@ import click
 
 from ..errors import SettingError
 from .options import (
+    FIELD_OPTIONS,
+    cells_options,
     field_settings,
     progress_option,
     setting_option,
     settings_options,
     verbose_option,
-)
-
-# What `segment` lets a user set, in the order --help lists it.
-SEGMENT_SETTINGS = (
-    "model",
-    "channel",
-    "diameter",
-    "backend",
-    "device",
-    "precision",
-    "tile_size",
-    "overlap",
-    "batch_size",
-    "foreground_threshold",
-    "min_size",
 )
 
 
@@ -41,10 +28,11 @@ SEGMENT_SETTINGS = (
     type=click.Path(path_type=Path),
     help="Folder for the label images (<stem>_labels.tif).",
 )
-@settings_options(*SEGMENT_SETTINGS)
+@settings_options(*FIELD_OPTIONS)
 @setting_option(
     "probabilities", help="Also write the foreground probability map (<stem>_probabilities.tif)."
 )
+@cells_options
 @progress_option
 @verbose_option
 def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) -> None:
@@ -89,15 +77,16 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
             click.echo(f"note: {result.image.name}: {note}.")
 
 
-@click.command(short_help="Train a model from image and mask folders.")
+@click.command(short_help="Train a model from image and mask folders (or a Cellpose folder).")
 @click.option(
     "--images", required=True, type=click.Path(path_type=Path), help="Folder of training images."
 )
 @click.option(
     "--masks",
-    required=True,
     type=click.Path(path_type=Path),
-    help="Folder of masks with the same names (instance labels or binary masks).",
+    help="Folder of masks with the same names (instance labels or binary masks). Without "
+    "it, --images is a Cellpose folder: NAME_img.png (cell stain green, nuclei red) beside "
+    "NAME_masks.png; the model then reads (cell stain, nuclei).",
 )
 @click.option(
     "--out",
@@ -107,7 +96,11 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
     help="Model file to write (.safetensors).",
 )
 @click.option("--val-images", type=click.Path(path_type=Path), help="Validation images.")
-@click.option("--val-masks", type=click.Path(path_type=Path), help="Validation masks.")
+@click.option(
+    "--val-masks",
+    type=click.Path(path_type=Path),
+    help="Validation masks (without them, --val-images is a Cellpose folder).",
+)
 @click.option("--pattern", default="*", show_default=True, help="Glob of training image names.")
 @click.option("--epochs", default=50, show_default=True, help="Epochs (of --steps batches).")
 @click.option("--steps", default=100, show_default=True, help="Batches per epoch.")
@@ -145,7 +138,7 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
 )
 def train(
     images: Path,
-    masks: Path,
+    masks: Path | None,
     out: Path,
     val_images: Path | None,
     val_masks: Path | None,
@@ -163,20 +156,28 @@ def train(
 ) -> None:
     """Train an instance segmentation model from image and mask folders.
 
-    Keeps the epoch with the best validation AP when validation folders are given,
-    and tunes the post-processing thresholds on them. With --start-from, fine-tunes an
+    Images may have several channels (a cell model: cell stain, then nuclei). Without
+    --masks, --images is one Cellpose folder (NAME_img.png with the cell stain in green and
+    the nuclei in red, beside NAME_masks.png), read as (cell stain, nuclei).
+
+    Keeps the epoch with the best validation AP when validation folders are given, and
+    tunes the post-processing thresholds on them. With --start-from, fine-tunes an
     existing model (for example the shipped 'nuclei') on your own annotated images.
     """
     from ..training import data
     from ..training.train import train as run_training
     from ..training.tune import tune_postprocess
 
-    if bool(val_images) != bool(val_masks):
+    if masks and bool(val_images) != bool(val_masks):
         raise SettingError("give both --val-images and --val-masks, or neither.")
-    training = data.ImageMaskFolder(images, masks, pattern=pattern)
+    if not masks and val_masks:
+        raise SettingError(
+            "--val-masks goes with --masks; without them both folders are Cellpose folders."
+        )
+    training = data.training_folder(images, masks, pattern=pattern)
     validation = None
-    if val_images and val_masks:
-        validation = data.ImageMaskFolder(val_images, val_masks)
+    if val_images:
+        validation = data.training_folder(val_images, val_masks)
     model = run_training(
         training,
         validation=validation,
@@ -191,7 +192,7 @@ def train(
         average=average,
         target=target,
         time_limit=minutes * 60 if minutes else None,
-        description={"images": str(images), "masks": str(masks)},
+        description={"images": str(images), "masks": str(masks or images)},
     )
     if validation is not None:
         best = tune_postprocess(model, validation)

@@ -15,20 +15,40 @@ from typing import Any
 
 import click
 
-from ..settings import FieldSettings
+from ..settings import CELL_METHOD_NAMES, CellSettings, FieldSettings
 
 _FIELDS = {f.name: f for f in fields(FieldSettings)}
 # How each setting is spelled on the command line, where it is not --name-with-dashes.
 _FLAGS = {"model": ("--model", "-m"), "channel": ("--channel", "-c")}
-_TYPES = {"tile_size": int, "overlap": int, "batch_size": int, "min_size": int}
+_TYPES = {
+    "tile_size": int,
+    "overlap": int,
+    "batch_size": int,
+    "min_size": int,
+    "foreground_threshold": float,
+}
+
+
+# The field settings the image commands (segment, run) offer, in the order --help lists them.
+FIELD_OPTIONS = (
+    "model",
+    "channel",
+    "diameter",
+    "backend",
+    "device",
+    "precision",
+    "tile_size",
+    "overlap",
+    "batch_size",
+    "foreground_threshold",
+    "min_size",
+)
 
 
 def _default(name: str) -> Any:
     spec = _FIELDS[name]
     value = spec.default_factory() if spec.default is MISSING else spec.default
-    if name == "channel":
-        return None
-    return value
+    return None if value == () else value  # channel lists: not given means "the default"
 
 
 def setting_option(name: str, **overrides: Any) -> Callable:
@@ -69,7 +89,63 @@ def field_settings(arguments: dict[str, Any], **fixed: Any) -> FieldSettings:
     ``arguments`` (what remains is the command's own), ``fixed`` added."""
     given = {name: arguments.pop(name) for name in list(arguments) if name in _FIELDS}
     given = {name: value for name, value in given.items() if value is not None or name == "device"}
+    cells = {
+        key: arguments.pop(option) for option, key in _CELL_OPTIONS.items() if option in arguments
+    }
+    if cells.get("channel") is not None:
+        given["cells"] = {key: value for key, value in cells.items() if value is not None}
+    elif any(value not in (None, False, CellSettings().method) for value in cells.values()):
+        from ..errors import SettingError
+
+        raise SettingError(
+            "--cells-method, --cells-model and --discard-border need --cells-channel."
+        )
     return FieldSettings(**given, **fixed)
+
+
+# The cell options of a command, and the CellSettings field each sets.
+_CELL_OPTIONS = {
+    "cells_channel": "channel",
+    "cells_method": "method",
+    "cells_model": "model",
+    "discard_border": "discard_border",
+}
+
+
+def cells_options(command: Callable) -> Callable:
+    """The options that grow cells (and cytoplasm) from the nuclei on a cell stain."""
+    default = CellSettings()
+    for option in reversed(
+        [
+            click.option(
+                "--cells-channel",
+                default=None,
+                help="Grow each nucleus into its cell on this channel (a cytoplasm, membrane "
+                "or actin stain; index or name), and take the cytoplasm. Default: nuclei only.",
+            ),
+            click.option(
+                "--cells-method",
+                type=click.Choice(list(CELL_METHOD_NAMES)),
+                default=default.method,
+                show_default=True,
+                help="CellProfiler's methods: propagation (Propagation), watershed (Watershed - "
+                "Image), distance (Distance - N, 10 px); model: a trained cell model.",
+            ),
+            click.option(
+                "--cells-model",
+                default=None,
+                help="The cell model file of --cells-method model (inputs: cell stain, nuclei).",
+            ),
+            click.option(
+                "--discard-border/--keep-border",
+                default=default.discard_border,
+                show_default=True,
+                help="Drop cells touching the field's border, with their nuclei.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 def _verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:

@@ -8,25 +8,12 @@ from pathlib import Path
 import click
 
 from .options import (
+    FIELD_OPTIONS,
+    cells_options,
     field_settings,
     progress_option,
     settings_options,
     verbose_option,
-)
-
-# What `run` lets a user set about each field, in the order --help lists it.
-RUN_SETTINGS = (
-    "model",
-    "channel",
-    "diameter",
-    "backend",
-    "device",
-    "precision",
-    "tile_size",
-    "overlap",
-    "batch_size",
-    "foreground_threshold",
-    "min_size",
 )
 
 
@@ -45,7 +32,7 @@ def _wells(value: str | None) -> list[str] | None:
     type=click.Path(path_type=Path),
     help="Folder for the tables (images.parquet, features/, run.json).",
 )
-@settings_options(*RUN_SETTINGS)
+@settings_options(*FIELD_OPTIONS, "measure_channels")
 @click.option(
     "--object",
     "object_name",
@@ -80,6 +67,7 @@ def _wells(value: str | None) -> list[str] | None:
     "made by another model, scale or tool (refused without it). When the "
     "settings differ from OUT's earlier run, its tables are deleted first.",
 )
+@cells_options
 @progress_option
 @verbose_option
 def run(
@@ -141,7 +129,7 @@ def run(
         f"{fields} field(s): {computed} computed, {result.skipped} already done, "
         f"{result.failed} failed; {counts} in {result.seconds:.1f} s"
     )
-    if result.measured_diameter is not None:
+    if result.measured_diameter:
         click.echo(
             f"diameter: {result.measured_diameter:.0f} px measured on the first fields; "
             f"the network ran at {result.scale:.3g}x"
@@ -156,6 +144,8 @@ def run(
     click.echo(f"features: {result.out / 'features'}  (one parquet per field)")
     click.echo(f"images:   {result.out / 'images.parquet'}  (one row per field)")
     click.echo(f"manifest: {result.out / 'run.json'}")
+    if result.report:
+        click.echo(f"report:   {result.report}  (open it in a browser)")
     for _, row in images[images["status"] == "failed"].head(5).iterrows():
         click.echo(
             f"failed {row['Metadata_Well']} site {row['Metadata_Site']}: {row['error']}", err=True

@@ -82,6 +82,8 @@ class PreparedField:
     """The network's normalized float32 input (C, H, W)."""
     blank: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    cell_stain: np.ndarray | None = None
+    """The raw plane the cells grow on, when the settings make cells."""
 
 
 @dataclass
@@ -89,10 +91,12 @@ class FieldResult:
     """What the recipe made of one field.
 
     ``objects`` holds each object set's labels by name (``Nuclei``; ``Cells``, ``Cytoplasm``,
-    ``Micronuclei`` where the settings make them), ``parents`` each child set's parent set and
-    parent number per child object, ``seconds`` the time of each stage (``Seconds_Predict``,
-    ``Seconds_Postprocess``, ``Seconds_Measure``), ``notes`` what a person should know about
-    the field (a blank image), ``features`` the measurements when they were asked for.
+    ``Micronuclei`` where the settings make them); ``parents`` the parent object of every
+    child object, by ``(child set, parent set)`` (``("Cells", "Nuclei")``: cell k's
+    nucleus); ``seconds`` the time of each stage (``Seconds_Predict``,
+    ``Seconds_Postprocess``, ``Seconds_Cells``, ``Seconds_Measure``); ``notes`` what a person
+    should know about the field (a blank image); ``features`` the measurements when they were
+    asked for.
     """
 
     objects: dict[str, np.ndarray]
@@ -100,7 +104,7 @@ class FieldResult:
     scale: float = 1.0
     diameter: float | None = None
     """The objects' median diameter that ``diameter="auto"`` measured, in pixels."""
-    parents: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    parents: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     maps: np.ndarray | None = None
@@ -130,6 +134,9 @@ class FieldPipeline:
         settings' backend, device and tiling, made on first use.
     object_name:
         What the model's objects are called (default: the model's own, ``Nuclei``).
+    cell_model:
+        The loaded cell model of ``settings.cells.method == "model"``
+        (:meth:`cellseg_hcs.model.model.Model.pipeline` loads it).
     """
 
     def __init__(
@@ -138,11 +145,16 @@ class FieldPipeline:
         model: Any,
         runtime: Any = None,
         object_name: str | None = None,
+        cell_model: Any = None,
     ) -> None:
+        cells = settings.cells
+        if cells is not None and cells.method == "model" and cell_model is None:
+            raise SettingError("the model cell method needs its cell model loaded.")
         self.settings = settings
         self.model = model
         self._runtime = runtime
         self.primary = object_name or model.info.object_name
+        self.cell_model = cell_model
 
     @property
     def runtime(self):
@@ -165,7 +177,25 @@ class FieldPipeline:
             stacked = planes[0] if len(planes) == 1 else np.stack(planes)
             network_input = self.model.prepare(stacked, 0 if stacked.ndim == 2 else None)
         seconds = {"Seconds_Normalize": time.perf_counter() - started}
-        return PreparedField(channels, network_input, blank, seconds)
+        return PreparedField(channels, network_input, blank, seconds, self.cell_stain(channels))
+
+    def cell_stain(self, channels: FieldChannels) -> np.ndarray | None:
+        """The plane the cells grow on, checked: it exists and is not the nuclei's."""
+        cells = self.settings.cells
+        if cells is None:
+            return None
+        index = cells.channel.resolve(channels.names, channels.where)
+        nuclei = [c.resolve(channels.names, channels.where) for c in self.settings.channel] or [0]
+        if index in nuclei:
+            raise SettingError(
+                f"the cell channel {channels.names[index]!r} is the nuclei's channel; give the "
+                "cytoplasm, membrane or actin stain the cells grow on."
+            )
+        plane = channels.planes[channels.names[index]]
+        problem = pixel_problem(plane)
+        if problem:
+            raise InputError(f"{channels.where}, cell channel {channels.names[index]!r}, {problem}")
+        return plane
 
     def model_planes(self, channels: FieldChannels) -> list[np.ndarray]:
         """The planes the model reads, in its order, each checked (one sentence if unusable)."""
@@ -239,6 +269,40 @@ class FieldPipeline:
         result.diameter = diameter
         return (scale, diameter) if scale != 1.0 else None
 
+    def compartments(self, field: PreparedField, result: FieldResult) -> FieldResult:
+        """Cells grown from the nuclei on the cell stain, and the cytoplasm, when the settings
+        ask: cell k, cytoplasm k and nucleus k are one cell (:func:`.cells.cell_objects`)."""
+        cells = self.settings.cells
+        if cells is None:
+            return result
+        from .cells import cell_objects
+
+        started = time.perf_counter()
+        source = field.cell_stain
+        if cells.method == "model":
+            source = self.cell_model.predict_maps(
+                np.stack([field.cell_stain, field.channels.planes[self._nuclei_name(field)]]),
+                backend=self.settings.backend,
+                device=self.settings.device,
+            )
+        grown = cell_objects(result.labels, source, cells, notes=result.notes)
+        result.objects = {
+            self.primary: grown["Nuclei"],
+            "Cells": grown["Cells"],
+            "Cytoplasm": grown["Cytoplasm"],
+        }
+        numbers = np.arange(1, int(grown["Cells"].max()) + 1)
+        result.parents[("Cells", self.primary)] = numbers
+        result.parents[("Cytoplasm", "Cells")] = numbers
+        result.parents[("Cytoplasm", self.primary)] = numbers
+        result.seconds["Seconds_Cells"] = time.perf_counter() - started
+        return result
+
+    def _nuclei_name(self, field: PreparedField) -> str:
+        names = field.channels.names
+        chosen = self.settings.channel
+        return names[chosen[0].resolve(names, field.channels.where)] if chosen else names[0]
+
     def measure(
         self,
         field: PreparedField,
@@ -246,19 +310,23 @@ class FieldPipeline:
         features: str | Sequence[str],
         metadata: Mapping[str, object] | None = None,
     ) -> FieldResult:
-        """The objects measured on every channel of the field (one row per object)."""
-        from .measure import measure_objects
+        """Every object measured on the field's channels: one row per cell with the columns
+        of each compartment (one row per nucleus in a nuclei-only field)."""
+        from .profile import cell_profiles
 
         started = time.perf_counter()
-        result.features = measure_objects(
-            result.labels,
-            field.channels.planes,
-            object_name=result.primary,
-            features=features,
-            metadata=metadata,
-        )
+        planes = self.measured_planes(field.channels)
+        result.features = cell_profiles(result, planes, features, metadata)
         result.seconds["Seconds_Measure"] = time.perf_counter() - started
         return result
+
+    def measured_planes(self, channels: FieldChannels) -> dict[str, np.ndarray]:
+        """The channels measured: ``settings.measure_channels``, else all of them."""
+        chosen = self.settings.measure_channels
+        if not chosen:
+            return channels.planes
+        names = [channels.names[c.resolve(channels.names, channels.where)] for c in chosen]
+        return {name: channels.planes[name] for name in names}
 
     # ------------------------------------------------------------------ the whole recipe
     def run(
@@ -289,6 +357,7 @@ class FieldPipeline:
             maps = self.predict(field_, again[0])
             predict_seconds += time.perf_counter() - started
             result = self.objects(field_, maps, *again)
+        self.compartments(field_, result)
         result.seconds = {**field_.seconds, "Seconds_Predict": predict_seconds, **result.seconds}
         if features is not None:
             self.measure(field_, result, features, metadata)

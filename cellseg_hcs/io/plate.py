@@ -101,6 +101,10 @@ class Plate:
     zarr_format: int
     fields: tuple[PlateField, ...]
     channel_names: tuple[str, ...]
+    rows: tuple[str, ...] = ()
+    """The row names of the plate's layout (``A``, ``B``...), as its metadata lists them."""
+    columns: tuple[str, ...] = ()
+    """The column names of the plate's layout (``01``, ``02``...), as its metadata lists them."""
 
     @property
     def wells(self) -> list[str]:
@@ -171,7 +175,23 @@ def open_plate(path: str | Path) -> Plate:
     if not fields:
         raise InputError(f"{path}: the plate's wells list no fields.")
     channels = tuple(field_channel_names(root[fields[0].path]))
-    return Plate(path, name, version, root.metadata.zarr_format, tuple(fields), channels)
+    return Plate(
+        path,
+        name,
+        version,
+        root.metadata.zarr_format,
+        tuple(fields),
+        channels,
+        rows=_layout_names(plate, "rows"),
+        columns=_layout_names(plate, "columns"),
+    )
+
+
+def _layout_names(plate: dict, key: str) -> tuple[str, ...]:
+    try:
+        return tuple(str(entry["name"]) for entry in plate.get(key) or [])
+    except (KeyError, TypeError):
+        return ()
 
 
 def _row_and_column(plate: dict, well: dict, well_path: str) -> tuple[str, str]:

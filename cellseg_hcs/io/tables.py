@@ -162,19 +162,20 @@ def images_table(records: Iterable[dict[str, Any]], object_name: str) -> pd.Data
         *counts,
         "status",
         "error",
+        "note",
         "Height",
         "Width",
         "backend",
     ]
     for column in columns:
         if column not in table:
-            text = column in ("status", "error", "backend")
+            text = column in ("status", "error", "note", "backend")
             table[column] = pd.Series(dtype=object if text else float)
     seconds = sorted(c for c in table.columns if c.startswith("Seconds_"))
     table = table[[*columns, *seconds]]
     if len(table):
         table = table.sort_values(["Metadata_Well", "Metadata_Site"], kind="stable")
-    for column in ("error", "backend"):
+    for column in ("error", "note", "backend"):
         table[column] = table[column].fillna("").astype(str)
     for column in (*counts, "ImageNumber", "Height", "Width", "Metadata_Site"):
         table[column] = table[column].fillna(0).astype(np.int64)

@@ -241,6 +241,20 @@ class Model:
         merged = {**self.info.postprocess, **settings}
         return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)
 
+    def pipeline(self, settings, runtime: Any = None, object_name: str | None = None):
+        """The field recipe with this model for these settings (a
+        :class:`~cellseg_hcs.field.pipeline.FieldPipeline`), with the cell model loaded when
+        the settings grow cells with one."""
+        from ..field.pipeline import FieldPipeline
+
+        cells = settings.cells
+        cell_model = (
+            load_model(cells.model) if cells is not None and cells.method == "model" else None
+        )
+        return FieldPipeline(
+            settings, self, runtime=runtime, object_name=object_name, cell_model=cell_model
+        )
+
     def segment(
         self,
         image: np.ndarray,
@@ -261,7 +275,6 @@ class Model:
         image's own scale. ``settings`` override the post-processing thresholds.
         The field recipe is :class:`cellseg_hcs.field.pipeline.FieldPipeline`'s.
         """
-        from ..field.pipeline import FieldPipeline
         from ..settings import FieldSettings
 
         field_settings = FieldSettings(
@@ -271,7 +284,7 @@ class Model:
             diameter=diameter,
             postprocess=settings,
         )
-        return FieldPipeline(field_settings, model=self).run(image, channel_names).labels
+        return self.pipeline(field_settings).run(image, channel_names).labels
 
     def __repr__(self) -> str:
         return f"Model({self.info.architecture}, {self.info.network}, source={self.source!r})"

@@ -32,13 +32,24 @@ from .tasks import FieldJob, remember_model
 log = logging.getLogger("cellseg_hcs.plate")
 
 # Parameters whose change makes earlier outputs in the same folder wrong.
-OUTPUT_PARAMETERS = ("plate", "model_hash", "channels", "object_name", "features", "scale")
+OUTPUT_PARAMETERS = (
+    "plate",
+    "model_hash",
+    "channels",
+    "object_name",
+    "cells",
+    "measure_channels",
+    "features",
+    "scale",
+)
 # How a user names each of them (the option that changes it).
 PARAMETER_WORDS = {
     "plate": "plate",
     "model_hash": "model (--model)",
     "channels": "--channel",
     "object_name": "--object name",
+    "cells": "cell settings (--cells-channel, --cells-method...)",
+    "measure_channels": "--measure-channels",
     "features": "--features",
     "scale": "network scale (--diameter)",
 }
@@ -123,7 +134,9 @@ def plan_run(
         raise SettingError(f"--workers must be 1 or more, not {workers}.")
     loaded = model if isinstance(model, Model) else load_model(model)
     channels = plate_channels(opened, settings, loaded.info.in_channels)
-    settings = settings.replace(channel=list(channels))
+    settings = settings.replace(
+        channel=list(channels), **named_channels(opened, settings, channels)
+    )
     # With the model, "auto" on a CPU is measured once and cached on disk; workers on this
     # machine then read the same answer, so every field of a local run uses one backend.
     backend_name, reason = choose_backend(settings.backend, settings.device, loaded)
@@ -144,6 +157,8 @@ def plan_run(
         "model_hash": loaded.hash,
         "channels": list(channels),
         "object_name": object_name,
+        "cells": settings.to_dict()["cells"],
+        "measure_channels": [choice.value for choice in settings.measure_channels],
         "features": list(groups),
         "feature_set": features if isinstance(features, str) else "custom",
         "wells": sorted({f.well for f in fields}),
@@ -174,7 +189,8 @@ def plan_run(
             )
     check_can_write(out)  # before the model runs on the first fields or anything is written
     if "scale" not in parameters:
-        pipeline = FieldPipeline(settings, model=loaded, object_name=object_name)
+        # The nuclei's size alone decides: the cells are not grown for it.
+        pipeline = loaded.pipeline(settings.replace(cells=None), object_name=object_name)
         parameters.update(network_scale(opened, pipeline))
     if previous and not overwrite:
         old = previous.get("parameters", {})
@@ -223,6 +239,36 @@ def plate_channels(plate: Plate, settings: FieldSettings, count: int) -> tuple[s
     return wanted
 
 
+def named_channels(
+    plate: Plate, settings: FieldSettings, nuclei: tuple[str, ...]
+) -> dict[str, Any]:
+    """The cell channel and the measured channels by the plate's names, checked now: a cell
+    channel the plate lacks, or the nuclei's channel given as the cell channel, is one
+    sentence before anything is written."""
+    names = list(plate.channel_names)
+    where = f"plate {plate.path}"
+    changes: dict[str, Any] = {}
+    if settings.measure_channels:
+        changes["measure_channels"] = [
+            names[choice.resolve(names, where)] for choice in settings.measure_channels
+        ]
+    cells = settings.cells
+    if cells is not None:
+        name = names[cells.channel.resolve(names, where)]
+        if name in nuclei:
+            raise SettingError(
+                f"the cell channel {name!r} is the nuclei's channel of {where}; give the "
+                "cytoplasm, membrane or actin stain the cells grow on."
+            )
+        cell_settings = settings.to_dict()["cells"]
+        changes["cells"] = {**cell_settings, "channel": name}
+        if cells.method == "model":
+            from ..model.model import load_model
+
+            load_model(cells.model)  # a cell model that cannot be read: one sentence, now
+    return changes
+
+
 def network_scale(plate: Plate, pipeline: FieldPipeline) -> dict[str, Any]:
     """``{"scale": ...}`` for the whole plate, and for ``"auto"`` the diameter it measured.
 
@@ -240,7 +286,8 @@ def network_scale(plate: Plate, pipeline: FieldPipeline) -> dict[str, Any]:
         try:
             image = read_field(plate.path, field, names)
             result = pipeline.run(FieldChannels(image.channels, f"field {field.name}"), scale=1.0)
-        except Exception:  # noqa: BLE001 - a broken field fails in the run, with its reason
+        except Exception as exc:  # noqa: BLE001 - a broken field fails in the run, with its reason
+            log.info("diameter auto: field %s not measured (%s)", field.name, exc)
             continue
         measured.append(result.labels)
         if sum(int(labels.max()) for labels in measured) >= AUTO_MIN_OBJECTS:

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..io import tables
-from ..settings import FieldSettings
+from ..settings import FieldSettings, settings_for
 from .cluster import connect, run_fields
 from .manifest import read_manifest, write_manifest
 from .plan import OUTPUT_PARAMETERS, PlatePlan, plan_run
@@ -46,6 +46,10 @@ class PlateRunResult:
     """The network ran on every field resampled by this factor (``diameter``)."""
     measured_diameter: float | None = None
     """The objects' median diameter that ``diameter="auto"`` measured, in pixels."""
+    report: Path | None = None
+    """The run's QC page (``out/report.html``), or None when it could not be written."""
+    report_error: str | None = None
+    """Why the QC page could not be written (the run itself is not affected)."""
 
     @property
     def failed(self) -> int:
@@ -115,11 +119,7 @@ def run_plate(
     >>> result.images[["Metadata_Well", "Count_Nuclei", "status"]]  # doctest: +SKIP
     """
     started = time.perf_counter()
-    if settings is None:
-        name = str(model) if isinstance(model, (str, Path)) else (model.source or "in memory")
-        settings = FieldSettings(model=name, **options)
-    elif options:
-        settings = settings.replace(**options)
+    settings = settings_for(model, settings, options)
     plan = plan_run(
         plate,
         out,
@@ -172,7 +172,22 @@ def run_plate(
             "seconds": round(seconds, 2),
         },
     )
+    result.report, result.report_error = _write_report(plan.out)
     return result
+
+
+def _write_report(out: Path) -> tuple[Path | None, str | None]:
+    """The run's QC page, ``out/report.html`` (:mod:`cellseg_hcs.report`), written again on
+    every run so a resumed run's page shows the whole plate. A page that cannot be made
+    never fails the run: it is a warning, and the reason is kept on the result."""
+    try:
+        from ..report import write_report
+
+        return write_report(out), None
+    except Exception as exc:  # noqa: BLE001 - the run's outputs are written; the page is extra
+        reason = str(exc) or type(exc).__name__
+        log.warning("no QC report written for %s: %s", out, reason)
+        return None, reason
 
 
 def _prepare_output(plan: PlatePlan, overwrite: bool) -> None:

@@ -98,8 +98,6 @@ def field_pipeline(job: FieldJob):
     """The field recipe of this job's model and settings, made once per worker process (the
     model's runtime is kept by the model; ``auto`` is resolved here, on the worker, since a
     cluster's workers may have a GPU that the machine submitting the run lacks)."""
-    from ..field.pipeline import FieldPipeline
-
     model = cached_model(job.model_path, job.model_hash)
     options = {"threads": job.threads} if job.threads else {}
     settings = job.settings
@@ -107,7 +105,7 @@ def field_pipeline(job: FieldJob):
         runtime = model.runtime(
             settings.backend, settings.device, **settings.runtime_options, **options
         )
-    return FieldPipeline(settings, model=model, runtime=runtime, object_name=job.object_name)
+    return model.pipeline(settings, runtime=runtime, object_name=job.object_name)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -163,7 +161,9 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
             raise _FieldProblem(predicted["error"])
         pipeline = field_pipeline(job)
         prepared = predicted["field"]
-        result = pipeline.objects(prepared, predicted["maps"], job.scale)
+        result = pipeline.compartments(
+            prepared, pipeline.objects(prepared, predicted["maps"], job.scale)
+        )
         seconds.update(result.seconds)
 
         image = predicted["image"]
@@ -182,6 +182,7 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
         }
         pipeline.measure(prepared, result, job.features, metadata)
         seconds["Seconds_Measure"] = result.seconds["Seconds_Measure"]
+        record["note"] = "; ".join(result.notes)
         table = tables.with_object_metadata(result.features)
 
         started = time.perf_counter()

@@ -56,13 +56,15 @@ class Segmenter:
 
     def segment(self, image: np.ndarray, settings: FieldSettings) -> dict[str, np.ndarray]:
         """``{"labels": uint16/uint32 labels}`` (the model's objects), the other object sets
-        the settings make by their lower-case name, and ``"probabilities"`` when asked for.
+        the settings make by their lower-case name (``"cells"``, ``"cytoplasm"``), the parent
+        of each of their objects among the model's (``"cells_parents"``), and
+        ``"probabilities"`` when asked for.
 
         ``image`` is a 2-D plane (any dtype: it is percentile-normalized, so CellProfiler's
         0-1 floats and the raw integers give the same labels), or CYX/YXC for a model that
         takes several channels.
         """
-        from ..field.pipeline import FieldChannels, FieldPipeline
+        from ..field.pipeline import FieldChannels
 
         image = np.asarray(image)
         if image.ndim not in (2, 3) or min(image.shape) < 1:
@@ -72,15 +74,15 @@ class Segmenter:
             runtime = model.runtime(settings.backend, settings.device, **settings.runtime_options)
         # Only the network runs under the shared lock; preparing and post-processing this
         # request's image happen outside it, beside other requests.
-        pipeline = FieldPipeline(settings, model=model, runtime=_Locked(runtime, self._lock))
-        channels = FieldChannels.from_array(image, where="the image")
-        if model.info.in_channels == 1 and not settings.channel and len(channels.planes) > 1:
-            channels = FieldChannels({"C0": channels.planes["C0"]}, channels.where)
-        result = pipeline.run(channels)
+        pipeline = model.pipeline(settings, runtime=_Locked(runtime, self._lock))
+        result = pipeline.run(FieldChannels.from_array(image, where="the image"))
         out = {"labels": result.labels}
         for name, labels in result.objects.items():
             if name != result.primary:
                 out[name.lower()] = labels
+        for (child, parent), numbers in result.parents.items():
+            if parent == result.primary:  # e.g. "micronuclei_parents": the nucleus of each
+                out[f"{child.lower()}_parents"] = np.asarray(numbers, dtype=np.int32)
         if result.maps is not None:
             out["probabilities"] = result.maps[0].astype(np.float32)
         return out

@@ -1,20 +1,29 @@
-"""Per-object measurements with CellProfiler's own names, computed by cp_measure.
+"""Per-object measurements with CellProfiler's own names and CellProfiler 4.2.8's values.
 
-cp_measure is the CellProfiler team's library of CellProfiler's measurement code. Its
-results are renamed here to exactly the columns CellProfiler's ExportToSpreadsheet writes
-for an object called ``Nuclei`` measured on an image called ``DNA``:
-``Nuclei_AreaShape_Area``, ``Nuclei_Intensity_MeanIntensity_DNA``,
-``Nuclei_Texture_Contrast_DNA_3_00_256``, ``Nuclei_Location_Center_X``,
-``Nuclei_Number_Object_Number``, and the row keys ``Metadata_Plate``, ``Metadata_Well``,
-``Metadata_Site`` and ``ObjectNumber``, so pycytominer reads the tables as they are.
+Every group measures all objects of a field at once (label-indexed reductions over the object
+pixels sorted once by label, one pass per co-occurrence direction, one distance transform of
+all objects' boxes side by side...), one module per CellProfiler module: :mod:`.location`,
+:mod:`.shape`, :mod:`.zernike`, :mod:`.intensity`, :mod:`.texture`, :mod:`.neighbors`,
+:mod:`.granularity`, :mod:`.radial`, :mod:`.correlation`; what they share is kept on one
+:class:`~.objects.FieldObjects` per call. Each module's docstring says which CellProfiler rule
+it follows where the rule is not obvious; tests/test_features_cellprofiler.py holds every
+column to CellProfiler 4.2.8 itself. cp_measure (the CellProfiler team's object-by-object
+library) stays as the reference in tests and benchmarks (:mod:`.reference`).
 
-Measurement groups live in :data:`FEATURE_GROUPS` (a registry, as cp_measure's own
-``bulk`` module is); the sets a user picks from are lists of group names in
-:data:`FEATURE_SETS`.
+Columns are exactly those CellProfiler's ExportToSpreadsheet writes for an object called
+``Nuclei`` measured on an image called ``DNA``: ``Nuclei_AreaShape_Area``,
+``Nuclei_Intensity_MeanIntensity_DNA``, ``Nuclei_Texture_Contrast_DNA_3_00_256``,
+``Nuclei_Location_Center_X``, ``Nuclei_Number_Object_Number``, and the row keys
+``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site`` and ``ObjectNumber``, so pycytominer
+reads the tables as they are.
+
+Measurement groups live in :data:`FEATURE_GROUPS` (a registry); the sets a user picks from
+are lists of group names in :data:`FEATURE_SETS`.
 
 Pixels are measured on CellProfiler's scale: integer images are divided by their dtype's
-maximum (a uint16 image becomes 0..1 as CellProfiler's NamesAndTypes loads it), float
-images are used as they are.
+maximum (a uint16 image becomes 0..1 as CellProfiler's NamesAndTypes loads it, with 65535 as
+the image's scale, which MeasureColocalization's Costes search uses), float images are used
+as they are (no scale: CellProfiler's default of 255).
 
 Examples
 --------
@@ -28,7 +37,6 @@ Examples
 from __future__ import annotations
 
 import functools
-import itertools
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,10 +45,20 @@ import numpy as np
 import pandas as pd
 
 from ...errors import SettingError
-from ..postprocess import touching_pairs
+from .correlation import measure_correlation
+from .granularity import measure_granularity
+from .intensity import measure_intensity
+from .location import measure_location
+from .neighbors import measure_neighbors
+from .objects import FieldObjects, numbered
+from .radial import measure_radial_distribution, measure_radial_zernikes
+from .shape import measure_shape
+from .texture import LEVELS as TEXTURE_GRAY_LEVELS
+from .texture import measure_texture
+from .zernike import measure_zernike
 
 TEXTURE_SCALE = 3
-TEXTURE_GRAY_LEVELS = 256
+METADATA = ("Metadata_Plate", "Metadata_Well", "Metadata_Site")  # a plate run's row keys
 
 Measurements = dict[str, np.ndarray]
 
@@ -49,215 +67,44 @@ Measurements = dict[str, np.ndarray]
 class FeatureGroup:
     """One kind of measurement: what it is, and the function that makes its columns.
 
-    ``measure(labels, channels)`` gets contiguous labels ``1..N`` and ``{name: plane}``
-    on CellProfiler's 0..1 scale, and returns ``{column without object prefix: values}``
-    with one value per object.
+    ``measure(objects)`` gets the field's :class:`~.objects.FieldObjects` (labels ``1..N``,
+    channels on CellProfiler's 0..1 scale) and returns ``{column without object prefix:
+    values}`` with one value per object.
     """
 
     description: str
-    measure: Callable[[np.ndarray, Mapping[str, np.ndarray]], Measurements]
+    measure: Callable[[FieldObjects], Measurements]
 
 
 # ----------------------------------------------------------------------------- groups
 
 
-def _location(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
-    # CellProfiler's Identify modules: the mean of each object's pixel coordinates.
-    count = int(labels.max())
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=count + 1)[1:].astype(np.float64)
-    rows, cols = np.indices(labels.shape)
-    y = np.bincount(flat, weights=rows.ravel(), minlength=count + 1)[1:] / area
-    x = np.bincount(flat, weights=cols.ravel(), minlength=count + 1)[1:] / area
-    return {
-        "Location_Center_X": x,
-        "Location_Center_Y": y,
-        "Number_Object_Number": np.arange(1, count + 1),
-    }
-
-
-def _core(name: str, **options) -> Callable:
-    from cp_measure.bulk import get_core_measurements
-
-    legacy = options.pop("legacy", False)
-    return functools.partial(get_core_measurements(legacy=legacy, sanitize=False)[name], **options)
-
-
-def _shape(advanced: bool) -> Callable:
-    def measure(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
-        # new_features=False: only the measurements CellProfiler 4 makes.
-        values = _core("sizeshape", calculate_advanced=advanced, new_features=False)(labels, None)
-        values.update(_core("feret")(labels, None))
-        return {f"AreaShape_{key}": value for key, value in values.items()}
-
-    return measure
-
-
-def _zernike(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
-    return {f"AreaShape_{key}": value for key, value in _core("zernike")(labels, None).items()}
-
-
-def _per_channel(name: str, rename: Callable[[str, str], str], **options) -> Callable:
-    def measure(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
-        out: Measurements = {}
-        for channel, pixels in channels.items():
-            with warnings.catch_warnings():  # empty or flat objects give NaN, as in CellProfiler
-                warnings.simplefilter("ignore", RuntimeWarning)
-                values = _core(name, **options)(labels, pixels)
-            out.update({rename(key, channel): value for key, value in values.items()})
-        return out
-
-    return measure
-
-
-def _append_channel(key: str, channel: str) -> str:
-    """``Intensity_MeanIntensity`` -> ``Intensity_MeanIntensity_DNA``."""
-    return f"{key}_{channel}"
-
-
-def _texture_name(key: str, channel: str) -> str:
-    """``Contrast_3_00_256`` -> ``Texture_Contrast_DNA_3_00_256``."""
-    feature, _, scale = key.partition("_")
-    return f"Texture_{feature}_{channel}_{scale}"
-
-
-def _radial_name(key: str, channel: str) -> str:
-    """``RadialDistribution_FracAtD_1of4`` -> ``RadialDistribution_FracAtD_DNA_1of4``;
-    ``RadialDistribution_ZernikeMagnitude_0_0`` -> ``..._ZernikeMagnitude_DNA_0_0``."""
-    category, feature, rest = key.split("_", 2)
-    return f"{category}_{feature}_{channel}_{rest}"
-
-
-def _texture_pixels(pixels: np.ndarray) -> np.ndarray:
-    # cp_measure quantizes with img_as_ubyte, which refuses floats outside [0, 1].
-    return np.clip(pixels, 0.0, 1.0)
-
-
-def _texture(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
-    clipped = {name: _texture_pixels(pixels) for name, pixels in channels.items()}
-    return _per_channel(
-        "texture", _texture_name, scale=TEXTURE_SCALE, gray_levels=TEXTURE_GRAY_LEVELS
-    )(labels, clipped)
-
-
-def _neighbors(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
-    """MeasureObjectNeighbors with the objects as their own neighbours, "expand until adjacent".
-
-    Computed here rather than by cp_measure 0.3, whose version of this case counts each
-    object as its own closest neighbour; this one agrees with CellProfiler 4.2.8 to 1e-12
-    (tests/test_features_cellprofiler.py). ``PercentTouching`` still comes from cp_measure,
-    which gets it right. As in CellProfiler, a missing closest or second-closest object is
-    number 0 at distance 0.
-    """
-    from scipy import ndimage as ndi
-
-    count = int(labels.max())
-    zeros = np.zeros(count)
-    out = {
-        f"Neighbors_{name}_Expanded": zeros.copy()
-        for name in (
-            "NumberOfNeighbors",
-            "FirstClosestObjectNumber",
-            "FirstClosestDistance",
-            "SecondClosestObjectNumber",
-            "SecondClosestDistance",
-            "AngleBetweenNeighbors",
-            "PercentTouching",
-        )
-    }
-    if count < 2:
-        return out
-    # Every pixel takes the label of its nearest object; objects whose grown regions share
-    # an edge (4-connected) are neighbours.
-    nearest = ndi.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
-    grown = labels[tuple(nearest)]
-    out["Neighbors_NumberOfNeighbors_Expanded"] = np.bincount(
-        np.concatenate(touching_pairs(grown)), minlength=count + 1
-    )[1:].astype(np.float64)
-
-    index = np.arange(1, count + 1)
-    rows, cols = np.indices(labels.shape)
-    y = np.asarray(ndi.mean(rows, labels, index))
-    x = np.asarray(ndi.mean(cols, labels, index))
-    distance = np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :])
-    np.fill_diagonal(distance, np.inf)
-    order = np.argsort(distance, axis=1, kind="stable")
-    first = order[:, 0]
-    out["Neighbors_FirstClosestObjectNumber_Expanded"] = first + 1.0
-    out["Neighbors_FirstClosestDistance_Expanded"] = distance[index - 1, first]
-    if count > 2:
-        second = order[:, 1]
-        out["Neighbors_SecondClosestObjectNumber_Expanded"] = second + 1.0
-        out["Neighbors_SecondClosestDistance_Expanded"] = distance[index - 1, second]
-        to_first = np.stack([x[first] - x, y[first] - y], axis=1)
-        to_second = np.stack([x[second] - x, y[second] - y], axis=1)
-        cosine = (to_first * to_second).sum(axis=1) / (
-            np.linalg.norm(to_first, axis=1) * np.linalg.norm(to_second, axis=1)
-        )
-        out["Neighbors_AngleBetweenNeighbors_Expanded"] = np.degrees(
-            np.arccos(np.clip(cosine, -1.0, 1.0))
-        )
-
-    from cp_measure.bulk import get_multimask_measurements
-
-    touching = get_multimask_measurements()["neighbors"](labels, labels)
-    out["Neighbors_PercentTouching_Expanded"] = np.asarray(
-        touching["Neighbors_PercentTouching_Expanded"], dtype=np.float64
-    )
-    return out
-
-
-def _correlation(labels: np.ndarray, channels: Mapping[str, np.ndarray]) -> Measurements:
-    """CellProfiler's MeasureColocalization names, for every pair of channels."""
-    from cp_measure.bulk import get_correlation_measurements
-
-    functions = get_correlation_measurements(sanitize=False)
-    out: Measurements = {}
-    for first, second in itertools.combinations(channels, 2):
-        a, b = channels[first], channels[second]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            pearson = functions["pearson"](a, b, labels)
-            # Pixels are already 0..1; scale_max sets the Costes search grid (16-bit steps).
-            costes = functions["costes"](a, b, labels, scale_max=65535)
-            manders = functions["manders_fold"](a, b, labels)
-            rwc = functions["rwc"](a, b, labels)
-        out[f"Correlation_Correlation_{first}_{second}"] = pearson["Correlation_Pearson"]
-        out[f"Correlation_Slope_{first}_{second}"] = pearson["Correlation_Slope"]
-        for name, values in (("Costes", costes), ("Manders", manders), ("RWC", rwc)):
-            out[f"Correlation_{name}_{first}_{second}"] = values[f"Correlation_{name}_1"]
-            out[f"Correlation_{name}_{second}_{first}"] = values[f"Correlation_{name}_2"]
-    return {key: np.asarray(value, dtype=np.float64) for key, value in out.items()}
-
-
 FEATURE_GROUPS: dict[str, FeatureGroup] = {
-    "location": FeatureGroup("object centre and number (Identify modules)", _location),
-    "shape": FeatureGroup("MeasureObjectSizeShape, standard features + Feret", _shape(False)),
-    "shape_advanced": FeatureGroup("MeasureObjectSizeShape with moments and inertia", _shape(True)),
-    "zernike": FeatureGroup("MeasureObjectSizeShape Zernike shape features", _zernike),
-    # legacy=True: CellProfiler's own quartile convention (n*q), not numpy's ((n-1)*q).
-    "intensity": FeatureGroup(
-        "MeasureObjectIntensity, each channel",
-        _per_channel("intensity", _append_channel, legacy=True),
+    "location": FeatureGroup("object centre and number (Identify modules)", measure_location),
+    "shape": FeatureGroup(
+        "MeasureObjectSizeShape, standard features + Feret",
+        functools.partial(measure_shape, advanced=False),
     ),
+    "shape_advanced": FeatureGroup(
+        "MeasureObjectSizeShape with moments and inertia",
+        functools.partial(measure_shape, advanced=True),
+    ),
+    "zernike": FeatureGroup("MeasureObjectSizeShape Zernike shape features", measure_zernike),
+    "intensity": FeatureGroup("MeasureObjectIntensity, each channel", measure_intensity),
     "texture": FeatureGroup(
         f"MeasureTexture at scale {TEXTURE_SCALE}, {TEXTURE_GRAY_LEVELS} gray levels, each channel",
-        _texture,
+        functools.partial(measure_texture, scale=TEXTURE_SCALE),
     ),
-    "neighbors": FeatureGroup("MeasureObjectNeighbors, expanded until adjacent", _neighbors),
-    "granularity": FeatureGroup(
-        "MeasureGranularity, each channel", _per_channel("granularity", _append_channel)
-    ),
+    "neighbors": FeatureGroup("MeasureObjectNeighbors, expanded until adjacent", measure_neighbors),
+    "granularity": FeatureGroup("MeasureGranularity, each channel", measure_granularity),
     "radial_distribution": FeatureGroup(
-        "MeasureObjectIntensityDistribution, each channel",
-        _per_channel("radial_distribution", _radial_name),
+        "MeasureObjectIntensityDistribution, each channel", measure_radial_distribution
     ),
     "radial_zernikes": FeatureGroup(
-        "MeasureObjectIntensityDistribution Zernikes, each channel",
-        _per_channel("radial_zernikes", _radial_name),
+        "MeasureObjectIntensityDistribution Zernikes, each channel", measure_radial_zernikes
     ),
     "correlation": FeatureGroup(
-        "MeasureColocalization between every pair of channels", _correlation
+        "MeasureColocalization between every pair of channels", measure_correlation
     ),
 }
 
@@ -306,6 +153,12 @@ def cellprofiler_scale(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float64, copy=False)
 
 
+def cellprofiler_image_scale(pixels: np.ndarray) -> float | None:
+    """The scale CellProfiler records for an image: its integer dtype's maximum, else None."""
+    kind = np.asarray(pixels).dtype
+    return float(np.iinfo(kind).max) if kind.kind in "ui" else None
+
+
 def measure_objects(
     labels: np.ndarray,
     channels: Mapping[str, np.ndarray],
@@ -313,6 +166,7 @@ def measure_objects(
     object_name: str = "Nuclei",
     features: str | list[str] | tuple[str, ...] = "default",
     metadata: Mapping[str, object] | None = None,
+    images: dict | None = None,
 ) -> pd.DataFrame:
     """One row per labelled object, with CellProfiler's column names.
 
@@ -330,6 +184,10 @@ def measure_objects(
     metadata:
         ``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site`` (and any other
         ``Metadata_*``) values repeated on every row.
+    images:
+        An empty dict to pass again, with the same ``channels``, for every object set of the
+        field (nuclei, cells, cytoplasm): what depends on the images alone (granularity's
+        reconstructions, Costes' thresholds) is then computed once. One dict per field.
 
     Returns
     -------
@@ -338,8 +196,9 @@ def measure_objects(
         objects gives an empty table with the same columns.
     """
     groups = feature_groups(features)
-    labels = _contiguous(np.asarray(labels))
+    labels = numbered(np.asarray(labels))
     planes = {name: cellprofiler_scale(plane) for name, plane in channels.items()}
+    scales = {name: cellprofiler_image_scale(plane) for name, plane in channels.items()}
     for name, plane in planes.items():
         if plane.shape != labels.shape:
             raise SettingError(
@@ -350,9 +209,17 @@ def measure_objects(
     count = int(labels.max())
     if count == 0:
         return _empty_table(columns, metadata)
+    integers = {
+        name: np.asarray(plane)
+        for name, plane in channels.items()
+        if np.asarray(plane).dtype.kind in "ui" and scales[name] <= 2**16
+    }
+    objects = FieldObjects(labels, planes, scales, integers, images)
     values: Measurements = {}
-    for group in groups:
-        values.update(FEATURE_GROUPS[group].measure(labels, planes))
+    with warnings.catch_warnings():  # empty or flat objects give NaN, as in CellProfiler
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for group in groups:
+            values.update(FEATURE_GROUPS[group].measure(objects))
     table = pd.DataFrame(
         {f"{object_name}_{key}": np.asarray(v, dtype=np.float64) for key, v in values.items()}
     )
@@ -364,14 +231,17 @@ def measure_objects(
     return table[list(columns)]
 
 
-def _contiguous(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if ids.size and ids[-1] != ids.size:
-        lookup = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
-        lookup[ids] = np.arange(1, ids.size + 1)
-        return lookup[labels]
-    return labels.astype(np.int32, copy=False)
+def warm_up(
+    channels: tuple[str, ...] = ("DNA",),
+    features: str | list[str] | tuple[str, ...] = "full",
+    object_name: str = "Nuclei",
+) -> None:
+    """Load what a process's first measurement would load (about a second of imports).
+
+    A plate worker can call this once when it starts, so that no field's ``Seconds_Measure``
+    carries the start-up.
+    """
+    feature_columns(object_name, tuple(channels), feature_groups(features), METADATA)
 
 
 @functools.lru_cache(maxsize=32)
@@ -379,7 +249,7 @@ def feature_columns(
     object_name: str,
     channels: tuple[str, ...],
     groups: tuple[str, ...],
-    metadata: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well", "Metadata_Site"),
+    metadata: tuple[str, ...] = METADATA,
 ) -> tuple[str, ...]:
     """The columns a table has for these channels and groups, in order.
 
@@ -391,9 +261,12 @@ def feature_columns(
     labels[26:44, 24:44] = 2
     ramp = np.linspace(0.1, 0.9, labels.size).reshape(labels.shape)
     planes = {name: np.roll(ramp, index, axis=1) for index, name in enumerate(channels)}
+    objects = FieldObjects(labels, planes)
     names: list[str] = []
-    for group in groups:
-        names += [f"{object_name}_{key}" for key in FEATURE_GROUPS[group].measure(labels, planes)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for group in groups:
+            names += [f"{object_name}_{key}" for key in FEATURE_GROUPS[group].measure(objects)]
     leading = [*metadata, "ObjectNumber"]
     first = [
         f"{object_name}_Number_Object_Number",

@@ -5,18 +5,23 @@ training, evaluation and augmentation never care which layout the annotations ca
 """
 
 from .base import Sample, Subset
+from .cellpose import CELL_MODEL_CHANNELS, CellposeFolder, cell_model_planes, training_folder
 from .coco import CocoDataset, labels_to_coco
 from .folders import ImageMaskFolder, ObjectMaskFolders
 from .rle import RleCsv, rle_decode, rle_encode
 
 __all__ = [
+    "CELL_MODEL_CHANNELS",
+    "CellposeFolder",
     "CocoDataset",
     "ImageMaskFolder",
     "ObjectMaskFolders",
     "RleCsv",
     "Sample",
     "Subset",
+    "cell_model_planes",
     "labels_to_coco",
     "rle_decode",
     "rle_encode",
+    "training_folder",
 ]

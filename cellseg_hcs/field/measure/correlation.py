@@ -1,0 +1,313 @@
+"""MeasureColocalization within objects, for every pair of channels, as CellProfiler 4.2.8.
+
+With the module's defaults ("Run all metrics", threshold 15% of each object's maximum,
+Costes' threshold by the "Faster" bisection), per object and pair ``(A, B)`` (A first in
+the channel order):
+
+- ``Correlation_A_B``: Pearson's r of the object's pixels;
+- ``Manders_A_B``, ``Manders_B_A``: of A's intensity above its threshold, the share where B
+  is also above its threshold (and the other way round);
+- ``RWC_A_B``, ``RWC_B_A``: the same weighted by how close the two pixels' ranks are, pixels
+  ranked over all objects together;
+- ``Overlap_A_B`` and ``K_A_B``, ``K_B_A``: Manders' overlap coefficient and its two parts
+  over the thresholded pixels;
+- ``Costes_A_B``, ``Costes_B_A``: Manders' coefficients above Costes' automatic thresholds,
+  which CellProfiler finds once on the whole image (not per object).
+
+CellProfiler measures the slope of the intensities' regression only for whole images, so an
+object has no ``Slope`` column.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .objects import FieldObjects
+
+THRESHOLD = 15.0  # percent of the object's maximum intensity
+DEFAULT_SCALE = 255  # CellProfiler's scale when neither image has one
+
+
+def measure_correlation(objects: FieldObjects) -> dict[str, np.ndarray]:
+    """The columns above for every pair of channels, in channel order."""
+    out: dict[str, np.ndarray] = {}
+    for first, second in itertools.combinations(objects.channels, 2):
+        out.update(_pair(objects, first, second))
+    return out
+
+
+def _scale(objects: FieldObjects, first: str, second: str) -> float:
+    scales = [s for s in (objects.scales[first], objects.scales[second]) if s is not None]
+    return max(scales) if scales else DEFAULT_SCALE
+
+
+def _pair(objects: FieldObjects, first: str, second: str) -> dict[str, np.ndarray]:
+    count = objects.count
+    a, b = objects.values(first), objects.values(second)
+    names = {
+        "Correlation": f"Correlation_Correlation_{first}_{second}",
+        "M1": f"Correlation_Manders_{first}_{second}",
+        "M2": f"Correlation_Manders_{second}_{first}",
+        "RWC1": f"Correlation_RWC_{first}_{second}",
+        "RWC2": f"Correlation_RWC_{second}_{first}",
+        "Overlap": f"Correlation_Overlap_{first}_{second}",
+        "K1": f"Correlation_K_{first}_{second}",
+        "K2": f"Correlation_K_{second}_{first}",
+        "C1": f"Correlation_Costes_{first}_{second}",
+        "C2": f"Correlation_Costes_{second}_{first}",
+    }
+    if count == 0:
+        return {name: np.zeros(0) for name in names.values()}
+    spread = objects.spread
+    owner = objects.pixel_labels - 1
+
+    def per_object(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        if where is None:
+            return objects.sum(values)
+        return np.bincount(owner[where], values[where], minlength=count)
+
+    # Pearson's r as CellProfiler writes it: sum(x y / (|x| |y|)), x and y centred.
+    x = a - spread(objects.mean(a))
+    y = b - spread(objects.mean(b))
+    norm_x = np.sqrt(per_object(x**2))
+    norm_y = np.sqrt(per_object(y**2))
+    correlation = per_object(x * y / (spread(norm_x) * spread(norm_y)))
+
+    above_a = a >= spread(THRESHOLD / 100 * objects.maximum(a))
+    above_b = b >= spread(THRESHOLD / 100 * objects.maximum(b))
+    both = above_a & above_b
+    total_a = per_object(a, above_a)
+    total_b = per_object(b, above_b)
+    if np.any(both):
+        m1 = per_object(a, both) / total_a
+        m2 = per_object(b, both) / total_b
+    else:
+        m1 = m2 = np.zeros(count)
+
+    weight = _rank_weights(_ranks(objects, first), _ranks(objects, second))
+    if np.any(both):
+        rwc1 = per_object(a * weight, both) / total_a
+        rwc2 = per_object(b * weight, both) / total_b
+        squares_a = per_object(a**2, both)
+        squares_b = per_object(b**2, both)
+        products = per_object(a * b, both)
+        overlap = products / np.sqrt(squares_a * squares_b)
+        k1 = products / squares_a
+        k2 = products / squares_b
+    else:
+        rwc1 = rwc2 = overlap = k1 = k2 = np.zeros(count)
+
+    threshold_a, threshold_b = objects.of_images(
+        ("costes", first, second),
+        lambda: costes_thresholds(
+            objects.channels[first].ravel(),
+            objects.channels[second].ravel(),
+            _scale(objects, first, second),
+            (objects.integers[first], objects.integers[second]),
+            (objects.scales[first], objects.scales[second]),
+        ),
+    )
+    over_a, over_b = a > threshold_a, b > threshold_b
+    both_c = over_a & over_b
+    total_a_c = per_object(a, a >= threshold_a) if np.any(over_a) else np.zeros(count)
+    total_b_c = per_object(b, b >= threshold_b) if np.any(over_b) else np.zeros(count)
+    if np.any(both_c):
+        c1 = per_object(a, both_c) / total_a_c
+        c2 = per_object(b, both_c) / total_b_c
+    else:
+        c1 = c2 = np.zeros(count)
+    values = {
+        "Correlation": correlation,
+        "M1": m1,
+        "M2": m2,
+        "RWC1": rwc1,
+        "RWC2": rwc2,
+        "Overlap": overlap,
+        "K1": k1,
+        "K2": k2,
+        "C1": c1,
+        "C2": c2,
+    }
+    return {names[key]: np.asarray(value, dtype=np.float64) for key, value in values.items()}
+
+
+def _ranks(objects: FieldObjects, name: str) -> np.ndarray:
+    """Dense ranks (0 = lowest; equal values share a rank) over all objects' pixels."""
+    raw = objects.integers[name]
+    if raw is not None:  # integers: a table of the values present
+        values = raw.ravel()[objects.pixels]
+        present = np.zeros(int(values.max()) + 1, bool)
+        present[values] = True
+        return (np.cumsum(present) - 1)[values]
+    values = objects.values(name)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    steps = np.concatenate(([0], np.cumsum(ordered[1:] != ordered[:-1])))
+    ranks = np.empty(values.size, np.int64)
+    ranks[order] = steps
+    return ranks
+
+
+def _rank_weights(rank_a: np.ndarray, rank_b: np.ndarray) -> np.ndarray:
+    """RWC's weight of each pixel: (R - |rank a - rank b|) / R, R = the highest rank + 1."""
+    highest = max(rank_a.max(), rank_b.max()) + 1
+    return (highest - np.abs(rank_a - rank_b)) * 1.0 / highest
+
+
+def costes_thresholds(
+    a: np.ndarray,
+    b: np.ndarray,
+    scale: float,
+    integers: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    levels: tuple[float | None, float | None] = (None, None),
+) -> tuple[float, float]:
+    """Costes' automatic thresholds on two whole images, CellProfiler's "Faster" bisection.
+
+    The regression line of b on a (orthogonal least squares over pixels where either is
+    above 0) is walked down in steps of 1/scale; the threshold is the last point where the
+    pixels below it (in a or in b) still correlate positively. CellProfiler searches
+    candidates from 5/6 of the window down; each candidate needs Pearson's r of the pixels
+    below it, which here comes from running sums over the pixels ordered by where they
+    leave the "below" set, so a candidate costs O(1) instead of a pass over the image.
+    ``integers`` and ``levels``: the raw integer images and their scales, where the images
+    are integers over a scale (``FieldObjects.integers``, ``.scales``), which makes finding
+    that order a table look-up.
+    """
+
+    def pearsonr(x, y):  # scipy.stats takes a second to import: only when needed
+        from scipy.stats import pearsonr as scipy_pearsonr
+
+        return scipy_pearsonr(x, y)
+
+    a_all, b_all = a, b
+    nonzero = (a > 0) | (b > 0)
+    if not nonzero.all():  # else the same arrays, uncopied: the same numbers
+        a, b = a[nonzero], b[nonzero]
+    xvar = np.var(a, axis=0, ddof=1)
+    yvar = np.var(b, axis=0, ddof=1)
+    xmean = np.mean(a, axis=0)
+    ymean = np.mean(b, axis=0)
+    zvar = np.var(a + b, axis=0, ddof=1)
+    covar = 0.5 * (zvar - (xvar + yvar))
+    slope = ((yvar - xvar) + np.sqrt((yvar - xvar) * (yvar - xvar) + 4 * (covar * covar))) / (
+        2 * covar
+    )
+    intercept = ymean - slope * xmean
+    below = _BelowLine(a_all, b_all, slope, intercept, scale, integers, levels)
+
+    left, right = 1, scale
+    middle = ((right - left) // (6 / 5)) + left
+    last = 0
+    valid = 1
+    while last != middle:
+        r = below.correlation(middle, pearsonr)
+        if r is None or r < 0:
+            left = middle - 1
+        elif r >= 0:
+            right = middle + 1
+            valid = middle
+        # r is NaN (a constant set): neither bound moves, as in CellProfiler.
+        last = middle
+        if right - left > 6:
+            middle = ((right - left) // (6 / 5)) + left
+        else:
+            middle = ((right - left) // 2) + left
+    threshold_a = (valid - 1) / scale
+    return threshold_a, (slope * threshold_a) + intercept
+
+
+class _BelowLine:
+    """Pearson's r of the pixels with ``a < m/scale`` or ``b < slope*m/scale + intercept``.
+
+    For a rising line (slope > 0) a pixel is outside that set for every candidate ``m`` up
+    to the largest ``m`` with ``a >= m/scale`` and ``b >= slope*m/scale + intercept``, found
+    with CellProfiler's own floating point comparisons. Sums over the outside pixels,
+    accumulated by that ``m``, give r for any candidate from the image's totals. Near
+    r = 0, for a nearly constant or small set, or for a line that does not rise, the set
+    itself is formed and scipy's pearsonr decides, as in CellProfiler.
+    """
+
+    SMALL = 10_000  # pixels: below this the set is formed directly
+
+    def __init__(
+        self, a, b, slope, intercept, scale, integers=(None, None), levels=(None, None)
+    ) -> None:
+        self.a, self.b = a, b
+        self.slope, self.intercept, self.scale = slope, intercept, scale
+        self.direct = not (np.isfinite(slope) and np.isfinite(intercept) and slope > 0)
+        if self.direct:
+            return
+        top = int(scale) + 2
+        # Outside for m  <=>  m <= last_a(a) and m <= last_b(b): each a table for integer
+        # images (indexed by the pixel's integer value), else computed per pixel.
+        last = None
+        for values, raw, level, last_of in (
+            (a, integers[0], levels[0], self._last_a),
+            (b, integers[1], levels[1], self._last_b),
+        ):
+            if raw is not None:
+                table = last_of(np.arange(int(level) + 1) / level, top)
+                found = table[raw.ravel()]
+            else:
+                found = last_of(values, top)
+            last = found if last is None else np.minimum(last, found)
+        # Bin 0 holds the pixels never outside (last = -1); the sums over the pixels outside
+        # for candidate m are those over bins m + 1 and up.
+        bins = last + 1
+        sums = [np.bincount(bins, minlength=top + 3).astype(np.float64)]
+        sums += [np.bincount(bins, w, minlength=top + 3) for w in (a, b, a * a, b * b, a * b)]
+        self.total = [s.sum() for s in sums]
+        self.outside = [np.cumsum(s[::-1])[::-1][1:] for s in sums]
+
+    def _last_a(self, a: np.ndarray, top: int) -> np.ndarray:
+        """Largest m with ``a >= m/scale`` (-1 if none), CellProfiler's comparison."""
+        last = np.clip(np.nan_to_num(np.floor(a * self.scale), nan=-1), -1, top).astype(np.int64)
+        for _ in range(2):  # the estimate is off by at most a step
+            last = np.where((a >= (last + 1) / self.scale) & (last < top), last + 1, last)
+            last = np.where((a < last / self.scale) & (last >= 0), last - 1, last)
+        return last
+
+    def _last_b(self, b: np.ndarray, top: int) -> np.ndarray:
+        """Largest m with ``b >= slope*(m/scale) + intercept`` (-1 if none)."""
+
+        def line(m):
+            return (self.slope * (m / self.scale)) + self.intercept
+
+        with np.errstate(invalid="ignore", over="ignore"):
+            estimate = np.floor((b - self.intercept) / self.slope * self.scale)
+        last = np.clip(np.nan_to_num(estimate, nan=-1), -1, top).astype(np.int64)
+        for _ in range(2):
+            last = np.where((b >= line(last + 1)) & (last < top), last + 1, last)
+            last = np.where((b < line(last)) & (last >= 0), last - 1, last)
+        return last
+
+    def correlation(self, middle: float, pearsonr) -> float | None:
+        """r for candidate ``middle``; None where CellProfiler moves the window left
+        without an r (two pixels or fewer, or pearsonr refusing)."""
+        if not self.direct:
+            index = min(int(middle), len(self.outside[0]) - 1)
+            n, sa, sb, saa, sbb, sab = (
+                total - outside[index] for total, outside in zip(self.total, self.outside)
+            )
+            covariance = n * sab - sa * sb
+            spread_a = n * saa - sa * sa
+            spread_b = n * sbb - sb * sb
+            if (
+                n > self.SMALL
+                and abs(covariance) > 1e-6 * max(abs(n * sab), abs(sa * sb))
+                and spread_a > 1e-9 * n * saa
+                and spread_b > 1e-9 * n * sbb
+            ):
+                return covariance / np.sqrt(spread_a * spread_b)
+        threshold_a = middle / self.scale
+        threshold_b = (self.slope * threshold_a) + self.intercept
+        below = (self.a < threshold_a) | (self.b < threshold_b)
+        if np.count_nonzero(below) <= 2:
+            return None
+        try:
+            r, _ = pearsonr(self.a[below], self.b[below])
+        except ValueError:
+            return None
+        return float(r)

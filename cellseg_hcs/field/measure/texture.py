@@ -1,0 +1,184 @@
+"""MeasureTexture: Haralick's features of every object, all objects at once.
+
+CellProfiler 4.2.8 quantizes the image to 8 bits (``img_as_ubyte``), crops each object
+(pixels outside it set to 0) and calls ``mahotas.features.haralick(crop, distance=scale,
+ignore_zeros=True)``: for each of four directions a symmetric co-occurrence matrix of the
+pixel pairs ``scale`` apart, pairs with a zero-valued pixel dropped. Here the pairs of all
+objects are found in one pass per direction (a pixel and its partner in the same object),
+and the matrix of each object is never built: every feature is a sum over pairs, over the
+object's marginal distributions (dense, objects x gray levels), or, for the angular second
+moment and the entropy, over the distinct cells of the matrix (one sort of the pair codes).
+
+As in CellProfiler, an object with no pair in some direction gets no value in any direction
+(mahotas raises on the empty matrix), and CellProfiler records every value that is not finite
+as 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .objects import FieldObjects
+
+FEATURES = (
+    "AngularSecondMoment",
+    "Contrast",
+    "Correlation",
+    "Variance",
+    "InverseDifferenceMoment",
+    "SumAverage",
+    "SumVariance",
+    "SumEntropy",
+    "Entropy",
+    "DifferenceVariance",
+    "DifferenceEntropy",
+    "InfoMeas1",
+    "InfoMeas2",
+)
+# mahotas' four 2-D directions, (rows, columns); CellProfiler numbers them 00..03.
+DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1))
+LEVELS = 256
+
+
+def measure_texture(objects: FieldObjects, scale: int) -> dict[str, np.ndarray]:
+    """``Texture_<feature>_<channel>_<scale>_<direction>_256`` for every channel."""
+    out: dict[str, np.ndarray] = {}
+    for name in objects.channels:
+        gray = quantized(objects, name)
+        # mahotas' matrix has (the object's brightest level + 1) rows.
+        size = objects.maximum(gray[objects.pixels].astype(np.float64)) + 1
+        values = [
+            _direction_features(objects, gray, size, scale, d) for d in range(len(DIRECTIONS))
+        ]
+        empty = np.zeros(objects.count, bool)
+        for features in values:
+            empty |= np.isnan(features[0])
+        for direction, features in enumerate(values):
+            for feature, value in zip(FEATURES, features):
+                value = np.where(empty | ~np.isfinite(value), 0.0, value)
+                out[f"Texture_{feature}_{name}_{scale}_{direction:02d}_{LEVELS}"] = value
+    return out
+
+
+def quantized(objects: FieldObjects, name: str) -> np.ndarray:
+    """The channel as CellProfiler gives it to mahotas (``img_as_ubyte``), flat; computed
+    at the object pixels only, 0 elsewhere."""
+    from skimage.util import img_as_ubyte
+
+    def make() -> np.ndarray:
+        gray = np.zeros(objects.labels.size, np.uint8)
+        # img_as_ubyte refuses floats outside [-1, 1]; CellProfiler's are in [0, 1].
+        gray[objects.pixels] = img_as_ubyte(np.clip(objects.values(name), 0.0, 1.0))
+        return gray
+
+    return objects.cached(("ubyte", name), make)
+
+
+def _pairs(objects: FieldObjects, scale: int, direction: int):
+    """Pixel pairs ``scale`` apart in one direction, both in the same object, by label."""
+
+    def make():
+        dy, dx = (scale * step for step in DIRECTIONS[direction])
+        height, width = objects.shape
+        rows, cols = objects.rows + dy, objects.cols + dx
+        inside = (rows < height) & (cols >= 0) & (cols < width)
+        first = objects.pixels[inside]
+        second = first + dy * width + dx
+        owner = objects.pixel_labels[inside]
+        same = objects.labels.ravel()[second] == owner
+        return first[same], second[same], owner[same] - 1
+
+    return objects.cached(("pairs", scale, direction), make)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """mahotas' entropy per row: -sum p log2 p, zeros contributing nothing."""
+    return -(np.log2(p + (p == 0)) * p).sum(axis=1)
+
+
+def _direction_features(
+    objects: FieldObjects, gray: np.ndarray, size: np.ndarray, scale: int, direction: int
+) -> list[np.ndarray]:
+    count = objects.count
+    first, second, owner = _pairs(objects, scale, direction)
+    g1 = gray[first]
+    g2 = gray[second]
+    keep = (g1 > 0) & (g2 > 0)  # ignore_zeros: row and column 0 of the matrix are cleared
+    wide = np.uint32 if count < 2**16 else np.uint64
+    g1, g2, owner = g1[keep].astype(wide), g2[keep].astype(wide), owner[keep].astype(wide)
+    # The matrix's distinct cells: (object, low, high) codes, one sort; every feature is a
+    # sum over cells (or over the object's marginal distributions made from them).
+    codes = np.sort((owner << 16) | (np.minimum(g1, g2) << 8) | np.maximum(g1, g2))
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))[: codes.size]
+    cells = np.diff(np.append(starts, codes.size)).astype(np.float64)
+    codes = codes[starts].astype(np.int64)
+    cell_owner = codes >> 16
+    low, high = (codes >> 8) & 0xFF, codes & 0xFF
+    pairs = np.bincount(cell_owner, cells, minlength=count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # The matrix is symmetric: each pair is counted both ways. Probabilities are counts
+        # divided by the total, as mahotas makes them (so that one gray level gives exactly 1).
+        total = 2.0 * pairs
+        column = total[:, None]
+        levels = np.arange(LEVELS, dtype=np.float64)
+        marginal = (
+            np.bincount(cell_owner * LEVELS + low, cells, minlength=count * LEVELS)
+            + np.bincount(cell_owner * LEVELS + high, cells, minlength=count * LEVELS)
+        ).reshape(count, LEVELS) / column
+        sums = np.bincount(cell_owner * 2 * LEVELS + low + high, cells, count * 2 * LEVELS)
+        p_sum = 2.0 * sums.reshape(count, 2 * LEVELS) / column
+        differences = np.bincount(cell_owner * LEVELS + high - low, cells, count * LEVELS)
+        p_difference = 2.0 * differences.reshape(count, LEVELS) / column
+        diagonal = low == high
+        # An off-diagonal cell appears twice in the symmetric matrix, a diagonal one once
+        # with twice the count.
+        p_cell = np.where(diagonal, 2.0, 1.0) * cells / total[cell_owner]
+        copies = np.where(diagonal, 1.0, 2.0)
+        asm = np.bincount(cell_owner, copies * p_cell**2, minlength=count)
+        entropy = np.bincount(cell_owner, -copies * p_cell * np.log2(p_cell), minlength=count)
+
+        mean = marginal @ levels
+        variance = marginal @ levels**2 - mean**2
+        deviation = np.sqrt(variance)
+        products = 2.0 * np.bincount(cell_owner, cells * low * high, minlength=count) / total
+        correlation = np.where(
+            deviation == 0, 1.0, (products - mean * mean) / deviation / deviation
+        )
+        contrast = p_difference @ levels**2
+        inverse_difference = p_difference @ (1.0 / (1.0 + levels**2))
+        sum_levels = np.arange(2 * LEVELS, dtype=np.float64)
+        sum_average = p_sum @ sum_levels
+        sum_variance = p_sum @ sum_levels**2 - sum_average**2
+        sum_entropy = _entropy(p_sum)
+        inside = levels[None, :] < size[:, None]
+        difference_mean = p_difference.sum(axis=1) / size
+        difference_variance = ((p_difference - difference_mean[:, None]) ** 2 * inside).sum(
+            axis=1
+        ) / size
+        difference_entropy = _entropy(p_difference)
+        hx = _entropy(marginal)
+        flat = marginal.ravel()
+        cross = np.log2(flat[cell_owner * LEVELS + low] * flat[cell_owner * LEVELS + high])
+        hxy1 = -2.0 * np.bincount(cell_owner, cells * cross, minlength=count) / total
+        hxy2 = 2 * hx  # entropy of px (x) py, px = py for a symmetric matrix
+        info1 = np.where(hx == 0, entropy - hxy1, (entropy - hxy1) / hx)
+        info2 = np.sqrt(np.maximum(0.0, 1.0 - np.exp(-2.0 * (hxy2 - entropy))))
+    result = [
+        asm,
+        contrast,
+        correlation,
+        variance,
+        inverse_difference,
+        sum_average,
+        sum_variance,
+        sum_entropy,
+        entropy,
+        difference_variance,
+        difference_entropy,
+        info1,
+        info2,
+    ]
+    empty = pairs == 0
+    for value in result:
+        value[empty] = np.nan
+    return result

@@ -1,0 +1,183 @@
+"""Each vectorized measurement equals the library CellProfiler 4.2.8 calls, object by object.
+
+CellProfiler's own agreement is in test_features_cellprofiler.py (real nuclei, in .venv-cp);
+here the same rules meet many more shapes: holes, dents, touching and split objects, objects
+on the image border, one-pixel objects, flat and nearly flat intensities.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from skimage.measure import regionprops
+from skimage.segmentation import watershed
+
+from cellseg_hcs.field.measure import cellprofiler_scale, measure_objects, reference
+from cellseg_hcs.field.measure.correlation import _BelowLine, costes_thresholds
+from cellseg_hcs.field.measure.granularity import openings_by_reconstruction
+from cellseg_hcs.field.measure.objects import (
+    FieldObjects,
+    distances_to_edge,
+    geodesic_distances,
+    numbered,
+)
+from cellseg_hcs.field.measure.shape import measure_shape
+from cellseg_hcs.field.measure.texture import FEATURES, measure_texture
+
+MNFINDER = Path(__file__).parent / "data" / "mnfinder"
+IMAGE = "test__2023-05-31_misc__MCC13_rfpcyto_w1cDAPI_s43.tif"
+
+
+def _shapes(seed: int) -> np.ndarray:
+    """Touching, dented and holed objects, some on the border, one split in two, one pixel."""
+    rng = np.random.default_rng(seed)
+    size = (90, 110)
+    markers = np.zeros(size, np.int32)
+    for number, (r, c) in enumerate(rng.integers(0, size, (14, 2)), start=1):
+        markers[r, c] = number
+    regions = watershed(rng.random(size), markers)
+    keep = rng.random(size) > 0.08  # holes and dents
+    labels = np.where(keep, regions, 0)
+    labels[labels == 3] = 0
+    labels[40:44, 5:9] = 3  # object 3 in two pieces
+    labels[80:83, 100:104] = 3
+    labels[0, 0] = 0
+    labels[2, 2] = 15  # one pixel
+    labels[(labels == 15) & (np.indices(size)[0] > 3)] = 0
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(labels)[0].astype(np.int32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_shape_equals_regionprops_for_every_object(seed):
+    labels = _shapes(seed)
+    ours = measure_shape(FieldObjects(labels, {}), advanced=True)
+    props = regionprops(labels)
+    expected = {
+        "Area": [p.area for p in props],
+        "Perimeter": [p.perimeter for p in props],
+        "EulerNumber": [p.euler_number for p in props],
+        "ConvexArea": [p.area_convex for p in props],
+        "MajorAxisLength": [p.axis_major_length for p in props],
+        "MinorAxisLength": [p.axis_minor_length for p in props],
+        "Eccentricity": [p.eccentricity for p in props],
+        "Orientation": [p.orientation * 180 / np.pi for p in props],
+        "Extent": [p.extent for p in props],
+        "HuMoment_3": [p.moments_hu[3] for p in props],
+        "NormalizedMoment_2_1": [p.moments_normalized[2, 1] for p in props],
+        "CentralMoment_2_2": [p.moments_central[2, 2] for p in props],
+        "SpatialMoment_1_3": [p.moments[1, 3] for p in props],
+        "InertiaTensorEigenvalues_1": [p.inertia_tensor_eigvals[1] for p in props],
+    }
+    for name, values in expected.items():
+        np.testing.assert_allclose(
+            ours[f"AreaShape_{name}"], values, rtol=1e-9, atol=1e-9, err_msg=name
+        )
+
+
+def test_shape_agrees_with_cp_measure_on_real_nuclei():
+    labels = numbered(tifffile.imread(MNFINDER / "nuclei_labels" / IMAGE))
+    objects = FieldObjects(labels, {})
+    ours = measure_shape(objects, advanced=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = reference.shape(objects, advanced=True)
+    assert set(theirs) == set(ours)
+    for name, values in theirs.items():
+        np.testing.assert_allclose(ours[name], values, rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+def test_distance_to_edge_equals_centrosomes_with_touching_objects_on_the_border():
+    from centrosome.cpmorphology import distance_to_edge
+
+    labels = _shapes(7)
+    objects = FieldObjects(labels, {})
+    expected = distance_to_edge(labels).ravel()[objects.pixels]
+    np.testing.assert_array_equal(distances_to_edge(objects, image_border_is_edge=False), expected)
+
+
+@pytest.mark.parametrize("levels", [2, 3, 256])
+def test_texture_equals_mahotas_for_every_object_and_direction(levels):
+    import mahotas
+    from skimage.util import img_as_ubyte
+
+    rng = np.random.default_rng(levels)
+    labels = _shapes(levels)
+    image = rng.integers(0, levels, labels.shape) / (levels - 1) * rng.uniform(0.2, 1)
+    ours = measure_texture(FieldObjects(labels, {"A": image}), scale=3)
+    for prop in regionprops(labels, img_as_ubyte(image)):
+        try:
+            expected = mahotas.features.haralick(
+                prop.image_intensity, distance=3, ignore_zeros=True
+            )
+        except ValueError:  # no pair in some direction: CellProfiler records 0
+            expected = np.zeros((4, 13))
+        expected[~np.isfinite(expected)] = 0
+        for direction in range(4):
+            for index, feature in enumerate(FEATURES):
+                assert ours[f"Texture_{feature}_A_3_{direction:02d}_256"][
+                    prop.label - 1
+                ] == pytest.approx(expected[direction, index], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("levels", [12, None])  # few values (ties); more than 2**16
+def test_openings_by_reconstruction_equal_skimages_reconstruction(levels):
+    from skimage.morphology import disk, erosion, reconstruction
+
+    rng = np.random.default_rng(0)
+    image = rng.random((300, 300))
+    if levels:
+        image = np.round(image * levels) / levels
+    seed = image
+    for opened in openings_by_reconstruction(image, 3):
+        seed = erosion(seed, disk(1))
+        np.testing.assert_array_equal(opened, reconstruction(seed, image, footprint=disk(1)))
+
+
+@pytest.mark.parametrize("shift", [0, 2, 9])
+def test_costes_search_over_running_sums_equals_forming_each_set(shift, monkeypatch):
+    dna = tifffile.imread(MNFINDER / "images" / IMAGE)
+    other = np.roll(dna, shift, axis=1)  # correlated, less with each shift
+    a, b = cellprofiler_scale(dna).ravel(), cellprofiler_scale(other).ravel()
+    fast = costes_thresholds(a, b, 65535, (dna, other), (65535, 65535))
+    monkeypatch.setattr(_BelowLine, "SMALL", 10**12)  # every candidate's set formed
+    assert costes_thresholds(a, b, 65535) == fast
+
+
+@pytest.mark.parametrize("group", ["zernike", "intensity", "granularity", "radial_zernikes"])
+def test_groups_agree_with_cp_measure_on_real_nuclei(group):
+    labels = tifffile.imread(MNFINDER / "nuclei_labels" / IMAGE).astype(np.int32)
+    pixels = tifffile.imread(MNFINDER / "images" / IMAGE)
+    ours = measure_objects(labels, {"DNA": pixels}, features=[group])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = numbered(labels)
+        theirs = reference.GROUPS[group](FieldObjects(labels, {"DNA": cellprofiler_scale(pixels)}))
+    if group == "intensity":  # which of equal maxima is "the" brightest pixel: see intensity.py
+        theirs = {k: v for k, v in theirs.items() if "MaxIntensity_" not in k}
+    for name, values in theirs.items():
+        np.testing.assert_allclose(
+            ours[f"Nuclei_{name}"], values, rtol=1e-6, atol=1e-9, err_msg=name
+        )
+
+
+def test_geodesic_distances_equal_centrosomes_propagation_object_by_object():
+    from centrosome.propagate import propagate
+
+    labels = _shapes(5)  # object 3 is in two pieces: its far piece is never reached
+    objects = FieldObjects(labels, {})
+    seeds = objects.starts + objects.areas // 2
+    ours = geodesic_distances(objects, seeds)
+    for index in range(objects.count):
+        mask = labels == index + 1
+        seed = np.zeros(labels.shape, np.int32)
+        seed.ravel()[objects.pixels[seeds[index]]] = 1
+        _, expected = propagate(np.zeros(labels.shape), seed, mask, 1)
+        span = slice(objects.starts[index], objects.starts[index] + objects.areas[index])
+        np.testing.assert_array_equal(ours[span], expected[mask])
+    assert np.any(ours == -1)
