@@ -27,9 +27,8 @@ from gpu_stand_ins import (
 from cellseg_hcs.errors import BackendUnavailable
 from cellseg_hcs.model.model import Model, ModelInfo
 from cellseg_hcs.model.unet import UNet
-from cellseg_hcs.runtime import BACKENDS, Availability, Runtime, failures
+from cellseg_hcs.runtime import BACKENDS, Availability, Runtime, failures, torch_backend
 from cellseg_hcs.runtime import tensorrt_backend as trt_backend
-from cellseg_hcs.runtime import torch_backend
 from cellseg_hcs.runtime.cuda import CudaTransfers
 from cellseg_hcs.runtime.export import onnx_bytes
 from cellseg_hcs.runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -77,9 +76,7 @@ def _stand_in_tensorrt(monkeypatch, version: str, record: dict | None = None):
     trt = tensorrt_module(version, record)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_backend, "gpu_capability", lambda device: (9, 0))
-    monkeypatch.setattr(
-        trt_backend, "CudaTransfers", lambda device: Transfers(device, trt.record)
-    )
+    monkeypatch.setattr(trt_backend, "CudaTransfers", lambda device: Transfers(device, trt.record))
     return trt
 
 
@@ -155,7 +152,8 @@ def test_tensorrt_11_loads_through_the_runtime_with_a_typed_graph(monkeypatch, m
     parsed = onnx.load_from_string(trt.record["graphs"][0])
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in parsed.graph.initializer)
     # 12: the profile is the runtime's batch and tile, not a fixed 4 x 1024.
-    assert trt.record["profile"] == ("image", (1, 1, 16, 16), (8, 1, 256, 256), (8, 1, 256, 256))
+    smallest = (1, 1, model.multiple, model.multiple)  # one multiple of the network per side
+    assert trt.record["profile"] == ("image", smallest, (8, 1, 256, 256), (8, 1, 256, 256))
     field = np.random.default_rng(1).random((1, 300, 420), dtype=np.float32)
     maps = runtime.predict(field)
     expected = engine_output(torch.from_numpy(field[None])).numpy()[0]
@@ -250,7 +248,7 @@ def test_a_backend_asked_for_by_name_fails_with_its_own_sentence(monkeypatch, mo
         Runtime(model, "tensorrt", tile_size=256, overlap=32)
 
 
-# ---------------------------------------------------------------- 4, 9, 10, 11: TensorRT at run time
+# ------------------------------------------------------------- 4, 9, 10, 11: TensorRT at run time
 
 
 def _backend(version: str = "10.3.0", device: str = "cuda:1", dtype=DataType.FLOAT):
@@ -294,6 +292,42 @@ def test_one_tensorrt_logger_serves_the_whole_process(tmp_path):
         build_engine(trt, lambda p: b"graph", choose_profile(1, 64, 4, 16), "fp16")
         cached_engine(trt, tmp_path / f"{name}.engine", lambda: b"x")
     assert trt.record["loggers"] == 1
+
+
+def test_an_engine_built_on_first_use_does_not_wait_on_its_own_lock(tmp_path):
+    import threading
+
+    trt = tensorrt_module("11.1.0")
+    profile = choose_profile(1, 64, 4, 16)
+    built: list = []
+
+    def first_use():
+        built.append(
+            cached_engine(
+                trt,
+                tmp_path / "m.engine",
+                lambda: build_engine(trt, lambda p: b"g", profile, "fp16"),
+            )
+        )
+
+    worker = threading.Thread(target=first_use, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "building under the engine lock deadlocked on the logger"
+    assert len(built) == 1
+
+
+def test_threads_wanting_the_same_engine_build_it_once(tmp_path):
+    trt = tensorrt_module("10.3.0")
+    builds: list = []
+
+    def build():
+        builds.append(1)
+        return b"x"
+
+    engines: list = []
+    at_once(lambda: engines.append(cached_engine(trt, tmp_path / "m.engine", build)), threads=4)
+    assert len(builds) == 1 and len({id(engine) for engine in engines}) == 1
 
 
 def test_threads_never_run_two_batches_at_once_on_one_execution_context():
@@ -348,9 +382,7 @@ def _pretend_cuda_for_torch(monkeypatch, record: dict) -> None:
     monkeypatch.setattr(cuda, "CudaTransfers", lambda device: Transfers(str(device), record))
 
 
-def test_the_torch_cuda_backend_leaves_the_models_network_a_cpu_float32_module(
-    monkeypatch, model
-):
+def test_the_torch_cuda_backend_leaves_the_models_network_a_cpu_float32_module(monkeypatch, model):
     before = {name: value.clone() for name, value in model.network.state_dict().items()}
     with monkeypatch.context() as pretend:
         _pretend_cuda_for_torch(pretend, tensorrt_module().record)
@@ -387,7 +419,9 @@ def test_torch_cuda_pads_partial_batches_to_one_shape_and_tunes_cudnn_once_per_s
 
 def test_cudnn_stops_tuning_after_a_few_tile_shapes():
     tuning = torch_backend.ShapeTuning(limit=2)
-    answers = [tuning.benchmark(s) for s in [(4, 1, 8, 8), (4, 1, 9, 9), (4, 1, 7, 7), (4, 1, 8, 8)]]
+    answers = [
+        tuning.benchmark(s) for s in [(4, 1, 8, 8), (4, 1, 9, 9), (4, 1, 7, 7), (4, 1, 8, 8)]
+    ]
     assert answers == [True, True, False, True]
 
 

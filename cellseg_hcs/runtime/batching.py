@@ -88,9 +88,7 @@ class TileBatcher:
             self._callers += 1
             self._overlapped = self._overlapped or self._callers > 1
             for index, pixels in enumerate(tiles):
-                self._queues.setdefault(pixels.shape, deque()).append(
-                    _Tile(request, index, pixels)
-                )
+                self._queues.setdefault(pixels.shape, deque()).append(_Tile(request, index, pixels))
             self._ready.notify_all()
         try:
             while True:

@@ -279,9 +279,7 @@ def load_backend(
 def _gpu_choice(name: str, device: str | None) -> bool:
     """Whether ``auto``'s answer is a backend on a GPU (the ones that may fail to load)."""
     return (
-        name in AUTO_GPU_ORDER
-        and device != "cpu"
-        and _runs_on_gpu(BACKENDS[name].availability())
+        name in AUTO_GPU_ORDER and device != "cpu" and _runs_on_gpu(BACKENDS[name].availability())
     )
 
 

@@ -62,11 +62,17 @@ TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16"}
 BUILD_ERRORS = (AttributeError, TypeError, RuntimeError, ValueError)
 
 # Engines deserialized in this process, by (file, device index): each is deserialized once
-# per GPU (an engine's memory lives on the device it was deserialized on).
+# per GPU (an engine's memory lives on the device it was deserialized on). Each key has a
+# lock of its own, held while its engine is built and deserialized (minutes for a build), so
+# threads wanting the same engine wait for it and others do not; the table's own lock is
+# only held to look a key up. The builder takes the logger's lock, so that one is separate:
+# a build under an engine's lock must not wait on a lock its own thread holds.
 _ENGINES: dict[tuple[str, int], Any] = {}
+_ENGINE_LOCKS: dict[tuple[str, int], threading.Lock] = {}
 _ENGINES_LOCK = threading.Lock()
 # One logger per process: TensorRT keeps a reference to the first logger it is given.
 _LOGGERS: dict[int, tuple[Any, Any]] = {}
+_LOGGERS_LOCK = threading.Lock()
 
 
 def import_tensorrt() -> Any:
@@ -117,7 +123,7 @@ def strongly_typed(trt: Any) -> bool:
 
 def trt_logger(trt: Any) -> Any:
     """The process's one ``trt.Logger`` (warnings and errors only)."""
-    with _ENGINES_LOCK:
+    with _LOGGERS_LOCK:
         known = _LOGGERS.get(id(trt))
         if known is None or known[0] is not trt:
             known = (trt, trt.Logger(trt.Logger.WARNING))
@@ -248,10 +254,12 @@ def cached_engine(trt: Any, path: Path, build: Callable[[], bytes], device_index
     with _ENGINES_LOCK:
         if key in _ENGINES:
             return _ENGINES[key]
+        engine_lock = _ENGINE_LOCKS.setdefault(key, threading.Lock())
     logger = trt_logger(trt)
-    with _ENGINES_LOCK:
-        if key in _ENGINES:
-            return _ENGINES[key]
+    with engine_lock:
+        with _ENGINES_LOCK:
+            if key in _ENGINES:  # another thread made it while this one waited
+                return _ENGINES[key]
         if not path.is_file():
             log.warning(
                 "building a TensorRT engine for this model and GPU (once; cached at %s)", path
@@ -270,7 +278,8 @@ def cached_engine(trt: Any, path: Path, build: Callable[[], bytes], device_index
             raise BackendUnavailable(
                 f"{path}: a cached TensorRT engine that does not load; delete it to rebuild."
             )
-        _ENGINES[key] = engine
+        with _ENGINES_LOCK:
+            _ENGINES[key] = engine
         return engine
 
 
@@ -333,7 +342,9 @@ class TensorRTBackend(Backend):
             modes = {name: engine.get_tensor_mode(name) for name in names}
             self.input_name = next(n for n in names if modes[n] == trt.TensorIOMode.INPUT)
             self.output_name = next(n for n in names if modes[n] == trt.TensorIOMode.OUTPUT)
-            self.input_dtype = tensor_dtype(engine.get_tensor_dtype(self.input_name), transfers.torch)
+            self.input_dtype = tensor_dtype(
+                engine.get_tensor_dtype(self.input_name), transfers.torch
+            )
             self.output_dtype = tensor_dtype(
                 engine.get_tensor_dtype(self.output_name), transfers.torch
             )
