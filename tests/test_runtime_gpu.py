@@ -95,6 +95,14 @@ def test_tensorrt_outside_10_and_11_is_unavailable_in_one_sentence(monkeypatch, 
     assert not availability.ok and "10 and 11" in availability.reason
 
 
+def test_the_gpu_extra_asks_for_exactly_the_tensorrt_versions_the_backend_runs():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["optional-dependencies"]["gpu"] == [trt_backend.SUPPORTED_RANGE]
+
+
 def test_tensorrt_11_builds_fp16_from_a_graph_typed_fp16_with_no_precision_flag():
     trt = tensorrt_module("11.1.0")
     asked: list[str] = []
@@ -450,3 +458,18 @@ def test_onnxruntime_that_silently_falls_back_to_the_cpu_does_not_report_cuda(
         OnnxRuntimeBackend(tmp_path / "model.onnx", device="cuda:0")
     cuda_options = dict(made[0][0][1])
     assert cuda_options == {"device_id": 0, "cudnn_conv_algo_search": "HEURISTIC"}
+
+
+def test_onnxruntime_and_onnxruntime_gpu_both_installed_is_reported_with_the_fix(
+    monkeypatch, tmp_path
+):
+    from cellseg_hcs.runtime import onnxruntime_backend
+
+    monkeypatch.setattr(
+        onnxruntime_backend, "installed_distributions", lambda: ("onnxruntime", "onnxruntime-gpu")
+    )
+    availability = OnnxRuntimeBackend.availability()
+    assert availability.ok and "both installed" in availability.reason
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in availability.reason
+    with pytest.raises(BackendUnavailable, match="both installed"):
+        OnnxRuntimeBackend(tmp_path / "model.onnx", device="cuda:0")  # no CUDA provider here

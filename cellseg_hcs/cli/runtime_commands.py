@@ -32,6 +32,8 @@ def info() -> None:
         if availability.ok:
             devices = ", ".join(availability.devices)
             click.echo(f"  {name:<{width}}  {availability.version}  devices: {devices}")
+            if availability.reason:  # runs, with something the user should fix
+                click.echo(f"  {'':<{width}}  note: {availability.reason}")
         else:
             click.echo(f"  {name:<{width}}  unavailable: {availability.reason}")
     chosen, reason = choose_backend("auto")

@@ -12,6 +12,28 @@ from .base import Availability, Backend, default_cpu_threads
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+# Both distributions install the one ``onnxruntime`` folder: with both, whichever was
+# installed last owns the files, and uninstalling either breaks the other.
+DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
+BOTH_INSTALLED = (
+    "onnxruntime and onnxruntime-gpu are both installed and overwrite each other's files; "
+    "keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu "
+    "(GPU) or onnxruntime (CPU only)."
+)
+
+
+def installed_distributions() -> tuple[str, ...]:
+    """Which of onnxruntime's distributions are installed (from metadata, no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in DISTRIBUTIONS:
+        try:
+            version(name)
+        except PackageNotFoundError:
+            continue
+        found.append(name)
+    return tuple(found)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -47,7 +69,7 @@ class OnnxRuntimeBackend(Backend):
             if CUDA_PROVIDER not in ort.get_available_providers():
                 raise BackendUnavailable(
                     f"device {device!r} asked for, but this onnxruntime has no CUDA execution "
-                    "provider (pip install onnxruntime-gpu)."
+                    f"provider ({_gpu_install_hint()})."
                 )
             index = int(device.partition(":")[2] or 0)
             cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
@@ -100,7 +122,9 @@ class OnnxRuntimeBackend(Backend):
                 False, f"onnxruntime cannot be imported ({exc}); pip install onnxruntime."
             )
         devices = ["cpu"] + (["cuda"] if CUDA_PROVIDER in ort.get_available_providers() else [])
-        return Availability(True, version=ort.__version__, devices=tuple(devices))
+        # Runs, but say so: the next upgrade of either distribution breaks the other.
+        note = BOTH_INSTALLED if len(installed_distributions()) > 1 else ""
+        return Availability(True, note, version=ort.__version__, devices=tuple(devices))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -114,3 +138,9 @@ class OnnxRuntimeBackend(Backend):
             "version": self.version,
             "threads": str(self.threads),
         }
+
+
+def _gpu_install_hint() -> str:
+    if len(installed_distributions()) > 1:
+        return BOTH_INSTALLED.rstrip(".")
+    return "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
