@@ -137,6 +137,12 @@ def precisions(kind: str) -> tuple[str | None, ...]:
     return (None,)
 
 
+def measured_kinds(kinds: list[str], gpu: bool) -> list[str]:
+    """The kinds the network and agreement sections measure: on a GPU machine its GPU
+    backends (the CPU's are smoke-tested; torch fp32 on the CPU is the reference), else all."""
+    return [kind for kind in kinds if "@cuda" in kind] if gpu else kinds
+
+
 def label(kind: str, precision: str | None) -> str:
     return f"{kind} {precision}" if precision else kind
 
@@ -200,6 +206,46 @@ def smoke(model, kinds: list[str], absent: dict[str, str], sizes: Sizes) -> list
     return rows
 
 
+def device_only_seconds(backend, batch: np.ndarray, repeats: int) -> float | None:
+    """Seconds for ``repeats`` batches already on the GPU (no host copies), for the torch
+    CUDA and TensorRT backends; None for the others. Uses the backends' own stream, network
+    and execution context (not run on a GPU yet: see benchmarks/README.md)."""
+    transfers = getattr(backend, "transfers", None)
+    if transfers is None:
+        return None
+    import torch
+
+    if backend.name == "torch":
+        with transfers.on_device(), torch.inference_mode():
+            inputs = transfers.to_device(batch)
+            with transfers.on_stream(), backend._autocast():
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+                backend.network(inputs)
+                transfers.stream.synchronize()
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    backend.network(inputs)
+                transfers.stream.synchronize()
+        return time.perf_counter() - started
+    if backend.name == "tensorrt":
+        context = backend.context
+        with backend._lock, transfers.on_device():
+            inputs = transfers.to_device(batch, backend.input_dtype)
+            context.set_input_shape(backend.input_name, tuple(int(n) for n in inputs.shape))
+            shape = tuple(int(n) for n in context.get_tensor_shape(backend.output_name))
+            outputs = transfers.empty(shape, backend.output_dtype)
+            context.set_tensor_address(backend.input_name, int(inputs.data_ptr()))
+            context.set_tensor_address(backend.output_name, int(outputs.data_ptr()))
+            context.execute_async_v3(transfers.handle)
+            transfers.stream.synchronize()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                context.execute_async_v3(transfers.handle)
+            transfers.stream.synchronize()
+        return time.perf_counter() - started
+    return None
+
+
 def network_speed(model, kinds: list[str], sizes: Sizes) -> list[dict]:
     """Megapixels per second of each backend and precision on full batches of full tiles."""
     rng = np.random.default_rng(0)
@@ -227,6 +273,12 @@ def network_speed(model, kinds: list[str], sizes: Sizes) -> list[dict]:
                     seconds=seconds,
                     mp_per_s=megapixels / seconds,
                 )
+                try:  # the network alone, inputs already on the GPU: a measurement only
+                    on_gpu = device_only_seconds(backend, batch, sizes.network_batches)
+                    if on_gpu:
+                        row["device_only_mp_per_s"] = megapixels / on_gpu
+                except Exception as exc:  # noqa: BLE001 - recorded beside the passed row
+                    row["device_only_detail"] = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # noqa: BLE001 - recorded; the others go on
                 row.update(status="failed", detail=f"{type(exc).__name__}: {exc}")
             rows.append(row)
@@ -592,8 +644,10 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         steps = {
             "smoke": lambda: smoke(model, kinds, absent, sizes),
-            "network": lambda: network_speed(model, kinds, sizes),
-            "agreement": lambda: agreement(model, kinds, sizes, folder / "agreement"),
+            "network": lambda: network_speed(model, measured_kinds(kinds, gpu), sizes),
+            "agreement": lambda: agreement(
+                model, measured_kinds(kinds, gpu), sizes, folder / "agreement"
+            ),
             "stages": lambda: stage_split(sizes, folder / "stages"),
             "plate": lambda: plate_run(sizes, folder / "plate", processes=not args.quick),
         }

@@ -197,6 +197,9 @@ class Transfers:
         self.device = device
         self.record = record
         self.handle = 4242  # a stream of its own: never 0, the legacy default stream
+        self.stream = types.SimpleNamespace(
+            synchronize=lambda: record.setdefault("synchronized", []).append(self.handle)
+        )
         self.fed: list = []
         self.allocated: list = []
 

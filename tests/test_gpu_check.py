@@ -71,3 +71,44 @@ def test_the_quick_check_on_a_cpu_machine_says_so_and_writes_every_section(gpu_c
     assert plate["failed"] == 0 and plate["fields"] == 2 and plate["objects"] > 0
     assert plate["layout"]["kind"] == "cpu"
     assert "no CUDA GPU here" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_the_network_alone_is_timed_on_the_gpu_without_host_copies_for_tensorrt(gpu_check):
+    from gpu_stand_ins import Transfers, tensorrt_module
+
+    from cellseg_hcs.runtime.tensorrt_backend import TensorRTBackend, choose_profile
+
+    trt = tensorrt_module("11.1.0")
+    transfers = Transfers("cuda:0", trt.record)
+    with transfers.on_device():
+        engine = trt.Runtime(None).deserialize_cuda_engine(b"engine")
+    profile = choose_profile(1, 64, 4, 16)
+    backend = TensorRTBackend(trt, engine, "cuda:0", "fp16", profile, transfers)
+    seconds = gpu_check.device_only_seconds(backend, np.zeros((4, 1, 64, 64), np.float32), 3)
+    assert seconds > 0
+    assert trt.record["streams"] == [transfers.handle] * 4  # one warm-up, three timed
+    assert len(transfers.fed) == 1  # the batch was copied to the GPU once
+
+
+def test_the_network_alone_is_timed_for_torch_on_cuda_and_not_for_cpu_backends(
+    gpu_check, monkeypatch
+):
+    import torch
+    from gpu_stand_ins import Transfers, tensorrt_module
+
+    from cellseg_hcs import load_model
+    from cellseg_hcs.runtime import cuda, torch_backend
+
+    record = tensorrt_module().record
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch_backend, "_to_device", lambda network, device: network)
+    monkeypatch.setattr(cuda, "CudaTransfers", lambda device: Transfers(str(device), record))
+    model = load_model("nuclei")
+    calls: list = []
+    backend = torch_backend.TorchBackend.load(model, "cuda", precision="fp32")
+    backend.network.register_forward_pre_hook(lambda module, args: calls.append(1))
+    batch = np.zeros((1, 1, 64, 64), np.float32)
+    assert gpu_check.device_only_seconds(backend, batch, 2) > 0
+    assert len(calls) == 3 and len(record["synchronized"]) == 2
+    cpu = torch_backend.TorchBackend.load(model, "cpu")
+    assert gpu_check.device_only_seconds(cpu, batch, 2) is None

@@ -25,7 +25,13 @@ log = logging.getLogger(__name__)
 FILE_NAME = "backend-failures.json"
 # The distributions that provide each backend (onnxruntime-gpu imports as onnxruntime).
 DISTRIBUTIONS = {
-    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+    "tensorrt": (
+        "tensorrt",
+        "tensorrt-cu12",
+        "tensorrt-cu13",
+        "tensorrt-cu12-bindings",
+        "tensorrt-cu13-bindings",
+    ),
     "torch": ("torch",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
 }
