@@ -78,7 +78,7 @@ class Sizes(NamedTuple):
 
 SIZES = {
     "gpu": Sizes(1024, 4, 20, 4, None, True, None, 8, 2160, 16, 2160, "default", 420),
-    # bf16 runs ~50x slower than fp32 on CPUs without bf16 instructions: small tiles.
+    # bf16 runs ~5x slower than fp32 on CPUs without bf16 instructions: small tiles.
     "cpu": Sizes(256, 2, 1, 2, None, False, None, 2, 2160, 2, 1080, "default", 200),
     "quick": Sizes(128, 2, 1, 1, 256, False, 128, 1, 256, 2, 256, "minimal", 120),
 }
