@@ -3,6 +3,10 @@
 One command measures everything in one run, so the ratios hold on a noisy machine:
 
     python benchmarks/speed.py                   # all available backends, defaults below
+    python benchmarks/speed.py --backends torch@cuda,tensorrt   # some of them
+
+Every available backend is timed on each kind of device it has here: the CPU, and the first
+CUDA GPU (``torch@cuda:0``, ``tensorrt@cuda:0``, ``onnxruntime@cuda`` with onnxruntime-gpu).
 
 * **stages** (read, normalize, network, post-process, whole) on the mnfinder test images
   (``../shared/data/mnfinder/images/test__*``; ``tests/data`` in a fresh clone) and on
@@ -81,12 +85,13 @@ def time_stages(files: list[Path], stages) -> dict:
     }
 
 
-def measure_model(files: list[Path], backend: str, model_name: str) -> dict:
-    """Seconds per stage for our pipeline over ``files``."""
+def measure_model(files: list[Path], backend: str, model_name: str, device: str = "cpu") -> dict:
+    """Seconds per stage for our pipeline over ``files`` (maps come back to the host, so a
+    GPU's work is finished when the network stage's clock stops)."""
     from cellseg_hcs import load_model
 
     model = load_model(model_name)
-    runtime = model.runtime(backend, "cpu")
+    runtime = model.runtime(backend, device)
     # Each stage takes the one before's result: the network passes its input on, as the
     # post-processing reads the image's intensities.
     stages = [
@@ -116,8 +121,45 @@ def measure_classic(files: list[Path]) -> dict:
 def _worker(argv: list[str]) -> None:
     kind, model_name, *files = argv
     paths = [Path(f) for f in files]
-    result = measure_classic(paths) if kind == "classic" else measure_model(paths, kind, model_name)
+    if kind == "classic":
+        result = measure_classic(paths)
+    else:
+        backend, _, device = kind.partition("@")
+        result = measure_model(paths, backend, model_name, device or "cpu")
     print(json.dumps(result))
+
+
+def timed_backends(report: dict, asked: list[str] | None = None) -> list[str]:
+    """``backend@device`` for every available backend on each kind of device it has here
+    (the CPU, and its first CUDA GPU), optionally only those ``asked`` (``torch`` for all
+    of torch's, ``torch@cuda`` for one).
+
+    Examples
+    --------
+    >>> from cellseg_hcs.runtime import Availability
+    >>> timed_backends({"torch": Availability(True, devices=("cpu", "cuda:0", "cuda:1"))})
+    ['torch@cpu', 'torch@cuda:0']
+    """
+    kinds = []
+    for name, availability in report.items():
+        if not availability.ok:
+            continue
+        cuda = [d for d in availability.devices if d.startswith("cuda")]
+        devices = (["cpu"] if "cpu" in availability.devices else []) + cuda[:1]
+        kinds += [f"{name}@{device}" for device in devices]
+    if not asked:
+        return kinds
+    wanted = []
+    for item in asked:
+        name, _, device = item.partition("@")
+        matches = [
+            kind
+            for kind in kinds
+            if kind.startswith(f"{name}@") and kind.partition("@")[2].startswith(device)
+        ]
+        # Not available here: kept as asked, so its worker fails with the backend's sentence.
+        wanted += matches or [f"{name}@{device or 'cpu'}"]
+    return list(dict.fromkeys(wanted))
 
 
 def _run_worker(kind: str, model: str, files: list[Path]) -> dict:
@@ -326,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nuclei")
     parser.add_argument(
-        "--backends", default=None, help="Comma-separated backends (default: every available one)."
+        "--backends",
+        default=None,
+        help="Comma-separated backends, each optionally @device (torch@cuda); default: every "
+        "available backend on the CPU and on the first GPU.",
     )
     parser.add_argument("--fields", type=int, default=3, help="2160x2160 fields to time.")
     parser.add_argument(
@@ -349,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     from cellseg_hcs import load_model
     from cellseg_hcs.runtime import backend_report
 
-    available = [n for n, a in backend_report().items() if a.ok and "cpu" in a.devices]
-    backends = args.backends.split(",") if args.backends else available
+    backends = timed_backends(backend_report(), args.backends.split(",") if args.backends else None)
     images = test_images()
     results: dict = {
         "machine": machine(),

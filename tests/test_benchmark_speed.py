@@ -32,3 +32,47 @@ def test_the_whole_command_runs_the_model_given_to_the_benchmark(speed, tmp_path
         "cellseg-hcs segment --diameter 60",
         "classic",
     }
+
+
+def test_gpu_backends_are_timed_when_present_not_only_backends_listing_the_cpu(speed):
+    from cellseg_hcs.runtime import Availability
+
+    gpu_machine = {
+        "tensorrt": Availability(True, devices=("cuda:0", "cuda:1")),
+        "torch": Availability(True, devices=("cpu", "cuda:0", "cuda:1")),
+        "onnxruntime": Availability(True, devices=("cpu",)),
+    }
+    assert speed.timed_backends(gpu_machine) == [
+        "tensorrt@cuda:0",
+        "torch@cpu",
+        "torch@cuda:0",
+        "onnxruntime@cpu",
+    ]
+    assert speed.timed_backends(gpu_machine, ["torch@cuda", "tensorrt"]) == [
+        "torch@cuda:0",
+        "tensorrt@cuda:0",
+    ]
+    no_gpu = {"tensorrt": Availability(False, "not installed"), **gpu_machine}
+    assert speed.timed_backends({**no_gpu, "tensorrt": Availability(False)}) == [
+        "torch@cpu",
+        "torch@cuda:0",
+        "onnxruntime@cpu",
+    ]
+
+
+def test_a_backend_is_timed_on_the_device_its_worker_is_given(speed, monkeypatch):
+    import cellseg_hcs
+
+    asked: list = []
+
+    class Model:
+        def runtime(self, backend, device):
+            asked.append((backend, device))
+            raise SystemExit  # the device is all this test needs
+
+    monkeypatch.setattr(cellseg_hcs, "load_model", lambda name: Model())
+    with pytest.raises(SystemExit):
+        speed._worker(["torch@cuda:0", "nuclei", "a.tif"])
+    with pytest.raises(SystemExit):
+        speed._worker(["onnxruntime", "nuclei", "a.tif"])
+    assert asked == [("torch", "cuda:0"), ("onnxruntime", "cpu")]

@@ -53,7 +53,8 @@ def _wells(value: str | None) -> list[str] | None:
     "--workers",
     type=int,
     default=None,
-    help="Worker processes of the local dask cluster (default: sized to the machine).",
+    help="Worker processes of the local dask cluster (default: sized to the machine; with "
+    "a GPU, the CPU workers beside its predictor; see cellseg-hcs info).",
 )
 @click.option(
     "--scheduler",

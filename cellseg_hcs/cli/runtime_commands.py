@@ -14,7 +14,8 @@ def info() -> None:
     """Print the version, the built-in models and every inference backend.
 
     For each backend: its version and devices, or the one-line reason it cannot run here;
-    then the backend ``--backend auto`` would take on this machine and why.
+    then the backend ``--backend auto`` would take on this machine and why, and the
+    layout of a plate run's local cluster here.
     """
     from .. import __version__
     from ..model.architectures import builtin_model_path
@@ -32,10 +33,16 @@ def info() -> None:
         if availability.ok:
             devices = ", ".join(availability.devices)
             click.echo(f"  {name:<{width}}  {availability.version}  devices: {devices}")
+            if availability.reason:  # runs, with something the user should fix
+                click.echo(f"  {'':<{width}}  note: {availability.reason}")
         else:
             click.echo(f"  {name:<{width}}  unavailable: {availability.reason}")
     chosen, reason = choose_backend("auto")
     click.echo(f"auto: {chosen} ({reason}; with a model, CPU backends are measured on it)")
+    from ..plate.layout import machine_layout
+
+    layout = machine_layout()
+    click.echo(f"plate layout: {layout.summary()} ({layout.reason})")
 
 
 @click.command(short_help="Export a model's network to ONNX.")

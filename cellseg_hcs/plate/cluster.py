@@ -1,9 +1,12 @@
 """Where a plate run's tasks run: the local cluster or a given one, and the task window.
 
 :func:`connect` gives the run a dask client: the caller's own, one joined by address, or a
-local cluster sized to the machine (:func:`local_cluster_size`). :func:`run_fields` submits
-two tasks per field (:mod:`cellseg_hcs.plate.tasks`), at most a few fields ahead of the
-workers, and follows them to the end with a progress bar.
+local cluster laid out for the machine (:mod:`cellseg_hcs.plate.layout`: on a GPU, one
+predictor process per GPU beside CPU worker processes that post-process and measure).
+:func:`run_fields` submits two tasks per field (:mod:`cellseg_hcs.plate.tasks`), the network
+task on a GPU worker where there is one and the finishing task on a CPU worker where they
+are told apart, at most a few fields ahead of the workers, and follows them to the end with
+a progress bar.
 """
 
 from __future__ import annotations
@@ -16,46 +19,32 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import SettingError
-from ..runtime.base import default_cpu_threads
+from .layout import (
+    CPU_RESOURCE,
+    GPU_RESOURCE,
+    PREDICT_GPU_SHARE,
+    PlateLayout,
+    machine_layout,
+)
 from .tasks import FINISHED, FieldJob, failed_record, finish_field, predict_field
 
 log = logging.getLogger("cellseg_hcs.plate")
 
 
-def local_cluster_size(workers: int | None = None) -> tuple[int, int]:
-    """``(worker processes, threads each)`` for a local cluster on this machine.
-
-    On CPU, one single-threaded process per core (segmentation, labelling and measuring
-    are all busy, and processes side-step the GIL), capped by memory at ~2 GB a worker.
-    With a CUDA GPU, one process with a thread per core: one thread feeds the GPU while
-    the others measure.
-    """
-    import torch
-
-    cores = default_cpu_threads()
-    if workers is None and torch.cuda.is_available():
-        return 1, cores
-    if workers is None:
-        memory_gb = _memory_gb()
-        workers = max(1, min(cores, int(memory_gb // 2) if memory_gb else cores))
-    return workers, 1
-
-
-def _memory_gb() -> float | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 @contextlib.contextmanager
-def connect(scheduler: Any = None, workers: int | None = None) -> Iterator[tuple[Any, int | None]]:
+def connect(
+    scheduler: Any = None,
+    workers: int | None = None,
+    device: str | None = None,
+    layout: PlateLayout | None = None,
+) -> Iterator[tuple[Any, int | None]]:
     """``(client, inference threads per worker)`` for a run; closes what it started.
 
     ``scheduler`` is a ``distributed.Client`` (used as it is, left open), a scheduler
-    address, or None for a local cluster of ``workers`` processes sized to the machine.
+    address, or None for a local cluster laid out for this machine (``layout``, by default
+    :func:`~cellseg_hcs.plate.layout.machine_layout` of ``workers`` and ``device``).
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler is not None and not isinstance(scheduler, str):
         yield scheduler, None  # the caller's own Client: theirs to close
@@ -70,23 +59,13 @@ def connect(scheduler: Any = None, workers: int | None = None) -> Iterator[tuple
         finally:
             client.close()
         return
-    n_workers, threads = local_cluster_size(workers)
-    torch_threads = max(1, default_cpu_threads() // n_workers) if threads == 1 else None
-    log.info("local dask cluster: %d worker process(es) x %d thread(s)", n_workers, threads)
-    resources = {"GPU": 1} if threads > 1 else None
-    # ":0": a free port for the dashboard (when bokeh is installed), so runs never collide.
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=threads,
-        processes=True,
-        dashboard_address=":0",
-        resources=resources,
-        silence_logs=logging.WARNING,
-    )
+    layout = layout or machine_layout(workers, device)
+    log.info("local dask cluster, %s", layout.summary())
+    cluster = local_cluster(layout)
     client = Client(cluster)
     log.info("dask dashboard: %s", client.dashboard_link)
     try:
-        yield client, torch_threads
+        yield client, layout.inference_threads
     finally:
         # Worker processes slow to exit are killed by their nanny, which dask reports with
         # tracebacks about closed connections: noise once every field is done.
@@ -100,17 +79,76 @@ def connect(scheduler: Any = None, workers: int | None = None) -> Iterator[tuple
             dask_log.setLevel(level)
 
 
-def _gpu_resource(client) -> dict[str, int] | None:
-    """Ask for a GPU only where some worker advertises one (or the task would never run)."""
-    workers = client.scheduler_info().get("workers", {})
-    if any(info.get("resources", {}).get("GPU") for info in workers.values()):
-        return {"GPU": 1}
+def local_cluster(layout: PlateLayout, processes: bool = True):
+    """A dask cluster on this machine with the layout's worker groups.
+
+    ``LocalCluster`` makes identical workers only; a GPU layout mixes predictor workers
+    (a GPU each, several threads) with single-threaded CPU workers, so the cluster is a
+    ``SpecCluster`` given one spec per worker, with ``LocalCluster``'s own defaults
+    (loopback, a free dashboard port, each worker an equal share of the memory).
+    ``processes=False`` runs the workers as threads of this process (tests: no start-up,
+    and no per-worker environment).
+    """
+    from distributed import Nanny, Scheduler, SpecCluster, Worker
+
+    share = 1 / max(layout.processes, 1)
+    workers = {}
+    for group_index, group in enumerate(layout.groups):
+        for index in range(group.processes):
+            options: dict[str, Any] = {
+                "nthreads": group.threads,
+                "resources": dict(group.resources) or None,
+                "memory_limit": share if processes else 0,
+                "host": "127.0.0.1",
+                "silence_logs": logging.WARNING,
+            }
+            if processes and group.env:
+                options["env"] = dict(group.env)
+            name = f"{group.role}-{group.gpu if group.gpu is not None else group_index}-{index}"
+            workers[name] = {"cls": Nanny if processes else Worker, "options": options}
+    scheduler = {
+        "cls": Scheduler,
+        # ":0": a free port for the dashboard (when bokeh is installed), so runs never collide.
+        "options": {"host": "127.0.0.1", "port": 0, "dashboard_address": ":0"},
+    }
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING)
+
+
+def cluster_workers(client) -> dict[str, dict[str, Any]]:
+    """Every worker the scheduler knows, with its threads and resources.
+
+    ``scheduler_info()`` lists only the first few workers on some ``distributed`` releases
+    (``n_workers=5`` by default); ``n_workers=-1`` asks for all where it is understood.
+    """
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # releases before the argument, which list every worker
+        info = client.scheduler_info()
+    return dict(info.get("workers", {}))
+
+
+def _gpu_resource(client) -> dict[str, float] | None:
+    """A network task's share of a GPU, asked only where some worker advertises one (or the
+    task would never run)."""
+    workers = cluster_workers(client)
+    if any(info.get("resources", {}).get(GPU_RESOURCE) for info in workers.values()):
+        return {GPU_RESOURCE: PREDICT_GPU_SHARE}
+    return None
+
+
+def _cpu_resource(client) -> dict[str, float] | None:
+    """``CPU=1`` for finishing tasks where CPU workers advertise it (the GPU layout), so
+    post-processing and measurement stay off the predictor processes."""
+    workers = cluster_workers(client)
+    if any(info.get("resources", {}).get(CPU_RESOURCE) for info in workers.values()):
+        return {CPU_RESOURCE: 1}
     return None
 
 
 def _in_flight_limit(client) -> int:
-    workers = client.scheduler_info().get("workers", {})
-    threads = sum(info.get("nthreads", 1) for info in workers.values()) or 1
+    """Fields submitted ahead: two per worker thread, counted over every worker
+    (``Client.nthreads`` answers for all of them on every release)."""
+    threads = sum(client.nthreads().values()) or 1
     return 2 * threads + 2
 
 
@@ -125,6 +163,7 @@ def run_fields(
     if not jobs:
         return
     resources = _gpu_resource(client)
+    finishing = _cpu_resource(client)
     limit = _in_flight_limit(client)
     token = os.urandom(4).hex()
     pending = iter(jobs)
@@ -143,7 +182,13 @@ def run_fields(
             predict_field, job, key=f"predict-{name}", resources=resources, pure=False
         )
         finished = client.submit(
-            finish_field, job, predicted, key=f"finish-{name}", pure=False, priority=1
+            finish_field,
+            job,
+            predicted,
+            key=f"finish-{name}",
+            resources=finishing,
+            pure=False,
+            priority=1,
         )
         by_key[finished.key] = job
         futures.add(finished)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..io import tables
+from .layout import planned_layout
 
 DEPENDENCIES = (
     "torch",
@@ -77,6 +78,7 @@ def write_manifest(plan, finished: dict[str, Any] | None) -> None:
             "normalize": plan.model.info.normalize,
         },
         "backend": backend_info,
+        "layout": planned_layout(plan.parameters),
         "parameters": plan.parameters,
         "outputs": {
             "labels": f"<plate>/<row>/<column>/<field>/labels/{plan.object_name}",

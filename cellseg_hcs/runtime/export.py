@@ -43,12 +43,27 @@ def cache_dir() -> Path:
     return Path(base) / "cellseg-hcs"
 
 
-def _probability_network(network: Any):
-    """The network with its padding made traceable and the sigmoid inside the graph."""
+# Precisions the graph can be typed in: float32 throughout, or float16 inside with float32
+# input and output (TensorRT 11 builds strongly typed networks: precision is the graph's).
+GRAPH_PRECISIONS = ("fp32", "fp16")
+
+
+def _probability_network(network: Any, precision: str = "fp32"):
+    """The network with its padding made traceable and the sigmoid inside the graph.
+
+    For ``fp16`` a float16 copy of the network runs between a cast of the float32 input and
+    a cast of the logits back to float32 (the sigmoid and the output stay float32); the
+    model's own network is never converted.
+    """
+    import copy
+
     import torch
     import torch.nn.functional as F
 
     multiple = int(getattr(network, "multiple", 1))
+    half = precision == "fp16"
+    if half:
+        network = copy.deepcopy(network).half()
 
     class ProbabilityNetwork(torch.nn.Module):
         def __init__(self) -> None:
@@ -57,19 +72,21 @@ def _probability_network(network: Any):
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
             height, width = image.shape[-2], image.shape[-1]
+            if half:
+                image = image.half()
             if multiple > 1:
                 # Pads computed from the traced shape, so they stay dynamic in the graph
                 # (the network's own Python-side padding would be frozen at export).
                 pad_h = (multiple - height % multiple) % multiple
                 pad_w = (multiple - width % multiple) % multiple
                 image = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
-            probabilities = torch.sigmoid(self.network(image))
+            probabilities = torch.sigmoid(self.network(image).float())
             return probabilities[..., :height, :width]
 
     return ProbabilityNetwork().eval()
 
 
-def onnx_bytes(model: Any, opset: int = OPSET) -> bytes:
+def onnx_bytes(model: Any, opset: int = OPSET, precision: str = "fp32") -> bytes:
     """The model's network as an ONNX graph (bytes), with dynamic batch, height and width.
 
     Parameters
@@ -79,10 +96,17 @@ def onnx_bytes(model: Any, opset: int = OPSET) -> bytes:
     opset:
         ONNX opset; 17 has everything the UNet needs (including the space-to-depth stem,
         exported as Reshape/Transpose) and is read by onnxruntime >= 1.13 and TensorRT >= 8.6.
+    precision:
+        ``fp32``, or ``fp16``: weights and convolutions typed float16 with float32 input and
+        output (for TensorRT 11's strongly typed builds).
     """
     import torch
 
-    network = _probability_network(model.network)
+    if precision not in GRAPH_PRECISIONS:
+        raise SettingError(
+            f"an ONNX export is typed {' or '.join(GRAPH_PRECISIONS)}, not {precision!r}."
+        )
+    network = _probability_network(model.network, precision)
     multiple = int(getattr(model.network, "multiple", 1))
     side = max(multiple, 32) * 2
     example = torch.zeros(1, model.info.in_channels, side, side)
@@ -104,10 +128,10 @@ def onnx_bytes(model: Any, opset: int = OPSET) -> bytes:
             dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
             do_constant_folding=True,
         )
-    return _with_metadata(buffer.getvalue(), model, multiple)
+    return _with_metadata(buffer.getvalue(), model, multiple, precision)
 
 
-def _with_metadata(graph: bytes, model: Any, multiple: int) -> bytes:
+def _with_metadata(graph: bytes, model: Any, multiple: int, precision: str = "fp32") -> bytes:
     import onnx
 
     proto = onnx.load_from_string(graph)
@@ -116,6 +140,7 @@ def _with_metadata(graph: bytes, model: Any, multiple: int) -> bytes:
         "cellseg_hcs.outputs": ",".join(model.info.outputs),
         "cellseg_hcs.multiple": str(multiple),
         "cellseg_hcs.field.normalize": repr(model.info.normalize),
+        "cellseg_hcs.precision": precision,
     }
     for key, value in entries.items():
         proto.metadata_props.add(key=key, value=value)
@@ -126,11 +151,13 @@ def _with_metadata(graph: bytes, model: Any, multiple: int) -> bytes:
     return proto.SerializeToString()
 
 
-def cached_onnx(model: Any) -> Path:
-    """Path of the model's ONNX file in the cache, exporting it on first use (once per model)."""
-    path = cache_dir() / "onnx" / f"{model.hash}-opset{OPSET}.onnx"
+def cached_onnx(model: Any, precision: str = "fp32") -> Path:
+    """Path of the model's ONNX file in the cache, exporting it on first use (once per model
+    and precision)."""
+    typed = "" if precision == "fp32" else f"-{precision}"
+    path = cache_dir() / "onnx" / f"{model.hash}-opset{OPSET}{typed}.onnx"
     if not path.is_file():
-        write_atomic_bytes(path, onnx_bytes(model))
+        write_atomic_bytes(path, onnx_bytes(model, precision=precision))
     return path
 
 

@@ -12,6 +12,28 @@ from .base import Availability, Backend, default_cpu_threads
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+# Both distributions install the one ``onnxruntime`` folder: with both, whichever was
+# installed last owns the files, and uninstalling either breaks the other.
+DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
+BOTH_INSTALLED = (
+    "onnxruntime and onnxruntime-gpu are both installed and overwrite each other's files; "
+    "keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu "
+    "(GPU) or onnxruntime (CPU only)."
+)
+
+
+def installed_distributions() -> tuple[str, ...]:
+    """Which of onnxruntime's distributions are installed (from metadata, no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in DISTRIBUTIONS:
+        try:
+            version(name)
+        except PackageNotFoundError:
+            continue
+        found.append(name)
+    return tuple(found)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -20,7 +42,12 @@ class OnnxRuntimeBackend(Backend):
     On the CPU: all graph optimizations, one intra-op thread per usable core, no
     inter-op parallelism (a UNet is one chain of convolutions) and no spin-waiting
     between runs, so the post-processing thread beside it gets the cores. ``cuda[:N]``
-    needs the onnxruntime-gpu package; not run on these machines (no GPU here).
+    needs the onnxruntime-gpu package (the ``gpu`` extra, in place of ``onnxruntime``): the
+    session's providers are checked once it is made, since onnxruntime quietly falls back to
+    the CPU when its CUDA provider cannot load (missing CUDA or cuDNN libraries), and cuDNN
+    picks convolution algorithms by heuristics instead of timing them again for every new
+    tile shape. The CUDA path is not run on these machines (no GPU here); the tests check the
+    provider check with a stand-in onnxruntime.
     """
 
     name = "onnxruntime"
@@ -42,10 +69,11 @@ class OnnxRuntimeBackend(Backend):
             if CUDA_PROVIDER not in ort.get_available_providers():
                 raise BackendUnavailable(
                     f"device {device!r} asked for, but this onnxruntime has no CUDA execution "
-                    "provider (pip install onnxruntime-gpu)."
+                    f"provider ({_gpu_install_hint()})."
                 )
             index = int(device.partition(":")[2] or 0)
-            providers: list[Any] = [(CUDA_PROVIDER, {"device_id": index}), CPU_PROVIDER]
+            cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
+            providers: list[Any] = [(CUDA_PROVIDER, cuda_options), CPU_PROVIDER]
         elif device == "cpu":
             providers = [CPU_PROVIDER]
         else:
@@ -55,6 +83,13 @@ class OnnxRuntimeBackend(Backend):
         self.device = device
         self.threads = options.intra_op_num_threads
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        active = self.session.get_providers()
+        if device.startswith("cuda") and CUDA_PROVIDER not in active:
+            raise BackendUnavailable(
+                f"onnxruntime {ort.__version__} could not start its CUDA provider on {device} "
+                f"and would run on the CPU instead (providers: {', '.join(active)}); check "
+                "that the CUDA and cuDNN libraries onnxruntime-gpu needs are installed."
+            )
         self.input_name = self.session.get_inputs()[0].name
         self.version = ort.__version__
 
@@ -87,7 +122,9 @@ class OnnxRuntimeBackend(Backend):
                 False, f"onnxruntime cannot be imported ({exc}); pip install onnxruntime."
             )
         devices = ["cpu"] + (["cuda"] if CUDA_PROVIDER in ort.get_available_providers() else [])
-        return Availability(True, version=ort.__version__, devices=tuple(devices))
+        # Runs, but say so: the next upgrade of either distribution breaks the other.
+        note = BOTH_INSTALLED if len(installed_distributions()) > 1 else ""
+        return Availability(True, note, version=ort.__version__, devices=tuple(devices))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -101,3 +138,9 @@ class OnnxRuntimeBackend(Backend):
             "version": self.version,
             "threads": str(self.threads),
         }
+
+
+def _gpu_install_hint() -> str:
+    if len(installed_distributions()) > 1:
+        return BOTH_INSTALLED.rstrip(".")
+    return "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"

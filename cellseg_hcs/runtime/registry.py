@@ -2,7 +2,11 @@
 
 ``auto`` follows one documented order: TensorRT on a CUDA GPU, then torch on a CUDA GPU,
 then whichever CPU backend was measured fastest for this model on this machine (measured
-once on a small tile, remembered in the cache folder under the model's hash).
+once on a small tile, remembered in the cache folder under the model's hash). When the
+chosen GPU backend then cannot load the model (an engine that does not build, a CUDA
+error on a first batch), :func:`load_backend` falls back along the same order, says why, and
+remembers the failure (:mod:`cellseg_hcs.runtime.failures`) so no other field or worker
+tries it again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import numpy as np
 from ..errors import BackendUnavailable, SettingError
 from ..io.atomic import write_atomic_json
 from .base import Availability, Backend, default_cpu_threads, no_cuda_gpu_here
+from .batching import TileBatcher
+from .failures import failure_key, remember_failure, remembered_failure
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .tensorrt_backend import TensorRTBackend
 from .tiling import TileGrid
@@ -36,6 +42,8 @@ BACKENDS: dict[str, type[Backend]] = {
 AUTO_GPU_ORDER: tuple[str, ...] = ("tensorrt", "torch")
 AUTO_CPU_CANDIDATES: tuple[str, ...] = ("onnxruntime", "torch")
 MEASURE_TILE = 256
+# Seconds a GPU batch that is not full waits for other fields' tiles (see TileBatcher).
+GPU_BATCH_WAIT = 0.02
 
 
 def backend_report() -> dict[str, Availability]:
@@ -227,8 +235,85 @@ def pad_to_multiple(batch: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode=mode)
 
 
+def load_backend(
+    model: Any, backend: str = "auto", device: str | None = None, **options: Any
+) -> tuple[Backend, str, str]:
+    """The loaded backend for ``model``, its name and why it was taken.
+
+    A backend asked for by name is loaded or fails with its own sentence. ``auto`` takes
+    :func:`choose_backend`'s answer; when that is a GPU backend and it cannot load the model
+    or run a first tiny batch, ``auto`` tries the next GPU backend (TensorRT, then torch on
+    CUDA), then the CPU (unless a ``cuda`` device was asked for), logs why, and remembers
+    the failure for this model and machine (in the process, and on disk for failures that
+    will recur), so later runtimes skip it at once.
+
+    Examples
+    --------
+    >>> backend, name, reason = load_backend(model, "auto")  # doctest: +SKIP
+    >>> name, reason  # doctest: +SKIP
+    ('torch', 'auto fell back to torch: tensorrt: TensorRT 11.1.0 could not build ...')
+    """
+    name, reason = choose_backend(backend, device, model)
+    if backend != "auto" or not _gpu_choice(name, device):
+        return BACKENDS[name].load(model, device, **options), name, reason
+    report = backend_report()
+    later = AUTO_GPU_ORDER[AUTO_GPU_ORDER.index(name) + 1 :]
+    candidates = [name, *(other for other in later if _runs_on_gpu(report[other]))]
+    failed: list[str] = []
+    for candidate in candidates:
+        loaded = _try_gpu_backend(candidate, model, device, options, failed)
+        if loaded is not None:
+            if not failed:
+                return loaded, candidate, reason
+            return loaded, candidate, f"auto fell back to {candidate}: {'; '.join(failed)}"
+    if device is not None and device.startswith("cuda"):
+        raise BackendUnavailable(
+            f"device {device!r} asked for, but no backend could run the model on it "
+            f"({'; '.join(failed)})."
+        )
+    cpu_name, cpu_reason = choose_backend("auto", "cpu", model)
+    loaded = BACKENDS[cpu_name].load(model, "cpu", **options)
+    return loaded, cpu_name, f"auto fell back to the CPU ({'; '.join(failed)}); {cpu_reason}"
+
+
+def _gpu_choice(name: str, device: str | None) -> bool:
+    """Whether ``auto``'s answer is a backend on a GPU (the ones that may fail to load)."""
+    return (
+        name in AUTO_GPU_ORDER and device != "cpu" and _runs_on_gpu(BACKENDS[name].availability())
+    )
+
+
+def _try_gpu_backend(
+    name: str, model: Any, device: str | None, options: dict[str, Any], failed: list[str]
+) -> Backend | None:
+    """The GPU backend loaded and run on one tiny batch, or None with the reason appended."""
+    key = failure_key(name, model, device, options)
+    known = remembered_failure(key)
+    if known is not None:
+        failed.append(f"{name} failed here before: {known.rstrip('.')}")
+        return None
+    try:
+        loaded = BACKENDS[name].load(model, device, **options)
+        side = max(int(model.multiple), 1)
+        loaded.predict(np.zeros((1, model.info.in_channels, side, side), np.float32))
+        return loaded
+    except BackendUnavailable as exc:  # will fail the same way next time: remember on disk
+        why = str(exc)
+        remember_failure(key, why)
+    except Exception as exc:  # e.g. CUDA out of memory: may pass later, so this process only
+        why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        remember_failure(key, why, on_disk=False)
+    log.warning("backend %s cannot run the model here (%s); trying the next one", name, why)
+    failed.append(f"{name}: {why.rstrip('.')}")
+    return None
+
+
 class Runtime:
     """A model's network behind a backend, with tiling and batching.
+
+    Thread-safe: threads predicting different fields at the same time share full batches
+    (the tiles of several fields run together), and each gets exactly the maps it would get
+    alone.
 
     Parameters
     ----------
@@ -239,6 +324,10 @@ class Runtime:
     tile_size, overlap, batch_size:
         Fields larger than ``tile_size`` are cut into tiles overlapping by at least
         ``overlap`` pixels and run ``batch_size`` tiles at a time.
+    batch_wait:
+        Seconds a batch that is not full may wait for the tiles of fields other threads are
+        predicting at the same time (:class:`~cellseg_hcs.runtime.batching.TileBatcher`);
+        default 0.02 on a GPU, 0 on the CPU.
     backend_options:
         Passed to the backend (``threads``, ``precision``).
     """
@@ -252,6 +341,7 @@ class Runtime:
         tile_size: int = 1024,
         overlap: int = 64,
         batch_size: int = 4,
+        batch_wait: float | None = None,
         **backend_options: Any,
     ) -> None:
         if tile_size < 16 or not 0 <= overlap < tile_size // 2 or batch_size < 1:
@@ -260,15 +350,23 @@ class Runtime:
                 f"{batch_size} must satisfy tile >= 16, 0 <= overlap < tile/2, "
                 "batch >= 1."
             )
-        self.name, self.reason = choose_backend(backend, device, model)
         self.multiple = int(model.multiple)
-        self.backend = BACKENDS[self.name].load(
-            model, device, tile_size=tile_size, batch_size=batch_size, **backend_options
+        self.backend, self.name, self.reason = load_backend(
+            model,
+            backend,
+            device,
+            tile_size=tile_size,
+            batch_size=batch_size,
+            **backend_options,
         )
         self.tile_size = tile_size
         self.overlap = overlap
         self.batch_size = batch_size
         self.channels = len(model.info.outputs)
+        on_gpu = str(self.backend.describe().get("device", "")).startswith("cuda")
+        if batch_wait is None:
+            batch_wait = GPU_BATCH_WAIT if on_gpu else 0.0
+        self.batcher = TileBatcher(self._run_batch, batch_size, batch_wait)
         log.info("backend %s (%s): %s", self.name, self.reason, self.backend.describe())
 
     def describe(self) -> dict[str, str]:
@@ -283,23 +381,27 @@ class Runtime:
         return self.predict_many([field])[0]
 
     def predict_many(self, fields: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Maps for several fields, batching same-shaped tiles across fields."""
+        """Maps for several fields, batching same-shaped tiles across fields (and across the
+        fields other threads are predicting at the same time)."""
         grids = [self.grid(f.shape) for f in fields]
         blenders = [grid.blender(self.channels) for grid in grids]
-        queue: dict[tuple, list] = {}
+        placed = []
+        tiles = []
         for index, (field, grid) in enumerate(zip(fields, grids)):
             for tile, pixels in zip(grid.tiles, grid.cut(field)):
-                key = pixels.shape
-                queue.setdefault(key, []).append((index, tile, pixels))
-                if len(queue[key]) == self.batch_size:
-                    self._run(queue.pop(key), blenders)
-        for pending in queue.values():
-            self._run(pending, blenders)
+                placed.append((index, tile))
+                tiles.append(pixels)
+        for (index, tile), prediction in zip(placed, self.batcher.run(tiles)):
+            blenders[index].add(tile, prediction)
         return [blender.result() for blender in blenders]
 
-    def _run(self, items: list, blenders: list) -> None:
-        batch = np.stack([pixels for _, _, pixels in items]).astype(np.float32, copy=False)
+    @property
+    def batches(self) -> dict[int, int]:
+        """How many batches of each size this runtime has run."""
+        return dict(sorted(self.batcher.batch_sizes.items()))
+
+    def _run_batch(self, tiles: list[np.ndarray]) -> list[np.ndarray]:
+        batch = np.stack(tiles).astype(np.float32, copy=False)
         height, width = batch.shape[-2:]
         predictions = self.backend.predict(pad_to_multiple(batch, self.multiple))
-        for (index, tile, _), prediction in zip(items, predictions):
-            blenders[index].add(tile, prediction[:, :height, :width])
+        return [prediction[:, :height, :width] for prediction in predictions]
