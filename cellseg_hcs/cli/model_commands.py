@@ -236,17 +236,44 @@ def train(
     help="Folder of foreground probability maps, for the pixel AuROC.",
 )
 @click.option(
+    "--micronuclei-truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of true micronuclei labels: adds micronucleus detection (IoU 0.3 and 0.5), "
+    "parent and per-nucleus count metrics (needs --parents; predictions "
+    "<stem>_micronuclei_labels.tif in --pred).",
+)
+@click.option(
+    "--parents",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of true parent maps: each micronucleus pixel holds its parent nucleus' id.",
+)
+@click.option(
     "--json",
     "json_file",
     type=click.Path(path_type=Path),
     default=None,
     help="Also write the metrics to this JSON file.",
 )
-def evaluate(pred: Path, truth: Path, probabilities: Path | None, json_file: Path | None) -> None:
-    """Score predicted labels against true labels: pixel and instance metrics."""
-    from ..training.evaluate import evaluate_folders
+def evaluate(
+    pred: Path,
+    truth: Path,
+    probabilities: Path | None,
+    micronuclei_truth: Path | None,
+    parents: Path | None,
+    json_file: Path | None,
+) -> None:
+    """Score predicted labels against true labels: pixel and instance metrics (and
+    micronuclei with their parents, when their truth is given)."""
+    from ..errors import SettingError
+    from ..training.evaluate import evaluate_folders, evaluate_micronuclei_folders
 
+    if (micronuclei_truth is None) != (parents is None):
+        raise SettingError("--micronuclei-truth and --parents go together; give both.")
     scores = evaluate_folders(pred, truth, probabilities)
+    if micronuclei_truth is not None:
+        scores.update(evaluate_micronuclei_folders(pred, micronuclei_truth, truth, parents))
     width = max(len(k) for k in scores)
     for key, value in scores.items():
         click.echo(f"{key:<{width}}  {value:.4f}")

@@ -242,18 +242,39 @@ class FieldPipeline:
         scale: float,
         diameter: float | None = None,
     ) -> FieldResult:
-        """Named objects from the maps (the model's post-processing, the settings' overrides)."""
+        """Named objects from the maps (the model's post-processing, the settings' overrides).
+
+        A model with classes gives more object sets (``Micronuclei``) with their parents
+        (:func:`.micronuclei.decode_objects`)."""
         started = time.perf_counter()
-        labels = self.model.labels_from_maps(
-            maps, field.input, **self.settings.postprocess_overrides
-        )
+        parents: dict[tuple[str, str], np.ndarray] = {}
+        if self.model.info.classes:
+            from .micronuclei import decode_objects
+
+            info = self.model.info
+            overrides = {info.object_name: self.settings.postprocess_overrides}
+            decoded = decode_objects(maps, field.input, info, overrides)
+            objects = {
+                self.primary if k == info.object_name else k: v for k, v in decoded.labels.items()
+            }
+            parents = {
+                (c, self.primary if p == info.object_name else p): v
+                for (c, p), v in decoded.parents.items()
+            }
+        else:
+            objects = {
+                self.primary: self.model.labels_from_maps(
+                    maps, field.input, **self.settings.postprocess_overrides
+                )
+            }
         seconds = {"Seconds_Postprocess": time.perf_counter() - started}
         notes = [BLANK_NOTE] if field.blank else []
         return FieldResult(
-            {self.primary: labels},
+            objects,
             self.primary,
             scale,
             diameter,
+            parents=parents,
             seconds=seconds,
             notes=notes,
             maps=maps if self.settings.probabilities else None,
@@ -286,7 +307,12 @@ class FieldPipeline:
                 device=self.settings.device,
             )
         grown = cell_objects(result.labels, source, cells, notes=result.notes)
+        renumbered = _new_numbers(result.labels, grown["Nuclei"])
+        for key, numbers in result.parents.items():  # micronuclei follow their nuclei
+            if key[1] == self.primary:
+                result.parents[key] = renumbered[numbers]
         result.objects = {
+            **result.objects,
             self.primary: grown["Nuclei"],
             "Cells": grown["Cells"],
             "Cytoplasm": grown["Cytoplasm"],
@@ -362,6 +388,14 @@ class FieldPipeline:
         if features is not None:
             self.measure(field_, result, features, metadata)
         return result
+
+
+def _new_numbers(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Old object number -> new one (0: dropped), for objects renumbered but not reshaped."""
+    lookup = np.zeros(int(before.max()) + 1, dtype=np.int64)
+    kept = (before > 0) & (after > 0)
+    lookup[before[kept]] = after[kept]
+    return lookup
 
 
 def pixel_problem(plane: np.ndarray) -> str | None:
