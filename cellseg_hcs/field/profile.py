@@ -87,3 +87,30 @@ def relationship_columns(
             counts = np.bincount(numbers[numbers > 0], minlength=count + 1)[1 : count + 1]
             columns[f"{parent}_Children_{child}_Count"] = counts.astype(np.int64)
     return columns
+
+
+def child_tables(
+    result: Any,
+    planes: Mapping[str, np.ndarray],
+    features: str | Sequence[str],
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """A table for each object set that is not a compartment of a cell (``Micronuclei``):
+    its own measurements, one row per object, and its parent columns
+    (``Micronuclei_Parent_Nuclei``), by set name.
+
+    ``result`` is a :class:`~cellseg_hcs.field.pipeline.FieldResult`; the counts of children
+    on the primary objects' rows (``Nuclei_Children_Micronuclei_Count``) come from
+    :func:`cell_profiles`.
+    """
+    tables = {}
+    for name, labels in result.objects.items():
+        if name == result.primary or name in COMPARTMENTS:
+            continue
+        count = int(np.asarray(labels).max())
+        table = object_table(labels, planes, name, features, metadata, count)
+        parents = {key: numbers for key, numbers in result.parents.items() if key[0] == name}
+        for column, values in relationship_columns(parents, [name], count).items():
+            table[column] = values
+        tables[name] = table
+    return tables
