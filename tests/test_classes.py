@@ -248,3 +248,10 @@ def test_objects_with_one_class_only_are_refused_a_class_head():
     sample = Sample(labels.astype(np.float32), labels, "a", {k: "big" for k in range(1, 6)})
     with pytest.raises(cs.errors.InputError, match="one class"):
         cs.train([sample], epochs=1, steps_per_epoch=1, progress=False)
+
+
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_class_logits_give_the_softmax_through_a_sigmoid_for_any_number_of_classes(count):
+    z = torch.randn(2, count, 4, 5) * 5
+    torch.testing.assert_close(torch.sigmoid(class_logits(z)), torch.softmax(z, dim=1))
+    torch.testing.assert_close(F.logsigmoid(class_logits(z)), F.log_softmax(z, dim=1))

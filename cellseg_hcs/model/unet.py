@@ -153,6 +153,8 @@ def class_logits(logits: torch.Tensor) -> torch.Tensor:
     True
     """
     count = logits.shape[1]
+    if count == 2:  # the other class alone: no log-sum-exp in the exported graph
+        return logits - logits.flip(1)
     others = [
         torch.logsumexp(torch.cat([logits[:, :k], logits[:, k + 1 :]], dim=1), dim=1, keepdim=True)
         for k in range(count)
