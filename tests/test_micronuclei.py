@@ -197,6 +197,8 @@ def test_cells_keep_the_micronuclei_and_renumber_their_parents():
     for old, new in zip(old_parents, new_parents):
         where = alone.labels == old
         assert new == kept[where].max()  # the same nucleus by its new number, 0 if dropped
+    names, probabilities = result.classes["Nuclei"]
+    assert len(names) == len(probabilities) == kept.max()  # the kept nuclei's classes
 
 
 def test_the_micronuclei_table_has_their_measurements_and_parent_column():
@@ -214,6 +216,20 @@ def test_the_micronuclei_table_has_their_measurements_and_parent_column():
     )
     rows = cell_profiles(result, planes, "minimal")
     assert rows["Nuclei_Children_Micronuclei_Count"].tolist() == [2, 1]
+
+
+def test_every_row_has_its_objects_class_and_class_probabilities():
+    maps, _, _ = field_maps()
+    image = (maps[0] * 1000).astype(np.uint16)
+    pipeline = FieldPipeline(
+        FieldSettings(diameter="native"), ClassModel(), runtime=MapsRuntime(maps)
+    )
+    result = pipeline.run(image, features="minimal")
+    assert result.features["Nuclei_Class"].tolist() == ["nucleus", "nucleus"]
+    np.testing.assert_allclose(result.features["Nuclei_ClassProbability_nucleus"], 1.0)
+    table = child_tables(result, {"DNA": image}, "minimal")["Micronuclei"]
+    assert table["Micronuclei_Class"].tolist() == ["micronucleus"] * 3
+    np.testing.assert_allclose(table["Micronuclei_ClassProbability_nucleus"], 0.0)
 
 
 def test_matching_below_iou_one_half_is_one_to_one():

@@ -96,7 +96,9 @@ class FieldResult:
     nucleus); ``seconds`` the time of each stage (``Seconds_Predict``,
     ``Seconds_Postprocess``, ``Seconds_Cells``, ``Seconds_Measure``); ``notes`` what a person
     should know about the field (a blank image); ``features`` the measurements when they were
-    asked for.
+    asked for. A model with classes fills ``classes``: by set name, each object's most
+    probable class and its class probabilities (N, K; columns in ``class_names`` order), as
+    :class:`~cellseg_hcs.field.micronuclei.DecodedObjects` has them.
     """
 
     objects: dict[str, np.ndarray]
@@ -109,6 +111,8 @@ class FieldResult:
     notes: list[str] = field(default_factory=list)
     maps: np.ndarray | None = None
     features: Any = None
+    classes: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
 
     @property
     def labels(self) -> np.ndarray:
@@ -248,19 +252,17 @@ class FieldPipeline:
         (:func:`.micronuclei.decode_objects`)."""
         started = time.perf_counter()
         parents: dict[tuple[str, str], np.ndarray] = {}
+        classes: dict[str, tuple[list[str], np.ndarray]] = {}
         if self.model.info.classes:
             from .micronuclei import decode_objects
 
             info = self.model.info
             overrides = {info.object_name: self.settings.postprocess_overrides}
             decoded = decode_objects(maps, field.input, info, overrides)
-            objects = {
-                self.primary if k == info.object_name else k: v for k, v in decoded.labels.items()
-            }
-            parents = {
-                (c, self.primary if p == info.object_name else p): v
-                for (c, p), v in decoded.parents.items()
-            }
+            name = {info.object_name: self.primary}  # the model's objects, as named here
+            objects = {name.get(k, k): v for k, v in decoded.labels.items()}
+            parents = {(c, name.get(p, p)): v for (c, p), v in decoded.parents.items()}
+            classes = {name.get(k, k): v for k, v in decoded.classes.items()}
         else:
             objects = {
                 self.primary: self.model.labels_from_maps(
@@ -275,6 +277,8 @@ class FieldPipeline:
             scale,
             diameter,
             parents=parents,
+            classes=classes,
+            class_names=tuple(self.model.info.classes),
             seconds=seconds,
             notes=notes,
             maps=maps if self.settings.probabilities else None,
@@ -311,6 +315,10 @@ class FieldPipeline:
         for key, numbers in result.parents.items():  # micronuclei follow their nuclei
             if key[1] == self.primary:
                 result.parents[key] = renumbered[numbers]
+        if self.primary in result.classes:  # so do the nuclei's classes
+            names, probabilities = result.classes[self.primary]
+            kept = np.flatnonzero(renumbered[1:])[np.argsort(renumbered[1:][renumbered[1:] > 0])]
+            result.classes[self.primary] = ([names[i] for i in kept], probabilities[kept])
         result.objects = {
             **result.objects,
             self.primary: grown["Nuclei"],

@@ -42,7 +42,23 @@ def cell_profiles(
     relations = relationship_columns(result.parents, sets, count)
     for column, values in relations.items():
         joined[column] = values
+    for column, values in class_columns(result, result.primary, count).items():
+        joined[column] = values
     return joined
+
+
+def class_columns(result: Any, name: str, count: int) -> dict[str, Any]:
+    """The class of each object of set ``name`` (``<name>_Class``) and its probability of
+    each class (``<name>_ClassProbability_<class>``), from a model with classes; none
+    without one."""
+    names, probabilities = getattr(result, "classes", {}).get(name, ([], None))
+    if probabilities is None or len(names) != count:
+        return {}
+    classes = result.class_names
+    columns: dict[str, Any] = {f"{name}_Class": np.asarray(names, dtype=object)}
+    for index, label in enumerate(classes[: probabilities.shape[1]]):
+        columns[f"{name}_ClassProbability_{label}"] = probabilities[:, index]
+    return columns
 
 
 def object_table(
@@ -111,6 +127,8 @@ def child_tables(
         table = object_table(labels, planes, name, features, metadata, count)
         parents = {key: numbers for key, numbers in result.parents.items() if key[0] == name}
         for column, values in relationship_columns(parents, [name], count).items():
+            table[column] = values
+        for column, values in class_columns(result, name, count).items():
             table[column] = values
         tables[name] = table
     return tables
