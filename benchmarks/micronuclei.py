@@ -16,15 +16,15 @@ their right parent nucleus, and the per-nucleus count agreement. Rows:
         --splits validation,training --json benchmarks/results/micronuclei_validation.json
 
 ``--choose`` picks the micronuclei's decoding (foreground threshold, peak height, minimum
-size and score) and the parent rule by pooled F1 at IoU >= 0.3 (then parent accuracy) on the
-splits given, from maps predicted once, and prints them (results/micronuclei_rule.md says on
-which splits). The test split is read only when named in ``--splits``: after the decision.
+size and score) by pooled F1 at IoU >= 0.3 (then parent accuracy), then the parent rule, on
+the splits given, from maps predicted once (``tune_micronuclei``), and prints them
+(results/micronuclei_rule.md says on which splits). The test split is read only when named
+in ``--splits``: after the decision.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import platform
 import sys
@@ -32,13 +32,14 @@ import time
 from pathlib import Path
 
 import cellseg_hcs as cs
-from cellseg_hcs.field.micronuclei import PARENT_RULES, decode_objects, nearest_parents
+from cellseg_hcs.field.micronuclei import PARENT_RULES, nearest_parents
 from cellseg_hcs.field.pipeline import FieldPipeline
 from cellseg_hcs.settings import FieldSettings
 from cellseg_hcs.training.micronuclei import (
     MicronucleiFolders,
     MicronucleusScores,
     classic_micronuclei,
+    tune_micronuclei,
 )
 
 KEYS = (
@@ -54,13 +55,6 @@ KEYS = (
     "n_true",
     "n_pred",
 )
-#: The grid --choose searches (micronuclei's post-processing, then the parent rule).
-CHOICES = {
-    "foreground_threshold": (0.3, 0.4, 0.5, 0.6),
-    "peak_height": (0.2, 0.3, 0.5),
-    "min_size": (2, 3, 4, 6),
-    "min_score": (0.0, 0.5, 0.6),
-}
 
 
 def split_data(root: Path, split: str) -> MicronucleiFolders:
@@ -81,7 +75,6 @@ def predicted(model, pipeline: FieldPipeline, truth) -> dict:
         "micronuclei": result.objects.get("Micronuclei"),
         "parents": result.parents.get(("Micronuclei", result.primary)),
         "maps": result.maps,
-        "input": model.prepare(truth.image),
     }
 
 
@@ -162,51 +155,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def choose(model, cached: list) -> dict:
-    """The micronuclei decoding with the best pooled F1 at IoU >= 0.3 (then parent accuracy)
-    over ``cached`` images, then the parent rule with the best parent accuracy."""
-    best = None
-    names = list(CHOICES)
-    for values in itertools.product(*CHOICES.values()):
-        candidate = dict(zip(names, values))
-        scores = MicronucleusScores()
-        for truth, found in cached:
-            decoded = decode_objects(
-                found["maps"], found["input"], model.info, {"Micronuclei": candidate}
-            )
-            nuclei = decoded.labels[model.info.object_name]
-            scores.add(
-                truth.nuclei,
-                truth.micronuclei,
-                truth.parents,
-                nuclei,
-                decoded.labels["Micronuclei"],
-                decoded.parents[("Micronuclei", model.info.object_name)],
-            )
-        out = scores.summary()
-        key = (round(out["f1@0.3"], 4), out["parent_accuracy"])
-        if best is None or key > best[0]:
-            best = (key, candidate, out)
-    chosen = dict(best[1])
-    rules = {}
-    for rule in PARENT_RULES:
-        scores = MicronucleusScores()
-        for truth, found in cached:
-            overrides = {"Micronuclei": {**chosen, "parent_rule": rule}}
-            decoded = decode_objects(found["maps"], found["input"], model.info, overrides)
-            scores.add(
-                truth.nuclei,
-                truth.micronuclei,
-                truth.parents,
-                decoded.labels[model.info.object_name],
-                decoded.labels["Micronuclei"],
-                decoded.parents[("Micronuclei", model.info.object_name)],
-            )
-        rules[rule] = scores.summary()["parent_accuracy"]
-    chosen["parent_rule"] = max(rules, key=lambda rule: (rules[rule], rule == "boundary"))
+    """The micronuclei decoding and parent rule chosen on the ``cached`` images
+    (:func:`~cellseg_hcs.training.micronuclei.tune_micronuclei`)."""
+    truths = [truth for truth, _ in cached]
+    maps = [found["maps"] for _, found in cached]
+    nuclei = [found["nuclei"] for _, found in cached]
+    tuned = tune_micronuclei(model, truths, maps, nuclei)
     return {
-        "settings": chosen,
-        "f1@0.3": best[2]["f1@0.3"],
-        "parent_accuracy_by_rule": rules,
+        "settings": tuned["settings"],
+        "scores": {k: round(float(tuned["scores"][k]), 4) for k in KEYS},
+        "parent_accuracy_by_rule": tuned["parent_accuracy_by_rule"],
     }
 
 

@@ -310,3 +310,17 @@ def test_evaluate_asks_for_parents_with_the_micronuclei_truth(tmp_path):
         ],
     )
     assert result.exit_code != 0 and "--parents" in result.output
+
+
+def test_tuning_chooses_a_micronuclei_decoding_that_finds_them_all():
+    from cellseg_hcs.training.micronuclei import MicronucleusTruth, tune_micronuclei
+
+    maps, nuclei, micronuclei = field_maps()
+    maps[3] = np.where(micronuclei > 0, 0.45, maps[3])  # unsure: a threshold of 0.5 misses
+    maps[2] = 1 - maps[3]
+    truth = MicronucleusTruth(maps[0], nuclei, micronuclei, np.array([1, 1, 2]))
+    model = ClassModel()
+    tuned = tune_micronuclei(model, [truth], [maps], [nuclei])
+    assert tuned["scores"]["f1@0.3"] == 1.0 and tuned["scores"]["parent_accuracy"] == 1.0
+    assert tuned["settings"]["foreground_threshold"] < 0.45
+    assert tuned["settings"]["parent_rule"] == "boundary"

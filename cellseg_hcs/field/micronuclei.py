@@ -118,9 +118,7 @@ def decode_objects(
     classes: dict[str, tuple[list[str], np.ndarray]] = {}
     for name in object_sets(info):
         settings, parent_options = object_set_settings(info, name, overrides.get(name))
-        foreground = object_foreground(maps, info, name)
-        if name != primary:  # a pixel of a primary object is nobody else's
-            foreground = np.where(labels[primary] > 0, np.float32(0), foreground)
+        foreground = set_foreground(maps, info, name, labels.get(primary))
         labels[name] = maps_to_labels(
             foreground, maps[1], settings, image=image if name == primary else None
         )
@@ -139,6 +137,18 @@ def decode_objects(
             names = [info.classes[k] for k in per_object.argmax(axis=1)] if len(per_object) else []
             classes[name] = (names, per_object)
     return DecodedObjects(labels, parents, classes)
+
+
+def set_foreground(
+    maps: np.ndarray, info: Any, name: str, primary: np.ndarray | None = None
+) -> np.ndarray:
+    """The foreground object set ``name`` is decoded from: its classes' foreground, and for
+    a set other than the model's own, none on the pixels of the model's objects ``primary``
+    (a pixel is a nucleus pixel or a micronucleus pixel, never both)."""
+    foreground = object_foreground(maps, info, name)
+    if name == info.object_name or primary is None:
+        return foreground
+    return np.where(primary > 0, np.float32(0), foreground)
 
 
 def nearest_parents(

@@ -20,6 +20,7 @@ Truth comes as mnfinder ships it: ``nuclei_labels``, ``micronuclei_labels`` and
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,20 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..field.micronuclei import PARENT_RULES, object_set_settings, set_foreground
+from ..field.postprocess import drop_objects, split_objects
 from ..io.images import read_image
 from .data.folders import ImageMaskFolder, as_instances
 from .metrics import matched_pairs
 
 DETECTION_THRESHOLDS = (0.3, 0.5)
+#: The micronuclei decodings :func:`tune_micronuclei` tries: every combination.
+MICRONUCLEI_GRID = {
+    "foreground_threshold": (0.3, 0.4, 0.5, 0.6),
+    "peak_height": (0.2, 0.3, 0.5),
+    "min_size": (2, 3, 4, 6),
+    "min_score": (0.0, 0.5, 0.6),
+}
 
 
 @dataclass
@@ -251,3 +261,77 @@ def classic_micronuclei(image: np.ndarray, nuclei: np.ndarray, sizes=(4, 400)) -
     numbers = np.zeros(count + 1, dtype=np.int32)
     numbers[keep] = np.arange(1, keep.sum() + 1)
     return numbers[components]
+
+
+def tune_micronuclei(
+    model,
+    truths: Sequence[MicronucleusTruth],
+    maps: Sequence[np.ndarray],
+    nuclei: Sequence[np.ndarray],
+    object_set: str = "Micronuclei",
+    grid: dict[str, Sequence] | None = None,
+) -> dict:
+    """The decoding of a model's micronuclei with the best pooled F1 at IoU >= 0.3 (then
+    parent accuracy), and then the parent rule with the best parent accuracy.
+
+    Parameters
+    ----------
+    model:
+        A model with a class routed to ``object_set``.
+    truths:
+        Annotated images (:class:`MicronucleiFolders`).
+    maps, nuclei:
+        The model's maps of each image and its nuclei there, as users get them (the
+        recipe's ``maps`` with ``probabilities=True``, and its nuclei).
+    grid:
+        Settings to try, each a sequence (default :data:`MICRONUCLEI_GRID`).
+
+    Returns ``{"settings": {...}, "scores": {...}, "parent_accuracy_by_rule": {...}}``; the
+    settings go in ``model.info.object_postprocess[object_set]``.
+    """
+    grid = dict(grid or MICRONUCLEI_GRID)
+    info = model.info
+    foregrounds = [set_foreground(m, info, object_set, n) for m, n in zip(maps, nuclei)]
+    split_keys = [k for k in ("foreground_threshold", "peak_height", "seeds") if k in grid]
+    drop_keys = [k for k in grid if k not in split_keys]
+    best = None
+    for split_values in itertools.product(*(grid[k] for k in split_keys)):
+        split_choice = dict(zip(split_keys, split_values))
+        base, _ = object_set_settings(info, object_set, split_choice)
+        objects = [split_objects(f, m[1], base) for f, m in zip(foregrounds, maps)]
+        for drop_values in itertools.product(*(grid[k] for k in drop_keys)):
+            choice = {**split_choice, **dict(zip(drop_keys, drop_values))}
+            settings, parent = object_set_settings(info, object_set, choice)
+            scores = MicronucleusScores()
+            for truth, found, f, n in zip(truths, objects, foregrounds, nuclei):
+                labels = drop_objects(found, f, settings)
+                rule = PARENT_RULES[parent.get("parent_rule", "boundary")]
+                scores.add(
+                    truth.nuclei,
+                    truth.micronuclei,
+                    truth.parents,
+                    n,
+                    labels,
+                    rule(labels, n, parent.get("parent_distance")),
+                )
+            summary = scores.summary()
+            key = (round(summary["f1@0.3"], 4), summary["parent_accuracy"])
+            if best is None or key > best[0]:
+                best = (
+                    key,
+                    choice,
+                    summary,
+                    [drop_objects(o, f, settings) for o, f in zip(objects, foregrounds)],
+                )
+    _, chosen, scores, labels = best
+    by_rule = {}
+    for name, rule in PARENT_RULES.items():
+        rule_scores = MicronucleusScores()
+        for truth, found, n in zip(truths, labels, nuclei):
+            rule_scores.add(
+                truth.nuclei, truth.micronuclei, truth.parents, n, found, rule(found, n)
+            )
+        by_rule[name] = rule_scores.summary()["parent_accuracy"]
+    # ties go to the boundary rule, the simpler one
+    chosen["parent_rule"] = max(by_rule, key=lambda name: (by_rule[name], name == "boundary"))
+    return {"settings": chosen, "scores": scores, "parent_accuracy_by_rule": by_rule}
