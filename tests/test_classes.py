@@ -255,3 +255,42 @@ def test_class_logits_give_the_softmax_through_a_sigmoid_for_any_number_of_class
     z = torch.randn(2, count, 4, 5) * 5
     torch.testing.assert_close(torch.sigmoid(class_logits(z)), torch.softmax(z, dim=1))
     torch.testing.assert_close(F.logsigmoid(class_logits(z)), F.log_softmax(z, dim=1))
+
+
+def test_the_train_command_learns_classes_from_one_mask_folder_per_class(tmp_path):
+    from click.testing import CliRunner
+
+    from cellseg_hcs.cli import main
+
+    image, labels, classes = _two_kinds(0)
+    big = np.where(np.isin(labels, [k for k, v in classes.items() if v == "big"]), labels, 0)
+    for folder, array in (("images", image), ("big", big), ("small", labels - big)):
+        _write(
+            tmp_path / folder, "a", array.astype(np.float32 if folder == "images" else np.uint16)
+        )
+    out = tmp_path / "model.safetensors"
+    result = CliRunner().invoke(
+        main,
+        [
+            "train", "--images", str(tmp_path / "images"), "--out", str(out),
+            "--class-masks", f"big={tmp_path / 'big'}",
+            "--class-masks", f"small={tmp_path / 'small'}",
+            "--class-objects", "small=Specks", "--epochs", "1", "--steps", "1",
+            "--width", "4", "--depth", "3",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    assert model.info.classes == ("big", "small")
+    assert model.info.class_objects == {"small": "Specks"}
+
+
+def test_the_train_command_names_a_malformed_class_option():
+    from click.testing import CliRunner
+
+    from cellseg_hcs.cli import main
+
+    result = CliRunner().invoke(
+        main, ["train", "--images", ".", "--out", "m.safetensors", "--class-masks", "big"]
+    )
+    assert result.exit_code != 0 and "--class-masks takes NAME=VALUE" in result.output
