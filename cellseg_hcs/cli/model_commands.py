@@ -136,6 +136,27 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
     help="What the second output learns: 'centre' (one peak per object, keeps "
     "irregular nuclei whole) or 'distance' to the edge (the older models').",
 )
+@click.option(
+    "--coco",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Annotations in a COCO JSON file (LIVECell/EVICAN layout) of the images in "
+    "--images, instead of --masks; two or more categories train a class head.",
+)
+@click.option(
+    "--class-masks",
+    multiple=True,
+    metavar="CLASS=FOLDER",
+    help="One mask folder per class, instead of --masks (repeat: --class-masks "
+    "nucleus=nuclei/ --class-masks micronucleus=micronuclei/): trains a class head.",
+)
+@click.option(
+    "--class-objects",
+    multiple=True,
+    metavar="CLASS=OBJECTS",
+    help="Decode a class as an object set of its own (micronucleus=Micronuclei), with a "
+    "parent among the model's objects; other classes stay the model's objects.",
+)
 def train(
     images: Path,
     masks: Path | None,
@@ -153,6 +174,9 @@ def train(
     start_from: str | None,
     average: float,
     target: str,
+    coco: Path | None,
+    class_masks: tuple[str, ...],
+    class_objects: tuple[str, ...],
 ) -> None:
     """Train an instance segmentation model from image and mask folders.
 
@@ -174,7 +198,16 @@ def train(
         raise SettingError(
             "--val-masks goes with --masks; without them both folders are Cellpose folders."
         )
-    training = data.training_folder(images, masks, pattern=pattern)
+    if sum(bool(x) for x in (masks, coco, class_masks)) > 1:
+        raise SettingError("give one of --masks, --coco and --class-masks.")
+    if coco:
+        training = data.CocoDataset(coco, images)
+    elif class_masks:
+        training = data.ClassMaskFolders(
+            images, _pairs(class_masks, "--class-masks"), pattern=pattern
+        )
+    else:
+        training = data.training_folder(images, masks, pattern=pattern)
     validation = None
     if val_images:
         validation = data.training_folder(val_images, val_masks)
@@ -191,6 +224,7 @@ def train(
         start_from=start_from,
         average=average,
         target=target,
+        class_objects=_pairs(class_objects, "--class-objects"),
         time_limit=minutes * 60 if minutes else None,
         description={"images": str(images), "masks": str(masks or images)},
     )
@@ -222,19 +256,56 @@ def train(
     help="Folder of foreground probability maps, for the pixel AuROC.",
 )
 @click.option(
+    "--micronuclei-truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of true micronuclei labels: adds micronucleus detection (IoU 0.3 and 0.5), "
+    "parent and per-nucleus count metrics (needs --parents; predictions "
+    "<stem>_micronuclei_labels.tif in --pred).",
+)
+@click.option(
+    "--parents",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of true parent maps: each micronucleus pixel holds its parent nucleus' id.",
+)
+@click.option(
     "--json",
     "json_file",
     type=click.Path(path_type=Path),
     default=None,
     help="Also write the metrics to this JSON file.",
 )
-def evaluate(pred: Path, truth: Path, probabilities: Path | None, json_file: Path | None) -> None:
-    """Score predicted labels against true labels: pixel and instance metrics."""
-    from ..training.evaluate import evaluate_folders
+def evaluate(
+    pred: Path,
+    truth: Path,
+    probabilities: Path | None,
+    micronuclei_truth: Path | None,
+    parents: Path | None,
+    json_file: Path | None,
+) -> None:
+    """Score predicted labels against true labels: pixel and instance metrics (and
+    micronuclei with their parents, when their truth is given)."""
+    from ..training.evaluate import evaluate_folders, evaluate_micronuclei_folders
 
+    if (micronuclei_truth is None) != (parents is None):
+        raise SettingError("--micronuclei-truth and --parents go together; give both.")
     scores = evaluate_folders(pred, truth, probabilities)
+    if micronuclei_truth is not None:
+        scores.update(evaluate_micronuclei_folders(pred, micronuclei_truth, truth, parents))
     width = max(len(k) for k in scores)
     for key, value in scores.items():
         click.echo(f"{key:<{width}}  {value:.4f}")
     if json_file:
         json_file.write_text(json.dumps(scores, indent=2))
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    """``("a=b", ...)`` as a dict, or one sentence naming the option that is malformed."""
+    pairs = {}
+    for value in values:
+        key, sign, rest = value.partition("=")
+        if not sign or not key or not rest:
+            raise SettingError(f"{option} takes NAME=VALUE, not {value!r}.")
+        pairs[key] = rest
+    return pairs

@@ -96,7 +96,9 @@ class FieldResult:
     nucleus); ``seconds`` the time of each stage (``Seconds_Predict``,
     ``Seconds_Postprocess``, ``Seconds_Cells``, ``Seconds_Measure``); ``notes`` what a person
     should know about the field (a blank image); ``features`` the measurements when they were
-    asked for.
+    asked for. A model with classes fills ``classes``: by set name, each object's most
+    probable class and its class probabilities (N, K; columns in ``class_names`` order), as
+    :class:`~cellseg_hcs.field.micronuclei.DecodedObjects` has them.
     """
 
     objects: dict[str, np.ndarray]
@@ -111,6 +113,8 @@ class FieldResult:
     features: Any = None
     tables: dict[str, Any] = field(default_factory=dict)
     """Measurements of the object sets not in a cell's row (``Micronuclei``), by name."""
+    classes: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
 
     @property
     def labels(self) -> np.ndarray:
@@ -244,18 +248,39 @@ class FieldPipeline:
         scale: float,
         diameter: float | None = None,
     ) -> FieldResult:
-        """Named objects from the maps (the model's post-processing, the settings' overrides)."""
+        """Named objects from the maps (the model's post-processing, the settings' overrides).
+
+        A model with classes gives more object sets (``Micronuclei``) with their parents
+        (:func:`.micronuclei.decode_objects`)."""
         started = time.perf_counter()
-        labels = self.model.labels_from_maps(
-            maps, field.input, **self.settings.postprocess_overrides
-        )
+        parents: dict[tuple[str, str], np.ndarray] = {}
+        classes: dict[str, tuple[list[str], np.ndarray]] = {}
+        if self.model.info.classes:
+            from .micronuclei import decode_objects
+
+            info = self.model.info
+            overrides = {info.object_name: self.settings.postprocess_overrides}
+            decoded = decode_objects(maps, field.input, info, overrides)
+            name = {info.object_name: self.primary}  # the model's objects, as named here
+            objects = {name.get(k, k): v for k, v in decoded.labels.items()}
+            parents = {(c, name.get(p, p)): v for (c, p), v in decoded.parents.items()}
+            classes = {name.get(k, k): v for k, v in decoded.classes.items()}
+        else:
+            objects = {
+                self.primary: self.model.labels_from_maps(
+                    maps, field.input, **self.settings.postprocess_overrides
+                )
+            }
         seconds = {"Seconds_Postprocess": time.perf_counter() - started}
         notes = [BLANK_NOTE] if field.blank else []
         return FieldResult(
-            {self.primary: labels},
+            objects,
             self.primary,
             scale,
             diameter,
+            parents=parents,
+            classes=classes,
+            class_names=tuple(self.model.info.classes),
             seconds=seconds,
             notes=notes,
             maps=maps if self.settings.probabilities else None,
@@ -288,7 +313,16 @@ class FieldPipeline:
                 device=self.settings.device,
             )
         grown = cell_objects(result.labels, source, cells, notes=result.notes)
+        renumbered = _new_numbers(result.labels, grown["Nuclei"])
+        for key, numbers in result.parents.items():  # micronuclei follow their nuclei
+            if key[1] == self.primary:
+                result.parents[key] = renumbered[numbers]
+        if self.primary in result.classes:  # so do the nuclei's classes
+            names, probabilities = result.classes[self.primary]
+            kept = np.flatnonzero(renumbered[1:])[np.argsort(renumbered[1:][renumbered[1:] > 0])]
+            result.classes[self.primary] = ([names[i] for i in kept], probabilities[kept])
         result.objects = {
+            **result.objects,
             self.primary: grown["Nuclei"],
             "Cells": grown["Cells"],
             "Cytoplasm": grown["Cytoplasm"],
@@ -365,6 +399,14 @@ class FieldPipeline:
         if features is not None:
             self.measure(field_, result, features, metadata)
         return result
+
+
+def _new_numbers(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Old object number -> new one (0: dropped), for objects renumbered but not reshaped."""
+    lookup = np.zeros(int(before.max()) + 1, dtype=np.int64)
+    kept = (before > 0) & (after > 0)
+    lookup[before[kept]] = after[kept]
+    return lookup
 
 
 def pixel_problem(plane: np.ndarray) -> str | None:

@@ -44,28 +44,23 @@ def cell_profiles(
     relations = relationship_columns(result.parents, sets, count)
     for column, values in relations.items():
         joined[column] = values
+    for column, values in class_columns(result, result.primary, count).items():
+        joined[column] = values
     return joined
 
 
-def own_tables(
-    result: Any,
-    planes: Mapping[str, np.ndarray],
-    features: str | Sequence[str],
-    metadata: Mapping[str, object] | None = None,
-) -> dict[str, pd.DataFrame]:
-    """The object sets that are not compartments of a cell (``Micronuclei``), each measured
-    in a table of its own: one row per object, with ``<set>_Parent_<parent>``."""
-    in_rows = {result.primary, *COMPARTMENTS}
-    out = {}
-    for name, labels in result.objects.items():
-        if name in in_rows:
-            continue
-        table = object_table(labels, planes, name, features, metadata, int(labels.max()))
-        for (child, parent), numbers in result.parents.items():
-            if child == name:
-                table[f"{name}_Parent_{parent}"] = np.asarray(numbers, dtype=np.int64)
-        out[name] = table
-    return out
+def class_columns(result: Any, name: str, count: int) -> dict[str, Any]:
+    """The class of each object of set ``name`` (``<name>_Class``) and its probability of
+    each class (``<name>_ClassProbability_<class>``), from a model with classes; none
+    without one."""
+    names, probabilities = getattr(result, "classes", {}).get(name, ([], None))
+    if probabilities is None or len(names) != count:
+        return {}
+    classes = result.class_names
+    columns: dict[str, Any] = {f"{name}_Class": np.asarray(names, dtype=object)}
+    for index, label in enumerate(classes[: probabilities.shape[1]]):
+        columns[f"{name}_ClassProbability_{label}"] = probabilities[:, index]
+    return columns
 
 
 def object_table(
@@ -114,3 +109,33 @@ def relationship_columns(
             counts = np.bincount(numbers[numbers > 0], minlength=count + 1)[1 : count + 1]
             columns[f"{parent}_Children_{child}_Count"] = counts.astype(np.int64)
     return columns
+
+
+def own_tables(
+    result: Any,
+    planes: Mapping[str, np.ndarray],
+    features: str | Sequence[str],
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """A table for each object set that is not a compartment of a cell (``Micronuclei``,
+    written to ``DIR/objects/<set>/``):
+    its own measurements, one row per object, and its parent columns
+    (``Micronuclei_Parent_Nuclei``), by set name.
+
+    ``result`` is a :class:`~cellseg_hcs.field.pipeline.FieldResult`; the counts of children
+    on the primary objects' rows (``Nuclei_Children_Micronuclei_Count``) come from
+    :func:`cell_profiles`.
+    """
+    tables = {}
+    for name, labels in result.objects.items():
+        if name == result.primary or name in COMPARTMENTS:
+            continue
+        count = int(np.asarray(labels).max())
+        table = object_table(labels, planes, name, features, metadata, count)
+        parents = {key: numbers for key, numbers in result.parents.items() if key[0] == name}
+        for column, values in relationship_columns(parents, [name], count).items():
+            table[column] = values
+        for column, values in class_columns(result, name, count).items():
+            table[column] = values
+        tables[name] = table
+    return tables

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ModelError
+from ..field.classes import object_foreground
 from ..field.normalize import prepare_field
 from ..field.postprocess import PostprocessSettings, maps_to_labels
 from ..io.atomic import jsonable, write_atomic_bytes
@@ -44,10 +45,32 @@ class ModelInfo:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     package_version: str = __version__
+    #: Class names of the class head (the last ``len(classes)`` outputs); () without one.
+    classes: tuple[str, ...] = ()
+    #: Classes decoded as an object set of their own (class name -> object set name, e.g.
+    #: ``{"micronucleus": "Micronuclei"}``); the others are ``object_name``'s objects.
+    class_objects: dict[str, str] = field(default_factory=dict)
+    #: Post-processing of the other object sets, by name (see field/micronuclei.py).
+    object_postprocess: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def in_channels(self) -> int:
         return int(self.network.get("in_channels", 1))
+
+
+#: Fields added after models were shipped: stored only when not at their default, so files
+#: written before them keep their bytes and their hash.
+OPTIONAL_FIELDS = ("classes", "class_objects", "object_postprocess")
+
+
+def info_dict(info: ModelInfo) -> dict[str, Any]:
+    """The model information as stored and hashed (optional fields at their default left out)."""
+    stored = asdict(info)
+    defaults = ModelInfo()
+    for name in OPTIONAL_FIELDS:
+        if stored[name] == asdict(defaults)[name]:
+            del stored[name]
+    return stored
 
 
 class Model:
@@ -122,7 +145,7 @@ class Model:
                 (name, tensor.detach().cpu().contiguous().numpy())
                 for name, tensor in self.network.state_dict().items()
             )
-        digest.update(json.dumps(asdict(self.info), sort_keys=True, default=str).encode())
+        digest.update(json.dumps(info_dict(self.info), sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 
     @property
@@ -134,7 +157,7 @@ class Model:
         """Write the model to one safetensors file (atomically, readable by all: 0644)."""
         from safetensors.numpy import save
 
-        metadata = {METADATA_KEY: json.dumps(asdict(self.info), default=jsonable)}
+        metadata = {METADATA_KEY: json.dumps(info_dict(self.info), default=jsonable)}
         return write_atomic_bytes(Path(path), save(self.state_arrays(), metadata=metadata))
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -164,6 +187,8 @@ class Model:
             raise ModelError(f"{path}: a safetensors file, but not a cellseg-hcs model.")
         raw = json.loads(metadata[METADATA_KEY])
         raw["outputs"] = tuple(raw.get("outputs", OUTPUTS))
+        if "classes" in raw:
+            raw["classes"] = tuple(raw["classes"])
         unknown = sorted(set(raw) - {f.name for f in fields(ModelInfo)})
         if unknown:
             raise ModelError(
@@ -239,7 +264,8 @@ class Model:
         ``nuclei`` does) reads its intensities and needs it.
         """
         merged = {**self.info.postprocess, **settings}
-        return maps_to_labels(maps[0], maps[1], PostprocessSettings(**merged), image=image)
+        foreground = object_foreground(maps, self.info)
+        return maps_to_labels(foreground, maps[1], PostprocessSettings(**merged), image=image)
 
     def pipeline(self, settings, runtime: Any = None, object_name: str | None = None):
         """The field recipe with this model for these settings (a

@@ -47,6 +47,11 @@ class UNet(nn.Module):
         resolution on 2x2 pixel blocks (about 4x fewer operations), and a light
         full-resolution branch restores sharp object edges before the output head.
         Nuclei of 10 px and more across lose nothing measurable to it (see the model card).
+    classes:
+        How many of the last output channels are class logits (0: none). They are returned
+        as ``z_k - logsumexp_{j != k} z_j``, whose sigmoid is the softmax of the logits
+        ``z``: every backend applies one sigmoid to all outputs, and the class channels come
+        out as class probabilities that sum to 1 (``logsigmoid`` of them is ``log_softmax``).
 
     Examples
     --------
@@ -63,6 +68,7 @@ class UNet(nn.Module):
         width: int = 16,
         norm: str = "batch",
         stem: int = 1,
+        classes: int = 0,
     ) -> None:
         super().__init__()
         if norm not in NORMALIZATIONS:
@@ -71,6 +77,9 @@ class UNet(nn.Module):
             raise ValueError(f"depth must be at least 1, not {depth}")
         if stem < 1:
             raise ValueError(f"stem must be at least 1, not {stem}")
+        if not 0 <= classes <= out_channels or classes == 1:
+            raise ValueError(f"classes must be 0 or 2 to {out_channels}, not {classes}")
+        self.classes = classes
         self.depth = depth
         self.stem = stem
         widths = [width * 2**level for level in range(depth)]
@@ -127,4 +136,27 @@ class UNet(nn.Module):
             )
             x = self.refine(torch.cat([x, self.full_resolution(full)], dim=1))
         x = self.head(x)
+        if self.classes:
+            x = torch.cat([x[:, : -self.classes], class_logits(x[:, -self.classes :])], dim=1)
         return x[..., :height, :width]
+
+
+def class_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-channel logits whose sigmoid is the softmax of ``logits`` over dim 1.
+
+    ``z_k - logsumexp_{j != k} z_j``: the sigmoid of it is ``exp(z_k) / sum_j exp(z_j)``.
+
+    Examples
+    --------
+    >>> z = torch.tensor([[[[1.0]], [[3.0]], [[0.0]]]])
+    >>> torch.allclose(torch.sigmoid(class_logits(z)), torch.softmax(z, dim=1))
+    True
+    """
+    count = logits.shape[1]
+    if count == 2:  # the other class alone: no log-sum-exp in the exported graph
+        return logits - logits.flip(1)
+    others = [
+        torch.logsumexp(torch.cat([logits[:, :k], logits[:, k + 1 :]], dim=1), dim=1, keepdim=True)
+        for k in range(count)
+    ]
+    return logits - torch.cat(others, dim=1)

@@ -135,8 +135,13 @@ def paste_objects(
     rng: np.random.Generator,
     touching: bool = False,
     gain: tuple[float, float] = (1.0, 1.0),
+    classes: dict[int, int] | None = None,
+    source_classes: dict[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Copy up to ``count`` objects of the source into the target, each scaled by a gain.
+
+    ``classes`` (the target's object id -> class index), when given, is updated in place
+    with each copy's class, read from ``source_classes`` (the source's).
 
     By default an object is placed only where neither it nor a 2-pixel margin touches an
     existing object. With ``touching``, each copy instead slides towards an existing object
@@ -166,6 +171,8 @@ def paste_objects(
             mask, source_image[(..., *box)] * factor, image[(..., *target)]
         )
         labels[target][mask] = next_id
+        if classes is not None:
+            classes[next_id] = source_classes.get(int(number), -1)  # -1: no class
         if not touching:  # touching copies are placed by the labels, not by the margin
             _occupy(occupied, target, mask, MARGIN)
         next_id += 1

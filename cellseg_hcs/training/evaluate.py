@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..field.micronuclei import decode_objects, nearest_parents
 from ..io.images import read_image
 from .data.base import Sample
 from .data.folders import ImageMaskFolder, as_instances
-from .metrics import InstanceScores, _pixel_scores, auroc
+from .metrics import InstanceScores, _pixel_scores, auroc, matched_pairs
 
 
 def evaluate_model(
@@ -20,13 +21,23 @@ def evaluate_model(
     """Pooled instance and pixel metrics of a model on an annotated dataset.
 
     ``maps`` may hold already predicted maps (one per sample) to score other
-    post-processing ``settings`` without running the network again.
+    post-processing ``settings`` without running the network again. A model with classes
+    is scored on its own objects (``Nuclei``) against the samples' labels; where the samples
+    have classes too, per-class metrics are added (:class:`ClassScores`).
     """
     scores = InstanceScores()
+    per_class = None
+    if model.info.classes and any(sample.classes for sample in dataset):
+        per_class = ClassScores(model.info.classes)
     tp = fp = fn = 0
     for index, sample in enumerate(dataset):
         field_maps = maps[index] if maps is not None else model.predict_maps(sample.image)
-        labels = model.labels_from_maps(field_maps, model.prepare(sample.image), **settings)
+        prepared = model.prepare(sample.image)
+        labels = model.labels_from_maps(field_maps, prepared, **settings)
+        if per_class is not None and sample.classes:
+            info = model.info
+            decoded = decode_objects(field_maps, prepared, info, {info.object_name: settings})
+            per_class.add(sample.labels, sample.classes, decoded)
         object_scores = _object_scores(labels, field_maps[0])
         scores.add(sample.labels, labels, object_scores)
         truth, pred = sample.labels > 0, labels > 0
@@ -35,7 +46,68 @@ def evaluate_model(
         fn += int(np.count_nonzero(truth & ~pred))
     out = scores.summary()
     out.update({f"pixel_{k}": v for k, v in _pixel_scores(tp, fp, fn).items()})
+    if per_class is not None:
+        out.update(per_class.summary())
     return out
+
+
+class ClassScores:
+    """Per-class instance metrics of a model with classes, pooled over images.
+
+    For each class, the true objects of that class are matched against the predicted
+    objects of every object set whose most probable class it is (``<class>_f1``,
+    ``<class>_precision``, ``<class>_recall``, ``<class>_ap``); ``class_accuracy`` is the
+    share of true objects matched at IoU 0.5 (whatever the class) that got their true class.
+    """
+
+    def __init__(self, classes: Sequence[str]) -> None:
+        self.classes = tuple(classes)
+        self.scores = {name: InstanceScores() for name in self.classes}
+        self.right = 0
+        self.matched = 0
+
+    def add(self, truth: np.ndarray, truth_classes: dict[int, str], decoded) -> None:
+        """One image: true labels and their classes, and the model's decoded objects."""
+        truth = np.asarray(truth)
+        predicted, predicted_classes = _all_objects(decoded)
+        for name in self.classes:
+            true_ids = [k for k, v in truth_classes.items() if v == name]
+            pred_ids = [k for k, v in predicted_classes.items() if v == name]
+            self.scores[name].add(
+                np.where(np.isin(truth, true_ids), truth, 0),
+                np.where(np.isin(predicted, pred_ids), predicted, 0),
+            )
+        true_ids, pred_ids, _ = matched_pairs(truth, predicted, 0.5)
+        self.matched += true_ids.size
+        self.right += sum(
+            truth_classes.get(int(t)) == predicted_classes.get(int(p))
+            for t, p in zip(true_ids, pred_ids)
+        )
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, scores in self.scores.items():
+            summary = scores.matching_summary()
+            for key in ("f1", "precision", "recall", "ap", "n_true", "n_pred"):
+                out[f"{name}_{key}"] = summary[key]
+        out["class_accuracy"] = self.right / self.matched if self.matched else float("nan")
+        return out
+
+
+def _all_objects(decoded) -> tuple[np.ndarray, dict[int, str]]:
+    """Every object set's objects in one label image (sets do not overlap), and the class
+    name of each object."""
+    combined = None
+    classes: dict[int, str] = {}
+    for name, labels in decoded.labels.items():
+        labels = np.asarray(labels, dtype=np.int64)
+        if combined is None:
+            combined = np.zeros(labels.shape, dtype=np.int64)
+        offset = int(combined.max())
+        combined = np.where(labels > 0, labels + offset, combined)
+        names = decoded.classes.get(name, ([], None))[0]
+        classes.update({offset + i + 1: c for i, c in enumerate(names)})
+    return combined, classes
 
 
 def _object_scores(labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
@@ -87,4 +159,56 @@ def evaluate_folders(
     if aurocs:
         out["pixel_auroc"] = float(np.nanmean(aurocs))
     out["images"] = float(len(pairs))
+    return out
+
+
+def evaluate_micronuclei_folders(
+    pred: str | Path, micronuclei: str | Path, nuclei: str | Path, parents: str | Path
+) -> dict[str, float]:
+    """Micronucleus metrics of the predictions in ``pred`` (see
+    :mod:`cellseg_hcs.training.micronuclei`).
+
+    ``pred`` holds what ``cellseg-hcs segment`` writes: ``<stem>_labels.tif`` (nuclei) and
+    ``<stem>_micronuclei_labels.tif``; each predicted micronucleus' parent is its nearest
+    predicted nucleus (the rule of :func:`~cellseg_hcs.field.micronuclei.nearest_parents`).
+    ``micronuclei``, ``nuclei`` and ``parents`` hold the true micronuclei, nuclei and parent
+    maps (each micronucleus pixel holds its parent nucleus' id), named like the images.
+    """
+    from .micronuclei import MicronucleusScores, parents_from_map
+
+    pred = Path(pred)
+    truth = ImageMaskFolder(nuclei, micronuclei, cache=False)
+    scores = MicronucleusScores()
+    for nuclei_path, micronuclei_path in truth.pairs:
+        stem = nuclei_path.stem
+        found = {
+            kind: next(
+                (
+                    p
+                    for p in pred.glob(f"{stem}{ending}.*")
+                    if p.suffix.lower() in (".tif", ".tiff")
+                ),
+                None,
+            )
+            for kind, ending in (("nuclei", "_labels"), ("micronuclei", "_micronuclei_labels"))
+        }
+        missing = [kind for kind, path in found.items() if path is None]
+        if missing:
+            raise InputError(f"{pred}: no predicted {missing[0]} for {nuclei_path.name}.")
+        parent_files = [p for p in Path(parents).glob(f"{stem}.*")]
+        if not parent_files:
+            raise InputError(f"{parents}: no parent map for {nuclei_path.name}.")
+        true_micronuclei = as_instances(read_image(micronuclei_path))
+        predicted_nuclei = np.asarray(read_image(found["nuclei"]))
+        predicted_micronuclei = np.asarray(read_image(found["micronuclei"]))
+        scores.add(
+            as_instances(read_image(nuclei_path)),
+            true_micronuclei,
+            parents_from_map(true_micronuclei, read_image(parent_files[0])),
+            predicted_nuclei,
+            predicted_micronuclei,
+            nearest_parents(predicted_micronuclei, predicted_nuclei),
+        )
+    out = {f"micronuclei_{k}": v for k, v in scores.summary().items()}
+    out["micronuclei_images"] = float(len(truth))
     return out

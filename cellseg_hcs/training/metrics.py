@@ -254,3 +254,38 @@ def evaluate_pairs(
     out = scores.summary()
     out.update({f"pixel_{k}": v for k, v in _pixel_scores(tp, fp, fn).items()})
     return out
+
+
+def matched_pairs(
+    truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one matches of true and predicted objects with IoU >= ``threshold``.
+
+    Below IoU 0.5 an object can overlap several others that far, so the pairs are chosen to
+    maximise the summed IoU (the Hungarian assignment). Returns the matched true ids, their
+    predicted ids (label values, not indices) and the pairs' IoU.
+
+    Examples
+    --------
+    >>> truth = np.array([[1, 1, 0, 2, 2]]); pred = np.array([[3, 3, 3, 0, 4]])
+    >>> matched_pairs(truth, pred, 0.3)[:2]
+    (array([1, 2]), array([3, 4]))
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    truth, pred = np.asarray(truth), np.asarray(pred)
+    true_ids = np.unique(truth[truth > 0])
+    pred_ids = np.unique(pred[pred > 0])
+    empty = np.zeros(0, dtype=np.int64)
+    if not true_ids.size or not pred_ids.size:
+        return empty, empty, np.zeros(0)
+    # Numbered 1..n, so that index i of iou_matrix's rows is true_ids[i] (columns likewise).
+    iou, _, _ = iou_matrix(
+        (np.searchsorted(true_ids, truth) + 1) * (truth > 0),
+        (np.searchsorted(pred_ids, pred) + 1) * (pred > 0),
+    )
+    weight = np.where(iou >= threshold, iou, 0.0)
+    rows, cols = linear_sum_assignment(-weight)
+    keep = weight[rows, cols] > 0
+    rows, cols = rows[keep], cols[keep]
+    return true_ids[rows].astype(np.int64), pred_ids[cols].astype(np.int64), iou[rows, cols]

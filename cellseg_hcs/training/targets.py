@@ -76,13 +76,41 @@ def centre_map(labels: np.ndarray) -> np.ndarray:
 TARGETS = {"centre": centre_map, "distance": instance_distance}
 
 
-def instance_targets(labels: np.ndarray, target: str = "centre") -> np.ndarray:
+def instance_targets(
+    labels: np.ndarray, target: str = "centre", object_classes: np.ndarray | None = None
+) -> np.ndarray:
     """Stack the training targets for an instance label image: (foreground, ``target`` map).
 
     ``target`` names the second map: ``"centre"`` (:func:`centre_map`) or ``"distance"``
-    (:func:`instance_distance`).
+    (:func:`instance_distance`). With ``object_classes`` (each object's class index, by
+    label id), a third plane holds each pixel's class index (:func:`class_index`).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     labels = np.asarray(labels)
-    return np.stack([(labels > 0).astype(np.float32), TARGETS[target](labels)])
+    planes = [(labels > 0).astype(np.float32), TARGETS[target](labels)]
+    if object_classes is not None:
+        planes.append(class_index(labels, object_classes).astype(np.float32))
+    return np.stack(planes)
+
+
+#: The class index of pixels that carry no class (background): ignored by the class loss.
+NO_CLASS = -1
+
+
+def class_index(labels: np.ndarray, object_classes: np.ndarray) -> np.ndarray:
+    """Each pixel's class index (int64), :data:`NO_CLASS` on background.
+
+    ``object_classes[i]`` is the class index of object ``i`` (entry 0, background, is
+    ignored; an object without a class, index ``NO_CLASS``, is ignored too).
+
+    Examples
+    --------
+    >>> class_index(np.array([[0, 1, 2, 2]]), np.array([-1, 1, 0]))
+    array([[-1,  1,  0,  0]])
+    """
+    labels = np.asarray(labels)
+    lookup = np.full(max(int(labels.max()), len(object_classes) - 1) + 1, NO_CLASS, np.int64)
+    lookup[: len(object_classes)] = object_classes
+    lookup[0] = NO_CLASS
+    return lookup[labels]

@@ -8,6 +8,7 @@ from itertools import product
 
 import numpy as np
 
+from ..field.classes import object_foreground
 from ..field.postprocess import PostprocessSettings, drop_objects, merge_alike, split_objects
 from .data.base import Sample
 from .evaluate import evaluate_model
@@ -57,10 +58,12 @@ def tune_postprocess(
     base = PostprocessSettings(**model.info.postprocess)
     maps = [model.predict_maps(sample.image) for sample in validation]
     inputs = [model.prepare(sample.image) for sample in validation]
+    # A model with classes: its own objects' foreground (the others are decoded apart).
+    foregrounds = [object_foreground(m, model.info) for m in maps]
     best = None
     for fg, (order, seeds) in product(foreground, enumerate(seed_choices(seed, peak))):
         split = replace(base, foreground_threshold=fg, **seeds)
-        objects = [split_objects(m[0], m[1], split) for m in maps]
+        objects = [split_objects(f, m[1], split) for f, m in zip(foregrounds, maps)]
         # Threshold seeds never join (PostprocessSettings): one pass, joining off.
         merges = (merge if seeds["seeds"] == "peaks" else ()) or ({"merge_height": 0.0},)
         for merge_order, merging in enumerate(merges):
@@ -73,8 +76,8 @@ def tune_postprocess(
                 settings = replace(merged, min_size_fraction=fraction, min_score=score)
                 scores = InstanceScores(
                     matches=[
-                        match_instances(sample.labels, drop_objects(field_objects, m[0], settings))
-                        for sample, m, field_objects in zip(validation, maps, joined)
+                        match_instances(sample.labels, drop_objects(field_objects, f, settings))
+                        for sample, f, field_objects in zip(validation, foregrounds, joined)
                     ]
                 ).matching_summary()
                 key = (

@@ -7,12 +7,13 @@ training, evaluation and augmentation never care which layout the annotations ca
 from .base import Sample, Subset
 from .cellpose import CELL_MODEL_CHANNELS, CellposeFolder, cell_model_planes, training_folder
 from .coco import CocoDataset, labels_to_coco
-from .folders import ImageMaskFolder, ObjectMaskFolders
+from .folders import ClassMaskFolders, ImageMaskFolder, ObjectMaskFolders
 from .rle import RleCsv, rle_decode, rle_encode
 
 __all__ = [
     "CELL_MODEL_CHANNELS",
     "CellposeFolder",
+    "ClassMaskFolders",
     "CocoDataset",
     "ImageMaskFolder",
     "ObjectMaskFolders",

@@ -10,11 +10,16 @@ import numpy as np
 
 @dataclass
 class Sample:
-    """One annotated image: ``image`` is YX (or CYX), ``labels`` YX integer instance ids."""
+    """One annotated image: ``image`` is YX (or CYX), ``labels`` YX integer instance ids.
+
+    ``classes``: the class name of each object, by its id in ``labels``, for training a
+    model with a class head (None: the objects have no classes).
+    """
 
     image: np.ndarray
     labels: np.ndarray
     name: str = ""
+    classes: dict[int, str] | None = None
 
 
 class Subset(Sequence):

@@ -95,7 +95,12 @@ def _annotation_mask(annotation: dict, height: int, width: int) -> np.ndarray:
 
 
 class CocoDataset(Sequence):
-    """Images in a folder with instance annotations in a COCO JSON file (polygons or RLE)."""
+    """Images in a folder with instance annotations in a COCO JSON file (polygons or RLE).
+
+    A file with two or more categories gives every object its category's name as its class
+    (``Sample.classes``), which a model with a class head learns; with one category the
+    objects have no class.
+    """
 
     def __init__(self, annotations: str | Path, images: str | Path) -> None:
         self.json_file = Path(annotations)
@@ -110,6 +115,8 @@ class CocoDataset(Sequence):
         self.annotations: dict[int, list[dict]] = defaultdict(list)
         for annotation in coco["annotations"]:
             self.annotations[annotation["image_id"]].append(annotation)
+        categories = {c["id"]: c["name"] for c in coco.get("categories", [])}
+        self.categories = categories if len(categories) > 1 else {}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -119,15 +126,34 @@ class CocoDataset(Sequence):
         image = read_image(self.images_dir / info["file_name"])
         height, width = info.get("height", image.shape[0]), info.get("width", image.shape[1])
         labels = np.zeros((height, width), dtype=np.int32)
+        classes = {}
         for number, annotation in enumerate(self.annotations[info["id"]], start=1):
             labels[_annotation_mask(annotation, height, width) & (labels == 0)] = number
-        return Sample(image, labels, Path(info["file_name"]).stem)
+            if self.categories:
+                category = annotation.get("category_id")
+                if category not in self.categories:
+                    raise InputError(
+                        f"{self.json_file}: annotation {annotation.get('id')} has category "
+                        f"{category!r}, which is not among its categories."
+                    )
+                classes[number] = self.categories[category]
+        return Sample(image, labels, Path(info["file_name"]).stem, classes or None)
 
 
 def labels_to_coco(
-    labels: dict[str, np.ndarray], *, category: str = "nucleus", scores: dict | None = None
+    labels: dict[str, np.ndarray],
+    *,
+    category: str = "nucleus",
+    scores: dict | None = None,
+    classes: dict[str, dict[int, str]] | None = None,
 ) -> dict:
-    """A COCO dict (RLE masks) from ``{file_name: label image}``; reads back with CocoDataset."""
+    """A COCO dict (RLE masks) from ``{file_name: label image}``; reads back with CocoDataset.
+
+    ``classes`` (``{file_name: {label: class name}}``) makes one category per class name
+    (in order of first appearance); without it every object is ``category``.
+    """
+    names = list(dict.fromkeys(n for per in (classes or {}).values() for n in per.values()))
+    category_of = {name: number for number, name in enumerate(names or [category], start=1)}
     images, annotations = [], []
     for image_id, (file_name, label_image) in enumerate(sorted(labels.items()), start=1):
         label_image = np.asarray(label_image)
@@ -145,7 +171,7 @@ def labels_to_coco(
             annotation = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,
-                "category_id": 1,
+                "category_id": category_of[classes[file_name][int(value)]] if classes else 1,
                 "segmentation": coco_rle_encode(mask),
                 "area": int(mask.sum()),
                 "bbox": [
@@ -162,5 +188,5 @@ def labels_to_coco(
     return {
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": 1, "name": category}],
+        "categories": [{"id": number, "name": name} for name, number in category_of.items()],
     }

@@ -144,3 +144,87 @@ class ObjectMaskFolders(Sequence):
                 mask = mask[..., 0]
             labels[(mask > 0) & (labels == 0)] = number
         return Sample(image, labels, folder.name)
+
+
+class ClassMaskFolders(Sequence):
+    """Images in one folder and one mask folder per class, merged into one labelled sample.
+
+    Each class's masks pair with the images by name as in :class:`ImageMaskFolder`. The
+    objects of all classes become one label image (each class's ids follow the previous
+    class's; where objects of two classes overlap, the earlier class keeps the pixel), and
+    the sample's ``classes`` names each object's class. An image needs a mask in every
+    class folder.
+
+    Parameters
+    ----------
+    images:
+        The image folder.
+    masks:
+        Class name -> its mask folder, in order of precedence.
+    pattern:
+        Glob for the image files to take, e.g. ``"training__*"``.
+
+    Examples
+    --------
+    mnfinder's nuclei and micronuclei, as a model with two classes learns them:
+
+    >>> data = ClassMaskFolders(
+    ...     "mnfinder/images",
+    ...     {"nucleus": "mnfinder/nuclei_labels", "micronucleus": "mnfinder/micronuclei_labels"},
+    ...     pattern="training__*",
+    ... )  # doctest: +SKIP
+    >>> sorted(set(data[0].classes.values()))  # doctest: +SKIP
+    ['micronucleus', 'nucleus']
+    """
+
+    def __init__(
+        self,
+        images: str | Path,
+        masks: dict[str, str | Path],
+        *,
+        pattern: str = "*",
+        cache: bool = True,
+    ) -> None:
+        if not masks:
+            raise InputError(f"{images}: no class mask folder given.")
+        self.class_names = tuple(masks)
+        self.folders = {
+            name: ImageMaskFolder(images, folder, pattern=pattern, cache=False)
+            for name, folder in masks.items()
+        }
+        first = self.folders[self.class_names[0]]
+        self.images = [image for image, _ in first.pairs]
+        for name, folder in self.folders.items():
+            paired = {image for image, _ in folder.pairs}
+            missing = [image.name for image in self.images if image not in paired]
+            if missing or len(paired) != len(self.images):
+                absent = (
+                    missing[0]
+                    if missing
+                    else sorted({i.name for i in paired} ^ {i.name for i in self.images})[0]
+                )
+                raise InputError(f"{absent}: no mask for class {name!r} in {masks[name]}.")
+        self._cache: dict[int, Sample] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        image = None
+        labels, classes = None, {}
+        for name in self.class_names:
+            sample = self.folders[name][index]
+            if labels is None:
+                image, labels = sample.image, np.zeros(sample.labels.shape, np.int32)
+            own = np.asarray(sample.labels)
+            free = (own > 0) & (labels == 0)
+            ids, inverse = np.unique(own[free], return_inverse=True)
+            start = int(labels.max())
+            labels[free] = start + 1 + inverse
+            classes.update({start + 1 + i: name for i in range(ids.size)})
+        merged = Sample(image, labels, self.images[index].stem, classes)
+        if self._cache is not None:
+            self._cache[index] = merged
+        return merged

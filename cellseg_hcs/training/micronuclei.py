@@ -1,0 +1,337 @@
+"""Scoring micronuclei: detection, the parent nucleus of each, and micronuclei per nucleus.
+
+The micronucleus assay reads the fraction of cells with micronuclei and their count per cell,
+so three things are scored, pooled over images:
+
+- detection: precision, recall and F1 of one-to-one matches at IoU >= 0.3 and >= 0.5
+  (:func:`~cellseg_hcs.training.metrics.matched_pairs`; micronuclei are a few pixels, where
+  one pixel of outline moves the IoU a lot, hence the looser threshold too);
+- parents: of the matched micronuclei whose true parent is an annotated nucleus, the share
+  whose predicted parent is that nucleus (a predicted nucleus stands for the true nucleus it
+  overlaps most);
+- counts: over the true nuclei matched to a predicted nucleus (IoU >= 0.5), the share whose
+  predicted number of micronuclei equals the true one, the mean absolute difference, and the
+  share of nuclei with at least one micronucleus, true and predicted.
+
+Truth comes as mnfinder ships it: ``nuclei_labels``, ``micronuclei_labels`` and
+``micronuclei_parent`` (each micronucleus pixel holds its parent nucleus' id)
+(:class:`MicronucleiFolders`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import InputError
+from ..field.micronuclei import PARENT_RULES, object_set_settings, set_foreground
+from ..field.postprocess import drop_objects, split_objects
+from ..io.images import read_image
+from .data.folders import ImageMaskFolder, as_instances
+from .metrics import matched_pairs
+
+DETECTION_THRESHOLDS = (0.3, 0.5)
+#: The micronuclei decodings :func:`tune_micronuclei` tries: every combination.
+MICRONUCLEI_GRID = {
+    "foreground_threshold": (0.3, 0.4, 0.5, 0.6),
+    "peak_height": (0.2, 0.3, 0.5),
+    "min_size": (2, 3, 4, 6),
+    "min_score": (0.0, 0.5, 0.6),
+}
+
+
+@dataclass
+class MicronucleusTruth:
+    """One annotated image: nuclei, micronuclei, and each micronucleus' parent nucleus id
+    (``parents[i]`` for micronucleus ``i + 1``; 0 where it has none)."""
+
+    image: np.ndarray
+    nuclei: np.ndarray
+    micronuclei: np.ndarray
+    parents: np.ndarray
+    name: str = ""
+
+
+def parents_from_map(micronuclei: np.ndarray, parent_map: np.ndarray) -> np.ndarray:
+    """Each micronucleus' parent id: the most frequent nonzero value of ``parent_map`` under
+    it (0 where there is none). ``parents[i]`` is micronucleus ``i + 1``'s.
+
+    Examples
+    --------
+    >>> mn = np.array([[1, 1, 0, 2]]); parent = np.array([[7, 7, 0, 0]])
+    >>> parents_from_map(mn, parent)
+    array([7, 0])
+    """
+    micronuclei = np.asarray(micronuclei)
+    count = int(micronuclei.max())
+    out = np.zeros(count, dtype=np.int64)
+    inside = (micronuclei > 0) & (np.asarray(parent_map) > 0)
+    if not inside.any():
+        return out
+    pairs = np.stack([micronuclei[inside], np.asarray(parent_map)[inside]], axis=1)
+    unique, votes = np.unique(pairs, axis=0, return_counts=True)
+    # most votes last, so that each micronucleus' last write is its most frequent parent
+    for (child, parent), _ in sorted(zip(map(tuple, unique), votes), key=lambda item: item[1]):
+        out[child - 1] = parent
+    return out
+
+
+class MicronucleiFolders(Sequence):
+    """Images with their nuclei, micronuclei and parent maps, in four folders paired by name.
+
+    Parameters
+    ----------
+    images, nuclei, micronuclei, parents:
+        The folders (``parents``: each micronucleus pixel holds its parent nucleus' id, as
+        mnfinder's ``micronuclei_parent``).
+    pattern:
+        Glob for the image files to take, e.g. ``"validation__*"``.
+
+    Examples
+    --------
+    >>> root = Path("mnfinder")  # doctest: +SKIP
+    >>> data = MicronucleiFolders(root / "images", root / "nuclei_labels",
+    ...     root / "micronuclei_labels", root / "micronuclei_parent", pattern="validation__*")
+    ... # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        images: str | Path,
+        nuclei: str | Path,
+        micronuclei: str | Path,
+        parents: str | Path,
+        *,
+        pattern: str = "*",
+    ) -> None:
+        self.nuclei = ImageMaskFolder(images, nuclei, pattern=pattern, cache=False)
+        self.micronuclei = ImageMaskFolder(images, micronuclei, pattern=pattern, cache=False)
+        self.parents = ImageMaskFolder(images, parents, pattern=pattern, cache=False)
+        for folder, data in ((micronuclei, self.micronuclei), (parents, self.parents)):
+            if [p[0] for p in data.pairs] != [p[0] for p in self.nuclei.pairs]:
+                raise InputError(f"{folder}: not every image with nuclei has a mask here.")
+
+    def __len__(self) -> int:
+        return len(self.nuclei)
+
+    def __getitem__(self, index: int) -> MicronucleusTruth:
+        image_path, nuclei_path = self.nuclei.pairs[index]
+        micronuclei = _sequential(as_instances(read_image(self.micronuclei.pairs[index][1])))
+        parent_map = np.asarray(read_image(self.parents.pairs[index][1]))
+        return MicronucleusTruth(
+            read_image(image_path),
+            as_instances(read_image(nuclei_path)),
+            micronuclei,
+            parents_from_map(micronuclei, parent_map),
+            image_path.stem,
+        )
+
+
+def _sequential(labels: np.ndarray) -> np.ndarray:
+    ids, inverse = np.unique(labels, return_inverse=True)
+    offset = 0 if ids[0] == 0 else 1
+    return (inverse.reshape(labels.shape) + offset).astype(np.int32)
+
+
+@dataclass
+class MicronucleusScores:
+    """Micronucleus metrics pooled over images: :meth:`add` each image, read :meth:`summary`."""
+
+    detection: dict[float, list[int]] = field(
+        default_factory=lambda: {t: [0, 0, 0] for t in DETECTION_THRESHOLDS}
+    )
+    parent_right: int = 0
+    parent_scored: int = 0
+    nuclei_matched: int = 0
+    count_equal: int = 0
+    count_difference: int = 0
+    nuclei_with_true: int = 0
+    nuclei_with_predicted: int = 0
+
+    def add(
+        self,
+        true_nuclei: np.ndarray,
+        true_micronuclei: np.ndarray,
+        true_parents: np.ndarray,
+        nuclei: np.ndarray,
+        micronuclei: np.ndarray,
+        parents: np.ndarray,
+    ) -> None:
+        """Score one image: true and predicted nuclei and micronuclei, and each set's parents
+        (``parents[i]``: the nucleus number of micronucleus ``i + 1``, 0 for none)."""
+        true_parents = np.asarray(true_parents, dtype=np.int64)
+        parents = np.asarray(parents, dtype=np.int64)
+        n_true = int(np.unique(true_micronuclei[true_micronuclei > 0]).size)
+        n_pred = int(np.unique(micronuclei[micronuclei > 0]).size)
+        for threshold in DETECTION_THRESHOLDS:
+            true_ids, pred_ids, _ = matched_pairs(true_micronuclei, micronuclei, threshold)
+            counts = self.detection[threshold]
+            counts[0] += true_ids.size
+            counts[1] += n_pred - true_ids.size
+            counts[2] += n_true - true_ids.size
+            if threshold == DETECTION_THRESHOLDS[0]:
+                self._add_parents(true_ids, pred_ids, true_parents, parents, true_nuclei, nuclei)
+        self._add_counts(true_nuclei, true_parents, nuclei, parents)
+
+    def _add_parents(self, true_ids, pred_ids, true_parents, parents, true_nuclei, nuclei):
+        annotated = set(np.unique(true_nuclei[true_nuclei > 0]).tolist())
+        stands_for = _most_overlapped(nuclei, true_nuclei)
+        for true_id, pred_id in zip(true_ids, pred_ids):
+            truth = int(true_parents[true_id - 1])
+            if truth not in annotated:
+                continue
+            predicted = int(parents[pred_id - 1]) if pred_id - 1 < parents.size else 0
+            self.parent_scored += 1
+            self.parent_right += int(predicted > 0 and stands_for.get(predicted) == truth)
+
+    def _add_counts(self, true_nuclei, true_parents, nuclei, parents):
+        true_ids, pred_ids, _ = matched_pairs(true_nuclei, nuclei, 0.5)
+        if not true_ids.size:
+            return
+        true_counts = np.bincount(true_parents[true_parents > 0], minlength=true_ids.max() + 1)
+        pred_counts = np.bincount(parents[parents > 0], minlength=pred_ids.max() + 1)
+        true_n, pred_n = true_counts[true_ids], pred_counts[pred_ids]
+        self.nuclei_matched += true_ids.size
+        self.count_equal += int(np.count_nonzero(true_n == pred_n))
+        self.count_difference += int(np.abs(true_n - pred_n).sum())
+        self.nuclei_with_true += int(np.count_nonzero(true_n > 0))
+        self.nuclei_with_predicted += int(np.count_nonzero(pred_n > 0))
+
+    def summary(self) -> dict[str, float]:
+        """Precision, recall, F1 at each IoU threshold (``f1@0.3``...), ``parent_accuracy``,
+        ``count_agreement``, ``count_mean_abs_difference``, ``fraction_with_micronuclei``
+        (true) and ``fraction_with_micronuclei_predicted``."""
+        out: dict[str, float] = {}
+        for threshold, (tp, fp, fn) in self.detection.items():
+            out[f"precision@{threshold}"] = tp / (tp + fp) if tp + fp else 1.0
+            out[f"recall@{threshold}"] = tp / (tp + fn) if tp + fn else 1.0
+            out[f"f1@{threshold}"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        tp, fp, fn = self.detection[DETECTION_THRESHOLDS[0]]
+        out["n_true"], out["n_pred"] = float(tp + fn), float(tp + fp)
+        out["parent_accuracy"] = (
+            self.parent_right / self.parent_scored if self.parent_scored else float("nan")
+        )
+        out["parents_scored"] = float(self.parent_scored)
+        matched = self.nuclei_matched
+        out["nuclei_matched"] = float(matched)
+        out["count_agreement"] = self.count_equal / matched if matched else float("nan")
+        out["count_mean_abs_difference"] = (
+            self.count_difference / matched if matched else float("nan")
+        )
+        out["fraction_with_micronuclei"] = self.nuclei_with_true / matched if matched else 0.0
+        out["fraction_with_micronuclei_predicted"] = (
+            self.nuclei_with_predicted / matched if matched else 0.0
+        )
+        return out
+
+
+def _most_overlapped(nuclei: np.ndarray, true_nuclei: np.ndarray) -> dict[int, int]:
+    """Each predicted nucleus -> the true nucleus it overlaps most (absent: none)."""
+    both = (nuclei > 0) & (true_nuclei > 0)
+    if not both.any():
+        return {}
+    pairs, counts = np.unique(
+        np.stack([nuclei[both], true_nuclei[both]], axis=1), axis=0, return_counts=True
+    )
+    out: dict[int, int] = {}
+    for (pred, truth), _ in sorted(zip(map(tuple, pairs), counts), key=lambda item: item[1]):
+        out[int(pred)] = int(truth)
+    return out
+
+
+def classic_micronuclei(image: np.ndarray, nuclei: np.ndarray, sizes=(4, 400)) -> np.ndarray:
+    """The classic baseline: Otsu foreground components outside the nuclei, ``sizes`` pixels.
+
+    For scale only (issue #18 quotes it: F1 0.21-0.31 at IoU >= 0.3 on mnfinder's test split).
+    """
+    from skimage.filters import threshold_otsu
+
+    plane = np.asarray(image, dtype=np.float64)
+    plane = plane[0] if plane.ndim == 3 else plane
+    mask = (plane > threshold_otsu(plane)) & (np.asarray(nuclei) == 0)
+    components, count = ndi.label(mask)
+    areas = np.bincount(components.ravel(), minlength=count + 1)
+    keep = (areas >= sizes[0]) & (areas <= sizes[1])
+    keep[0] = False
+    numbers = np.zeros(count + 1, dtype=np.int32)
+    numbers[keep] = np.arange(1, keep.sum() + 1)
+    return numbers[components]
+
+
+def tune_micronuclei(
+    model,
+    truths: Sequence[MicronucleusTruth],
+    maps: Sequence[np.ndarray],
+    nuclei: Sequence[np.ndarray],
+    object_set: str = "Micronuclei",
+    grid: dict[str, Sequence] | None = None,
+) -> dict:
+    """The decoding of a model's micronuclei with the best pooled F1 at IoU >= 0.3 (then
+    parent accuracy), and then the parent rule with the best parent accuracy.
+
+    Parameters
+    ----------
+    model:
+        A model with a class routed to ``object_set``.
+    truths:
+        Annotated images (:class:`MicronucleiFolders`).
+    maps, nuclei:
+        The model's maps of each image and its nuclei there, as users get them (the
+        recipe's ``maps`` with ``probabilities=True``, and its nuclei).
+    grid:
+        Settings to try, each a sequence (default :data:`MICRONUCLEI_GRID`).
+
+    Returns ``{"settings": {...}, "scores": {...}, "parent_accuracy_by_rule": {...}}``; the
+    settings go in ``model.info.object_postprocess[object_set]``.
+    """
+    grid = dict(grid or MICRONUCLEI_GRID)
+    info = model.info
+    foregrounds = [set_foreground(m, info, object_set, n) for m, n in zip(maps, nuclei)]
+    split_keys = [k for k in ("foreground_threshold", "peak_height", "seeds") if k in grid]
+    drop_keys = [k for k in grid if k not in split_keys]
+    best = None
+    for split_values in itertools.product(*(grid[k] for k in split_keys)):
+        split_choice = dict(zip(split_keys, split_values))
+        base, _ = object_set_settings(info, object_set, split_choice)
+        objects = [split_objects(f, m[1], base) for f, m in zip(foregrounds, maps)]
+        for drop_values in itertools.product(*(grid[k] for k in drop_keys)):
+            choice = {**split_choice, **dict(zip(drop_keys, drop_values))}
+            settings, parent = object_set_settings(info, object_set, choice)
+            scores = MicronucleusScores()
+            for truth, found, f, n in zip(truths, objects, foregrounds, nuclei):
+                labels = drop_objects(found, f, settings)
+                rule = PARENT_RULES[parent.get("parent_rule", "boundary")]
+                scores.add(
+                    truth.nuclei,
+                    truth.micronuclei,
+                    truth.parents,
+                    n,
+                    labels,
+                    rule(labels, n, parent.get("parent_distance")),
+                )
+            summary = scores.summary()
+            key = (round(summary["f1@0.3"], 4), summary["parent_accuracy"])
+            if best is None or key > best[0]:
+                best = (
+                    key,
+                    choice,
+                    summary,
+                    [drop_objects(o, f, settings) for o, f in zip(objects, foregrounds)],
+                )
+    _, chosen, scores, labels = best
+    by_rule = {}
+    for name, rule in PARENT_RULES.items():
+        rule_scores = MicronucleusScores()
+        for truth, found, n in zip(truths, labels, nuclei):
+            rule_scores.add(
+                truth.nuclei, truth.micronuclei, truth.parents, n, found, rule(found, n)
+            )
+        by_rule[name] = rule_scores.summary()["parent_accuracy"]
+    # ties go to the boundary rule, the simpler one
+    chosen["parent_rule"] = max(by_rule, key=lambda name: (by_rule[name], name == "boundary"))
+    return {"settings": chosen, "scores": scores, "parent_accuracy_by_rule": by_rule}
