@@ -86,7 +86,7 @@ _SEGMENTER = None
 class RunCellSegHCS(ImageSegmentation):
     category = "Object Processing"
     module_name = "RunCellSegHCS"
-    variable_revision_number = 4
+    variable_revision_number = 5
 
     def create_settings(self):
         super().create_settings()
@@ -218,6 +218,16 @@ class RunCellSegHCS(ImageSegmentation):
         self.cytoplasm_name = LabelName(
             "Name the cytoplasm", "Cytoplasm", doc="Name of the cytoplasm objects."
         )
+        self.output_micronuclei = Binary(
+            "Also output the micronuclei?",
+            False,
+            doc="For a model with a micronucleus class (its model card says so): output the "
+            "micronuclei as an object set of their own, each with its parent nucleus "
+            "(Parent_<nuclei>) and each nucleus with its count (Children_<micronuclei>_Count).",
+        )
+        self.micronuclei_name = LabelName(
+            "Name the micronuclei", "Micronuclei", doc="Name of the micronucleus objects."
+        )
 
     def settings(self):
         return super().settings() + [
@@ -241,6 +251,8 @@ class RunCellSegHCS(ImageSegmentation):
             self.cells_method,
             self.cells_name,
             self.cytoplasm_name,
+            self.output_micronuclei,
+            self.micronuclei_name,
         ]
 
     def visible_settings(self):
@@ -264,12 +276,15 @@ class RunCellSegHCS(ImageSegmentation):
         visible.append(self.output_cells)
         if self.output_cells.value:
             visible += [self.cell_image, self.cells_method, self.cells_name, self.cytoplasm_name]
+        visible.append(self.output_micronuclei)
+        if self.output_micronuclei.value:
+            visible.append(self.micronuclei_name)
         return visible
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
         # One step per revision. Revision 2 added the diameter (off: the revision 1 behaviour);
         # revision 3 made its yes/no the object-size choice (no: the image's own scale);
-        # revision 4 added the cells and cytoplasm (off).
+        # revision 4 added the cells and cytoplasm (off); revision 5 the micronuclei (off).
         if variable_revision_number == 1:
             setting_values = list(setting_values) + ["No", "30.0"]
             variable_revision_number = 2
@@ -286,6 +301,9 @@ class RunCellSegHCS(ImageSegmentation):
                 "Cytoplasm",
             ]
             variable_revision_number = 4
+        if variable_revision_number == 4:  # revision 5 added the micronuclei (off)
+            setting_values = list(setting_values) + ["No", "Micronuclei"]
+            variable_revision_number = 5
         if variable_revision_number > self.variable_revision_number:
             raise ValueError(
                 f"This pipeline was saved by a newer RunCellSegHCS (settings revision "
@@ -366,13 +384,16 @@ class RunCellSegHCS(ImageSegmentation):
 
     def extra_objects(self):
         """``(object name, result key, parent names)`` of the other object sets made."""
-        if not self.output_cells.value:
-            return []
         nuclei, cells = self.y_name.value, self.cells_name.value
-        return [
-            (cells, "cells", [nuclei]),
-            (self.cytoplasm_name.value, "cytoplasm", [cells, nuclei]),
-        ]
+        extra = []
+        if self.output_cells.value:
+            extra += [
+                (cells, "cells", [nuclei]),
+                (self.cytoplasm_name.value, "cytoplasm", [cells, nuclei]),
+            ]
+        if self.output_micronuclei.value:
+            extra.append((self.micronuclei_name.value, "micronuclei", [nuclei]))
+        return extra
 
     def get_measurement_columns(self, pipeline, object_name=None):
         columns = super().get_measurement_columns(pipeline)
@@ -454,16 +475,26 @@ class RunCellSegHCS(ImageSegmentation):
         workspace.object_set.add_objects(objects, self.y_name.value)
         self.add_measurements(workspace)
         for name, key, parents in self.extra_objects():
+            if key not in result:
+                raise ValueError(
+                    f"The model {self.model_name()} makes no {key}: choose a model with a "
+                    f"micronucleus class, or answer No to 'Also output the {key}?'."
+                )
             extra = Objects()
             extra.segmented = result[key].astype(numpy.int32)
             extra.parent_image = image
             workspace.object_set.add_objects(extra, name)
             self.add_measurements(workspace, name)
-            numbers = numpy.arange(1, extra.count + 1)  # object k of each set is one cell
             for parent in parents:
+                if key == "micronuclei":  # each micronucleus's nucleus (0: none near)
+                    numbers = numpy.asarray(result["micronuclei_parents"], int)
+                    counts = numpy.bincount(numbers, minlength=objects.count + 1)[1:]
+                else:  # object k of each compartment set is one cell
+                    numbers = numpy.arange(1, extra.count + 1)
+                    counts = numpy.ones(extra.count, int)
                 workspace.measurements.add_measurement(name, f"Parent_{parent}", numbers)
                 workspace.measurements.add_measurement(
-                    parent, f"Children_{name}_Count", numpy.ones(extra.count, int)
+                    parent, f"Children_{name}_Count", counts[: objects.count]
                 )
         if self.save_probabilities.value:
             probability = Image(result["probabilities"], parent_image=image, convert=False)

@@ -69,6 +69,8 @@ def round_trip(pipeline_file: str) -> dict:
         "Cell method": "Distance - N",
         "Name the cells": "MyCells",
         "Name the cytoplasm": "MyCytoplasm",
+        "Also output the micronuclei?": "Yes",
+        "Name the micronuclei": "MyMicronuclei",
     }
     for setting in module.settings():
         if setting.text in changed:
@@ -140,7 +142,7 @@ def validation(pipeline_file: str, tmp: str) -> dict:
         plugin._cellseg_hcs_installed = installed
     # A revision 2 pipeline saved with the diameter given keeps it; without, its own scale.
     values = [s.value_text for s in module.settings()]
-    added = 5  # settings revisions 3 and 4 added after the diameter's two
+    added = 7  # settings revisions 3, 4 and 5 added after the diameter's two
     for given in ("Yes", "No"):
         old = values[: -2 - added] + [given, "45.0"]
         upgraded, revision = module.upgrade_settings(old, 2, MODULE)
@@ -149,7 +151,8 @@ def validation(pipeline_file: str, tmp: str) -> dict:
             upgraded[-1 - added],
             revision,
         ]
-    report["revision_3_cells"] = module.upgrade_settings(values[:-added], 3, MODULE)[0][-added:]
+    report["revision_3_cells"] = module.upgrade_settings(values[:-5], 3, MODULE)[0][-7:]
+    report["revision_4_micronuclei"] = module.upgrade_settings(values[:-2], 4, MODULE)[0][-2:]
     report["same_image_for_cells"] = message(
         **{
             "Also grow each nucleus into its cell?": "Yes",
@@ -321,6 +324,73 @@ def cells_in_process(pipeline_file: str, dna_file: str, stain_file: str) -> dict
     }
 
 
+def micronuclei_in_process(pipeline_file: str, dna_file: str) -> dict:
+    """The module with micronuclei on, in-process, with a stand-in segmenter that returns
+    two nuclei and three micronuclei (two of nucleus 1, one of none); then with a model
+    that makes no micronuclei."""
+    import numpy
+    import tifffile
+    from cellprofiler_core.image import Image, ImageSetList
+    from cellprofiler_core.measurement import Measurements
+    from cellprofiler_core.object import ObjectSet
+    from cellprofiler_core.pipeline import Pipeline
+    from cellprofiler_core.workspace import Workspace
+
+    pipeline = Pipeline()
+    pipeline.load(pipeline_file)
+    module = find_module(pipeline)
+    module.output_micronuclei.value = True
+    module.run_mode.value = "In CellProfiler's Python"
+    plugin = sys.modules[type(module).__module__]
+    raw = tifffile.imread(dna_file)
+    nuclei = numpy.zeros(raw.shape, numpy.int32)
+    nuclei[10:30, 10:30], nuclei[50:70, 50:70] = 1, 2
+    micronuclei = numpy.zeros(raw.shape, numpy.int32)
+    micronuclei[32:35, 12:15], micronuclei[12:15, 32:35], micronuclei[90:93, 90:93] = 1, 2, 3
+
+    class StandIn:
+        def __init__(self, with_micronuclei):
+            self.with_micronuclei = with_micronuclei
+
+        def segment(self, pixels, settings):
+            out = {"labels": nuclei}
+            if self.with_micronuclei:
+                out["micronuclei"] = micronuclei
+                out["micronuclei_parents"] = numpy.array([1, 1, 0], numpy.int32)
+            return out
+
+    real = plugin._in_process_segmenter
+    report = {}
+    try:
+        plugin._in_process_segmenter = lambda: StandIn(True)
+        image_sets = ImageSetList()
+        image_set = image_sets.get_image_set(0)
+        image_set.add("DNA", Image(raw / numpy.iinfo(raw.dtype).max))
+        objects, measurements = ObjectSet(), Measurements()
+        module.run(Workspace(pipeline, module, image_set, objects, measurements, image_sets))
+        report["count"] = objects.get_objects("Micronuclei").count
+        report["parents"] = measurements.get_measurement(
+            "Micronuclei", f"Parent_{module.y_name.value}"
+        ).tolist()
+        report["children"] = measurements.get_measurement(
+            module.y_name.value, "Children_Micronuclei_Count"
+        ).tolist()
+        report["image_count"] = float(measurements.get_measurement("Image", "Count_Micronuclei"))
+        columns = module.get_measurement_columns(pipeline)
+        report["columns_declared"] = sorted(
+            f"{obj}|{name}" for obj, name, _ in columns if "Micronuclei" in f"{obj}|{name}"
+        )
+        plugin._in_process_segmenter = lambda: StandIn(False)
+        try:
+            run_module(module, pipeline, raw)
+            report["without"] = None
+        except ValueError as exc:
+            report["without"] = str(exc)
+    finally:
+        plugin._in_process_segmenter = real
+    return report
+
+
 def main(request_file: str) -> None:
     request = json.loads(open(request_file).read())
     report = {"loader": load_modules(request["plugins"])}
@@ -335,6 +405,7 @@ def main(request_file: str) -> None:
     )
     if request.get("cells"):
         report["cells"] = cells_in_process(request["pipeline"], *request["cells"])
+        report["micronuclei"] = micronuclei_in_process(request["pipeline"], request["cells"][0])
     if request.get("wrong_token_file"):
         report["wrong_token"] = server_refusal(request["wrong_token_file"])
     print(json.dumps(report))

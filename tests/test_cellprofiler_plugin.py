@@ -255,7 +255,7 @@ def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
         "channel": 0,
         "cells": {"channel": 1, "method": "distance"},
     }
-    assert trip["revision"] == 4
+    assert trip["revision"] == 5
 
 
 def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
@@ -268,8 +268,8 @@ def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
 
 def test_a_revision_2_pipeline_keeps_its_diameter_choice(headless_report):
     messages = headless_report["validation"]
-    assert messages["revision_2_diameter_Yes"] == ["Give the typical diameter", "45.0", 4]
-    assert messages["revision_2_diameter_No"] == ["The image's own scale", "45.0", 4]
+    assert messages["revision_2_diameter_Yes"] == ["Give the typical diameter", "45.0", 5]
+    assert messages["revision_2_diameter_No"] == ["The image's own scale", "45.0", 5]
 
 
 def test_a_revision_3_pipeline_loads_with_the_cells_off(headless_report):
@@ -279,7 +279,28 @@ def test_a_revision_3_pipeline_loads_with_the_cells_off(headless_report):
         "Propagation",
         "Cells",
         "Cytoplasm",
+        "No",
+        "Micronuclei",
     ]
+
+
+def test_a_revision_4_pipeline_loads_with_the_micronuclei_off(headless_report):
+    assert headless_report["validation"]["revision_4_micronuclei"] == ["No", "Micronuclei"]
+
+
+def test_the_module_outputs_micronuclei_with_their_parent_nuclei(headless_report):
+    found = headless_report["micronuclei"]
+    assert found["count"] == 3
+    assert found["parents"] == [1, 1, 0]  # the third is near no nucleus
+    assert found["children"] == [2, 0]
+    assert found["image_count"] == 3
+    assert "Micronuclei|Parent_Nuclei" in found["columns_declared"]
+    assert "Nuclei|Children_Micronuclei_Count" in found["columns_declared"]
+
+
+def test_a_model_without_micronuclei_says_so_when_they_are_asked_for(headless_report):
+    message = headless_report["micronuclei"]["without"]
+    assert "makes no micronuclei" in message and "micronucleus class" in message
 
 
 def test_the_module_grows_cells_and_cytoplasm_as_more_object_sets(headless_report):
