@@ -41,11 +41,13 @@ OBJECT_SET_DEFAULTS: dict[str, Any] = {
     "merge_height": 0.0,
     "fill_holes": True,
 }
-#: Keys of an object set's settings that choose its parents, not its post-processing:
+#: Keys of an object set's settings that are not its post-processing:
 #: ``parent_rule``, a name in :data:`PARENT_RULES` (default ``"boundary"``);
 #: ``parent_distance``, the farthest (pixels) a parent may be; a child with no primary object
-#: that near has parent 0. None: no limit.
-PARENT_KEYS = ("parent_rule", "parent_distance")
+#: that near has parent 0. None: no limit;
+#: ``class_threshold``, the summed probability of the set's classes a pixel needs to be one of
+#: the set's (default None: more than any other set's).
+SET_KEYS = ("parent_rule", "parent_distance", "class_threshold")
 
 
 @dataclass
@@ -81,7 +83,7 @@ def object_set_settings(
             **info.object_postprocess.get(name, {}),
             **(overrides or {}),
         }
-    parent = {key: merged.pop(key) for key in PARENT_KEYS if key in merged}
+    parent = {key: merged.pop(key) for key in SET_KEYS if key in merged}
     known = {f.name for f in fields(PostprocessSettings)}
     unknown = sorted(set(merged) - known)
     if unknown:
@@ -118,7 +120,9 @@ def decode_objects(
     classes: dict[str, tuple[list[str], np.ndarray]] = {}
     for name in object_sets(info):
         settings, parent_options = object_set_settings(info, name, overrides.get(name))
-        foreground = set_foreground(maps, info, name, labels.get(primary))
+        foreground = set_foreground(
+            maps, info, name, labels.get(primary), parent_options.get("class_threshold")
+        )
         labels[name] = maps_to_labels(
             foreground, maps[1], settings, image=image if name == primary else None
         )
@@ -140,12 +144,16 @@ def decode_objects(
 
 
 def set_foreground(
-    maps: np.ndarray, info: Any, name: str, primary: np.ndarray | None = None
+    maps: np.ndarray,
+    info: Any,
+    name: str,
+    primary: np.ndarray | None = None,
+    class_threshold: float | None = None,
 ) -> np.ndarray:
     """The foreground object set ``name`` is decoded from: its classes' foreground, and for
     a set other than the model's own, none on the pixels of the model's objects ``primary``
     (a pixel is a nucleus pixel or a micronucleus pixel, never both)."""
-    foreground = object_foreground(maps, info, name)
+    foreground = object_foreground(maps, info, name, class_threshold)
     if name == info.object_name or primary is None:
         return foreground
     return np.where(primary > 0, np.float32(0), foreground)

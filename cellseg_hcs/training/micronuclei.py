@@ -38,10 +38,11 @@ from .metrics import matched_pairs
 DETECTION_THRESHOLDS = (0.3, 0.5)
 #: The micronuclei decodings :func:`tune_micronuclei` tries: every combination.
 MICRONUCLEI_GRID = {
-    "foreground_threshold": (0.3, 0.4, 0.5, 0.6),
+    "class_threshold": (0.3, 0.4, 0.5),
+    "foreground_threshold": (0.4, 0.5),
     "peak_height": (0.2, 0.3, 0.5),
     "min_size": (2, 3, 4, 6),
-    "min_score": (0.0, 0.5, 0.6),
+    "min_score": (0.0, 0.5),
 }
 
 
@@ -291,12 +292,20 @@ def tune_micronuclei(
     """
     grid = dict(grid or MICRONUCLEI_GRID)
     info = model.info
-    foregrounds = [set_foreground(m, info, object_set, n) for m, n in zip(maps, nuclei)]
+    class_thresholds = grid.pop("class_threshold", (None,))
     split_keys = [k for k in ("foreground_threshold", "peak_height", "seeds") if k in grid]
     drop_keys = [k for k in grid if k not in split_keys]
     best = None
-    for split_values in itertools.product(*(grid[k] for k in split_keys)):
+    splits = list(itertools.product(*(grid[k] for k in split_keys)))
+    for class_threshold, split_values in itertools.product(class_thresholds, splits):
+        if split_values == splits[0]:  # the set's foreground, once per class threshold
+            foregrounds = [
+                set_foreground(m, info, object_set, n, class_threshold)
+                for m, n in zip(maps, nuclei)
+            ]
         split_choice = dict(zip(split_keys, split_values))
+        if class_threshold is not None:
+            split_choice["class_threshold"] = class_threshold
         base, _ = object_set_settings(info, object_set, split_choice)
         objects = [split_objects(f, m[1], base) for f, m in zip(foregrounds, maps)]
         for drop_values in itertools.product(*(grid[k] for k in drop_keys)):
