@@ -10,9 +10,10 @@ then the same model fine-tuned from it (see its MODEL_CARD.md):
         --learning-rate 1e-3 --target distance \
         --start-from cellseg_hcs/weights/nuclei.safetensors
 
-Each run ends by choosing the post-processing on the validation split (with
-``--micronuclei``, the micronuclei's decoding and parent rule on the training and validation
-splits together).
+Each run ends by choosing the post-processing on the validation split (kept only where its
+AP beats the model's own settings; with ``--micronuclei``, the micronuclei's decoding and
+parent rule on the training and validation splits together). ``--choose-only MODEL --out OUT``
+makes only these choices, for a model trained before.
 
 With ``--micronuclei`` the model learns two classes, nucleus and micronucleus (mnfinder's
 ``nuclei_labels`` and ``micronuclei_labels``), and decodes micronuclei as an object set of
@@ -94,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         "--density", type=float, default=0.3, help="chance of pasting annotated nuclei into a patch"
     )
     parser.add_argument(
+        "--choose-only",
+        default=None,
+        help="do not train: choose the post-processing (and micronuclei decoding) of this "
+        "trained model file again and save it to --out",
+    )
+    parser.add_argument(
         "--micronuclei",
         action="store_true",
         help="learn nucleus and micronucleus classes; micronuclei become their own objects",
@@ -112,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         class_objects = {"micronucleus": "Micronuclei"}
     validation = cs.data.ImageMaskFolder(images, masks, pattern="validation__*")
+    if args.choose_only:  # a trained model: choose its settings again with this code
+        model = cs.load_model(args.choose_only)
+        choose_settings(model, args.data, validation, args.out, bool(model.info.classes))
+        return 0
     command = "python " + " ".join(["examples/train_default_model.py", *(argv or sys.argv[1:])])
     model = cs.train(
         training,
@@ -142,8 +153,22 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
         },
     )
+    choose_settings(model, args.data, validation, args.out, args.micronuclei)
+    return 0
+
+
+def choose_settings(model, data: Path, validation, out: Path, micronuclei: bool) -> None:
+    """After training: the nuclei's post-processing on validation (the tuned settings only
+    where their AP beats the model's own), then with ``micronuclei`` the micronuclei's
+    decoding and parent rule on training + validation; saved to ``out`` after each."""
+    from cellseg_hcs.training.evaluate import evaluate_model
+
+    own = evaluate_model(model, validation)
     best = tune_postprocess(model, validation)
-    model.info.postprocess.update(best["settings"])
+    if (best["scores"]["ap"], best["scores"]["f1"]) > (own["ap"], own["f1"]):
+        model.info.postprocess.update(best["settings"])
+    else:
+        best = {"settings": {}, "scores": own}
     model.info.metrics.update(
         {
             f"val_{k}": v
@@ -151,23 +176,22 @@ def main(argv: list[str] | None = None) -> int:
             if k in ("f1", "ap", "precision", "recall")
         }
     )
-    model.save(args.out)
+    model.save(out)
     print(
         "tuned post-processing:",
-        best["settings"],
+        best["settings"] or "the model's own",
         "validation:",
         best["scores"]["f1"],
         best["scores"]["ap"],
     )
-    if args.micronuclei:
-        tuned = choose_micronuclei(model, args.data)
+    if micronuclei:
+        tuned = choose_micronuclei(model, data)
         model.info.object_postprocess["Micronuclei"] = tuned["settings"]
         model.info.metrics.update(
             {f"micronuclei_{k}": tuned["scores"][k] for k in ("f1@0.3", "parent_accuracy")}
         )
-        model.save(args.out)
+        model.save(out)
         print("micronuclei:", tuned["settings"], "training + validation:", tuned["scores"])
-    return 0
 
 
 def choose_micronuclei(model, data: Path) -> dict:
