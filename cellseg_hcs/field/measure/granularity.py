@@ -142,53 +142,65 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
     value for value. It runs skimage's own reconstruction loop on integer ranks of the
     image, found once: an erosion of ranks is the ranks of the erosion, so the seeds never
     need sorting again, and the loop's two sorts per call become one sort of packed
-    integers.
+    integers. Ranks and links are 32-bit (the loop takes either width; half the memory
+    to walk), and the erosion by a cross is four minima of shifted views (skimage's
+    erosion with its reflected border gives the same: a pixel's reflection is itself).
     """
-    from skimage.morphology import disk, erosion
-
-    cross = disk(1, dtype=bool)
     try:
         from skimage.morphology._grayreconstruct import reconstruction_loop
     except ImportError:  # skimage moved its loop: the public function, slower
-        from skimage.morphology import reconstruction
+        from skimage.morphology import disk, erosion, reconstruction
 
+        cross = disk(1, dtype=bool)
         seed = image
         for _ in range(count):
             seed = erosion(seed, cross)
             yield reconstruction(seed, image, footprint=cross)
         return
     values, ranks = np.unique(image, return_inverse=True)
-    ranks = ranks.reshape(image.shape).astype(np.uint64)
     height, width = image.shape
     plane = (height + 2) * (width + 2)
-    top = np.uint64(values.size)  # ranks are below it
-    shift = np.uint64(32)
-    neighbours = np.array([-(width + 2), -1, 1, width + 2], np.int64)
-    # The mask's half of the packed keys never changes: sorted once. A key is the rank
-    # counted down from the top (so an ascending sort gives descending ranks; ties in any
-    # order give the same reconstruction) over the position.
-    mask_half = np.zeros((height + 2, width + 2), np.uint64)
+    wide = 2 * plane >= 2**31  # links past int32
+    rank_type, link_type = (np.uint64, np.int64) if wide else (np.uint32, np.int32)
+    ranks = ranks.reshape(image.shape).astype(rank_type)
+    top = values.size  # ranks are below it
+    neighbours = np.array([-(width + 2), -1, 1, width + 2], link_type)
+    # The mask's half of the packed keys never changes. A key is the rank counted down
+    # from the top (so an ascending sort gives descending ranks; ties in any order give
+    # the same reconstruction) over the position.
+    mask_half = np.zeros((height + 2, width + 2), rank_type)
     mask_half[1:-1, 1:-1] = ranks
-    images = np.empty((2, height + 2, width + 2), np.uint64)
-    images[1] = mask_half
+    images = np.empty((2, height + 2, width + 2), rank_type)
+    flat = images.reshape(-1)
+    previous = np.empty(flat.size, link_type)
+    following = np.empty(flat.size, link_type)
     seed = ranks
     for _ in range(count):
-        seed = erosion(seed, cross)
+        seed = _eroded_by_cross(seed)
         pad = seed.min()
+        images[1] = mask_half  # the loop writes into the mask's half too
         images[0] = pad
         images[0, 1:-1, 1:-1] = seed
         images[1, 0, :] = images[1, -1, :] = images[1, :, 0] = images[1, :, -1] = pad
-        flat = images.reshape(-1)
-        if values.size <= 2**16:  # 16-bit keys: numpy's stable sort is a radix sort
-            order = np.argsort((top - 1 - flat).astype(np.uint16), kind="stable")
+        if top <= 2**16:  # 16-bit keys: numpy's stable sort is a radix sort
+            order = np.argsort(np.subtract(top - 1, flat).astype(np.uint16), kind="stable")
         else:
-            keys = np.sort(((top - flat) << shift) | np.arange(flat.size, dtype=np.uint64))
+            keys = (np.uint64(top) - flat.astype(np.uint64)) << np.uint64(32)
+            keys = np.sort(keys | np.arange(flat.size, dtype=np.uint64))
             order = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        previous = np.empty(flat.size, np.int64)
-        following = np.empty(flat.size, np.int64)
+        links = order.astype(link_type)
         previous[order[0]] = following[order[-1]] = -1
-        previous[order[1:]] = order[:-1]
-        following[order[:-1]] = order[1:]
-        reconstruction_loop(flat, previous, following, neighbours, order[0], plane)
+        previous[order[1:]] = links[:-1]
+        following[order[:-1]] = links[1:]
+        reconstruction_loop(flat, previous, following, neighbours, int(order[0]), plane)
         yield values[flat[:plane].reshape(height + 2, width + 2)[1:-1, 1:-1]]
-        images[1] = mask_half  # the loop wrote into the mask's half too
+
+
+def _eroded_by_cross(image: np.ndarray) -> np.ndarray:
+    """The minimum over each pixel and its 4-neighbours inside the image."""
+    out = image.copy()
+    np.minimum(out[1:], image[:-1], out=out[1:])
+    np.minimum(out[:-1], image[1:], out=out[:-1])
+    np.minimum(out[:, 1:], image[:, :-1], out=out[:, 1:])
+    np.minimum(out[:, :-1], image[:, 1:], out=out[:, :-1])
+    return out
