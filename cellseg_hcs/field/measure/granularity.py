@@ -129,9 +129,10 @@ def _openings(grid: _Grid, name: str) -> np.ndarray:
     up_cols *= float(grid.background_shape[1] - 1) / float(grid.sample_shape[1] - 1)
     pixels -= ndi.map_coordinates(background, (up_rows, up_cols), order=1)
     pixels[pixels < 0] = 0
-    return np.column_stack(
-        [image.ravel() for image in openings_by_reconstruction(pixels, SPECTRUM_LENGTH)]
-    )
+    opened = np.empty((pixels.size, SPECTRUM_LENGTH))
+    for step, image in enumerate(openings_by_reconstruction(pixels, SPECTRUM_LENGTH)):
+        opened[:, step] = image.ravel()
+    return opened
 
 
 def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.ndarray]:

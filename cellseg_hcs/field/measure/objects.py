@@ -18,8 +18,14 @@ from scipy import ndimage as ndi
 
 def numbered(labels: np.ndarray) -> np.ndarray:
     """Labels renumbered ``1..N`` in the order of their numbers (gaps closed), as int32."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+    top = int(labels.max()) if labels.size else 0
+    table = labels.dtype.kind == "u" or (labels.dtype.kind == "i" and labels.min() >= 0)
+    if table and 0 < top <= max(labels.size, 2**16):
+        # A table of the numbers present: linear, where np.unique sorts or hashes.
+        ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
+    else:
+        ids = np.unique(labels)
+        ids = ids[ids > 0]
     if ids.size and ids[-1] != ids.size:
         lookup = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
         lookup[ids] = np.arange(1, ids.size + 1)
