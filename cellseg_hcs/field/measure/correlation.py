@@ -230,6 +230,7 @@ class _BelowLine:
     """
 
     SMALL = 10_000  # pixels: below this the set is formed directly
+    CHUNK = 2**18  # pixels summed at a time
 
     def __init__(
         self, a, b, slope, intercept, scale, integers=(None, None), levels=(None, None)
@@ -242,22 +243,28 @@ class _BelowLine:
         top = int(scale) + 2
         # Outside for m  <=>  m <= last_a(a) and m <= last_b(b): each a table for integer
         # images (indexed by the pixel's integer value), else computed per pixel.
-        last = None
-        for values, raw, level, last_of in (
-            (a, integers[0], levels[0], self._last_a),
-            (b, integers[1], levels[1], self._last_b),
-        ):
-            if raw is not None:
-                table = last_of(np.arange(int(level) + 1) / level, top)
-                found = table[raw.ravel()]
-            else:
-                found = last_of(values, top)
-            last = found if last is None else np.minimum(last, found)
+        tables = [
+            None if raw is None else last_of(np.arange(int(level) + 1) / level, top)
+            for raw, level, last_of in zip(integers, levels, (self._last_a, self._last_b))
+        ]
+        raws = [None if raw is None else raw.ravel() for raw in integers]
         # Bin 0 holds the pixels never outside (last = -1); the sums over the pixels outside
-        # for candidate m are those over bins m + 1 and up.
-        bins = last + 1
-        sums = [np.bincount(bins, minlength=top + 3).astype(np.float64)]
-        sums += [np.bincount(bins, w, minlength=top + 3) for w in (a, b, a * a, b * b, a * b)]
+        # for candidate m are those over bins m + 1 and up. A few hundred thousand pixels at
+        # a time, so that the temporaries stay in the cache.
+        sums = np.zeros((6, top + 3))
+        for start in range(0, a.size, self.CHUNK):
+            part = slice(start, start + self.CHUNK)
+            last = None
+            for values, raw, table, last_of in zip(
+                (a, b), raws, tables, (self._last_a, self._last_b)
+            ):
+                found = last_of(values[part], top) if table is None else table[raw[part]]
+                last = found if last is None else np.minimum(last, found, out=last)
+            bins = np.add(last, 1, out=last)
+            pa, pb = a[part], b[part]
+            sums[0] += np.bincount(bins, minlength=top + 3)
+            for row, weights in enumerate((pa, pb, pa * pa, pb * pb, pa * pb), start=1):
+                sums[row] += np.bincount(bins, weights, minlength=top + 3)
         self.total = [s.sum() for s in sums]
         self.outside = [np.cumsum(s[::-1])[::-1][1:] for s in sums]
 
