@@ -185,11 +185,10 @@ def costes_thresholds(
     nonzero = (a > 0) | (b > 0)
     if not nonzero.all():  # else the same arrays, uncopied: the same numbers
         a, b = a[nonzero], b[nonzero]
-    xvar = np.var(a, axis=0, ddof=1)
-    yvar = np.var(b, axis=0, ddof=1)
-    xmean = np.mean(a, axis=0)
-    ymean = np.mean(b, axis=0)
-    zvar = np.var(a + b, axis=0, ddof=1)
+    buffer = np.empty_like(a)
+    xvar, xmean = _variance_and_mean(a, buffer)
+    yvar, ymean = _variance_and_mean(b, buffer)
+    zvar, _ = _variance_and_mean(np.add(a, b, out=buffer), buffer)
     covar = 0.5 * (zvar - (xvar + yvar))
     slope = ((yvar - xvar) + np.sqrt((yvar - xvar) * (yvar - xvar) + 4 * (covar * covar))) / (
         2 * covar
@@ -216,6 +215,17 @@ def costes_thresholds(
             middle = ((right - left) // 2) + left
     threshold_a = (valid - 1) / scale
     return threshold_a, (slope * threshold_a) + intercept
+
+
+def _variance_and_mean(values: np.ndarray, buffer: np.ndarray) -> tuple[float, float]:
+    """``np.var(values, ddof=1)`` and ``np.mean(values)`` of a 1-D float64 array, value for
+    value: numpy's own steps (one pairwise sum for the mean, the squared deviations
+    summed), the deviations written into ``buffer`` (which may be ``values``)."""
+    count = values.size
+    mean = np.add.reduce(values) / count
+    np.subtract(values, mean, out=buffer)
+    np.multiply(buffer, buffer, out=buffer)
+    return np.add.reduce(buffer) / max(count - 1, 0), mean
 
 
 class _BelowLine:
