@@ -68,7 +68,9 @@ class _Grid:
     def object_means(self) -> sparse.csr_matrix:
         """``(objects, sample pixels)``: an object's mean of the bilinear full-size image.
 
-        Four entries per object pixel (its interpolation weights), the repeated ones summed.
+        Each object pixel gives its four interpolation weights to the sample pixels around
+        it; they are summed per object over the sample pixels of the object's box (one
+        ``bincount`` per corner), so each object's row holds each sample pixel once.
         """
         objects = self.objects
         height, width = objects.shape
@@ -81,24 +83,30 @@ class _Grid:
         fy, fx = y - y0, x - x0
         y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
         share = 1.0 / objects.spread(objects.areas.astype(np.float64))
-        weights = np.empty((y.size, 4))
-        columns = np.empty((y.size, 4), np.int64)
-        for corner, (dy, wy, dx, wx) in enumerate(
-            ((0, 1 - fy, 0, 1 - fx), (0, 1 - fy, 1, fx), (1, fy, 0, 1 - fx), (1, fy, 1, fx))
+        # Each object's box on the sample grid, one more row and column for the far corners.
+        top, left = objects.minimum(y0), objects.minimum(x0)
+        widths = objects.maximum(x0) - left + 2
+        sizes = (objects.maximum(y0) - top + 2) * widths
+        pointers = np.concatenate(([0], np.cumsum(sizes)))
+        owner = objects.pixel_labels - 1
+        width_of = widths[owner]
+        cell = pointers[owner] + (y0 - top[owner]) * width_of + (x0 - left[owner])
+        weights = np.zeros(int(pointers[-1]))
+        for dy, wy, dx, wx in (
+            (0, 1 - fy, 0, 1 - fx),
+            (0, 1 - fy, 1, fx),
+            (1, fy, 0, 1 - fx),
+            (1, fy, 1, fx),
         ):
-            # A corner past the grid's edge has weight 0: point it anywhere inside.
-            weights[:, corner] = wy * wx * share
-            columns[:, corner] = np.minimum(y0 + dy, rows_ - 1) * cols_ + np.minimum(
-                x0 + dx, cols_ - 1
-            )
-        pointers = np.concatenate(([0], np.cumsum(4 * objects.areas)))
-        out = sparse.csr_matrix(
-            (weights.ravel(), columns.ravel(), pointers), shape=(objects.count, rows_ * cols_)
+            weights += np.bincount(cell + dy * width_of + dx, wy * wx * share, weights.size)
+        box = np.repeat(np.arange(objects.count), sizes)
+        local = np.arange(weights.size) - pointers[box]
+        # A corner past the grid's edge has weight 0: point it anywhere inside.
+        row = np.minimum(top[box] + local // widths[box], rows_ - 1)
+        column = np.minimum(left[box] + local % widths[box], cols_ - 1)
+        return sparse.csr_matrix(
+            (weights, row * cols_ + column, pointers), shape=(objects.count, rows_ * cols_)
         )
-        # An object's pixels share few sample pixels: summed once, every product is ~40x
-        # smaller.
-        out.sum_duplicates()
-        return out
 
 
 def _spectrum(objects: FieldObjects, grid: _Grid, name: str) -> np.ndarray:
