@@ -17,7 +17,11 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from cellseg_hcs.field.measure import cellprofiler_scale, measure_objects, reference
-from cellseg_hcs.field.measure.correlation import _BelowLine, costes_thresholds
+from cellseg_hcs.field.measure.correlation import (
+    _BelowLine,
+    _variance_and_mean,
+    costes_thresholds,
+)
 from cellseg_hcs.field.measure.granularity import openings_by_reconstruction
 from cellseg_hcs.field.measure.objects import (
     FieldObjects,
@@ -137,6 +141,14 @@ def test_openings_by_reconstruction_equal_skimages_reconstruction(levels):
     for opened in openings_by_reconstruction(image, 3):
         seed = erosion(seed, disk(1))
         np.testing.assert_array_equal(opened, reconstruction(seed, image, footprint=disk(1)))
+
+
+@pytest.mark.parametrize("size", [2, 3, 8193, 1_000_003])
+def test_variance_and_mean_are_numpys_to_the_last_bit(size):
+    values = np.random.default_rng(size).random(size) * 1000
+    variance, mean = _variance_and_mean(values, np.empty_like(values))
+    assert variance == np.var(values, ddof=1)
+    assert mean == np.mean(values)
 
 
 @pytest.mark.parametrize("shift", [0, 2, 9])

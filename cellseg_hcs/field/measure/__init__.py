@@ -147,7 +147,9 @@ def cellprofiler_scale(pixels: np.ndarray) -> np.ndarray:
     """Pixels as CellProfiler loads them: integers over their dtype's maximum, as float64."""
     pixels = np.asarray(pixels)
     if pixels.dtype.kind in "ui":
-        return pixels.astype(np.float64) / np.iinfo(pixels.dtype).max
+        scaled = pixels.astype(np.float64)
+        scaled /= np.iinfo(pixels.dtype).max
+        return scaled
     if pixels.dtype.kind == "b":
         return pixels.astype(np.float64)
     return pixels.astype(np.float64, copy=False)

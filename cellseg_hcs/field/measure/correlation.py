@@ -185,11 +185,10 @@ def costes_thresholds(
     nonzero = (a > 0) | (b > 0)
     if not nonzero.all():  # else the same arrays, uncopied: the same numbers
         a, b = a[nonzero], b[nonzero]
-    xvar = np.var(a, axis=0, ddof=1)
-    yvar = np.var(b, axis=0, ddof=1)
-    xmean = np.mean(a, axis=0)
-    ymean = np.mean(b, axis=0)
-    zvar = np.var(a + b, axis=0, ddof=1)
+    buffer = np.empty_like(a)
+    xvar, xmean = _variance_and_mean(a, buffer)
+    yvar, ymean = _variance_and_mean(b, buffer)
+    zvar, _ = _variance_and_mean(np.add(a, b, out=buffer), buffer)
     covar = 0.5 * (zvar - (xvar + yvar))
     slope = ((yvar - xvar) + np.sqrt((yvar - xvar) * (yvar - xvar) + 4 * (covar * covar))) / (
         2 * covar
@@ -218,6 +217,17 @@ def costes_thresholds(
     return threshold_a, (slope * threshold_a) + intercept
 
 
+def _variance_and_mean(values: np.ndarray, buffer: np.ndarray) -> tuple[float, float]:
+    """``np.var(values, ddof=1)`` and ``np.mean(values)`` of a 1-D float64 array, value for
+    value: numpy's own steps (one pairwise sum for the mean, the squared deviations
+    summed), the deviations written into ``buffer`` (which may be ``values``)."""
+    count = values.size
+    mean = np.add.reduce(values) / count
+    np.subtract(values, mean, out=buffer)
+    np.multiply(buffer, buffer, out=buffer)
+    return np.add.reduce(buffer) / max(count - 1, 0), mean
+
+
 class _BelowLine:
     """Pearson's r of the pixels with ``a < m/scale`` or ``b < slope*m/scale + intercept``.
 
@@ -230,6 +240,7 @@ class _BelowLine:
     """
 
     SMALL = 10_000  # pixels: below this the set is formed directly
+    CHUNK = 2**18  # pixels summed at a time
 
     def __init__(
         self, a, b, slope, intercept, scale, integers=(None, None), levels=(None, None)
@@ -242,22 +253,28 @@ class _BelowLine:
         top = int(scale) + 2
         # Outside for m  <=>  m <= last_a(a) and m <= last_b(b): each a table for integer
         # images (indexed by the pixel's integer value), else computed per pixel.
-        last = None
-        for values, raw, level, last_of in (
-            (a, integers[0], levels[0], self._last_a),
-            (b, integers[1], levels[1], self._last_b),
-        ):
-            if raw is not None:
-                table = last_of(np.arange(int(level) + 1) / level, top)
-                found = table[raw.ravel()]
-            else:
-                found = last_of(values, top)
-            last = found if last is None else np.minimum(last, found)
+        tables = [
+            None if raw is None else last_of(np.arange(int(level) + 1) / level, top)
+            for raw, level, last_of in zip(integers, levels, (self._last_a, self._last_b))
+        ]
+        raws = [None if raw is None else raw.ravel() for raw in integers]
         # Bin 0 holds the pixels never outside (last = -1); the sums over the pixels outside
-        # for candidate m are those over bins m + 1 and up.
-        bins = last + 1
-        sums = [np.bincount(bins, minlength=top + 3).astype(np.float64)]
-        sums += [np.bincount(bins, w, minlength=top + 3) for w in (a, b, a * a, b * b, a * b)]
+        # for candidate m are those over bins m + 1 and up. A few hundred thousand pixels at
+        # a time, so that the temporaries stay in the cache.
+        sums = np.zeros((6, top + 3))
+        for start in range(0, a.size, self.CHUNK):
+            part = slice(start, start + self.CHUNK)
+            last = None
+            for values, raw, table, last_of in zip(
+                (a, b), raws, tables, (self._last_a, self._last_b)
+            ):
+                found = last_of(values[part], top) if table is None else table[raw[part]]
+                last = found if last is None else np.minimum(last, found, out=last)
+            bins = np.add(last, 1, out=last)
+            pa, pb = a[part], b[part]
+            sums[0] += np.bincount(bins, minlength=top + 3)
+            for row, weights in enumerate((pa, pb, pa * pa, pb * pb, pa * pb), start=1):
+                sums[row] += np.bincount(bins, weights, minlength=top + 3)
         self.total = [s.sum() for s in sums]
         self.outside = [np.cumsum(s[::-1])[::-1][1:] for s in sums]
 

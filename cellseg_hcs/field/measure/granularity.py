@@ -68,8 +68,9 @@ class _Grid:
     def object_means(self) -> sparse.csr_matrix:
         """``(objects, sample pixels)``: an object's mean of the bilinear full-size image.
 
-        Four entries per object pixel (its interpolation weights), repeated indices summed
-        by the product itself: built in one pass, no sorting.
+        Each object pixel gives its four interpolation weights to the sample pixels around
+        it; they are summed per object over the sample pixels of the object's box (one
+        ``bincount`` per corner), so each object's row holds each sample pixel once.
         """
         objects = self.objects
         height, width = objects.shape
@@ -82,25 +83,35 @@ class _Grid:
         fy, fx = y - y0, x - x0
         y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
         share = 1.0 / objects.spread(objects.areas.astype(np.float64))
-        weights = np.empty((y.size, 4))
-        columns = np.empty((y.size, 4), np.int64)
-        for corner, (dy, wy, dx, wx) in enumerate(
-            ((0, 1 - fy, 0, 1 - fx), (0, 1 - fy, 1, fx), (1, fy, 0, 1 - fx), (1, fy, 1, fx))
+        # Each object's box on the sample grid, one more row and column for the far corners.
+        top, left = objects.minimum(y0), objects.minimum(x0)
+        widths = objects.maximum(x0) - left + 2
+        sizes = (objects.maximum(y0) - top + 2) * widths
+        pointers = np.concatenate(([0], np.cumsum(sizes)))
+        owner = objects.pixel_labels - 1
+        width_of = widths[owner]
+        cell = pointers[owner] + (y0 - top[owner]) * width_of + (x0 - left[owner])
+        weights = np.zeros(int(pointers[-1]))
+        for dy, wy, dx, wx in (
+            (0, 1 - fy, 0, 1 - fx),
+            (0, 1 - fy, 1, fx),
+            (1, fy, 0, 1 - fx),
+            (1, fy, 1, fx),
         ):
-            # A corner past the grid's edge has weight 0: point it anywhere inside.
-            weights[:, corner] = wy * wx * share
-            columns[:, corner] = np.minimum(y0 + dy, rows_ - 1) * cols_ + np.minimum(
-                x0 + dx, cols_ - 1
-            )
-        pointers = np.concatenate(([0], np.cumsum(4 * objects.areas)))
+            weights += np.bincount(cell + dy * width_of + dx, wy * wx * share, weights.size)
+        box = np.repeat(np.arange(objects.count), sizes)
+        local = np.arange(weights.size) - pointers[box]
+        # A corner past the grid's edge has weight 0: point it anywhere inside.
+        row = np.minimum(top[box] + local // widths[box], rows_ - 1)
+        column = np.minimum(left[box] + local % widths[box], cols_ - 1)
         return sparse.csr_matrix(
-            (weights.ravel(), columns.ravel(), pointers), shape=(objects.count, rows_ * cols_)
+            (weights, row * cols_ + column, pointers), shape=(objects.count, rows_ * cols_)
         )
 
 
 def _spectrum(objects: FieldObjects, grid: _Grid, name: str) -> np.ndarray:
     opened = objects.of_images(("granularity", name), lambda: _openings(grid, name))
-    means = grid.object_means @ opened
+    means = grid.object_means @ opened.T
     start = objects.mean(objects.values(name))  # of the original image, as CellProfiler's
     current = start
     start = np.maximum(start, np.finfo(float).eps)
@@ -112,7 +123,7 @@ def _spectrum(objects: FieldObjects, grid: _Grid, name: str) -> np.ndarray:
 
 
 def _openings(grid: _Grid, name: str) -> np.ndarray:
-    """``(sample pixels, 16)``: the background-free sample image opened 1..16 times."""
+    """``(16, sample pixels)``: the background-free sample image opened 1..16 times."""
     from skimage.morphology import dilation, disk, erosion
 
     image = grid.objects.channels[name]
@@ -129,9 +140,10 @@ def _openings(grid: _Grid, name: str) -> np.ndarray:
     up_cols *= float(grid.background_shape[1] - 1) / float(grid.sample_shape[1] - 1)
     pixels -= ndi.map_coordinates(background, (up_rows, up_cols), order=1)
     pixels[pixels < 0] = 0
-    return np.column_stack(
-        [image.ravel() for image in openings_by_reconstruction(pixels, SPECTRUM_LENGTH)]
-    )
+    opened = np.empty((SPECTRUM_LENGTH, pixels.size))
+    for step, image in enumerate(openings_by_reconstruction(pixels, SPECTRUM_LENGTH)):
+        opened[step] = image.ravel()
+    return opened
 
 
 def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.ndarray]:
@@ -142,53 +154,65 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
     value for value. It runs skimage's own reconstruction loop on integer ranks of the
     image, found once: an erosion of ranks is the ranks of the erosion, so the seeds never
     need sorting again, and the loop's two sorts per call become one sort of packed
-    integers.
+    integers. Ranks and links are 32-bit (the loop takes either width; half the memory
+    to walk), and the erosion by a cross is four minima of shifted views (skimage's
+    erosion with its reflected border gives the same: a pixel's reflection is itself).
     """
-    from skimage.morphology import disk, erosion
-
-    cross = disk(1, dtype=bool)
     try:
         from skimage.morphology._grayreconstruct import reconstruction_loop
     except ImportError:  # skimage moved its loop: the public function, slower
-        from skimage.morphology import reconstruction
+        from skimage.morphology import disk, erosion, reconstruction
 
+        cross = disk(1, dtype=bool)
         seed = image
         for _ in range(count):
             seed = erosion(seed, cross)
             yield reconstruction(seed, image, footprint=cross)
         return
     values, ranks = np.unique(image, return_inverse=True)
-    ranks = ranks.reshape(image.shape).astype(np.uint64)
     height, width = image.shape
     plane = (height + 2) * (width + 2)
-    top = np.uint64(values.size)  # ranks are below it
-    shift = np.uint64(32)
-    neighbours = np.array([-(width + 2), -1, 1, width + 2], np.int64)
-    # The mask's half of the packed keys never changes: sorted once. A key is the rank
-    # counted down from the top (so an ascending sort gives descending ranks; ties in any
-    # order give the same reconstruction) over the position.
-    mask_half = np.zeros((height + 2, width + 2), np.uint64)
+    wide = 2 * plane >= 2**31  # links past int32
+    rank_type, link_type = (np.uint64, np.int64) if wide else (np.uint32, np.int32)
+    ranks = ranks.reshape(image.shape).astype(rank_type)
+    top = values.size  # ranks are below it
+    neighbours = np.array([-(width + 2), -1, 1, width + 2], link_type)
+    # The mask's half of the packed keys never changes. A key is the rank counted down
+    # from the top (so an ascending sort gives descending ranks; ties in any order give
+    # the same reconstruction) over the position.
+    mask_half = np.zeros((height + 2, width + 2), rank_type)
     mask_half[1:-1, 1:-1] = ranks
-    images = np.empty((2, height + 2, width + 2), np.uint64)
-    images[1] = mask_half
+    images = np.empty((2, height + 2, width + 2), rank_type)
+    flat = images.reshape(-1)
+    previous = np.empty(flat.size, link_type)
+    following = np.empty(flat.size, link_type)
     seed = ranks
     for _ in range(count):
-        seed = erosion(seed, cross)
+        seed = _eroded_by_cross(seed)
         pad = seed.min()
+        images[1] = mask_half  # the loop writes into the mask's half too
         images[0] = pad
         images[0, 1:-1, 1:-1] = seed
         images[1, 0, :] = images[1, -1, :] = images[1, :, 0] = images[1, :, -1] = pad
-        flat = images.reshape(-1)
-        if values.size <= 2**16:  # 16-bit keys: numpy's stable sort is a radix sort
-            order = np.argsort((top - 1 - flat).astype(np.uint16), kind="stable")
+        if top <= 2**16:  # 16-bit keys: numpy's stable sort is a radix sort
+            order = np.argsort(np.subtract(top - 1, flat).astype(np.uint16), kind="stable")
         else:
-            keys = np.sort(((top - flat) << shift) | np.arange(flat.size, dtype=np.uint64))
+            keys = (np.uint64(top) - flat.astype(np.uint64)) << np.uint64(32)
+            keys = np.sort(keys | np.arange(flat.size, dtype=np.uint64))
             order = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        previous = np.empty(flat.size, np.int64)
-        following = np.empty(flat.size, np.int64)
+        links = order.astype(link_type)
         previous[order[0]] = following[order[-1]] = -1
-        previous[order[1:]] = order[:-1]
-        following[order[:-1]] = order[1:]
-        reconstruction_loop(flat, previous, following, neighbours, order[0], plane)
+        previous[order[1:]] = links[:-1]
+        following[order[:-1]] = links[1:]
+        reconstruction_loop(flat, previous, following, neighbours, int(order[0]), plane)
         yield values[flat[:plane].reshape(height + 2, width + 2)[1:-1, 1:-1]]
-        images[1] = mask_half  # the loop wrote into the mask's half too
+
+
+def _eroded_by_cross(image: np.ndarray) -> np.ndarray:
+    """The minimum over each pixel and its 4-neighbours inside the image."""
+    out = image.copy()
+    np.minimum(out[1:], image[:-1], out=out[1:])
+    np.minimum(out[:-1], image[1:], out=out[:-1])
+    np.minimum(out[:, 1:], image[:, :-1], out=out[:, 1:])
+    np.minimum(out[:, :-1], image[:, 1:], out=out[:, :-1])
+    return out

@@ -52,7 +52,11 @@ def measure_neighbors(objects: FieldObjects) -> dict[str, np.ndarray]:
 def _grown(labels: np.ndarray) -> np.ndarray:
     """Every pixel takes the label of its nearest object pixel (scipy's choice on ties)."""
     nearest = ndi.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
-    return labels[tuple(nearest)]
+    # One flat index (scipy's indices are int32) instead of a gather by two index arrays.
+    flat = nearest[0].astype(np.intp)
+    flat *= labels.shape[1]
+    flat += nearest[1]
+    return labels.ravel()[flat].reshape(labels.shape)
 
 
 def _percent_touching(grown: np.ndarray, count: int) -> np.ndarray:

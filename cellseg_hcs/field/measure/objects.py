@@ -18,8 +18,14 @@ from scipy import ndimage as ndi
 
 def numbered(labels: np.ndarray) -> np.ndarray:
     """Labels renumbered ``1..N`` in the order of their numbers (gaps closed), as int32."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+    top = int(labels.max()) if labels.size else 0
+    table = labels.dtype.kind == "u" or (labels.dtype.kind == "i" and labels.min() >= 0)
+    if table and 0 < top <= max(labels.size, 2**16):
+        # A table of the numbers present: linear, where np.unique sorts or hashes.
+        ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
+    else:
+        ids = np.unique(labels)
+        ids = ids[ids > 0]
     if ids.size and ids[-1] != ids.size:
         lookup = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
         lookup[ids] = np.arange(1, ids.size + 1)
@@ -261,15 +267,19 @@ def neighbours_8(objects: FieldObjects) -> np.ndarray:
 
     def make() -> np.ndarray:
         height, width = objects.shape
-        position = np.full(height * width, -1, np.int64)
-        position[objects.pixels] = np.arange(objects.pixels.size)
-        out = np.full((8, objects.pixels.size), -1, np.int64)
+        # Positions in the image padded by a pixel (int32 where they fit): no neighbour
+        # falls outside, and the padding says -1.
+        stride = width + 2
+        kind = np.int32 if objects.pixels.size < 2**31 else np.int64
+        position = np.full((height + 2) * stride, -1, kind)
+        padded = (objects.rows + 1) * stride + objects.cols + 1
+        position[padded] = np.arange(objects.pixels.size, dtype=kind)
+        out = np.empty((8, objects.pixels.size), np.int64)
+        own = objects.pixel_labels
         for index, (dy, dx) in enumerate(DIRECTIONS_8):
-            rows, cols = objects.rows + dy, objects.cols + dx
-            inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-            found = position[np.where(inside, objects.pixels + dy * width + dx, 0)]
-            same = inside & (found >= 0)
-            same[same] = objects.pixel_labels[found[same]] == objects.pixel_labels[same]
+            found = position[padded + (dy * stride + dx)]
+            same = found >= 0
+            same[same] = own[found[same]] == own[same]
             out[index] = np.where(same, found, -1)
         return out
 

@@ -24,7 +24,7 @@ from .objects import FieldObjects
 
 DEGREE = 9
 INDEXES = tuple((n, m) for n in range(DEGREE + 1) for m in range(n % 2, n + 1, 2))
-CHUNK = 65536  # pixels per block of polynomials
+CHUNK = 16384  # pixels per block of polynomials
 
 
 def measure_zernike(objects: FieldObjects) -> dict[str, np.ndarray]:
