@@ -5,7 +5,8 @@ nuclei are labelled (8-bit), ``Other`` another mnfinder image of the same size (
 different field: real pixels, not aligned with the nuclei), so that MeasureColocalization
 has a pair and CellProfiler's rules for mixed 8- and 16-bit images are exercised. Cases:
 the real labels (36 nuclei, several on the image border), one nucleus, two nuclei, the real
-labels plus a one-pixel object, the real labels numbered with gaps, and no objects.
+labels plus a one-pixel object, three one-pixel objects alone, the real labels numbered
+with gaps, and no objects.
 CellProfiler runs once for all cases (tests/cellprofiler_reference.py).
 """
 
@@ -49,6 +50,11 @@ def _cases(labels: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     pixel = labels.copy()
     pixel[tuple(np.argwhere(labels == 0)[1000])] = labels.max() + 1
     cases["pixel"] = pixel
+    # Only one-pixel objects: no object has a pixel pair, so texture has nothing to count.
+    specks = np.zeros_like(labels)
+    for number, where in enumerate(np.argwhere(labels > 0)[[0, 500, 1000]], start=1):
+        specks[tuple(where)] = number
+    cases["specks"] = specks
     cases["empty"] = np.zeros_like(labels)
     out = {name: (case, case) for name, case in cases.items()}
     # Numbers with gaps are closed by measure_objects: CellProfiler measures them closed.
@@ -115,7 +121,7 @@ def test_every_group_agrees_with_cellprofiler_on_real_nuclei(measured, group):
     assert _disagreeing(ours, theirs, columns) == {}
 
 
-@pytest.mark.parametrize("case", ["one", "two", "pixel", "gaps"])
+@pytest.mark.parametrize("case", ["one", "two", "pixel", "specks", "gaps"])
 def test_full_set_agrees_with_cellprofiler_on_edge_cases(measured, case):
     channels, cases = measured
     labels, theirs = cases[case]
