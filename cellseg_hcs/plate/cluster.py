@@ -30,6 +30,9 @@ from .tasks import FINISHED, FieldJob, failed_record, finish_field, predict_fiel
 
 log = logging.getLogger("cellseg_hcs.plate")
 
+PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
+MALLOC_TRIM_DEFAULT = (65536, "65536")  # distributed's own default, not a user's choice
+
 
 @contextlib.contextmanager
 def connect(
@@ -88,7 +91,14 @@ def local_cluster(layout: PlateLayout, processes: bool = True):
     (loopback, a free dashboard port, each worker an equal share of the memory).
     ``processes=False`` runs the workers as threads of this process (tests: no start-up,
     and no per-worker environment).
+
+    Worker processes start without dask's default ``MALLOC_TRIM_THRESHOLD_=65536``
+    (:data:`MALLOC_TRIM_DEFAULT`; a value a user configured is kept): setting it turns off
+    glibc's adaptive mmap threshold, so every large numpy temporary is mapped and unmapped
+    again, and measuring a field took 2.1 times as long (benchmarks/README.md, "Plate stage
+    split").
     """
+    import dask
     from distributed import Nanny, Scheduler, SpecCluster, Worker
 
     share = 1 / max(layout.processes, 1)
@@ -111,7 +121,10 @@ def local_cluster(layout: PlateLayout, processes: bool = True):
         # ":0": a free port for the dashboard (when bokeh is installed), so runs never collide.
         "options": {"host": "127.0.0.1", "port": 0, "dashboard_address": ":0"},
     }
-    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING)
+    trim = f"{PRE_SPAWN_ENVIRON}.MALLOC_TRIM_THRESHOLD_"
+    unset = {trim: None} if dask.config.get(trim, None) in MALLOC_TRIM_DEFAULT else {}
+    with dask.config.set(unset):  # the nannies read it as they are made, here
+        return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING)
 
 
 def cluster_workers(client) -> dict[str, dict[str, Any]]:
