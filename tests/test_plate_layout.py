@@ -181,9 +181,12 @@ def test_run_json_of_a_local_run_records_the_machines_layout():
 
 
 @pytest.mark.timeout(120)
-def test_worker_processes_keep_glibcs_adaptive_malloc_for_numpy_temporaries():
+def test_worker_processes_keep_glibcs_adaptive_malloc_for_numpy_temporaries(monkeypatch):
     """dask's default MALLOC_TRIM_THRESHOLD_ made measuring a field 2.1x slower in workers."""
     from distributed import Client
+
+    # A shell without it (an earlier dask cluster in this process may have copied it here).
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
 
     layout = choose_layout(gpus=(), cores=1, memory_gb=None, workers=1)
     with cluster.local_cluster(layout) as local, Client(local) as client:
