@@ -179,7 +179,7 @@ def _direction_features(
         info2,
     ]
     # Float even when no object has a pair above level 0 (bincount of no weights is int).
-    result = [value.astype(np.float64) for value in result]
+    result = [np.asarray(value, dtype=np.float64) for value in result]
     empty = pairs == 0
     for value in result:
         value[empty] = np.nan
