@@ -197,25 +197,26 @@ def choose_settings(model, data: Path, validation, out: Path, micronuclei: bool)
 def choose_micronuclei(model, data: Path) -> dict:
     """The micronuclei's decoding and parent rule, chosen on the training and validation
     splits together (about 2,100 micronuclei; the validation split alone has about 200),
-    from the maps and nuclei the model gives as users run it."""
+    from the maps and nuclei the model gives as users run it, one image at a time (all 33
+    images' maps at once need about 20 GB)."""
     from cellseg_hcs.settings import FieldSettings
-    from cellseg_hcs.training.micronuclei import MicronucleiFolders, tune_micronuclei
+    from cellseg_hcs.training.micronuclei import MicronucleiFolders, MicronucleiTuner
 
     pipeline = model.pipeline(FieldSettings(probabilities=True))
-    truths, maps, nuclei = [], [], []
+    tuner = MicronucleiTuner(model)
     for split in ("training", "validation"):
-        for truth in MicronucleiFolders(
+        folders = MicronucleiFolders(
             data / "images",
             data / "nuclei_labels",
             data / "micronuclei_labels",
             data / "micronuclei_parent",
             pattern=f"{split}__*",
-        ):
+        )
+        for index, truth in enumerate(folders):
             result = pipeline.run(truth.image)
-            truths.append(truth)
-            maps.append(result.maps)
-            nuclei.append(result.labels)
-    return tune_micronuclei(model, truths, maps, nuclei)
+            tuner.add(truth, result.maps, result.labels)
+            print(f"micronuclei choice: {split} {index + 1}/{len(folders)}", flush=True)
+    return tuner.choose()
 
 
 if __name__ == "__main__":

@@ -162,9 +162,11 @@ class MicronucleusScores:
         nuclei: np.ndarray,
         micronuclei: np.ndarray,
         parents: np.ndarray,
+        context: _ImageContext | None = None,
     ) -> None:
         """Score one image: true and predicted nuclei and micronuclei, and each set's parents
-        (``parents[i]``: the nucleus number of micronucleus ``i + 1``, 0 for none)."""
+        (``parents[i]``: the nucleus number of micronucleus ``i + 1``, 0 for none).
+        ``context``: what depends on the nuclei only, worked out once per image."""
         true_parents = np.asarray(true_parents, dtype=np.int64)
         parents = np.asarray(parents, dtype=np.int64)
         n_true = int(np.unique(true_micronuclei[true_micronuclei > 0]).size)
@@ -176,12 +178,19 @@ class MicronucleusScores:
             counts[1] += n_pred - true_ids.size
             counts[2] += n_true - true_ids.size
             if threshold == DETECTION_THRESHOLDS[0]:
-                self._add_parents(true_ids, pred_ids, true_parents, parents, true_nuclei, nuclei)
-        self._add_counts(true_nuclei, true_parents, nuclei, parents)
+                self._add_parents(
+                    true_ids, pred_ids, true_parents, parents, true_nuclei, nuclei, context
+                )
+        self._add_counts(true_nuclei, true_parents, nuclei, parents, context)
 
-    def _add_parents(self, true_ids, pred_ids, true_parents, parents, true_nuclei, nuclei):
-        annotated = set(np.unique(true_nuclei[true_nuclei > 0]).tolist())
-        stands_for = _most_overlapped(nuclei, true_nuclei)
+    def _add_parents(
+        self, true_ids, pred_ids, true_parents, parents, true_nuclei, nuclei, context=None
+    ):
+        if context is None:
+            annotated = set(np.unique(true_nuclei[true_nuclei > 0]).tolist())
+            stands_for = _most_overlapped(nuclei, true_nuclei)
+        else:
+            annotated, stands_for = context.annotated, context.stands_for
         for true_id, pred_id in zip(true_ids, pred_ids):
             truth = int(true_parents[true_id - 1])
             if truth not in annotated:
@@ -190,8 +199,11 @@ class MicronucleusScores:
             self.parent_scored += 1
             self.parent_right += int(predicted > 0 and stands_for.get(predicted) == truth)
 
-    def _add_counts(self, true_nuclei, true_parents, nuclei, parents):
-        true_ids, pred_ids, _ = matched_pairs(true_nuclei, nuclei, 0.5)
+    def _add_counts(self, true_nuclei, true_parents, nuclei, parents, context=None):
+        if context is None:
+            true_ids, pred_ids, _ = matched_pairs(true_nuclei, nuclei, 0.5)
+        else:
+            true_ids, pred_ids = context.nuclei_pairs
         if not true_ids.size:
             return
         true_counts = np.bincount(true_parents[true_parents > 0], minlength=true_ids.max() + 1)
@@ -288,59 +300,124 @@ def tune_micronuclei(
         Settings to try, each a sequence (default :data:`MICRONUCLEI_GRID`).
 
     Returns ``{"settings": {...}, "scores": {...}, "parent_accuracy_by_rule": {...}}``; the
-    settings go in ``model.info.object_postprocess[object_set]``.
+    settings go in ``model.info.object_postprocess[object_set]``. Holds every image's maps;
+    :class:`MicronucleiTuner` takes one image at a time instead.
     """
-    grid = dict(grid or MICRONUCLEI_GRID)
-    info = model.info
-    class_thresholds = grid.pop("class_threshold", (None,))
-    split_keys = [k for k in ("foreground_threshold", "peak_height", "seeds") if k in grid]
-    drop_keys = [k for k in grid if k not in split_keys]
-    best = None
-    splits = list(itertools.product(*(grid[k] for k in split_keys)))
-    for class_threshold, split_values in itertools.product(class_thresholds, splits):
-        if split_values == splits[0]:  # the set's foreground, once per class threshold
-            foregrounds = [
-                set_foreground(m, info, object_set, n, class_threshold)
-                for m, n in zip(maps, nuclei)
-            ]
-        split_choice = dict(zip(split_keys, split_values))
-        if class_threshold is not None:
-            split_choice["class_threshold"] = class_threshold
-        base, _ = object_set_settings(info, object_set, split_choice)
-        objects = [split_objects(f, m[1], base) for f, m in zip(foregrounds, maps)]
-        for drop_values in itertools.product(*(grid[k] for k in drop_keys)):
-            choice = {**split_choice, **dict(zip(drop_keys, drop_values))}
-            settings, parent = object_set_settings(info, object_set, choice)
-            scores = MicronucleusScores()
-            for truth, found, f, n in zip(truths, objects, foregrounds, nuclei):
-                labels = drop_objects(found, f, settings)
-                rule = PARENT_RULES[parent.get("parent_rule", "boundary")]
-                scores.add(
-                    truth.nuclei,
-                    truth.micronuclei,
-                    truth.parents,
-                    n,
-                    labels,
-                    rule(labels, n, parent.get("parent_distance")),
+    tuner = MicronucleiTuner(model, object_set, grid)
+    for truth, found, found_nuclei in zip(truths, maps, nuclei):
+        tuner.add(truth, found, found_nuclei)
+    return tuner.choose()
+
+
+class MicronucleiTuner:
+    """:func:`tune_micronuclei` one image at a time: :meth:`add` scores every decoding of the
+    grid and every parent rule on one image (the maps can then be let go), :meth:`choose`
+    picks from the pooled scores. Memory: one image's maps and the grid's counters.
+
+    Examples
+    --------
+    >>> tuner = MicronucleiTuner(model)  # doctest: +SKIP
+    >>> for truth in folders:  # doctest: +SKIP
+    ...     result = pipeline.run(truth.image)
+    ...     tuner.add(truth, result.maps, result.labels)
+    >>> tuner.choose()["settings"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, model, object_set: str = "Micronuclei", grid: dict[str, Sequence] | None = None
+    ) -> None:
+        grid = dict(grid or MICRONUCLEI_GRID)
+        self.info = model.info
+        self.object_set = object_set
+        self.class_thresholds = grid.pop("class_threshold", (None,))
+        self.split_keys = [k for k in ("foreground_threshold", "peak_height", "seeds") if k in grid]
+        self.drop_keys = [k for k in grid if k not in self.split_keys]
+        self.grid = grid
+        _, parent = object_set_settings(self.info, object_set)
+        self.rule = parent.get("parent_rule", "boundary")
+        self.distance = parent.get("parent_distance")
+        #: choice (as a tuple of items) -> parent rule -> pooled scores
+        self.scores: dict[tuple, dict[str, MicronucleusScores]] = {}
+
+    def choices(self):
+        """Every decoding of the grid, as (class threshold, split settings, drop settings)."""
+        splits = list(itertools.product(*(self.grid[k] for k in self.split_keys)))
+        drops = list(itertools.product(*(self.grid[k] for k in self.drop_keys)))
+        for class_threshold in self.class_thresholds:
+            for split_values in splits:
+                split_choice = dict(zip(self.split_keys, split_values))
+                if class_threshold is not None:
+                    split_choice["class_threshold"] = class_threshold
+                yield (
+                    class_threshold,
+                    split_choice,
+                    [{**split_choice, **dict(zip(self.drop_keys, values))} for values in drops],
                 )
-            summary = scores.summary()
-            key = (round(summary["f1@0.3"], 4), summary["parent_accuracy"])
-            if best is None or key > best[0]:
-                best = (
-                    key,
-                    choice,
-                    summary,
-                    [drop_objects(o, f, settings) for o, f in zip(objects, foregrounds)],
+
+    def add(self, truth: MicronucleusTruth, maps: np.ndarray, nuclei: np.ndarray) -> None:
+        """Score every decoding and parent rule on one image: its truth, the model's maps
+        there and its nuclei."""
+        context = _ImageContext(truth, nuclei)
+        foregrounds: dict = {}
+        for class_threshold, split_choice, choices in self.choices():
+            if class_threshold not in foregrounds:
+                foregrounds.clear()
+                foregrounds[class_threshold] = set_foreground(
+                    maps, self.info, self.object_set, nuclei, class_threshold
                 )
-    _, chosen, scores, labels = best
-    by_rule = {}
-    for name, rule in PARENT_RULES.items():
-        rule_scores = MicronucleusScores()
-        for truth, found, n in zip(truths, labels, nuclei):
-            rule_scores.add(
-                truth.nuclei, truth.micronuclei, truth.parents, n, found, rule(found, n)
-            )
-        by_rule[name] = rule_scores.summary()["parent_accuracy"]
-    # ties go to the boundary rule, the simpler one
-    chosen["parent_rule"] = max(by_rule, key=lambda name: (by_rule[name], name == "boundary"))
-    return {"settings": chosen, "scores": scores, "parent_accuracy_by_rule": by_rule}
+            foreground = foregrounds[class_threshold]
+            base, _ = object_set_settings(self.info, self.object_set, split_choice)
+            found = split_objects(foreground, maps[1], base)
+            for choice in choices:
+                settings, _ = object_set_settings(self.info, self.object_set, choice)
+                labels = drop_objects(found, foreground, settings)
+                by_rule = self.scores.setdefault(tuple(choice.items()), {})
+                for name, rule in PARENT_RULES.items():
+                    distance = self.distance if name == self.rule else None
+                    scores = by_rule.setdefault(name, MicronucleusScores())
+                    context.add(scores, labels, rule(labels, nuclei, distance))
+
+    def choose(self) -> dict:
+        """The decoding with the best pooled F1 at IoU >= 0.3 (then parent accuracy) under
+        the model's parent rule, then the parent rule with the best parent accuracy there
+        (ties to ``boundary``, the simpler one)."""
+        if not self.scores:
+            raise InputError("no annotated images to choose the micronuclei's decoding on.")
+
+        def key(item):
+            summary = item[1][self.rule].summary()
+            return (round(summary["f1@0.3"], 4), summary["parent_accuracy"])
+
+        best = max(self.scores.items(), key=key)  # the first of equals, as the grid's order
+        chosen = dict(best[0])
+        by_rule = {name: s.summary()["parent_accuracy"] for name, s in best[1].items()}
+        chosen["parent_rule"] = max(by_rule, key=lambda name: (by_rule[name], name == "boundary"))
+        return {
+            "settings": chosen,
+            "scores": best[1][self.rule].summary(),
+            "parent_accuracy_by_rule": by_rule,
+        }
+
+
+class _ImageContext:
+    """What scoring one image's micronuclei needs from its truth and the model's nuclei,
+    worked out once for every decoding tried on it."""
+
+    def __init__(self, truth: MicronucleusTruth, nuclei: np.ndarray) -> None:
+        self.truth = truth
+        self.nuclei = nuclei
+        self.annotated = set(np.unique(truth.nuclei[truth.nuclei > 0]).tolist())
+        self.stands_for = _most_overlapped(nuclei, truth.nuclei)
+        self.nuclei_pairs = matched_pairs(truth.nuclei, nuclei, 0.5)[:2]
+
+    def add(self, scores: MicronucleusScores, micronuclei: np.ndarray, parents) -> None:
+        truth = self.truth
+        scores.add(
+            truth.nuclei,
+            truth.micronuclei,
+            truth.parents,
+            self.nuclei,
+            micronuclei,
+            parents,
+            context=self,
+        )
