@@ -47,6 +47,17 @@ def test_iou_matrix_by_hand():
     assert iou[1, 0] == 0
 
 
+def test_iou_matrix_is_the_same_for_gappy_huge_and_float_labels():
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 6, (20, 30)) * 7  # labels 0, 7, 14, ... (gaps)
+    pred = rng.integers(0, 4, (20, 30))
+    expected = iou_matrix(truth, pred)
+    huge = np.where(truth > 0, truth + 10**9, 0)  # beyond the lookup table's reach
+    for t, p in ((huge, pred), (truth.astype(float), pred), (truth.astype(np.uint16), pred)):
+        for got, want in zip(iou_matrix(t, p), expected):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_matching_counts_at_each_threshold():
     truth = np.zeros((10, 10), int)
     truth[0:2, 0:5] = 1  # 10 px

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from cellseg_hcs.cli import main
 from cellseg_hcs.field.classes import object_class_probabilities, object_foreground
 from cellseg_hcs.field.micronuclei import (
+    PARENT_RULES,
     decode_objects,
     nearest_centre_parents,
     nearest_parents,
@@ -19,7 +20,12 @@ from cellseg_hcs.field.profile import cell_profiles, own_tables
 from cellseg_hcs.model.model import ModelInfo
 from cellseg_hcs.settings import FieldSettings
 from cellseg_hcs.training.metrics import matched_pairs
-from cellseg_hcs.training.micronuclei import MicronucleusScores, parents_from_map
+from cellseg_hcs.training.micronuclei import (
+    MicronucleiTuner,
+    MicronucleusScores,
+    MicronucleusTruth,
+    parents_from_map,
+)
 
 SHAPE = (64, 64)
 NUCLEUS_SETTINGS = {
@@ -342,3 +348,30 @@ def test_tuning_chooses_a_micronuclei_decoding_that_finds_them_all():
     assert tuned["scores"]["f1@0.3"] == 1.0 and tuned["scores"]["parent_accuracy"] == 1.0
     assert tuned["settings"]["class_threshold"] < 0.45
     assert tuned["settings"]["parent_rule"] == "boundary"
+
+
+def test_choosing_one_image_at_a_time_pools_the_scores_of_each_decoding():
+    """The tuner's pooled scores of a decoding are those of scoring its objects directly."""
+    maps, nuclei, micronuclei = field_maps()
+    dim = maps.copy()
+    dim[3] = np.where(micronuclei == 3, 0.35, dim[3])  # one micronucleus found only at 0.3
+    dim[2] = 1 - dim[3]
+    truth = MicronucleusTruth(maps[0], nuclei, micronuclei, np.array([1, 1, 2]))
+    model = ClassModel()
+    grid = {"class_threshold": (0.3, 0.5), "min_size": (2, 6)}
+    tuner = MicronucleiTuner(model, grid=grid)
+    for image_maps in (maps, dim):
+        tuner.add(truth, image_maps, nuclei)
+    for choice, by_rule in tuner.scores.items():
+        expected = MicronucleusScores()
+        for image_maps in (maps, dim):
+            labels = decode_objects(
+                image_maps, None, ClassModel().info, {"Micronuclei": dict(choice)}
+            ).labels["Micronuclei"]
+            parents = PARENT_RULES["centroid"](labels, nuclei)
+            expected.add(nuclei, micronuclei, truth.parents, nuclei, labels, parents)
+        assert by_rule["centroid"].summary() == expected.summary(), choice
+    low = tuner.scores[(("class_threshold", 0.3), ("min_size", 2))]["boundary"].summary()
+    high = tuner.scores[(("class_threshold", 0.5), ("min_size", 2))]["boundary"].summary()
+    assert low["recall@0.3"] == 1.0 and high["recall@0.3"] == 5 / 6
+    assert tuner.choose()["settings"]["class_threshold"] == 0.3

@@ -74,10 +74,8 @@ def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndar
     pred = np.asarray(pred)
     if truth.shape != pred.shape:
         raise ValueError(f"truth {truth.shape} and prediction {pred.shape} differ in shape")
-    _, t = np.unique(truth, return_inverse=True)
-    _, p = np.unique(pred, return_inverse=True)
-    t = t.reshape(-1)
-    p = p.reshape(-1)
+    t = _ranks(truth)
+    p = _ranks(pred)
     # Index 0 is background only if the image has background.
     t_offset = 1 if truth.min() == 0 else 0
     p_offset = 1 if pred.min() == 0 else 0
@@ -90,6 +88,18 @@ def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndar
     union = truth_areas[:, None] + pred_areas[None, :] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return iou, truth_areas, pred_areas
+
+
+def _ranks(labels: np.ndarray) -> np.ndarray:
+    """Each pixel's label as its rank among the image's distinct labels (flat), as
+    ``np.unique(labels, return_inverse=True)`` gives, in linear time for label images
+    (non-negative integers not much larger than the image)."""
+    flat = labels.reshape(-1)
+    if flat.size and flat.dtype.kind in "iu" and flat.min() >= 0 and flat.max() <= 4 * flat.size:
+        present = np.bincount(flat) > 0
+        rank = np.cumsum(present) - 1
+        return rank[flat]
+    return np.unique(flat, return_inverse=True)[1].reshape(-1)
 
 
 @dataclass

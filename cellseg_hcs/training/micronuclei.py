@@ -20,9 +20,10 @@ Truth comes as mnfinder ships it: ``nuclei_labels``, ``micronuclei_labels`` and
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +216,14 @@ class MicronucleusScores:
         self.nuclei_with_true += int(np.count_nonzero(true_n > 0))
         self.nuclei_with_predicted += int(np.count_nonzero(pred_n > 0))
 
+    def merge(self, other: MicronucleusScores) -> None:
+        """Add ``other``'s counts (images scored apart, pooled)."""
+        for threshold, counts in other.detection.items():
+            mine = self.detection.setdefault(threshold, [0, 0, 0])
+            mine[:] = [a + b for a, b in zip(mine, counts)]
+        for name in (f.name for f in fields(self) if f.name != "detection"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def summary(self) -> dict[str, float]:
         """Precision, recall, F1 at each IoU threshold (``f1@0.3``...), ``parent_accuracy``,
         ``count_agreement``, ``count_mean_abs_difference``, ``fraction_with_micronuclei``
@@ -359,6 +368,7 @@ class MicronucleiTuner:
         there and its nuclei."""
         context = _ImageContext(truth, nuclei)
         foregrounds: dict = {}
+        seen: dict = {}
         for class_threshold, split_choice, choices in self.choices():
             if class_threshold not in foregrounds:
                 foregrounds.clear()
@@ -372,10 +382,20 @@ class MicronucleiTuner:
                 settings, _ = object_set_settings(self.info, self.object_set, choice)
                 labels = drop_objects(found, foreground, settings)
                 by_rule = self.scores.setdefault(tuple(choice.items()), {})
-                for name, rule in PARENT_RULES.items():
-                    distance = self.distance if name == self.rule else None
-                    scores = by_rule.setdefault(name, MicronucleusScores())
-                    context.add(scores, labels, rule(labels, nuclei, distance))
+                for name, scores in self._score(context, labels, seen).items():
+                    by_rule.setdefault(name, MicronucleusScores()).merge(scores)
+
+    def _score(self, context: _ImageContext, labels: np.ndarray, seen: dict) -> dict:
+        """This image's scores of ``labels`` under every parent rule (decodings that give
+        the same objects are scored once)."""
+        key = hashlib.blake2b(labels.astype(np.int32, copy=False).tobytes()).digest()
+        if key not in seen:
+            seen[key] = {}
+            for name, rule in PARENT_RULES.items():
+                distance = self.distance if name == self.rule else None
+                seen[key][name] = MicronucleusScores()
+                context.add(seen[key][name], labels, rule(labels, context.nuclei, distance))
+        return seen[key]
 
     def choose(self) -> dict:
         """The decoding with the best pooled F1 at IoU >= 0.3 (then parent accuracy) under
