@@ -129,12 +129,21 @@ def test_texture_equals_mahotas_for_every_object_and_direction(levels):
                 ] == pytest.approx(expected[direction, index], rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("numba", [True, False])  # the max-tree, and the fallback
 @pytest.mark.parametrize("levels", [12, None])  # few values (ties); more than 2**16
-def test_openings_by_reconstruction_equal_skimages_reconstruction(levels):
+@pytest.mark.parametrize("shape", [(300, 300), (1, 40), (37, 1), (29, 61)])
+def test_openings_by_reconstruction_equal_skimages_reconstruction(
+    levels, shape, numba, monkeypatch
+):
     from skimage.morphology import disk, erosion, reconstruction
 
+    from cellseg_hcs.field.measure import reconstruction as max_tree
+
+    if numba:
+        assert max_tree.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    monkeypatch.setattr(max_tree, "AVAILABLE", numba)
     rng = np.random.default_rng(0)
-    image = rng.random((300, 300))
+    image = rng.random(shape)
     if levels:
         image = np.round(image * levels) / levels
     seed = image

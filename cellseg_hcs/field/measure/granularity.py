@@ -9,8 +9,9 @@ image) the step took away, in percent.
 
 The same steps run here, with two changes that leave every number as it was:
 
-- each reconstruction runs skimage's own reconstruction loop on integer ranks of the image
-  computed once per channel (:func:`openings_by_reconstruction`);
+- the 16 reconstructions of a channel come from one max-tree of its sample image, two
+  linear passes each (:func:`openings_by_reconstruction`; without numba, skimage's own
+  reconstruction loop on integer ranks computed once per channel);
 - the full-size reconstruction is never made: an object's mean of a bilinear interpolation
   is a fixed weighted sum of the sample grid, so the weights (one sparse matrix per field)
   are summed once and each step is a sparse product.
@@ -25,6 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import sparse
 
+from . import reconstruction
 from .objects import FieldObjects
 
 SUBSAMPLE = 0.25  # "Subsampling factor for granularity measurements"
@@ -151,12 +153,28 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
     a cross, then reconstructed by dilation (4-connected) under the image.
 
     Each equals ``skimage.morphology.reconstruction(seed, image, footprint=disk(1))``,
-    value for value. It runs skimage's own reconstruction loop on integer ranks of the
-    image, found once: an erosion of ranks is the ranks of the erosion, so the seeds never
-    need sorting again, and the loop's two sorts per call become one sort of packed
-    integers. Ranks and links are 32-bit (the loop takes either width; half the memory
-    to walk), and the erosion by a cross is four minima of shifted views (skimage's
-    erosion with its reflected border gives the same: a pixel's reflection is itself).
+    value for value. All ``count`` reconstructions come from one max-tree of the image
+    (:class:`~cellseg_hcs.field.measure.reconstruction.MaxTree`, compiled with numba), or
+    without numba from skimage's loop (:func:`openings_by_skimage`). The erosion by a cross
+    is four minima of shifted views (skimage's erosion with its reflected border gives the
+    same: a pixel's reflection is itself).
+    """
+    if reconstruction.AVAILABLE:
+        tree = reconstruction.MaxTree(image)
+        seed = np.asarray(image, dtype=np.float64)
+        for _ in range(count):
+            seed = _eroded_by_cross(seed)
+            yield tree.reconstruct(seed)
+        return
+    yield from openings_by_skimage(image, count)
+
+
+def openings_by_skimage(image: np.ndarray, count: int) -> Iterator[np.ndarray]:
+    """:func:`openings_by_reconstruction` without numba: skimage's own reconstruction loop
+    on integer ranks of the image, found once: an erosion of ranks is the ranks of the
+    erosion, so the seeds never need sorting again, and the loop's two sorts per call become
+    one sort of packed integers. Ranks and links are 32-bit (the loop takes either width;
+    half the memory to walk).
     """
     try:
         from skimage.morphology._grayreconstruct import reconstruction_loop
