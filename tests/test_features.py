@@ -199,7 +199,7 @@ def test_object_sets_of_a_field_share_the_image_work_and_measure_as_alone():
     cells[18:38, 18:30] = 2
     shared: dict = {}
     measure_objects(labels, channels, features="full", images=shared)
-    assert {key[0] for key in shared} == {"granularity", "costes"}
+    assert {key[0] for key in shared} == {"granularity", "costes", "scaled"}
     together = measure_objects(cells, channels, object_name="Cells", features="full", images=shared)
     alone = measure_objects(cells, channels, object_name="Cells", features="full")
     pd.testing.assert_frame_equal(together, alone)
