@@ -137,11 +137,10 @@ def test_openings_by_reconstruction_equal_skimages_reconstruction(
 ):
     from skimage.morphology import disk, erosion, reconstruction
 
-    from cellseg_hcs.field.measure import reconstruction as max_tree
+    from cellseg_hcs.field.measure import compiled
 
-    if numba:
-        assert max_tree.AVAILABLE, "numba is a dependency: the compiled path must run here"
-    monkeypatch.setattr(max_tree, "AVAILABLE", numba)
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    monkeypatch.setattr(compiled, "AVAILABLE", numba)
     rng = np.random.default_rng(0)
     image = rng.random(shape)
     if levels:
@@ -187,9 +186,14 @@ def test_groups_agree_with_cp_measure_on_real_nuclei(group):
         )
 
 
-def test_geodesic_distances_equal_centrosomes_propagation_object_by_object():
+@pytest.mark.parametrize("numba", [True, False])  # compiled, and the numpy fallback
+def test_geodesic_distances_equal_centrosomes_propagation_object_by_object(numba, monkeypatch):
     from centrosome.propagate import propagate
 
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    monkeypatch.setattr(compiled, "AVAILABLE", numba)
     labels = _shapes(5)  # object 3 is in two pieces: its far piece is never reached
     objects = FieldObjects(labels, {})
     seeds = objects.starts + objects.areas // 2

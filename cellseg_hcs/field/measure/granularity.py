@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import sparse
 
-from . import reconstruction
+from . import compiled, reconstruction
 from .objects import FieldObjects
 
 SUBSAMPLE = 0.25  # "Subsampling factor for granularity measurements"
@@ -159,7 +159,7 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
     is four minima of shifted views (skimage's erosion with its reflected border gives the
     same: a pixel's reflection is itself).
     """
-    if reconstruction.AVAILABLE:
+    if compiled.AVAILABLE:
         tree = reconstruction.MaxTree(image)
         seed = np.asarray(image, dtype=np.float64)
         for _ in range(count):

@@ -15,6 +15,8 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage as ndi
 
+from . import compiled
+
 
 def numbered(labels: np.ndarray) -> np.ndarray:
     """Labels renumbered ``1..N`` in the order of their numbers (gaps closed), as int32."""
@@ -291,15 +293,21 @@ def geodesic_distances(objects: FieldObjects, seeds: np.ndarray) -> np.ndarray:
     8-connected steps of 1 and sqrt(2); -1 where no path reaches.
 
     centrosome's ``propagate`` on a flat image (CellProfiler's distance from an object's
-    centre) is Dijkstra's algorithm with these steps; this relaxes all objects' fronts at
-    once until nothing changes, which reaches the same numbers (each pixel's distance is
-    the least over its neighbours of their distance plus the step, either way).
+    centre) is Dijkstra's algorithm with these steps; this relaxes all objects' fronts
+    until nothing changes (compiled, :func:`.compiled.propagate`; without numba, whole
+    fronts at once in numpy), which reaches the same numbers: each pixel's distance is the
+    least over its neighbours of their distance plus the step, either way, and with
+    positive steps that has one solution.
 
     ``seeds``: one index into :attr:`FieldObjects.pixels` per object.
     """
     table = neighbours_8(objects)
     steps = np.array([np.sqrt(dy * dy + dx * dx) for dy, dx in DIRECTIONS_8])
     distance = np.full(objects.pixels.size, np.inf)
+    if compiled.AVAILABLE:  # the same fixed point, one pixel at a time
+        compiled.propagate(table, steps, np.asarray(seeds, np.int64), distance)
+        distance[np.isinf(distance)] = -1.0
+        return distance
     distance[seeds] = 0.0
     front = np.asarray(seeds, np.int64)
     last_seen = np.zeros(objects.pixels.size, np.int64)

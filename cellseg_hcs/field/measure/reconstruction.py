@@ -17,24 +17,15 @@ pixel of value ``h`` or more. The image's max-tree answers that for every seed a
   on any order of equal pixels.
 
 Two linear passes per seed instead of a sort and a queue per seed. The passes are compiled
-with numba; :data:`AVAILABLE` is False where numba cannot be imported, and callers then use
-skimage's reconstruction.
+with numba (:mod:`.compiled`); without it, callers use skimage's reconstruction.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; a broken install falls back
-    numba = None
-
-AVAILABLE = numba is not None
-
-
-def _jit(function):
-    return numba.njit(cache=True, nogil=True)(function) if AVAILABLE else function
+from . import compiled
+from .compiled import jit as _jit
 
 
 @_jit
@@ -112,7 +103,7 @@ class MaxTree:
     """
 
     def __init__(self, mask: np.ndarray) -> None:
-        if not AVAILABLE:
+        if not compiled.AVAILABLE:
             raise RuntimeError("numba is not installed")
         self.mask = np.ascontiguousarray(mask, dtype=np.float64)
         flat = self.mask.ravel()
