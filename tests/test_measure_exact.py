@@ -167,6 +167,8 @@ def test_costes_search_over_running_sums_equals_forming_each_set(shift, monkeypa
     fast = costes_thresholds(a, b, 65535, (dna, other), (65535, 65535))
     monkeypatch.setattr(_BelowLine, "SMALL", 10**12)  # every candidate's set formed
     assert costes_thresholds(a, b, 65535) == fast
+    monkeypatch.setattr(_BelowLine, "SIGN_MARGIN", np.inf)  # and scipy's r for every one
+    assert costes_thresholds(a, b, 65535) == fast
 
 
 @pytest.mark.parametrize("group", ["zernike", "intensity", "granularity", "radial_zernikes"])
