@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
@@ -149,6 +150,30 @@ def test_openings_by_reconstruction_equal_skimages_reconstruction(
     for opened in openings_by_reconstruction(image, 3):
         seed = erosion(seed, disk(1))
         np.testing.assert_array_equal(opened, reconstruction(seed, image, footprint=disk(1)))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (50, 70), (168, 700)])
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.99])
+def test_compiled_distances_equal_scipys_exact_distance_transform(shape, fraction):
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    mask = np.random.default_rng(7).random(shape) < fraction
+    mask[0, 0] = False
+    expected = ndi.distance_transform_edt(mask)
+    np.testing.assert_array_equal(np.sqrt(compiled.squared_distances(mask)), expected)
+    assert np.isinf(compiled.squared_distances(np.ones((4, 5), bool))).all()
+
+
+def test_distances_to_edge_are_the_same_without_numba(monkeypatch):
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.objects import distances_to_edge
+
+    labels = _shapes(5)
+    compiled_ones = distances_to_edge(FieldObjects(labels, {}), image_border_is_edge=True)
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
+    scipys = distances_to_edge(FieldObjects(labels, {}), image_border_is_edge=True)
+    np.testing.assert_array_equal(compiled_ones, scipys)
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (135, 135), (3, 50), (50, 3), (21, 5)])

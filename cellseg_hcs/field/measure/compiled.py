@@ -54,3 +54,59 @@ def propagate(table, steps, seeds, distance):
                     queued[other] = True
                     queue[tail] = other
                     tail = tail + 1 if tail + 1 < capacity else 0
+
+
+@jit
+def squared_distances(mask):
+    """Each pixel's squared Euclidean distance to the nearest False pixel of ``mask`` (2-D
+    bool), exact (integers as float64; inf where the mask has no False pixel): the lower
+    envelope of parabolas along rows over the distances along columns (Felzenszwalb and
+    Huttenlocher 2012, "Distance transforms of sampled functions")."""
+    height, width = mask.shape
+    infinity = np.inf
+    columns = np.empty((height, width))  # distance along the column, row by row
+    for row in range(height):
+        for col in range(width):
+            if not mask[row, col]:
+                columns[row, col] = 0.0
+            elif row == 0:
+                columns[row, col] = infinity
+            else:
+                columns[row, col] = columns[row - 1, col] + 1.0
+    for row in range(height - 2, -1, -1):
+        for col in range(width):
+            below = columns[row + 1, col] + 1.0
+            if below < columns[row, col]:
+                columns[row, col] = below
+    out = np.empty((height, width))
+    sites = np.empty(width, np.int64)
+    bounds = np.empty(width + 1)
+    for row in range(height):
+        f = columns[row]
+        count = -1
+        for q in range(width):  # the lower envelope of (x - q)^2 + f(q)^2
+            if f[q] == infinity:
+                continue
+            value = f[q] * f[q] + q * q
+            while count >= 0:
+                v = sites[count]
+                start = (value - (f[v] * f[v] + v * v)) / (2.0 * (q - v))
+                if start <= bounds[count]:
+                    count -= 1
+                else:
+                    break
+            count += 1
+            sites[count] = q
+            bounds[count] = -infinity if count == 0 else start
+            bounds[count + 1] = infinity
+        if count < 0:
+            for x in range(width):
+                out[row, x] = infinity
+            continue
+        k = 0
+        for x in range(width):
+            while bounds[k + 1] < x:
+                k += 1
+            v = sites[k]
+            out[row, x] = (x - v) * (x - v) + f[v] * f[v]
+    return out

@@ -234,6 +234,9 @@ def distances_to_edge(objects: FieldObjects, image_border_is_edge: bool) -> np.n
 
     def padded() -> np.ndarray:
         mosaic = Mosaic(objects)
+        if compiled.AVAILABLE:  # the same exact distances, compiled
+            squared = compiled.squared_distances(mosaic.image).ravel()[mosaic.where]
+            return np.sqrt(squared)
         return ndi.distance_transform_edt(mosaic.image).ravel()[mosaic.where]
 
     def make() -> np.ndarray:
