@@ -52,8 +52,9 @@ def measure_neighbors(objects: FieldObjects) -> dict[str, np.ndarray]:
 def _grown(labels: np.ndarray) -> np.ndarray:
     """Every pixel takes the label of its nearest object pixel (scipy's choice on ties)."""
     nearest = ndi.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
-    # One flat index (scipy's indices are int32) instead of a gather by two index arrays.
-    flat = nearest[0].astype(np.intp)
+    # One flat index instead of a gather by two index arrays, made in scipy's own int32
+    # array where it fits (a new 64-bit copy of a large field costs more than the gather).
+    flat = nearest[0] if labels.size < 2**31 else nearest[0].astype(np.intp)
     flat *= labels.shape[1]
     flat += nearest[1]
     return labels.ravel()[flat].reshape(labels.shape)
