@@ -75,11 +75,15 @@ def _build(order, height, width):
 
 
 @_jit
-def _reconstruct(above, mask, seed, out):
-    """``above[i]``: the place in the order of pixel ``i``'s parent; every array in the order
-    (decreasing mask), so that the passes walk memory in sequence but for the parents."""
+def _reconstruct(order, above, mask, seed, out):
+    """The passes in the order of decreasing mask: ``order[i]`` is the pixel in place ``i``,
+    ``above[i]`` the place of its parent, ``mask[i]`` its mask value; ``seed`` and ``out``
+    are flat images. In that order the passes walk memory in sequence but for the
+    parents."""
     size = above.size
-    top = seed.copy()
+    top = np.empty(size)
+    for index in range(size):
+        top[index] = seed[order[index]]
     for index in range(size):  # children come before their parents
         parent = above[index]
         if top[index] > top[parent]:
@@ -87,9 +91,11 @@ def _reconstruct(above, mask, seed, out):
     for index in range(size - 1, -1, -1):  # parents first, from the root
         value = min(mask[index], top[index])
         parent = above[index]
-        if parent != index and out[parent] > value:
-            value = out[parent]
-        out[index] = value
+        if parent != index and top[parent] > value:
+            value = top[parent]
+        top[index] = value  # the parent's result, read by its children after it
+    for index in range(size):
+        out[order[index]] = top[index]
 
 
 class MaxTree:
@@ -109,18 +115,18 @@ class MaxTree:
         flat = self.mask.ravel()
         self.order = np.argsort(-flat, kind="stable")
         parent = _build(self.order, *self.mask.shape)
-        place = np.empty(flat.size, np.int64)
-        place[self.order] = np.arange(flat.size)
+        kind = np.int32 if flat.size < 2**31 else np.int64
+        place = np.empty(flat.size, kind)
+        place[self.order] = np.arange(flat.size, dtype=kind)
         self.above = place[parent[self.order]]
+        self.order = self.order.astype(kind)
         self.sorted_mask = flat[self.order]
 
     def reconstruct(self, seed: np.ndarray) -> np.ndarray:
         """The reconstruction by dilation (4-connected) of ``seed`` (at most the mask
         everywhere) under the mask: ``skimage.morphology.reconstruction(seed, mask,
         footprint=disk(1))``, value for value."""
-        seed = np.asarray(seed, dtype=np.float64).ravel()[self.order]
-        sorted_out = np.empty(seed.size)
-        _reconstruct(self.above, self.sorted_mask, seed, sorted_out)
+        seed = np.ascontiguousarray(seed, dtype=np.float64).ravel()
         out = np.empty(seed.size)
-        out[self.order] = sorted_out
+        _reconstruct(self.order, self.above, self.sorted_mask, seed, out)
         return out.reshape(self.mask.shape)
