@@ -1,13 +1,14 @@
 """A plate run's stage split with ``--features full``: measurement against segmentation.
 
-    python benchmarks/measure_plate.py --fields 8 --before ../main-before
+    python benchmarks/measure_plate.py --fields 8 --before ../main-older ../main-before
 
 Builds a two-channel plate (one field per well) from the mnfinder images (the test split in
 ``../shared/data/mnfinder``, else ``tests/data/mnfinder``): ``DNA`` is an image, ``Other``
 the next image of the same size (real pixels of another field), both 16-bit. Runs
 ``cellseg-hcs run PLATE --features full --workers 1`` with the code of this checkout and,
-with ``--before CHECKOUT``, with that checkout's code (PYTHONPATH decides which package is
-imported), and sums the per-field seconds each run wrote to images.parquet. The issue's bar:
+with ``--before CHECKOUT [CHECKOUT...]``, with each of those checkouts' code (PYTHONPATH
+decides which package is imported), and sums the per-field seconds each run wrote to
+images.parquet. The issue's bar:
 sum(Seconds_Measure) <= 0.5 * sum(Seconds_Predict + Seconds_Postprocess).
 
 Writes ``benchmarks/results/measure_plate.json`` and the table between the markers in
@@ -122,17 +123,24 @@ def table(runs: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=8)
-    parser.add_argument("--before", type=Path, default=None, help="checkout to compare with")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="checkouts to compare with (git worktrees of earlier commits), oldest first",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/measure_plate.json")
     parser.add_argument("--readme", type=Path, default=REPO / "benchmarks/README.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         runs = []
-        checkouts = [("before", args.before)] if args.before else []
+        checkouts = [("before", checkout) for checkout in args.before]
         for label, checkout in [*checkouts, ("after", REPO)]:
-            plate = Path(folder) / f"plate-{label}.zarr"  # a run writes labels into it
+            name = f"{label}-{len(runs)}"
+            plate = Path(folder) / f"plate-{name}.zarr"  # a run writes labels into it
             make_plate(plate, args.fields)
-            run = run_plate(checkout, plate, Path(folder) / f"out-{label}")
+            run = run_plate(checkout, plate, Path(folder) / f"out-{name}")
             run["label"] = label
             runs.append(run)
             print(json.dumps(run), flush=True)
