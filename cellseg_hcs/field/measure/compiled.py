@@ -22,10 +22,14 @@ def jit(function):
 
 
 @jit
-def propagate(table, steps, seeds, distance):
-    """Shortest paths within objects from ``seeds`` (label-correcting, first in first out):
-    ``table[d, i]`` is pixel ``i``'s neighbour in direction ``d`` (-1: none), ``steps[d]``
-    that step's length; ``distance`` (inf everywhere) is filled in place."""
+def propagate(position, places, owner, offsets, steps, seeds, distance):
+    """Shortest paths within objects from ``seeds`` (label-correcting, first in first out).
+
+    Pixel ``i`` sits at ``places[i]`` of a padded flat image in which ``position`` gives
+    each place's pixel (-1: none); its neighbour in direction ``d`` is at ``places[i] +
+    offsets[d]``, a step of ``steps[d]``, and counts when it belongs to the same object
+    (``owner``). ``distance`` (inf everywhere) is filled in place.
+    """
     size = distance.size
     capacity = size + 1
     queue = np.empty(capacity, np.int64)
@@ -43,9 +47,11 @@ def propagate(table, steps, seeds, distance):
         head = head + 1 if head + 1 < capacity else 0
         queued[pixel] = False
         here = distance[pixel]
-        for direction in range(table.shape[0]):
-            other = table[direction, pixel]
-            if other < 0:
+        place = places[pixel]
+        mine = owner[pixel]
+        for direction in range(offsets.size):
+            other = position[place + offsets[direction]]
+            if other < 0 or owner[other] != mine:
                 continue
             candidate = here + steps[direction]
             if candidate < distance[other]:

@@ -271,14 +271,7 @@ def neighbours_8(objects: FieldObjects) -> np.ndarray:
     -1 where the neighbour is outside the image or not of the object."""
 
     def make() -> np.ndarray:
-        height, width = objects.shape
-        # Positions in the image padded by a pixel (int32 where they fit): no neighbour
-        # falls outside, and the padding says -1.
-        stride = width + 2
-        kind = np.int32 if objects.pixels.size < 2**31 else np.int64
-        position = np.full((height + 2) * stride, -1, kind)
-        padded = (objects.rows + 1) * stride + objects.cols + 1
-        position[padded] = np.arange(objects.pixels.size, dtype=kind)
+        position, padded, stride = _padded_positions(objects)
         out = np.empty((8, objects.pixels.size), np.int64)
         own = objects.pixel_labels
         for index, (dy, dx) in enumerate(DIRECTIONS_8):
@@ -289,6 +282,19 @@ def neighbours_8(objects: FieldObjects) -> np.ndarray:
         return out
 
     return objects.cached("neighbours 8", make)
+
+
+def _padded_positions(objects: FieldObjects) -> tuple[np.ndarray, np.ndarray, int]:
+    """The image padded by a pixel, flat: each place's index in :attr:`FieldObjects.pixels`
+    (-1 where no object is; int32 where it fits), each pixel's place, and the row stride. No
+    neighbour of an object pixel falls outside it."""
+    height, width = objects.shape
+    stride = width + 2
+    kind = np.int32 if objects.pixels.size < 2**31 else np.int64
+    position = np.full((height + 2) * stride, -1, kind)
+    places = (objects.rows + 1) * stride + objects.cols + 1
+    position[places] = np.arange(objects.pixels.size, dtype=kind)
+    return position, places, stride
 
 
 def geodesic_distances(objects: FieldObjects, seeds: np.ndarray) -> np.ndarray:
@@ -304,13 +310,17 @@ def geodesic_distances(objects: FieldObjects, seeds: np.ndarray) -> np.ndarray:
 
     ``seeds``: one index into :attr:`FieldObjects.pixels` per object.
     """
-    table = neighbours_8(objects)
     steps = np.array([np.sqrt(dy * dy + dx * dx) for dy, dx in DIRECTIONS_8])
     distance = np.full(objects.pixels.size, np.inf)
     if compiled.AVAILABLE:  # the same fixed point, one pixel at a time
-        compiled.propagate(table, steps, np.asarray(seeds, np.int64), distance)
+        position, places, stride = _padded_positions(objects)
+        offsets = np.array([dy * stride + dx for dy, dx in DIRECTIONS_8], np.int64)
+        owner = objects.pixel_labels
+        seeds = np.asarray(seeds, np.int64)
+        compiled.propagate(position, places, owner, offsets, steps, seeds, distance)
         distance[np.isinf(distance)] = -1.0
         return distance
+    table = neighbours_8(objects)
     distance[seeds] = 0.0
     front = np.asarray(seeds, np.int64)
     last_seen = np.zeros(objects.pixels.size, np.int64)
