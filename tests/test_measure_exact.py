@@ -58,8 +58,13 @@ def _shapes(seed: int) -> np.ndarray:
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
+@pytest.mark.parametrize("numba", [True, False])  # compiled kernels, and the fallbacks
 @pytest.mark.parametrize("seed", range(4))
-def test_shape_equals_regionprops_for_every_object(seed):
+def test_shape_equals_regionprops_for_every_object(seed, numba, monkeypatch):
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    monkeypatch.setattr(compiled, "AVAILABLE", numba)
     labels = _shapes(seed)
     ours = measure_shape(FieldObjects(labels, {}), advanced=True)
     props = regionprops(labels)

@@ -116,3 +116,47 @@ def squared_distances(mask):
             v = sites[k]
             out[row, x] = (x - v) * (x - v) + f[v] * f[v]
     return out
+
+
+@jit
+def euler_numbers(labels, count, coefficients):
+    """Each object's Euler number from its 2 x 2 patterns: every window of the image
+    padded by a pixel adds, for each object in it, ``coefficients[code]`` where the code
+    sums 1 (bottom right), 4 (bottom left), 2 (top right) and 8 (top left) over the
+    window's pixels of that object."""
+    height, width = labels.shape
+    total = np.zeros(count)
+    for row in range(-1, height):
+        for col in range(-1, width):
+            top = row >= 0
+            bottom = row + 1 < height
+            left = col >= 0
+            right = col + 1 < width
+            top_left = labels[row, col] if top and left else 0
+            top_right = labels[row, col + 1] if top and right else 0
+            bottom_left = labels[row + 1, col] if bottom and left else 0
+            bottom_right = labels[row + 1, col + 1] if bottom and right else 0
+            if top_left == 0 and top_right == 0 and bottom_left == 0 and bottom_right == 0:
+                continue
+            corners = (bottom_right, bottom_left, top_right, top_left)
+            for first in range(4):
+                label = corners[first]
+                if label == 0:
+                    continue
+                seen = False
+                for earlier in range(first):
+                    if corners[earlier] == label:
+                        seen = True
+                if seen:
+                    continue
+                code = 0
+                if bottom_right == label:
+                    code += 1
+                if bottom_left == label:
+                    code += 4
+                if top_right == label:
+                    code += 2
+                if top_left == label:
+                    code += 8
+                total[label - 1] += coefficients[code]
+    return total
