@@ -81,7 +81,12 @@ def object_table(
     table = measure_objects(
         labels, planes, object_name=name, features=features, metadata=metadata, images=images
     )
-    present = np.unique(labels[labels > 0])
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "ui" and labels.size:  # numbers present, without sorting pixels
+        present = np.flatnonzero(np.bincount(labels.ravel().astype(np.intp, copy=False)))
+        present = present[present > 0]
+    else:
+        present = np.unique(labels[labels > 0])
     count = int(present.max()) if count is None and present.size else int(count or 0)
     if present.size == count:
         return table
