@@ -17,9 +17,9 @@ their right parent nucleus, and the per-nucleus count agreement. Rows:
 
 ``--choose`` picks the micronuclei's decoding (foreground threshold, peak height, minimum
 size and score) by pooled F1 at IoU >= 0.3 (then parent accuracy), then the parent rule, on
-the splits given, from maps predicted once (``tune_micronuclei``), and prints them
-(results/micronuclei_rule.md says on which splits). The test split is read only when named
-in ``--splits``: after the decision.
+the splits given, from maps predicted once, scored image by image (``MicronucleiTuner``),
+and prints them (results/micronuclei_rule.md says on which splits). The test split is read
+only when named in ``--splits``: after the decision.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from cellseg_hcs.field.pipeline import FieldPipeline
 from cellseg_hcs.settings import FieldSettings
 from cellseg_hcs.training.micronuclei import (
     MicronucleiFolders,
+    MicronucleiTuner,
     MicronucleusScores,
     classic_micronuclei,
-    tune_micronuclei,
 )
 
 KEYS = (
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = FieldPipeline(settings, model=model, runtime=runtime)
     has_micronuclei = "Micronuclei" in model.info.class_objects.values()
     rows = []
-    cached = []
+    # The choice scores every decoding image by image (no image's maps are kept).
+    tuner = MicronucleiTuner(model) if args.choose and has_micronuclei else None
     for split in args.splits.split(","):
         data = split_data(args.data, split)
         methods = {name: MicronucleusScores() for name in ("cellseg-hcs", "classic")}
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         for truth in data:
             found = predicted(model, pipeline, truth)
-            cached.append((truth, found))
+            if tuner is not None:
+                tuner.add(truth, found["maps"], found["nuclei"])
             true_objects = (truth.nuclei, truth.micronuclei, truth.parents)
             if has_micronuclei:
                 methods["cellseg-hcs"].add(
@@ -145,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
         "rows": rows,
     }
-    if args.choose and has_micronuclei:
-        result["chosen"] = choose(model, cached)
+    if tuner is not None:
+        result["chosen"] = choose(tuner)
         print("chosen:", json.dumps(result["chosen"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
@@ -154,13 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def choose(model, cached: list) -> dict:
-    """The micronuclei decoding and parent rule chosen on the ``cached`` images
-    (:func:`~cellseg_hcs.training.micronuclei.tune_micronuclei`)."""
-    truths = [truth for truth, _ in cached]
-    maps = [found["maps"] for _, found in cached]
-    nuclei = [found["nuclei"] for _, found in cached]
-    tuned = tune_micronuclei(model, truths, maps, nuclei)
+def choose(tuner: MicronucleiTuner) -> dict:
+    """The micronuclei decoding and parent rule chosen on the images the tuner scored
+    (:class:`~cellseg_hcs.training.micronuclei.MicronucleiTuner`)."""
+    tuned = tuner.choose()
     return {
         "settings": tuned["settings"],
         "scores": {k: round(float(tuned["scores"][k]), 4) for k in KEYS},
