@@ -189,8 +189,8 @@ def measure_objects(
     images:
         An empty dict to pass again, with the same ``channels``, for every object set of the
         field (nuclei, cells, cytoplasm): what depends on the images alone (granularity's
-        reconstructions, Costes' thresholds, the channels scaled as CellProfiler's) is then computed
-        once. One dict per field.
+        reconstructions, Costes' thresholds, the channels scaled as CellProfiler's) is then
+        computed once. One dict per field.
 
     Returns
     -------
