@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .measure import measure_objects
+from .measure.objects import present_numbers
 
 COMPARTMENTS = ("Cells", "Cytoplasm")  # measured beside the primary objects, in this order
 
@@ -81,12 +82,7 @@ def object_table(
     table = measure_objects(
         labels, planes, object_name=name, features=features, metadata=metadata, images=images
     )
-    labels = np.asarray(labels)
-    if labels.dtype.kind in "ui" and labels.size:  # numbers present, without sorting pixels
-        present = np.flatnonzero(np.bincount(labels.ravel().astype(np.intp, copy=False)))
-        present = present[present > 0]
-    else:
-        present = np.unique(labels[labels > 0])
+    present = present_numbers(labels)
     count = int(present.max()) if count is None and present.size else int(count or 0)
     if present.size == count:
         return table

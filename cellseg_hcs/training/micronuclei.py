@@ -367,15 +367,14 @@ class MicronucleiTuner:
         """Score every decoding and parent rule on one image: its truth, the model's maps
         there and its nuclei."""
         context = _ImageContext(truth, nuclei)
-        foregrounds: dict = {}
         seen: dict = {}
+        made_for = foreground = None  # the set's foreground, once per class threshold
         for class_threshold, split_choice, choices in self.choices():
-            if class_threshold not in foregrounds:
-                foregrounds.clear()
-                foregrounds[class_threshold] = set_foreground(
+            if foreground is None or class_threshold != made_for:
+                made_for = class_threshold
+                foreground = set_foreground(
                     maps, self.info, self.object_set, nuclei, class_threshold
                 )
-            foreground = foregrounds[class_threshold]
             base, _ = object_set_settings(self.info, self.object_set, split_choice)
             found = split_objects(foreground, maps[1], base)
             for choice in choices:

@@ -18,16 +18,21 @@ from scipy import ndimage as ndi
 from . import compiled
 
 
-def numbered(labels: np.ndarray) -> np.ndarray:
-    """Labels renumbered ``1..N`` in the order of their numbers (gaps closed), as int32."""
+def present_numbers(labels: np.ndarray) -> np.ndarray:
+    """The object numbers (above 0) that ``labels`` holds, ascending."""
+    labels = np.asarray(labels)
     top = int(labels.max()) if labels.size else 0
     table = labels.dtype.kind == "u" or (labels.dtype.kind == "i" and labels.min() >= 0)
     if table and 0 < top <= max(labels.size, 2**16):
         # A table of the numbers present: linear, where np.unique sorts or hashes.
-        ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
-    else:
-        ids = np.unique(labels)
-        ids = ids[ids > 0]
+        return np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
+    ids = np.unique(labels)
+    return ids[ids > 0]
+
+
+def numbered(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered ``1..N`` in the order of their numbers (gaps closed), as int32."""
+    ids = present_numbers(labels)
     if ids.size and ids[-1] != ids.size:
         lookup = np.zeros(int(ids[-1]) + 1, dtype=np.int32)
         lookup[ids] = np.arange(1, ids.size + 1)
