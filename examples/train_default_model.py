@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="learn nucleus and micronucleus classes; micronuclei become their own objects",
     )
+    parser.add_argument(
+        "--foreground-by-class",
+        action="store_true",
+        help="with --micronuclei: weigh micronucleus pixels in the foreground and second-map "
+        "losses by their class weight (about 5.6x), not only in the class loss",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -140,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         target=args.target,
         keep=args.keep,
         class_objects=class_objects,
+        foreground_by_class=args.foreground_by_class,
         augment=AugmentSettings(
             density_probability=args.density,
             touching_probability=args.touching,

@@ -77,6 +77,28 @@ def test_class_loss_is_the_weighted_cross_entropy_over_object_pixels_only():
     torch.testing.assert_close(with_classes - base, expected)
 
 
+def test_foreground_by_class_weighs_each_object_pixel_of_the_maps_by_its_class():
+    torch.manual_seed(1)
+    raw = torch.randn(1, 4, 3, 3)
+    logits = torch.cat([raw[:, :2], class_logits(raw[:, 2:])], dim=1)
+    targets = torch.zeros(1, 3, 3, 3)
+    targets[:, 2] = torch.tensor([[-1, 0, 0], [1, -1, 0], [-1, -1, 1]])
+    targets[:, 0] = (targets[:, 2] >= 0).float()
+    targets[:, 1] = targets[:, 0] * 0.5
+    weights = torch.tensor([1.0, 4.0])
+    plain = instance_loss(logits, targets, class_weights=weights)
+    weighted = instance_loss(logits, targets, class_weights=weights, foreground_by_class=True)
+    # by hand: the two BCE terms' per-pixel losses, class-1 pixels times 4, mean over 9 pixels
+    pixel = torch.tensor([[1.0, 1, 1], [4, 1, 1], [1, 1, 4]])
+    fg = F.binary_cross_entropy_with_logits(logits[0, 0], targets[0, 0], reduction="none")
+    dist = F.binary_cross_entropy_with_logits(logits[0, 1], targets[0, 1], reduction="none")
+    extra = ((pixel - 1) * (fg + 2 * dist)).mean()
+    torch.testing.assert_close(weighted - plain, extra)
+    assert instance_loss(logits, targets[:, :2], foreground_by_class=True) == instance_loss(
+        logits, targets[:, :2]
+    )
+
+
 def test_a_head_extended_with_classes_keeps_its_maps_and_starts_undecided():
     torch.manual_seed(0)
     plain = UNet(in_channels=1, out_channels=2, depth=3, width=4).eval()

@@ -68,7 +68,9 @@ class TrainSettings:
     the objects' pixels, each pixel weighted by its class's pixel frequency in the training
     set to the power ``-class_balance`` (0: unweighted; 1: every class weighs the same; the
     default 0.5 lifts micronuclei, 5% of the foreground, about 4x against nuclei), times
-    ``class_weight``.
+    ``class_weight``. With ``foreground_by_class``, the foreground and second-map terms weigh
+    each object pixel by its class's weight too (background pixels weigh 1), so that a rare
+    class's pixels count in the maps as much as in the class loss.
     """
 
     epochs: int = 50
@@ -92,6 +94,7 @@ class TrainSettings:
     class_objects: dict[str, str] = field(default_factory=dict)
     class_weight: float = 1.0
     class_balance: float = 0.5
+    foreground_by_class: bool = False
 
 
 class PatchSampler:
@@ -228,6 +231,7 @@ def instance_loss(
     distance_weight: float = 2.0,
     class_weights: torch.Tensor | None = None,
     class_weight: float = 1.0,
+    foreground_by_class: bool = False,
 ) -> torch.Tensor:
     """BCE + soft Dice on the foreground, plus BCE of the second map (centre or distance).
 
@@ -235,13 +239,20 @@ def instance_loss(
     :func:`~cellseg_hcs.training.targets.class_index`), plus ``class_weight`` times the
     cross-entropy of the class channels (the network's last ones, whose ``logsigmoid`` is
     ``log_softmax``: see :func:`~cellseg_hcs.model.unet.class_logits`) over the object
-    pixels, a pixel of class ``k`` weighted ``class_weights[k]`` (weighted mean).
+    pixels, a pixel of class ``k`` weighted ``class_weights[k]`` (weighted mean). With
+    ``foreground_by_class`` the two BCE terms weigh a pixel of class ``k`` by
+    ``class_weights[k]`` as well, and every other pixel by 1 (mean over all pixels).
     """
-    base = _instance_terms(logits, targets, distance_weight)
     if targets.shape[1] < 3:
-        return base
+        return _instance_terms(logits, targets, distance_weight)
     index = targets[:, 2].long()
     labelled = index != NO_CLASS
+    pixel_weights = None
+    if foreground_by_class and class_weights is not None:
+        pixel_weights = torch.where(
+            labelled, class_weights.to(logits.dtype)[index.clamp(min=0)], 1.0
+        )
+    base = _instance_terms(logits, targets, distance_weight, pixel_weights)
     if not labelled.any():
         return base + 0.0 * logits[:, 2:].sum()
     log_probabilities = F.logsigmoid(logits[:, 2:])
@@ -256,15 +267,18 @@ def instance_loss(
 
 
 def _instance_terms(
-    logits: torch.Tensor, targets: torch.Tensor, distance_weight: float
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    distance_weight: float,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     foreground, distance = targets[:, 0], targets[:, 1]
     fg_logits = logits[:, 0]
-    bce = F.binary_cross_entropy_with_logits(fg_logits, foreground)
+    bce = F.binary_cross_entropy_with_logits(fg_logits, foreground, weight=pixel_weights)
     prob = torch.sigmoid(fg_logits)
     dims = (1, 2)
     dice = 1 - (2 * (prob * foreground).sum(dims) + 1) / (prob.sum(dims) + foreground.sum(dims) + 1)
-    distance_term = F.binary_cross_entropy_with_logits(logits[:, 1], distance)
+    distance_term = F.binary_cross_entropy_with_logits(logits[:, 1], distance, weight=pixel_weights)
     return bce + dice.mean() + distance_weight * distance_term
 
 
@@ -386,7 +400,12 @@ def train(
                 x, y = batches.get()
                 x = x.contiguous(memory_format=torch.channels_last)
                 loss = instance_loss(
-                    network(x), y, settings.distance_weight, class_weights, settings.class_weight
+                    network(x),
+                    y,
+                    settings.distance_weight,
+                    class_weights,
+                    settings.class_weight,
+                    settings.foreground_by_class,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
