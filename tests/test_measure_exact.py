@@ -181,11 +181,16 @@ def test_distances_to_edge_are_the_same_without_numba(monkeypatch):
     np.testing.assert_array_equal(compiled_ones, scipys)
 
 
+@pytest.mark.parametrize("numba", [True, False])  # the compiled kernel, and scipy's filters
 @pytest.mark.parametrize("shape", [(32, 32), (135, 135), (3, 50), (50, 3), (21, 5)])
 @pytest.mark.parametrize("radius", [1, 3, 10])
-def test_opening_by_a_disk_equals_skimages(shape, radius):
+def test_opening_by_a_disk_equals_skimages(shape, radius, numba, monkeypatch):
     from skimage.morphology import dilation, disk, erosion
 
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    monkeypatch.setattr(compiled, "AVAILABLE", numba)
     image = np.random.default_rng(radius).random(shape)
     image[: shape[0] // 2] = np.round(image[: shape[0] // 2] * 4)  # ties too
     element = disk(radius, dtype=bool)
@@ -193,11 +198,18 @@ def test_opening_by_a_disk_equals_skimages(shape, radius):
     np.testing.assert_array_equal(opened_by_disk(image, radius), expected)
 
 
-def test_opening_by_a_disk_of_an_image_thinner_than_three_pixels_stays_in_its_values():
+def test_opening_by_a_disk_of_an_image_thinner_than_three_pixels_stays_in_its_values(
+    monkeypatch,
+):
     # scipy's filter reads outside such an image (values like 1e-322 come back); the
-    # reflected image is used here.
+    # reflected image is used here, and both paths give the same.
+    from cellseg_hcs.field.measure import compiled
+
     image = np.array([[0.1, 0.5], [0.9, 0.3]])
-    assert np.all(np.isin(opened_by_disk(image, 10), image))
+    compiled_one = opened_by_disk(image, 10)
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
+    np.testing.assert_array_equal(opened_by_disk(image, 10), compiled_one)
+    assert np.all(np.isin(compiled_one, image))
 
 
 @pytest.mark.parametrize("size", [2, 3, 8193, 1_000_003])
@@ -257,3 +269,18 @@ def test_geodesic_distances_equal_centrosomes_propagation_object_by_object(numba
         span = slice(objects.starts[index], objects.starts[index] + objects.areas[index])
         np.testing.assert_array_equal(ours[span], expected[mask])
     assert np.any(ours == -1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_granularitys_object_weights_are_the_same_compiled_and_in_numpy(seed, monkeypatch):
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.granularity import _Grid
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    labels = _shapes(seed)
+    compiled_ones = _Grid(FieldObjects(labels, {})).object_means
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
+    numpys = _Grid(FieldObjects(labels, {})).object_means
+    np.testing.assert_array_equal(compiled_ones.indptr, numpys.indptr)
+    np.testing.assert_array_equal(compiled_ones.indices, numpys.indices)
+    np.testing.assert_array_equal(compiled_ones.data, numpys.data)  # same sums, same order

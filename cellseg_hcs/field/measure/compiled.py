@@ -160,3 +160,108 @@ def euler_numbers(labels, count, coefficients):
                     code += 8
                 total[label - 1] += coefficients[code]
     return total
+
+
+@jit
+def _reflected(index, size):
+    """``index`` in an axis of ``size`` reflected at its edges, the edge repeated (scipy's
+    ``"reflect"``), however far outside."""
+    period = 2 * size
+    index %= period
+    return period - 1 - index if index >= size else index
+
+
+@jit
+def disk_extreme(image, halves, minimum):
+    """The minimum (``minimum``) or maximum of ``image`` (2-D float) over a footprint of
+    centred rows, row ``d`` spanning ``halves[d]`` pixels either side, reflected border:
+    a grey erosion or dilation by a disk. The running extreme of half-width ``h`` along
+    the rows is the one of ``h - 1`` and the two pixels ``h`` away; each output pixel
+    is then the extreme of one running extreme per footprint row."""
+    height, width = image.shape
+    reach = 0
+    for half in halves:
+        reach = max(reach, half)
+    runs = np.empty((reach + 1, height, width))
+    runs[0] = image
+    for half in range(1, reach + 1):
+        for row in range(height):
+            for column in range(width):
+                value = runs[half - 1, row, column]
+                left = image[row, _reflected(column - half, width)]
+                right = image[row, _reflected(column + half, width)]
+                if minimum:
+                    value = min(value, left, right)
+                else:
+                    value = max(value, left, right)
+                runs[half, row, column] = value
+    radius = halves.size // 2
+    out = np.empty_like(image)
+    for row in range(height):
+        for column in range(width):
+            value = runs[halves[0], _reflected(row - radius, height), column]
+            for d in range(1, halves.size):
+                other = runs[halves[d], _reflected(row - radius + d, height), column]
+                value = min(value, other) if minimum else max(value, other)
+            out[row, column] = value
+    return out
+
+
+@jit
+def bilinear_weights(rows, cols, starts, areas, scale_y, scale_x):
+    """Each object's weights on the grid points of its box (``(rows, cols) * scale``
+    mapped onto a coarser grid, four bilinear corners per pixel, each pixel weighing
+    1 / area): the same sums, in the same order, as one ``bincount`` per corner added up.
+
+    Returns the flat weights, each box's top row, left column, width and first place.
+    """
+    count = starts.size
+    size = rows.size
+    row0 = np.empty(size, np.int64)
+    col0 = np.empty(size, np.int64)
+    row_part = np.empty(size)
+    col_part = np.empty(size)
+    top = np.empty(count, np.int64)
+    left = np.empty(count, np.int64)
+    widths = np.empty(count, np.int64)
+    pointers = np.zeros(count + 1, np.int64)
+    for index in range(count):
+        first = starts[index]
+        low_row = low_col = np.iinfo(np.int64).max
+        high_row = high_col = np.iinfo(np.int64).min
+        for pixel in range(first, first + areas[index]):
+            y = rows[pixel] * scale_y
+            x = cols[pixel] * scale_x
+            y0 = np.floor(y)
+            x0 = np.floor(x)
+            row_part[pixel] = y - y0
+            col_part[pixel] = x - x0
+            row0[pixel] = int(y0)
+            col0[pixel] = int(x0)
+            low_row = min(low_row, row0[pixel])
+            high_row = max(high_row, row0[pixel])
+            low_col = min(low_col, col0[pixel])
+            high_col = max(high_col, col0[pixel])
+        top[index] = low_row
+        left[index] = low_col
+        widths[index] = high_col - low_col + 2  # one more for the far corners
+        pointers[index + 1] = pointers[index] + (high_row - low_row + 2) * widths[index]
+    weights = np.zeros(pointers[count])
+    corner = np.empty(pointers[count])
+    for dy in range(2):
+        for dx in range(2):
+            corner[:] = 0.0
+            for index in range(count):
+                first = starts[index]
+                share = 1.0 / areas[index]
+                for pixel in range(first, first + areas[index]):
+                    wy = row_part[pixel] if dy else 1 - row_part[pixel]
+                    wx = col_part[pixel] if dx else 1 - col_part[pixel]
+                    place = (
+                        pointers[index]
+                        + (row0[pixel] - top[index] + dy) * widths[index]
+                        + (col0[pixel] - left[index] + dx)
+                    )
+                    corner[place] += wy * wx * share
+            weights += corner
+    return weights, top, left, widths, pointers

@@ -79,28 +79,17 @@ class _Grid:
         rows_ = len(np.arange(0, self.sample_shape[0]))
         cols_ = len(np.arange(0, self.sample_shape[1]))
         # As CellProfiler maps full-size pixels onto the sample grid.
-        y = objects.rows.astype(float) * (float(self.sample_shape[0] - 1) / float(height - 1))
-        x = objects.cols.astype(float) * (float(self.sample_shape[1] - 1) / float(width - 1))
-        y0, x0 = np.floor(y), np.floor(x)
-        fy, fx = y - y0, x - x0
-        y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
-        share = 1.0 / objects.spread(objects.areas.astype(np.float64))
-        # Each object's box on the sample grid, one more row and column for the far corners.
-        top, left = objects.minimum(y0), objects.minimum(x0)
-        widths = objects.maximum(x0) - left + 2
-        sizes = (objects.maximum(y0) - top + 2) * widths
-        pointers = np.concatenate(([0], np.cumsum(sizes)))
-        owner = objects.pixel_labels - 1
-        width_of = widths[owner]
-        cell = pointers[owner] + (y0 - top[owner]) * width_of + (x0 - left[owner])
-        weights = np.zeros(int(pointers[-1]))
-        for dy, wy, dx, wx in (
-            (0, 1 - fy, 0, 1 - fx),
-            (0, 1 - fy, 1, fx),
-            (1, fy, 0, 1 - fx),
-            (1, fy, 1, fx),
-        ):
-            weights += np.bincount(cell + dy * width_of + dx, wy * wx * share, weights.size)
+        scale_y = float(self.sample_shape[0] - 1) / float(height - 1)
+        scale_x = float(self.sample_shape[1] - 1) / float(width - 1)
+        if compiled.AVAILABLE:
+            weights, top, left, widths, pointers = compiled.bilinear_weights(
+                objects.rows, objects.cols, objects.starts, objects.areas, scale_y, scale_x
+            )
+            sizes = np.diff(pointers)
+        else:
+            weights, top, left, widths, sizes, pointers = _bilinear_weights(
+                objects, scale_y, scale_x
+            )
         box = np.repeat(np.arange(objects.count), sizes)
         local = np.arange(weights.size) - pointers[box]
         # A corner past the grid's edge has weight 0: point it anywhere inside.
@@ -109,6 +98,33 @@ class _Grid:
         return sparse.csr_matrix(
             (weights, row * cols_ + column, pointers), shape=(objects.count, rows_ * cols_)
         )
+
+
+def _bilinear_weights(objects: FieldObjects, scale_y: float, scale_x: float) -> tuple:
+    """:func:`.compiled.bilinear_weights` in numpy: one ``bincount`` per corner."""
+    y = objects.rows.astype(float) * scale_y
+    x = objects.cols.astype(float) * scale_x
+    y0, x0 = np.floor(y), np.floor(x)
+    fy, fx = y - y0, x - x0
+    y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
+    share = 1.0 / objects.spread(objects.areas.astype(np.float64))
+    # Each object's box on the sample grid, one more row and column for the far corners.
+    top, left = objects.minimum(y0), objects.minimum(x0)
+    widths = objects.maximum(x0) - left + 2
+    sizes = (objects.maximum(y0) - top + 2) * widths
+    pointers = np.concatenate(([0], np.cumsum(sizes)))
+    owner = objects.pixel_labels - 1
+    width_of = widths[owner]
+    cell = pointers[owner] + (y0 - top[owner]) * width_of + (x0 - left[owner])
+    weights = np.zeros(int(pointers[-1]))
+    for dy, wy, dx, wx in (
+        (0, 1 - fy, 0, 1 - fx),
+        (0, 1 - fy, 1, fx),
+        (1, fy, 0, 1 - fx),
+        (1, fy, 1, fx),
+    ):
+        weights += np.bincount(cell + dy * width_of + dx, wy * wx * share, weights.size)
+    return weights, top, left, widths, sizes, pointers
 
 
 def _spectrum(objects: FieldObjects, grid: _Grid, name: str) -> np.ndarray:
@@ -139,8 +155,10 @@ def _openings(grid: _Grid, name: str) -> np.ndarray:
     up_cols *= float(grid.background_shape[1] - 1) / float(grid.sample_shape[1] - 1)
     pixels -= ndi.map_coordinates(background, (up_rows, up_cols), order=1)
     pixels[pixels < 0] = 0
+    if compiled.AVAILABLE:  # every step in one compiled loop
+        return reconstruction.MaxTree(pixels).openings(SPECTRUM_LENGTH)
     opened = np.empty((SPECTRUM_LENGTH, pixels.size))
-    for step, image in enumerate(openings_by_reconstruction(pixels, SPECTRUM_LENGTH)):
+    for step, image in enumerate(openings_by_skimage(pixels, SPECTRUM_LENGTH)):
         opened[step] = image.ravel()
     return opened
 
@@ -148,11 +166,17 @@ def _openings(grid: _Grid, name: str) -> np.ndarray:
 def opened_by_disk(image: np.ndarray, radius: int) -> np.ndarray:
     """skimage's ``dilation(erosion(image, disk(radius)), disk(radius))`` (reflected
     border), value for value: the disk's rows are horizontal segments, so each filter is
-    the extreme over its rows of one-dimensional running extremes (van Herk's, in scipy),
-    not a pass over the disk's every pixel at every pixel."""
+    the extreme over its rows of one-dimensional running extremes, not a pass over the
+    disk's every pixel at every pixel. Compiled (:func:`.compiled.disk_extreme`: the
+    running extremes of every half-width, grown one pixel at a time), else with scipy's
+    one-dimensional filters, one call per row of the disk."""
     from skimage.morphology import disk
 
     widths = disk(radius, dtype=bool).sum(axis=1)
+    if compiled.AVAILABLE:
+        image = np.ascontiguousarray(image, dtype=np.float64)
+        halves = (widths.astype(np.int64) - 1) // 2
+        return compiled.disk_extreme(compiled.disk_extreme(image, halves, True), halves, False)
     eroded = _by_rows(image, widths, ndi.minimum_filter1d, np.minimum)
     return _by_rows(eroded, widths, ndi.maximum_filter1d, np.maximum)
 
@@ -185,11 +209,8 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
     same: a pixel's reflection is itself).
     """
     if compiled.AVAILABLE:
-        tree = reconstruction.MaxTree(image)
-        seed = np.asarray(image, dtype=np.float64)
-        for _ in range(count):
-            seed = _eroded_by_cross(seed)
-            yield tree.reconstruct(seed)
+        for opened in reconstruction.MaxTree(image).openings(count):
+            yield opened.reshape(np.shape(image))
         return
     yield from openings_by_skimage(image, count)
 

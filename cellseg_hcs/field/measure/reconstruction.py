@@ -98,6 +98,60 @@ def _reconstruct(order, above, mask, seed, out):
         out[order[index]] = top[index]
 
 
+@_jit
+def _eroded_by_cross(image):
+    """The minimum over each pixel and its 4-neighbours inside the image."""
+    height, width = image.shape
+    out = np.empty_like(image)
+    for row in range(height):
+        for column in range(width):
+            value = image[row, column]
+            if row > 0 and image[row - 1, column] < value:
+                value = image[row - 1, column]
+            if row < height - 1 and image[row + 1, column] < value:
+                value = image[row + 1, column]
+            if column > 0 and image[row, column - 1] < value:
+                value = image[row, column - 1]
+            if column < width - 1 and image[row, column + 1] < value:
+                value = image[row, column + 1]
+            out[row, column] = value
+    return out
+
+
+@_jit
+def _openings(order, above, mask, image, out):
+    """``out[p, k]``: ``image`` eroded ``k + 1`` times by a cross, reconstructed under the
+    mask (whose passes' arrays are ``order``, ``above``, ``mask``), at flat pixel ``p``.
+    The seeds are erosions of the image, not of earlier reconstructions, so every seed
+    runs through the same two passes together: a node's values sit side by side."""
+    size, count = out.shape
+    seed = image
+    for step in range(count):  # the seeds, by pixel, in ``out`` for now
+        seed = _eroded_by_cross(seed)
+        out[:, step] = seed.ravel()
+    top = np.empty((size, count))
+    for index in range(size):
+        top[index] = out[order[index]]
+    # max and min rather than comparisons and branches: the steps' loops vectorize.
+    for index in range(size):  # children come before their parents
+        parent = above[index]
+        for step in range(count):
+            top[parent, step] = max(top[parent, step], top[index, step])
+    for index in range(size - 1, -1, -1):  # parents first, from the root
+        parent = above[index]
+        level = mask[index]
+        if parent == index:
+            for step in range(count):
+                top[index, step] = min(level, top[index, step])
+            continue
+        for step in range(count):
+            top[index, step] = max(min(level, top[index, step]), top[parent, step])
+    for index in range(size):
+        pixel = order[index]
+        for step in range(count):
+            out[pixel, step] = top[index, step]
+
+
 class MaxTree:
     """The max-tree of ``mask`` (2-D), for reconstructions by dilation under it.
 
@@ -113,7 +167,7 @@ class MaxTree:
             raise RuntimeError("numba is not installed")
         self.mask = np.ascontiguousarray(mask, dtype=np.float64)
         flat = self.mask.ravel()
-        self.order = np.argsort(-flat, kind="stable")
+        self.order = np.argsort(-flat)  # any order of equal pixels gives the same
         parent = _build(self.order, *self.mask.shape)
         kind = np.int32 if flat.size < 2**31 else np.int64
         place = np.empty(flat.size, kind)
@@ -130,3 +184,12 @@ class MaxTree:
         out = np.empty(seed.size)
         _reconstruct(self.order, self.above, self.sorted_mask, seed, out)
         return out.reshape(self.mask.shape)
+
+    def openings(self, count: int) -> np.ndarray:
+        """``(count, pixels)``: the mask eroded 1..``count`` times by a cross (4-neighbours
+        inside the image), each reconstructed under the mask: granularity's openings by
+        reconstruction, flat, in one compiled loop (a view of a ``(pixels, count)``
+        array, the layout a product with the pixels' weights wants)."""
+        out = np.empty((self.mask.size, count))
+        _openings(self.order, self.above, self.sorted_mask, self.mask, out)
+        return out.T
