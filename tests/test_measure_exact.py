@@ -284,3 +284,25 @@ def test_granularitys_object_weights_are_the_same_compiled_and_in_numpy(seed, mo
     np.testing.assert_array_equal(compiled_ones.indptr, numpys.indptr)
     np.testing.assert_array_equal(compiled_ones.indices, numpys.indices)
     np.testing.assert_array_equal(compiled_ones.data, numpys.data)  # same sums, same order
+
+
+def test_compiled_growth_gives_each_pixel_scipys_nearest_object_ties_included(monkeypatch):
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.neighbors import _grown
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    rng = np.random.default_rng(3)
+    images = [_shapes(seed) for seed in range(3)]
+    for _ in range(400):  # rectangles on small grids: many pixels equally near two objects
+        height, width = rng.integers(1, 30, 2)
+        labels = np.zeros((height, width), np.int32)
+        for number in range(1, rng.integers(2, 7)):
+            y, x = rng.integers(0, height), rng.integers(0, width)
+            labels[y : y + rng.integers(1, 5), x : x + rng.integers(1, 5)] = number
+        if labels.any():
+            images.append(labels)
+    for labels in images:
+        compiled_ones = _grown(labels)
+        monkeypatch.setattr(compiled, "AVAILABLE", False)
+        np.testing.assert_array_equal(compiled_ones, _grown(labels))
+        monkeypatch.setattr(compiled, "AVAILABLE", True)

@@ -265,3 +265,72 @@ def bilinear_weights(rows, cols, starts, areas, scale_y, scale_x):
                     corner[place] += wy * wx * share
             weights += corner
     return weights, top, left, widths, pointers
+
+
+@jit
+def nearest_labels(labels):
+    """Each pixel takes the label of its nearest object pixel (``labels`` 2-D, at least one
+    above 0), that pixel chosen exactly as ``scipy.ndimage.distance_transform_edt(labels
+    == 0, return_indices=True)`` chooses it, ties included. The algorithm is scipy's (Maurer, Qi
+    and Raghavan 2003, "A linear time algorithm for computing exact Euclidean distance
+    transforms of binary images in arbitrary dimensions"): the nearest site along each
+    column (ties to the upper one), then along each row the lower envelope of those
+    columns' sites (a site is dropped only when strictly hidden), each pixel taking the
+    first of the envelope's sites from which the next is not strictly nearer. All in
+    integers, as scipy's doubles hold them exactly."""
+    height, width = labels.shape
+    # The column's nearest site's row (-1: none), by a sweep down (the nearest site at or
+    # above) and one up (at or below), row by row in memory order; a tie goes up.
+    near_row = np.full((height, width), -1, np.int32)
+    for row in range(height):
+        for col in range(width):
+            if labels[row, col] > 0:
+                near_row[row, col] = row
+            elif row > 0:
+                near_row[row, col] = near_row[row - 1, col]
+    below = np.full(width, -1, np.int32)
+    for row in range(height - 1, -1, -1):
+        for col in range(width):
+            if labels[row, col] > 0:
+                below[col] = row
+            elif below[col] >= 0:
+                above = near_row[row, col]
+                if above < 0 or below[col] - row < row - above:
+                    near_row[row, col] = below[col]
+    out = np.empty_like(labels)
+    stack = np.empty(width, np.int64)
+    for row in range(height):
+        top = -1
+        for col in range(width):
+            if near_row[row, col] < 0:
+                continue
+            w = near_row[row, col] - row
+            w = w * w
+            while top >= 1:
+                last = stack[top]
+                before = stack[top - 1]
+                a = last - before
+                b = col - last
+                c = a + b
+                u = near_row[row, before] - row
+                v = near_row[row, last] - row
+                if c * v * v - b * u * u - a * w - a * b * c <= 0:
+                    break
+                top -= 1
+            top += 1
+            stack[top] = col
+        k = 0
+        for col in range(width):
+            site = stack[k]
+            dy = near_row[row, site] - row
+            here = (site - col) * (site - col) + dy * dy
+            while k < top:
+                site = stack[k + 1]
+                dy = near_row[row, site] - row
+                there = (site - col) * (site - col) + dy * dy
+                if here <= there:
+                    break
+                here = there
+                k += 1
+            out[row, col] = labels[near_row[row, stack[k]], stack[k]]
+    return out

@@ -9,8 +9,9 @@ the label of its nearest object pixel) and then, object by object in its boundin
 - first and second closest: the nearest other object centres (mean pixel coordinates of
   the objects as they are, not grown), ties to the lower number; the angle between the two.
 
-Here the same rules run on the whole image at once, and the closest centres come from a
-k-d tree rather than CellProfiler's matrix of all pairwise distances. As in CellProfiler,
+Here the same rules run on the whole image at once (the growing compiled, with scipy's
+choice among equally near object pixels), and the closest centres come from a k-d tree
+rather than CellProfiler's matrix of all pairwise distances. As in CellProfiler,
 with fewer than two objects everything is 0, and a missing second-closest object is number
 0 at distance 0.
 """
@@ -21,6 +22,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..postprocess import touching_pairs
+from . import compiled
 from .objects import FieldObjects
 
 SCALE = "Expanded"
@@ -50,7 +52,11 @@ def measure_neighbors(objects: FieldObjects) -> dict[str, np.ndarray]:
 
 
 def _grown(labels: np.ndarray) -> np.ndarray:
-    """Every pixel takes the label of its nearest object pixel (scipy's choice on ties)."""
+    """Every pixel takes the label of its nearest object pixel (scipy's choice on ties):
+    compiled (:func:`.compiled.nearest_labels`, scipy's algorithm without its table of
+    indices), else scipy's feature transform."""
+    if compiled.AVAILABLE:
+        return compiled.nearest_labels(np.ascontiguousarray(labels))
     nearest = ndi.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
     # One flat index instead of a gather by two index arrays, made in scipy's own int32
     # array where it fits (a new 64-bit copy of a large field costs more than the gather).
