@@ -306,3 +306,22 @@ def test_compiled_growth_gives_each_pixel_scipys_nearest_object_ties_included(mo
         monkeypatch.setattr(compiled, "AVAILABLE", False)
         np.testing.assert_array_equal(compiled_ones, _grown(labels))
         monkeypatch.setattr(compiled, "AVAILABLE", True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_zernike_sums_are_the_same_compiled_and_in_numpy(seed, monkeypatch):
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.zernike import _sums
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    labels = _shapes(seed)
+    labels[0, 0] = labels.max() + 1  # a one-pixel object: radius 0, NaN both ways
+    image = np.random.default_rng(seed).random(labels.shape)
+    compiled_ones, radii = _sums(FieldObjects(labels, {"DNA": image}))
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
+    with np.errstate(invalid="ignore"):  # 0 / 0 for the one-pixel object
+        numpys, _ = _sums(FieldObjects(labels, {"DNA": image}))
+    assert radii[-1] == 0
+    for name in ("__shape__", "DNA"):
+        # the same pixels in each disk; sums added in another order
+        np.testing.assert_allclose(compiled_ones[name], numpys[name], rtol=1e-10, atol=1e-12)

@@ -16,9 +16,17 @@ except ImportError:  # pragma: no cover - numba is a dependency; a broken instal
 AVAILABLE = numba is not None
 
 
-def jit(function):
-    """``function`` compiled (cached on disk, releasing the GIL), or as it is without numba."""
-    return numba.njit(cache=True, nogil=True)(function) if numba is not None else function
+def jit(function=None, *, numpy_errors: bool = False):
+    """``function`` compiled (cached on disk, releasing the GIL), or as it is without numba.
+
+    ``numpy_errors``: a float division by zero gives inf or NaN, as in numpy, instead of
+    raising (``@jit(numpy_errors=True)``)."""
+    if function is None:
+        return lambda inner: jit(inner, numpy_errors=numpy_errors)
+    if numba is None:
+        return function
+    model = "numpy" if numpy_errors else "python"
+    return numba.njit(cache=True, nogil=True, error_model=model)(function)
 
 
 @jit

@@ -6,8 +6,8 @@ Each object's pixels are mapped into the unit disk of its minimum enclosing circ
 ``R_nm(r) e^{i m theta}`` are evaluated once (CellProfiler's convention: the complex
 coordinate is ``y + i x``, the radial part is evaluated by Horner's rule in r^2 and is 0 outside
 the disk) and summed per object, unweighted for the shape, weighted by each channel for the
-intensity. Objects are taken a few thousand pixels at a time, so the table of polynomials
-stays small.
+intensity. Compiled, each pixel's terms go straight into its object's sums; without numba,
+objects are taken a few thousand pixels at a time, so the table of polynomials stays small.
 
 - ``AreaShape_Zernike_n_m``: ``|sum z| / (pi r^2)``;
 - ``RadialDistribution_ZernikeMagnitude_<channel>_n_m``: ``|sum I z| / area``;
@@ -20,6 +20,7 @@ from math import factorial
 
 import numpy as np
 
+from . import compiled
 from .objects import FieldObjects
 
 DEGREE = 9
@@ -91,28 +92,83 @@ def _sums(objects: FieldObjects) -> tuple[dict[str, np.ndarray], np.ndarray]:
             [np.ones(objects.pixels.size)] + [objects.values(name) for name in objects.channels]
         )
         totals = np.zeros((count, 2 * len(INDEXES), len(names)))
-        first = 0
-        while first < count:
-            # Whole objects, about CHUNK pixels at a time.
-            end = int(np.searchsorted(objects.starts, objects.starts[first] + CHUNK, "right"))
-            last = max(end, first + 1)
-            offset = objects.starts[first]
-            span = slice(offset, objects.starts[last - 1] + objects.areas[last - 1])
-            owner = objects.pixel_labels[span] - 1
-            y = (objects.rows[span] - centres[owner, 0]) / radii[owner]
-            x = (objects.cols[span] - centres[owner, 1]) / radii[owner]
-            table = _polynomials(x, y, coefficients)
-            chunk_weights = weights[span]
-            for index in range(first, last):
-                begin = objects.starts[index] - offset
-                pixels = slice(begin, begin + objects.areas[index])
-                totals[index] = table[:, pixels] @ chunk_weights[pixels]
-            first = last
+        if compiled.AVAILABLE:
+            _compiled_sums(
+                objects.rows,
+                objects.cols,
+                objects.starts,
+                objects.areas,
+                np.ascontiguousarray(centres, dtype=np.float64),
+                np.asarray(radii, dtype=np.float64),
+                coefficients,
+                np.array([(n - m) // 2 + 1 for n, m in INDEXES]),
+                np.array([m for _, m in INDEXES]),
+                weights,
+                totals,
+            )
+        else:
+            _numpy_sums(objects, centres, radii, coefficients, weights, totals)
         for k, name in enumerate(names):
             sums[name] = totals[:, 0::2, k] + 1j * totals[:, 1::2, k]
         return sums, radii
 
     return objects.cached("zernike sums", make)
+
+
+def _numpy_sums(objects: FieldObjects, centres, radii, coefficients, weights, totals) -> None:
+    """:func:`_compiled_sums` in numpy: whole objects, about CHUNK pixels at a time, a
+    table of polynomials times the weights."""
+    count = objects.count
+    first = 0
+    while first < count:
+        end = int(np.searchsorted(objects.starts, objects.starts[first] + CHUNK, "right"))
+        last = max(end, first + 1)
+        offset = objects.starts[first]
+        span = slice(offset, objects.starts[last - 1] + objects.areas[last - 1])
+        owner = objects.pixel_labels[span] - 1
+        y = (objects.rows[span] - centres[owner, 0]) / radii[owner]
+        x = (objects.cols[span] - centres[owner, 1]) / radii[owner]
+        table = _polynomials(x, y, coefficients)
+        chunk_weights = weights[span]
+        for index in range(first, last):
+            begin = objects.starts[index] - offset
+            pixels = slice(begin, begin + objects.areas[index])
+            totals[index] = table[:, pixels] @ chunk_weights[pixels]
+        first = last
+
+
+@compiled.jit(numpy_errors=True)  # a one-pixel object's radius is 0, as in numpy
+def _compiled_sums(
+    rows, cols, starts, areas, centres, radii, coefficients, terms, powers, weights, totals
+):
+    """:func:`_sums`' totals, pixel by pixel: the same unit-disk coordinates and the same
+    Horner steps for the radial part (so the same pixels fall outside the disk), ``z ** m``
+    by repeated products, and each pixel's terms added to its object's totals."""
+    count = starts.size
+    real = np.empty(DEGREE + 1)
+    imaginary = np.empty(DEGREE + 1)
+    for index in range(count):
+        centre_y, centre_x, radius = centres[index, 0], centres[index, 1], radii[index]
+        for pixel in range(starts[index], starts[index] + areas[index]):
+            y = (rows[pixel] - centre_y) / radius
+            x = (cols[pixel] - centre_x) / radius
+            r2 = x * x + y * y
+            if r2 > 1:
+                continue
+            real[0], imaginary[0] = 1.0, 0.0
+            for m in range(1, DEGREE + 1):  # z = y + i x
+                real[m] = real[m - 1] * y - imaginary[m - 1] * x
+                imaginary[m] = real[m - 1] * x + imaginary[m - 1] * y
+            for polynomial in range(powers.size):
+                radial = 0.0
+                for k in range(terms[polynomial]):
+                    radial = radial * r2 + coefficients[polynomial, k]
+                part_real = radial * real[powers[polynomial]]
+                part_imaginary = radial * imaginary[powers[polynomial]]
+                for column in range(weights.shape[1]):
+                    weight = weights[pixel, column]
+                    totals[index, 2 * polynomial, column] += part_real * weight
+                    totals[index, 2 * polynomial + 1, column] += part_imaginary * weight
 
 
 def _polynomials(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
