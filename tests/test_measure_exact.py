@@ -325,3 +325,28 @@ def test_zernike_sums_are_the_same_compiled_and_in_numpy(seed, monkeypatch):
     for name in ("__shape__", "DNA"):
         # the same pixels in each disk; sums added in another order
         np.testing.assert_allclose(compiled_ones[name], numpys[name], rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_feret_diameters_are_centrosomes_to_the_last_bit():
+    from centrosome.cpmorphology import feret_diameter
+    from scipy.ndimage import binary_opening
+    from skimage.measure import label
+
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    rng = np.random.default_rng(11)
+    images = [_shapes(seed) for seed in range(3)]
+    for index in range(120):  # blobs, thin lines, single pixels, two-pixel hulls
+        height, width = rng.integers(3, 50, 2)
+        mask = rng.random((height, width)) < rng.choice([0.3, 0.5, 0.7])
+        images.append(label(binary_opening(mask) if index % 2 else mask, connectivity=1))
+    for labels in images:
+        objects = FieldObjects(labels.astype(np.int32), {})
+        if objects.count == 0:
+            continue
+        hull, sizes = objects.hulls
+        expected = feret_diameter(hull, sizes, np.arange(1, objects.count + 1))
+        found = compiled.feret_diameters(hull[:, 1:].astype(np.float64), sizes.astype(np.int64))
+        np.testing.assert_array_equal(found[0], expected[0])
+        np.testing.assert_array_equal(found[1], expected[1])

@@ -342,3 +342,80 @@ def nearest_labels(labels):
                 k += 1
             out[row, col] = labels[near_row[row, stack[k]], stack[k]]
     return out
+
+
+@jit
+def _distance2_to_line(point, start, end):
+    """The squared distance from ``point`` to the line through ``start`` and ``end``, in
+    centrosome's operations (the same floats)."""
+    cross = (start[0] - end[0]) * (start[1] - point[1]) - (start[0] - point[0]) * (
+        start[1] - end[1]
+    )
+    return cross**2 / ((end[0] - start[0]) ** 2 + (end[1] - start[1]) ** 2)
+
+
+@jit
+def feret_diameters(points, counts):
+    """Each convex hull's minimum and maximum Feret diameters as centrosome's
+    ``feret_diameter`` gives them, which CellProfiler reports (``points``: the hulls' ``(row,
+    column)`` vertices as float64, hull by hull, counter-clockwise; ``counts``: vertices per
+    hull). Its walk is kept step for step, as its pairs are not always every antipodal
+    pair: from vertex 0 and the vertex farthest from the line through the last and the
+    first vertex (ties to the lowest), the candidate advances while the next vertex is at
+    least as far from the current edge, else the edge advances. The maximum is the longest
+    pair; the minimum, over the pairs in both directions (vertex 0 also counted as vertex
+    ``n``), is the least distance from a pair's first vertex to the edge from its second
+    vertex when the pair with the next vertex is there too (0 when none is)."""
+    hulls = counts.size
+    minimum = np.zeros(hulls)
+    maximum = np.zeros(hulls)
+    start = 0
+    for hull in range(hulls):
+        size = counts[hull]
+        p = points[start : start + size]
+        start += size
+        firsts = np.empty(2 * size + 2, np.int64)
+        seconds = np.empty(2 * size + 2, np.int64)
+        pairs = 0
+        if size == 1:
+            firsts[0], seconds[0], pairs = 0, 0, 1
+        elif size == 2:
+            firsts[0], seconds[0], pairs = 0, 1, 1
+        elif size > 2:
+            antipode, farthest = 1, -1.0
+            for vertex in range(1, size - 1):
+                distance = _distance2_to_line(p[vertex], p[size - 1], p[0])
+                if distance > farthest:
+                    antipode, farthest = vertex, distance
+            vertex = 0
+            while True:
+                firsts[pairs], seconds[pairs] = vertex, antipode
+                pairs += 1
+                here = _distance2_to_line(p[antipode], p[vertex], p[vertex + 1])
+                following = antipode + 1 if antipode + 1 < size else 0
+                there = _distance2_to_line(p[following], p[vertex], p[vertex + 1])
+                if here <= there:
+                    antipode += 1
+                else:
+                    vertex += 1
+                if antipode >= size or vertex == antipode:
+                    break
+        longest = 0.0
+        member = np.zeros((size, size + 1), np.bool_)
+        for pair in range(pairs):
+            a, b = firsts[pair], seconds[pair]
+            dy, dx = p[a, 0] - p[b, 0], p[a, 1] - p[b, 1]
+            longest = max(longest, dy * dy + dx * dx)
+            if a != b:
+                member[a, b] = member[b, a] = True
+        maximum[hull] = np.sqrt(longest)
+        for a in range(size):
+            member[a, size] = member[a, 0]
+        least = np.inf
+        for a in range(size):
+            for b in range(size):
+                if member[a, b] and member[a, b + 1]:
+                    following = b + 1 if b + 1 < size else 0
+                    least = min(least, _distance2_to_line(p[a], p[b], p[following]))
+        minimum[hull] = 0.0 if least == np.inf or np.isnan(least) else np.sqrt(least)
+    return minimum, maximum
