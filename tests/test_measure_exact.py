@@ -220,8 +220,12 @@ def test_variance_and_mean_are_numpys_to_the_last_bit(size):
     assert mean == np.mean(values)
 
 
+@pytest.mark.parametrize("numba", [True, False])
 @pytest.mark.parametrize("shift", [0, 2, 9])
-def test_costes_search_over_running_sums_equals_forming_each_set(shift, monkeypatch):
+def test_costes_search_over_running_sums_equals_forming_each_set(shift, numba, monkeypatch):
+    from cellseg_hcs.field.measure import compiled
+
+    monkeypatch.setattr(compiled, "AVAILABLE", numba)
     dna = tifffile.imread(MNFINDER / "images" / IMAGE)
     other = np.roll(dna, shift, axis=1)  # correlated, less with each shift
     a, b = cellprofiler_scale(dna).ravel(), cellprofiler_scale(other).ravel()
@@ -350,3 +354,29 @@ def test_compiled_feret_diameters_are_centrosomes_to_the_last_bit():
         found = compiled.feret_diameters(hull[:, 1:].astype(np.float64), sizes.astype(np.int64))
         np.testing.assert_array_equal(found[0], expected[0])
         np.testing.assert_array_equal(found[1], expected[1])
+
+
+@pytest.mark.parametrize("numba", [True, False])
+@pytest.mark.parametrize("shift", [0, 3])
+def test_costes_search_on_a_falling_line_equals_forming_each_set(shift, numba, monkeypatch):
+    from scipy.stats import pearsonr
+
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    monkeypatch.setattr(compiled, "AVAILABLE", numba)
+
+    dna = tifffile.imread(MNFINDER / "images" / IMAGE)
+    other = np.roll(dna.max() - dna, shift, axis=1)  # anti-correlated: the line falls
+    a, b = cellprofiler_scale(dna).ravel(), cellprofiler_scale(other).ravel()
+    fast = costes_thresholds(a, b, 65535, (dna, other), (65535, 65535))
+    computed = costes_thresholds(a, b, 65535)  # the tables found pixel by pixel
+    below = _BelowLine(a, b, -0.9, 0.8, 65535)
+    assert not below.direct
+    signs = [below.correlation(m, pearsonr) for m in range(1, 65535, 997)]
+    monkeypatch.setattr(_BelowLine, "SMALL", 10**12)  # every candidate's set formed
+    assert costes_thresholds(a, b, 65535) == fast == computed
+    formed = _BelowLine(a, b, -0.9, 0.8, 65535)
+    expected = [formed.correlation(m, pearsonr) for m in range(1, 65535, 997)]
+    assert [r is None for r in signs] == [r is None for r in expected]
+    assert [r < 0 for r in signs if r is not None] == [r < 0 for r in expected if r is not None]

@@ -24,6 +24,7 @@ import itertools
 
 import numpy as np
 
+from . import compiled
 from .objects import FieldObjects
 
 THRESHOLD = 15.0  # percent of the object's maximum intensity
@@ -169,8 +170,9 @@ def costes_thresholds(
     above 0) is walked down in steps of 1/scale; the threshold is the last point where the
     pixels below it (in a or in b) still correlate positively. CellProfiler searches
     candidates from 5/6 of the window down; each candidate needs Pearson's r of the pixels
-    below it, which here comes from running sums over the pixels ordered by where they
-    leave the "below" set, so a candidate costs O(1) instead of a pass over the image.
+    below it, which here comes from running sums over the candidates for which each pixel
+    is outside the "below" set (an interval, for a rising or a falling line), so a
+    candidate costs O(1) instead of a pass over the image.
     ``integers`` and ``levels``: the raw integer images and their scales, where the images
     are integers over a scale (``FieldObjects.integers``, ``.scales``), which makes finding
     that order a table look-up.
@@ -217,6 +219,41 @@ def costes_thresholds(
     return threshold_a, (slope * threshold_a) + intercept
 
 
+@compiled.jit
+def _interval_sums(first, last, a, b, starts, ends, total):
+    """Add each pixel's count, a, b, a^2, b^2 and ab to ``total``, to column ``first`` of
+    ``starts`` and to column ``last + 1`` of ``ends`` (none where ``first > last``)."""
+    for pixel in range(a.size):
+        x, y = a[pixel], b[pixel]
+        xx, yy, xy = x * x, y * y, x * y
+        total[0] += 1.0
+        total[1] += x
+        total[2] += y
+        total[3] += xx
+        total[4] += yy
+        total[5] += xy
+        enters, leaves = first[pixel], last[pixel] + 1
+        if enters < leaves:
+            for target, column in ((starts, enters), (ends, leaves)):
+                target[0, column] += 1.0
+                target[1, column] += x
+                target[2, column] += y
+                target[3, column] += xx
+                target[4, column] += yy
+                target[5, column] += xy
+
+
+def _interval_sums_numpy(first, last, a, b, starts, ends, total) -> None:
+    """:func:`_interval_sums` with numpy: one ``bincount`` per sum and side."""
+    columns = (np.ones(a.size), a, b, a * a, b * b, a * b)
+    some = first < last + 1
+    enters, leaves = first[some], last[some] + 1
+    for row, values in enumerate(columns):
+        total[row] += np.add.reduce(values)
+        starts[row] += np.bincount(enters, values[some], minlength=starts.shape[1])
+        ends[row] += np.bincount(leaves, values[some], minlength=ends.shape[1])
+
+
 def _variance_and_mean(values: np.ndarray, buffer: np.ndarray) -> tuple[float, float]:
     """``np.var(values, ddof=1)`` and ``np.mean(values)`` of a 1-D float64 array, value for
     value: numpy's own steps (one pairwise sum for the mean, the squared deviations
@@ -231,12 +268,14 @@ def _variance_and_mean(values: np.ndarray, buffer: np.ndarray) -> tuple[float, f
 class _BelowLine:
     """Pearson's r of the pixels with ``a < m/scale`` or ``b < slope*m/scale + intercept``.
 
-    For a rising line (slope > 0) a pixel is outside that set for every candidate ``m`` up
-    to the largest ``m`` with ``a >= m/scale`` and ``b >= slope*m/scale + intercept``, found
-    with CellProfiler's own floating point comparisons. Sums over the outside pixels,
-    accumulated by that ``m``, give r for any candidate from the image's totals. Near
-    r = 0, for a nearly constant or small set, or for a line that does not rise, the set
-    itself is formed and scipy's pearsonr decides, as in CellProfiler.
+    A pixel is outside that set for the candidates ``m`` up to the largest ``m`` with ``a
+    >= m/scale`` and, for a rising line (slope > 0), up to the largest with ``b >=
+    slope*m/scale + intercept``; for a falling line, from the smallest such ``m``: an
+    interval of candidates, found with CellProfiler's own floating point comparisons. Sums
+    over the outside pixels, accumulated by where that interval ends (and, falling, where
+    it starts), give r for any candidate from the image's totals. Near r = 0, for a nearly
+    constant or small set, or for a flat line, the set itself is formed and scipy's
+    pearsonr decides, as in CellProfiler.
     """
 
     SMALL = 10_000  # pixels: below this the set is formed directly
@@ -248,36 +287,39 @@ class _BelowLine:
     ) -> None:
         self.a, self.b = a, b
         self.slope, self.intercept, self.scale = slope, intercept, scale
-        self.direct = not (np.isfinite(slope) and np.isfinite(intercept) and slope > 0)
+        self.direct = not (np.isfinite(slope) and np.isfinite(intercept) and slope != 0)
         if self.direct:
             return
+        rising = slope > 0
         top = int(scale) + 2
-        # Outside for m  <=>  m <= last_a(a) and m <= last_b(b): each a table for integer
-        # images (indexed by the pixel's integer value), else computed per pixel.
+        # Outside for m  <=>  m <= last_a(a) and (rising) m <= last_b(b) or (falling) m >=
+        # first_b(b): each a table for integer images (indexed by the pixel's integer
+        # value), else computed per pixel.
+        finders = (self._last_a, self._last_b if rising else self._first_b)
         tables = [
-            None if raw is None else last_of(np.arange(int(level) + 1) / level, top)
-            for raw, level, last_of in zip(integers, levels, (self._last_a, self._last_b))
+            None if raw is None else find(np.arange(int(level) + 1) / level, top)
+            for raw, level, find in zip(integers, levels, finders)
         ]
         raws = [None if raw is None else raw.ravel() for raw in integers]
-        # Bin 0 holds the pixels never outside (last = -1); the sums over the pixels outside
-        # for candidate m are those over bins m + 1 and up. A few hundred thousand pixels at
-        # a time, so that the temporaries stay in the cache.
-        sums = np.zeros((6, top + 3))
+        found = [None, None]
+        # A pixel is outside for the candidates in [first, last]: its six sums (count, a,
+        # b, a^2, b^2, ab) enter at ``first`` (``starts``) and leave after ``last``
+        # (``ends``); the outside sums for m are the running totals up to m. A few hundred
+        # thousand pixels at a time, so that the temporaries stay in the cache.
+        starts = np.zeros((6, top + 3))
+        ends = np.zeros((6, top + 3))
+        self.total = np.zeros(6)
         for start in range(0, a.size, self.CHUNK):
             part = slice(start, start + self.CHUNK)
-            last = None
-            for values, raw, table, last_of in zip(
-                (a, b), raws, tables, (self._last_a, self._last_b)
-            ):
-                found = last_of(values[part], top) if table is None else table[raw[part]]
-                last = found if last is None else np.minimum(last, found, out=last)
-            bins = np.add(last, 1, out=last)
-            pa, pb = a[part], b[part]
-            sums[0] += np.bincount(bins, minlength=top + 3)
-            for row, weights in enumerate((pa, pb, pa * pa, pb * pb, pa * pb), start=1):
-                sums[row] += np.bincount(bins, weights, minlength=top + 3)
-        self.total = [s.sum() for s in sums]
-        self.outside = [np.cumsum(s[::-1])[::-1][1:] for s in sums]
+            for index, (values, raw, table, find) in enumerate(zip((a, b), raws, tables, finders)):
+                found[index] = find(values[part], top) if table is None else table[raw[part]]
+            if rising:  # m <= last_a and m <= last_b
+                last, first = np.minimum(found[0], found[1]), np.zeros_like(found[0])
+            else:  # first_b <= m <= last_a
+                last, first = found
+            add = _interval_sums if compiled.AVAILABLE else _interval_sums_numpy
+            add(first, last, a[part], b[part], starts, ends, self.total)
+        self.outside = [np.cumsum(s - e)[: top + 2] for s, e in zip(starts, ends)]
 
     def _last_a(self, a: np.ndarray, top: int) -> np.ndarray:
         """Largest m with ``a >= m/scale`` (-1 if none), CellProfiler's comparison."""
@@ -300,6 +342,21 @@ class _BelowLine:
             last = np.where((b >= line(last + 1)) & (last < top), last + 1, last)
             last = np.where((b < line(last)) & (last >= 0), last - 1, last)
         return last
+
+    def _first_b(self, b: np.ndarray, top: int) -> np.ndarray:
+        """Falling line: smallest m >= 0 with ``b >= slope*(m/scale) + intercept`` (top + 1
+        if none up to top)."""
+
+        def line(m):
+            return (self.slope * (m / self.scale)) + self.intercept
+
+        with np.errstate(invalid="ignore", over="ignore"):
+            estimate = np.ceil((b - self.intercept) / self.slope * self.scale)
+        first = np.clip(np.nan_to_num(estimate, nan=top + 1), 0, top + 1).astype(np.int64)
+        for _ in range(2):  # the estimate is off by at most a step
+            first = np.where((first > 0) & (b >= line(first - 1)), first - 1, first)
+            first = np.where((first <= top) & (b < line(first)), first + 1, first)
+        return first
 
     def correlation(self, middle: float, pearsonr) -> float | None:
         """r for candidate ``middle`` (its sign exact; the search reads nothing else); None
