@@ -261,9 +261,20 @@ def warm_up(
     """Load what a process's first measurement would load (about a second of imports).
 
     A plate worker can call this once when it starts, so that no field's ``Seconds_Measure``
-    carries the start-up.
+    carries the start-up: the compiled kernels are compiled (or read from numba's cache)
+    for float channels and for 8- and 16-bit ones, whose integer values some groups look up.
     """
-    feature_columns(object_name, tuple(channels), feature_groups(features), METADATA)
+    groups = feature_groups(features)
+    feature_columns(object_name, tuple(channels), groups, METADATA)
+    labels = np.zeros((48, 48), np.int32)
+    labels[4:20, 4:22], labels[26:44, 24:44] = 1, 2
+    ramp = np.arange(labels.size).reshape(labels.shape) % 200
+    blank = dict.fromkeys(METADATA, "")  # the columns' key a plate's fields use
+    for kind in (np.uint8, np.uint16):
+        planes = {
+            name: np.roll(ramp, index, axis=1).astype(kind) for index, name in enumerate(channels)
+        }
+        measure_objects(labels, planes, object_name=object_name, features=groups, metadata=blank)
 
 
 @functools.lru_cache(maxsize=32)

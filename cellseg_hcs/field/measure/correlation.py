@@ -220,27 +220,47 @@ def costes_thresholds(
 
 
 @compiled.jit
+def _add_pixel(x, y, enters, leaves, starts, ends, total):
+    """One pixel's count, x, y, x^2, y^2 and xy: into ``total``, and into column ``enters``
+    of ``starts`` and ``leaves`` of ``ends`` when ``enters < leaves``."""
+    xx, yy, xy = x * x, y * y, x * y
+    total[0] += 1.0
+    total[1] += x
+    total[2] += y
+    total[3] += xx
+    total[4] += yy
+    total[5] += xy
+    if enters < leaves:
+        for target, column in ((starts, enters), (ends, leaves)):
+            target[0, column] += 1.0
+            target[1, column] += x
+            target[2, column] += y
+            target[3, column] += xx
+            target[4, column] += yy
+            target[5, column] += xy
+
+
+@compiled.jit
 def _interval_sums(first, last, a, b, starts, ends, total):
     """Add each pixel's count, a, b, a^2, b^2 and ab to ``total``, to column ``first`` of
     ``starts`` and to column ``last + 1`` of ``ends`` (none where ``first > last``)."""
     for pixel in range(a.size):
-        x, y = a[pixel], b[pixel]
-        xx, yy, xy = x * x, y * y, x * y
-        total[0] += 1.0
-        total[1] += x
-        total[2] += y
-        total[3] += xx
-        total[4] += yy
-        total[5] += xy
-        enters, leaves = first[pixel], last[pixel] + 1
-        if enters < leaves:
-            for target, column in ((starts, enters), (ends, leaves)):
-                target[0, column] += 1.0
-                target[1, column] += x
-                target[2, column] += y
-                target[3, column] += xx
-                target[4, column] += yy
-                target[5, column] += xy
+        _add_pixel(a[pixel], b[pixel], first[pixel], last[pixel] + 1, starts, ends, total)
+
+
+@compiled.jit
+def _table_interval_sums(raw_a, raw_b, table_a, table_b, rising, a, b, starts, ends, total):
+    """:func:`_interval_sums` with each pixel's interval looked up in the tables of its raw
+    integer values: ``[0, min(last_a, last_b)]`` on a rising line, ``[first_b, last_a]`` on
+    a falling one."""
+    for pixel in range(a.size):
+        last_a = table_a[raw_a[pixel]]
+        found_b = table_b[raw_b[pixel]]
+        if rising:
+            enters, leaves = 0, min(last_a, found_b) + 1
+        else:
+            enters, leaves = found_b, last_a + 1
+        _add_pixel(a[pixel], b[pixel], enters, leaves, starts, ends, total)
 
 
 def _interval_sums_numpy(first, last, a, b, starts, ends, total) -> None:
@@ -309,6 +329,11 @@ class _BelowLine:
         starts = np.zeros((6, top + 3))
         ends = np.zeros((6, top + 3))
         self.total = np.zeros(6)
+        if compiled.AVAILABLE and tables[0] is not None and tables[1] is not None:
+            # Both tables: looked up pixel by pixel in the compiled pass, no temporaries.
+            _table_interval_sums(*raws, *tables, rising, a, b, starts, ends, self.total)
+            self.outside = [np.cumsum(s - e)[: top + 2] for s, e in zip(starts, ends)]
+            return
         for start in range(0, a.size, self.CHUNK):
             part = slice(start, start + self.CHUNK)
             for index, (values, raw, table, find) in enumerate(zip((a, b), raws, tables, finders)):
