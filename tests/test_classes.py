@@ -60,12 +60,19 @@ def test_class_index_is_each_pixels_object_class_and_no_class_on_background():
     assert targets.shape == (3, 1, 5) and targets[2].tolist() == [[-1, 0, 0, 1, 1]]
 
 
-def test_class_loss_is_the_weighted_cross_entropy_over_object_pixels_only():
-    torch.manual_seed(0)
+def _three_by_three(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random raw outputs (2 maps, 2 classes), their logits, and targets whose class plane
+    has background (-1) and both classes: five object pixels, two of class 1."""
+    torch.manual_seed(seed)
     raw = torch.randn(1, 4, 3, 3)
     logits = torch.cat([raw[:, :2], class_logits(raw[:, 2:])], dim=1)
     targets = torch.zeros(1, 3, 3, 3)
     targets[:, 2] = torch.tensor([[-1, 0, 0], [1, -1, 0], [-1, -1, 1]])
+    return raw, logits, targets
+
+
+def test_class_loss_is_the_weighted_cross_entropy_over_object_pixels_only():
+    raw, logits, targets = _three_by_three(0)
     weights = torch.tensor([1.0, 4.0])
     base = instance_loss(logits, targets[:, :2])
     with_classes = instance_loss(logits, targets, class_weights=weights)
@@ -78,11 +85,7 @@ def test_class_loss_is_the_weighted_cross_entropy_over_object_pixels_only():
 
 
 def test_foreground_by_class_weighs_each_object_pixel_of_the_maps_by_its_class():
-    torch.manual_seed(1)
-    raw = torch.randn(1, 4, 3, 3)
-    logits = torch.cat([raw[:, :2], class_logits(raw[:, 2:])], dim=1)
-    targets = torch.zeros(1, 3, 3, 3)
-    targets[:, 2] = torch.tensor([[-1, 0, 0], [1, -1, 0], [-1, -1, 1]])
+    _, logits, targets = _three_by_three(1)
     targets[:, 0] = (targets[:, 2] >= 0).float()
     targets[:, 1] = targets[:, 0] * 0.5
     weights = torch.tensor([1.0, 4.0])
