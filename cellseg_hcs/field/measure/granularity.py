@@ -9,9 +9,9 @@ image) the step took away, in percent.
 
 The same steps run here, with two changes that leave every number as it was:
 
-- the 16 reconstructions of a channel come from one max-tree of its sample image, two
-  linear passes each (:func:`openings_by_reconstruction`; without numba, skimage's own
-  reconstruction loop on integer ranks computed once per channel);
+- the 16 reconstructions of a channel come from one max-tree of its sample image, its two
+  linear passes run for all 16 seeds together (:func:`openings_by_reconstruction`; without
+  numba, skimage's own reconstruction loop on integer ranks computed once per channel);
 - the full-size reconstruction is never made: an object's mean of a bilinear interpolation
   is a fixed weighted sum of the sample grid, so the weights (one sparse matrix per field)
   are summed once and each step is a sparse product.
