@@ -155,12 +155,7 @@ def _openings(grid: _Grid, name: str) -> np.ndarray:
     up_cols *= float(grid.background_shape[1] - 1) / float(grid.sample_shape[1] - 1)
     pixels -= ndi.map_coordinates(background, (up_rows, up_cols), order=1)
     pixels[pixels < 0] = 0
-    if compiled.AVAILABLE:  # every step in one compiled loop
-        return reconstruction.MaxTree(pixels).openings(SPECTRUM_LENGTH)
-    opened = np.empty((SPECTRUM_LENGTH, pixels.size))
-    for step, image in enumerate(openings_by_skimage(pixels, SPECTRUM_LENGTH)):
-        opened[step] = image.ravel()
-    return opened
+    return openings_by_reconstruction(pixels, SPECTRUM_LENGTH).reshape(SPECTRUM_LENGTH, -1)
 
 
 def opened_by_disk(image: np.ndarray, radius: int) -> np.ndarray:
@@ -197,9 +192,10 @@ def _by_rows(image: np.ndarray, widths: np.ndarray, running, combine) -> np.ndar
     return out
 
 
-def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.ndarray]:
-    """CellProfiler's granular spectrum loop: for k = 1..count, the image eroded k times by
-    a cross, then reconstructed by dilation (4-connected) under the image.
+def openings_by_reconstruction(image: np.ndarray, count: int) -> np.ndarray:
+    """CellProfiler's granular spectrum loop, ``(count, *image.shape)``: for k = 1..count,
+    the image eroded k times by a cross, then reconstructed by dilation (4-connected) under
+    the image.
 
     Each equals ``skimage.morphology.reconstruction(seed, image, footprint=disk(1))``,
     value for value. All ``count`` reconstructions come from one max-tree of the image
@@ -208,11 +204,9 @@ def openings_by_reconstruction(image: np.ndarray, count: int) -> Iterator[np.nda
     is four minima of shifted views (skimage's erosion with its reflected border gives the
     same: a pixel's reflection is itself).
     """
-    if compiled.AVAILABLE:
-        for opened in reconstruction.MaxTree(image).openings(count):
-            yield opened.reshape(np.shape(image))
-        return
-    yield from openings_by_skimage(image, count)
+    if compiled.AVAILABLE:  # a view of (pixels, count): the layout granularity's product wants
+        return reconstruction.MaxTree(image).openings(count).reshape(count, *np.shape(image))
+    return np.stack(list(openings_by_skimage(image, count)))
 
 
 def openings_by_skimage(image: np.ndarray, count: int) -> Iterator[np.ndarray]:

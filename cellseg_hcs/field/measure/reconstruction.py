@@ -16,8 +16,9 @@ pixel of value ``h`` or more. The image's max-tree answers that for every seed a
   highest level that qualifies is among them, so it is the reconstruction, value for value,
   on any order of equal pixels.
 
-Two linear passes per seed instead of a sort and a queue per seed. The passes are compiled
-with numba (:mod:`.compiled`); without it, callers use skimage's reconstruction.
+Two linear passes for all seeds together (each node's seed values side by side) instead of
+a sort and a queue per seed. The passes are compiled with numba (:mod:`.compiled`); without
+it, callers use skimage's reconstruction.
 """
 
 from __future__ import annotations
@@ -72,30 +73,6 @@ def _build(order, height, width):
                 parent[root] = pixel
                 links[root] = pixel
     return parent
-
-
-@_jit
-def _reconstruct(order, above, mask, seed, out):
-    """The passes in the order of decreasing mask: ``order[i]`` is the pixel in place ``i``,
-    ``above[i]`` the place of its parent, ``mask[i]`` its mask value; ``seed`` and ``out``
-    are flat images. In that order the passes walk memory in sequence but for the
-    parents."""
-    size = above.size
-    top = np.empty(size)
-    for index in range(size):
-        top[index] = seed[order[index]]
-    for index in range(size):  # children come before their parents
-        parent = above[index]
-        if top[index] > top[parent]:
-            top[parent] = top[index]
-    for index in range(size - 1, -1, -1):  # parents first, from the root
-        value = min(mask[index], top[index])
-        parent = above[index]
-        if parent != index and top[parent] > value:
-            value = top[parent]
-        top[index] = value  # the parent's result, read by its children after it
-    for index in range(size):
-        out[order[index]] = top[index]
 
 
 @_jit
@@ -157,9 +134,10 @@ class MaxTree:
 
     Examples
     --------
-    >>> mask = np.array([[3.0, 1.0, 2.0]])
-    >>> MaxTree(mask).reconstruct(np.array([[0.0, 0.0, 2.0]]))
-    array([[1., 1., 2.]])
+    The peak two pixels wide goes in the first opening; the plateau three wide stays:
+
+    >>> MaxTree(np.array([[1.0, 4.0, 4.0, 1.0, 3.0, 3.0, 3.0]])).openings(1)
+    array([[1., 1., 1., 1., 3., 3., 3.]])
     """
 
     def __init__(self, mask: np.ndarray) -> None:
@@ -175,15 +153,6 @@ class MaxTree:
         self.above = place[parent[self.order]]
         self.order = self.order.astype(kind)
         self.sorted_mask = flat[self.order]
-
-    def reconstruct(self, seed: np.ndarray) -> np.ndarray:
-        """The reconstruction by dilation (4-connected) of ``seed`` (at most the mask
-        everywhere) under the mask: ``skimage.morphology.reconstruction(seed, mask,
-        footprint=disk(1))``, value for value."""
-        seed = np.ascontiguousarray(seed, dtype=np.float64).ravel()
-        out = np.empty(seed.size)
-        _reconstruct(self.order, self.above, self.sorted_mask, seed, out)
-        return out.reshape(self.mask.shape)
 
     def openings(self, count: int) -> np.ndarray:
         """``(count, pixels)``: the mask eroded 1..``count`` times by a cross (4-neighbours
