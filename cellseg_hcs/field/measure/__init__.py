@@ -262,10 +262,10 @@ def warm_up(
 
     A plate worker can call this once when it starts, so that no field's ``Seconds_Measure``
     carries the start-up: the compiled kernels are compiled (or read from numba's cache)
-    for float channels and for 8- and 16-bit ones, whose integer values some groups look up.
+    for float channels (the columns' synthetic field, :func:`feature_columns`, measured by
+    the first call) and for 8- and 16-bit ones, whose integer values some groups look up.
     """
     groups = feature_groups(features)
-    feature_columns(object_name, tuple(channels), groups, METADATA)
     labels = np.zeros((48, 48), np.int32)
     labels[4:20, 4:22], labels[26:44, 24:44] = 1, 2
     ramp = np.arange(labels.size).reshape(labels.shape) % 200

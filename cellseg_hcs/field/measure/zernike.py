@@ -26,6 +26,8 @@ from .objects import FieldObjects
 DEGREE = 9
 INDEXES = tuple((n, m) for n in range(DEGREE + 1) for m in range(n % 2, n + 1, 2))
 CHUNK = 16384  # pixels per block of polynomials
+_TERMS = np.array([(n - m) // 2 + 1 for n, m in INDEXES])  # terms of each radial polynomial
+_POWERS = np.array([m for _, m in INDEXES])  # the power of z in each polynomial
 
 
 def measure_zernike(objects: FieldObjects) -> dict[str, np.ndarray]:
@@ -101,8 +103,8 @@ def _sums(objects: FieldObjects) -> tuple[dict[str, np.ndarray], np.ndarray]:
                 np.ascontiguousarray(centres, dtype=np.float64),
                 np.asarray(radii, dtype=np.float64),
                 coefficients,
-                np.array([(n - m) // 2 + 1 for n, m in INDEXES]),
-                np.array([m for _, m in INDEXES]),
+                _TERMS,
+                _POWERS,
                 weights,
                 totals,
             )
