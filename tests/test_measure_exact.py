@@ -220,13 +220,21 @@ def test_variance_and_mean_are_numpys_to_the_last_bit(size):
     assert mean == np.mean(values)
 
 
+def _as_16_bit(image: np.ndarray) -> np.ndarray:
+    """An 8-bit image as 16-bit with the same values on CellProfiler's 0..1 scale (x 257:
+    65535 = 255 x 257), so that a 16-bit scale's tables index it."""
+    return image.astype(np.uint16) * 257
+
+
+# A set of identical pixels has no r: scipy warns, and CellProfiler moves neither bound.
+@pytest.mark.filterwarnings("ignore:An input array is constant")
 @pytest.mark.parametrize("numba", [True, False])
 @pytest.mark.parametrize("shift", [0, 2, 9])
 def test_costes_search_over_running_sums_equals_forming_each_set(shift, numba, monkeypatch):
     from cellseg_hcs.field.measure import compiled
 
     monkeypatch.setattr(compiled, "AVAILABLE", numba)
-    dna = tifffile.imread(MNFINDER / "images" / IMAGE)
+    dna = _as_16_bit(tifffile.imread(MNFINDER / "images" / IMAGE))
     other = np.roll(dna, shift, axis=1)  # correlated, less with each shift
     a, b = cellprofiler_scale(dna).ravel(), cellprofiler_scale(other).ravel()
     fast = costes_thresholds(a, b, 65535, (dna, other), (65535, 65535))
@@ -365,18 +373,21 @@ def test_costes_search_on_a_falling_line_equals_forming_each_set(shift, numba, m
 
     assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
     monkeypatch.setattr(compiled, "AVAILABLE", numba)
-
-    dna = tifffile.imread(MNFINDER / "images" / IMAGE)
+    dna = _as_16_bit(tifffile.imread(MNFINDER / "images" / IMAGE))
     other = np.roll(dna.max() - dna, shift, axis=1)  # anti-correlated: the line falls
     a, b = cellprofiler_scale(dna).ravel(), cellprofiler_scale(other).ravel()
     fast = costes_thresholds(a, b, 65535, (dna, other), (65535, 65535))
-    computed = costes_thresholds(a, b, 65535)  # the tables found pixel by pixel
+    computed = costes_thresholds(a, b, 65535)  # the intervals found pixel by pixel
+    looked_up = _BelowLine(a, b, -0.9, 0.8, 65535, (dna, other), (65535, 65535))
     below = _BelowLine(a, b, -0.9, 0.8, 65535)
     assert not below.direct
-    signs = [below.correlation(m, pearsonr) for m in range(1, 65535, 997)]
+    for by_table, by_pixel in zip(looked_up.outside, below.outside):  # the same intervals
+        np.testing.assert_array_equal(by_table, by_pixel)
+    candidates = range(1, 65535, 997)
+    signs = [below.correlation(m, pearsonr) for m in candidates]
     monkeypatch.setattr(_BelowLine, "SMALL", 10**12)  # every candidate's set formed
     assert costes_thresholds(a, b, 65535) == fast == computed
     formed = _BelowLine(a, b, -0.9, 0.8, 65535)
-    expected = [formed.correlation(m, pearsonr) for m in range(1, 65535, 997)]
+    expected = [formed.correlation(m, pearsonr) for m in candidates]
     assert [r is None for r in signs] == [r is None for r in expected]
     assert [r < 0 for r in signs if r is not None] == [r < 0 for r in expected if r is not None]
