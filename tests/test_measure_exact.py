@@ -111,11 +111,16 @@ def test_distance_to_edge_equals_centrosomes_with_touching_objects_on_the_border
     np.testing.assert_array_equal(distances_to_edge(objects, image_border_is_edge=False), expected)
 
 
+@pytest.mark.parametrize("numba", [True, False])  # one matrix per object, and the fallback
 @pytest.mark.parametrize("levels", [2, 3, 256])
-def test_texture_equals_mahotas_for_every_object_and_direction(levels):
+def test_texture_equals_mahotas_for_every_object_and_direction(levels, numba, monkeypatch):
     import mahotas
     from skimage.util import img_as_ubyte
 
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    monkeypatch.setattr(compiled, "AVAILABLE", numba)
     rng = np.random.default_rng(levels)
     labels = _shapes(levels)
     image = rng.integers(0, levels, labels.shape) / (levels - 1) * rng.uniform(0.2, 1)
@@ -391,3 +396,21 @@ def test_costes_search_on_a_falling_line_equals_forming_each_set(shift, numba, m
     expected = [formed.correlation(m, pearsonr) for m in candidates]
     assert [r is None for r in signs] == [r is None for r in expected]
     assert [r < 0 for r in signs if r is not None] == [r < 0 for r in expected if r is not None]
+
+
+def test_texture_is_the_same_compiled_and_in_numpy_on_real_nuclei(monkeypatch):
+    """Every object of a real field, both channels' quantizations: the matrix per object
+    and the sorted cells give the same features (sums in another order; InfoMeas1 is a
+    difference of two close entropies, hence 1e-8)."""
+    from cellseg_hcs.field.measure import compiled
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    labels = tifffile.imread(MNFINDER / "nuclei_labels" / IMAGE).astype(np.int32)
+    dna = cellprofiler_scale(tifffile.imread(MNFINDER / "images" / IMAGE))
+    channels = {"DNA": dna, "Dim": dna * 0.1}  # few levels: many equal cells and pairs
+    ours = measure_texture(FieldObjects(labels, channels), scale=3)
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
+    numpys = measure_texture(FieldObjects(labels, channels), scale=3)
+    assert ours.keys() == numpys.keys()
+    for name, values in numpys.items():
+        np.testing.assert_allclose(ours[name], values, rtol=1e-8, atol=1e-12, err_msg=name)
