@@ -12,8 +12,10 @@ from cellseg_hcs.field.classes import object_class_probabilities, object_foregro
 from cellseg_hcs.field.micronuclei import (
     PARENT_RULES,
     decode_objects,
+    drop_enclosed,
     nearest_centre_parents,
     nearest_parents,
+    ring_share,
 )
 from cellseg_hcs.field.pipeline import FieldPipeline
 from cellseg_hcs.field.profile import cell_profiles, own_tables
@@ -154,6 +156,55 @@ def test_boundary_and_centroid_parents_differ_for_a_micronucleus_by_a_large_nucl
     assert nearest_parents(children, parents).tolist() == [1]
     assert nearest_centre_parents(children, parents).tolist() == [2]
     assert nearest_parents(children, parents, max_distance=5).tolist() == [0]
+
+
+def spot_inside_a_nucleus(maps, nuclei):
+    """Nucleus 2 with a 2x2 bright spot inside its edge that the class head calls
+    micronucleus: three quarters of the spot's ring is nucleus (its right side is outside)."""
+    spot = np.zeros(SHAPE, bool)
+    spot[43:45, 50:52] = True  # nucleus 2 reaches column 52 on these rows
+    maps[3] = np.where(spot, 1.0, maps[3])
+    maps[2] = 1 - maps[3]
+    return spot
+
+
+def test_ring_share_counts_each_outer_ring_pixel_once_and_other_children_as_outside():
+    primary = np.zeros((5, 7), np.int32)
+    primary[:, :3] = 1
+    children = np.zeros((5, 7), np.int32)
+    children[2, 3:5] = 1  # ring: (2,2) nucleus; (2,5); (1,3) (1,4) (3,3) (3,4)
+    children[2, 5] = 2  # touches child 1: its pixel is in 1's ring but not nucleus
+    assert ring_share(children, primary).tolist() == [1 / 6, 0.0]
+    edge = np.zeros((3, 3), np.int32)
+    edge[0, 0] = 1  # in the corner: its ring is the two pixels inside the image
+    assert ring_share(edge, np.ones((3, 3), np.int32)).tolist() == [1.0]
+
+
+def test_a_micronucleus_mostly_ringed_by_nucleus_is_dropped_with_max_nucleus_ring():
+    maps, nuclei, micronuclei = field_maps()
+    spot = spot_inside_a_nucleus(maps, nuclei)
+    kept = decode_objects(maps, None, class_info())
+    assert kept.labels["Micronuclei"].max() == 4 and kept.labels["Micronuclei"][spot].all()
+    info = class_info(object_postprocess={"Micronuclei": {"max_nucleus_ring": 0.5}})
+    decoded = decode_objects(maps, None, info)
+    labels = decoded.labels["Micronuclei"]
+    # the three true ones stay (the touching one's ring is 1/8 nucleus), numbered 1..3
+    assert sorted(np.unique(labels[labels > 0])) == [1, 2, 3]
+    np.testing.assert_array_equal(labels > 0, micronuclei > 0)
+    assert len(decoded.parents[("Micronuclei", "Nuclei")]) == 3
+    assert len(decoded.classes["Micronuclei"][0]) == 3
+    loose = class_info(object_postprocess={"Micronuclei": {"max_nucleus_ring": 0.8}})
+    assert decode_objects(maps, None, loose).labels["Micronuclei"].max() == 4
+
+
+def test_drop_enclosed_keeps_the_order_of_the_objects_it_keeps():
+    primary = np.zeros((3, 9), np.int32)
+    primary[:, 3:6] = 1
+    children = np.zeros((3, 9), np.int32)
+    children[1, 0], children[1, 4], children[1, 8] = 1, 2, 3  # 2 sits inside the nucleus
+    np.testing.assert_array_equal(
+        drop_enclosed(children, primary, 0.5)[1], [1, 0, 0, 0, 0, 0, 0, 0, 2]
+    )
 
 
 def test_object_class_probabilities_leave_missing_numbers_at_zero():
@@ -375,3 +426,18 @@ def test_choosing_one_image_at_a_time_pools_the_scores_of_each_decoding():
     high = tuner.scores[(("class_threshold", 0.5), ("min_size", 2))]["boundary"].summary()
     assert low["recall@0.3"] == 1.0 and high["recall@0.3"] == 5 / 6
     assert tuner.choose()["settings"]["class_threshold"] == 0.3
+
+
+def test_the_tuner_drops_spots_inside_nuclei_when_that_raises_the_f1():
+    maps, nuclei, micronuclei = field_maps()
+    spot_inside_a_nucleus(maps, nuclei)
+    truth = MicronucleusTruth(maps[0], nuclei, micronuclei, np.array([1, 1, 2]))
+    found_nuclei = decode_objects(maps, None, ClassModel().info).labels["Nuclei"]  # spot carved
+    grid = {"class_threshold": (0.5,), "max_nucleus_ring": (None, 0.5)}
+    tuner = MicronucleiTuner(ClassModel(), grid=grid)
+    tuner.add(truth, maps, found_nuclei)
+    kept = tuner.scores[(("class_threshold", 0.5), ("max_nucleus_ring", None))]["boundary"]
+    assert kept.summary()["precision@0.3"] == 3 / 4
+    chosen = tuner.choose()
+    assert chosen["settings"]["max_nucleus_ring"] == 0.5
+    assert chosen["scores"]["f1@0.3"] == 1.0

@@ -46,8 +46,11 @@ OBJECT_SET_DEFAULTS: dict[str, Any] = {
 #: ``parent_distance``, the farthest (pixels) a parent may be; a child with no primary object
 #: that near has parent 0. None: no limit;
 #: ``class_threshold``, the summed probability of the set's classes a pixel needs to be one of
-#: the set's (default None: more than any other set's).
-SET_KEYS = ("parent_rule", "parent_distance", "class_threshold")
+#: the set's (default None: more than any other set's);
+#: ``max_nucleus_ring``, the largest share of an object's one-pixel outer ring (4-connected)
+#: that may be the model's own objects: a micronucleus lies outside its nucleus, so a bright
+#: spot mostly ringed by nucleus is dropped (default None: no limit).
+SET_KEYS = ("parent_rule", "parent_distance", "class_threshold", "max_nucleus_ring")
 
 
 @dataclass
@@ -126,6 +129,10 @@ def decode_objects(
         labels[name] = maps_to_labels(
             foreground, maps[1], settings, image=image if name == primary else None
         )
+        if name != primary and parent_options.get("max_nucleus_ring") is not None:
+            labels[name] = drop_enclosed(
+                labels[name], labels[primary], parent_options["max_nucleus_ring"]
+            )
         if name != primary:
             rule = parent_options.get("parent_rule", "boundary")
             if rule not in PARENT_RULES:
@@ -157,6 +164,59 @@ def set_foreground(
     if name == info.object_name or primary is None:
         return foreground
     return np.where(primary > 0, np.float32(0), foreground)
+
+
+def ring_share(children: np.ndarray, primary: np.ndarray) -> np.ndarray:
+    """For each child object, the share of its one-pixel outer ring that lies on the
+    primary objects (the ring: the pixels outside the child with a 4-connected neighbour in
+    it, within the image; another child's pixels count as not primary). ``share[i]`` is
+    object ``i + 1``'s; 0 for a number with no pixels.
+
+    Examples
+    --------
+    >>> primary = np.zeros((3, 5), int); primary[:, :2] = 1
+    >>> children = np.zeros((3, 5), int); children[1, 2] = 1
+    >>> ring_share(children, primary)  # ring: left (nucleus), right, up, down
+    array([0.25])
+    """
+    children = np.asarray(children)
+    count = int(children.max()) if children.size else 0
+    if count == 0:
+        return np.zeros(0)
+    padded = np.pad(children, 1)
+    height, width = children.shape
+    pairs = []
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        neighbour = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+        ring = np.flatnonzero((neighbour > 0) & (neighbour != children))
+        pairs.append(neighbour.ravel()[ring].astype(np.int64) * children.size + ring)
+    unique = np.unique(np.concatenate(pairs))  # each (child, ring pixel) once
+    owner, pixel = np.divmod(unique, children.size)
+    total = np.bincount(owner, minlength=count + 1)[1:]
+    on_primary = np.bincount(
+        owner, weights=np.asarray(primary).ravel()[pixel] > 0, minlength=count + 1
+    )[1:]
+    return np.divide(on_primary, total, out=np.zeros(count), where=total > 0)
+
+
+def drop_enclosed(children: np.ndarray, primary: np.ndarray, max_share: float) -> np.ndarray:
+    """``children`` without the objects whose ring is more than ``max_share`` primary
+    objects (:func:`ring_share`), the others numbered 1..N in their order.
+
+    Examples
+    --------
+    >>> primary = np.zeros((3, 6), int); primary[:, :2] = 1; primary[:, 3:] = 2
+    >>> children = np.zeros((3, 6), int); children[1, 2] = 1; children[0, 5] = 2
+    >>> drop_enclosed(children, primary, 0.5)[1, 2]  # ring: two nucleus of four pixels
+    np.int64(1)
+    >>> drop_enclosed(children, primary, 0.4).max()
+    np.int64(0)
+    """
+    children = np.asarray(children)
+    keep = np.r_[False, ring_share(children, primary) <= max_share]
+    new_ids = np.zeros(keep.size, dtype=children.dtype)
+    new_ids[keep] = np.arange(1, keep.sum() + 1)
+    return new_ids[children]
 
 
 def nearest_parents(

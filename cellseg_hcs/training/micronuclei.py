@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..field.micronuclei import PARENT_RULES, object_set_settings, set_foreground
+from ..field.micronuclei import PARENT_RULES, drop_enclosed, object_set_settings, set_foreground
 from ..field.postprocess import drop_objects, split_objects
 from ..io.images import read_image
 from .data.folders import ImageMaskFolder, as_instances
@@ -44,6 +44,7 @@ MICRONUCLEI_GRID = {
     "peak_height": (0.2, 0.3, 0.5),
     "min_size": (2, 3, 4, 6),
     "min_score": (0.0, 0.5),
+    "max_nucleus_ring": (None, 0.5, 0.75),
 }
 
 
@@ -378,8 +379,10 @@ class MicronucleiTuner:
             base, _ = object_set_settings(self.info, self.object_set, split_choice)
             found = split_objects(foreground, maps[1], base)
             for choice in choices:
-                settings, _ = object_set_settings(self.info, self.object_set, choice)
+                settings, options = object_set_settings(self.info, self.object_set, choice)
                 labels = drop_objects(found, foreground, settings)
+                if options.get("max_nucleus_ring") is not None:
+                    labels = drop_enclosed(labels, nuclei, options["max_nucleus_ring"])
                 by_rule = self.scores.setdefault(tuple(choice.items()), {})
                 for name, scores in self._score(context, labels, seen).items():
                     by_rule.setdefault(name, MicronucleusScores()).merge(scores)
