@@ -414,3 +414,48 @@ def test_texture_is_the_same_compiled_and_in_numpy_on_real_nuclei(monkeypatch):
     assert ours.keys() == numpys.keys()
     for name, values in numpys.items():
         np.testing.assert_allclose(ours[name], values, rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("slope, intercept", [(1.0, 0.0), (0.7, 0.013), (-1.3, 0.9), (3e-9, 0.2)])
+def test_costes_candidate_finders_are_the_same_compiled_and_in_numpy(slope, intercept):
+    """The largest candidate under a rising line and the smallest over a falling one, value
+    by value: the compiled loop takes numpy's floating point steps, values on the line and
+    between its steps included, and a nearly flat line whose estimate overflows."""
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure import correlation as costes
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    scale, top = 65535.0, 65537
+    steps = np.arange(-3, top + 4)
+    on_line = (slope * (steps / scale)) + intercept
+    values = np.concatenate(
+        [
+            np.arange(65536) / 65535,  # a 16-bit image's levels
+            on_line,
+            np.nextafter(on_line, -np.inf),
+            np.nextafter(on_line, np.inf),
+            np.random.default_rng(0).uniform(-0.5, 1.5, 10_000),
+        ]
+    )
+    for finder in (costes._last_on_line, costes._first_on_line):
+        fast = finder(values, slope, intercept, scale, top)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(compiled, "AVAILABLE", False)
+            slow = finder(values, slope, intercept, scale, top)
+        np.testing.assert_array_equal(fast, slow)
+
+
+def test_costes_running_sums_are_numpys_cumulative_sums():
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.correlation import _running_sums
+
+    rng = np.random.default_rng(1)
+    starts, ends = rng.random((6, 1003)) * 1e3, rng.random((6, 1003)) * 1e3
+    out = np.empty((6, 1002))
+    fast = np.array(_running_sums(starts, ends, out))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compiled, "AVAILABLE", False)
+        slow = np.array(_running_sums(starts, ends, np.empty((6, 1002))))
+    expected = np.cumsum(starts - ends, axis=1)[:, :1002]
+    np.testing.assert_array_equal(fast, expected)
+    np.testing.assert_array_equal(slow, expected)

@@ -21,6 +21,7 @@ object has no ``Slope`` column.
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 
@@ -326,13 +327,12 @@ class _BelowLine:
         # b, a^2, b^2, ab) enter at ``first`` (``starts``) and leave after ``last``
         # (``ends``); the outside sums for m are the running totals up to m. A few hundred
         # thousand pixels at a time, so that the temporaries stay in the cache.
-        starts = np.zeros((6, top + 3))
-        ends = np.zeros((6, top + 3))
+        starts, ends, self._running = _buffers(top)
         self.total = np.zeros(6)
         if compiled.AVAILABLE and tables[0] is not None and tables[1] is not None:
             # Both tables: looked up pixel by pixel in the compiled pass, no temporaries.
             _table_interval_sums(*raws, *tables, rising, a, b, starts, ends, self.total)
-            self.outside = [np.cumsum(s - e)[: top + 2] for s, e in zip(starts, ends)]
+            self.outside = _running_sums(starts, ends, self._running)
             return
         for start in range(0, a.size, self.CHUNK):
             part = slice(start, start + self.CHUNK)
@@ -344,44 +344,21 @@ class _BelowLine:
                 last, first = found
             add = _interval_sums if compiled.AVAILABLE else _interval_sums_numpy
             add(first, last, a[part], b[part], starts, ends, self.total)
-        self.outside = [np.cumsum(s - e)[: top + 2] for s, e in zip(starts, ends)]
+        self.outside = _running_sums(starts, ends, self._running)
 
     def _last_a(self, a: np.ndarray, top: int) -> np.ndarray:
-        """Largest m with ``a >= m/scale`` (-1 if none), CellProfiler's comparison."""
-        last = np.clip(np.nan_to_num(np.floor(a * self.scale), nan=-1), -1, top).astype(np.int64)
-        for _ in range(2):  # the estimate is off by at most a step
-            last = np.where((a >= (last + 1) / self.scale) & (last < top), last + 1, last)
-            last = np.where((a < last / self.scale) & (last >= 0), last - 1, last)
-        return last
+        """Largest m with ``a >= m/scale`` (-1 if none), CellProfiler's comparison: the
+        line b = a (``slope * (m/scale) + 0`` is ``m/scale`` to the last bit)."""
+        return _last_on_line(a, 1.0, 0.0, self.scale, top)
 
     def _last_b(self, b: np.ndarray, top: int) -> np.ndarray:
         """Largest m with ``b >= slope*(m/scale) + intercept`` (-1 if none)."""
-
-        def line(m):
-            return (self.slope * (m / self.scale)) + self.intercept
-
-        with np.errstate(invalid="ignore", over="ignore"):
-            estimate = np.floor((b - self.intercept) / self.slope * self.scale)
-        last = np.clip(np.nan_to_num(estimate, nan=-1), -1, top).astype(np.int64)
-        for _ in range(2):
-            last = np.where((b >= line(last + 1)) & (last < top), last + 1, last)
-            last = np.where((b < line(last)) & (last >= 0), last - 1, last)
-        return last
+        return _last_on_line(b, self.slope, self.intercept, self.scale, top)
 
     def _first_b(self, b: np.ndarray, top: int) -> np.ndarray:
         """Falling line: smallest m >= 0 with ``b >= slope*(m/scale) + intercept`` (top + 1
         if none up to top)."""
-
-        def line(m):
-            return (self.slope * (m / self.scale)) + self.intercept
-
-        with np.errstate(invalid="ignore", over="ignore"):
-            estimate = np.ceil((b - self.intercept) / self.slope * self.scale)
-        first = np.clip(np.nan_to_num(estimate, nan=top + 1), 0, top + 1).astype(np.int64)
-        for _ in range(2):  # the estimate is off by at most a step
-            first = np.where((first > 0) & (b >= line(first - 1)), first - 1, first)
-            first = np.where((first <= top) & (b < line(first)), first + 1, first)
-        return first
+        return _first_on_line(b, self.slope, self.intercept, self.scale, top)
 
     def correlation(self, middle: float, pearsonr) -> float | None:
         """r for candidate ``middle`` (its sign exact; the search reads nothing else); None
@@ -420,3 +397,129 @@ class _BelowLine:
         except ValueError:
             return None
         return float(r)
+
+
+_BUFFERS = threading.local()
+
+
+def _buffers(top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The search's sums by candidate, ``starts`` and ``ends`` (6 x (top + 3), zeroed) and
+    their running totals (6 x (top + 2)), kept per thread from one field to the next: three
+    fresh 3 MB arrays a field cost more in page faults than their sums."""
+    kept = getattr(_BUFFERS, "arrays", None)
+    if kept is None or kept[0].shape[1] != top + 3:
+        kept = (np.zeros((6, top + 3)), np.zeros((6, top + 3)), np.empty((6, top + 2)))
+        _BUFFERS.arrays = kept
+    else:
+        kept[0].fill(0.0)
+        kept[1].fill(0.0)
+    return kept
+
+
+def _running_sums(starts: np.ndarray, ends: np.ndarray, out: np.ndarray) -> list[np.ndarray]:
+    """Each row's running total of ``starts - ends`` into ``out`` (its first
+    ``out.shape[1]`` values; a sequential sum, as ``np.cumsum``: the same numbers either
+    way), as a list of rows."""
+    if compiled.AVAILABLE:
+        _compiled_running_sums(starts, ends, out)
+    else:
+        for row, (s, e) in enumerate(zip(starts, ends)):
+            out[row] = np.cumsum(s - e)[: out.shape[1]]
+    return list(out)
+
+
+@compiled.jit
+def _compiled_running_sums(starts, ends, out):
+    for row in range(out.shape[0]):
+        total = 0.0
+        for column in range(out.shape[1]):
+            total += starts[row, column] - ends[row, column]
+            out[row, column] = total
+
+
+def _line(slope: float, intercept: float, scale: float, m):
+    """CellProfiler's Costes line at candidate(s) ``m``: ``slope * (m / scale) + intercept``."""
+    return (slope * (m / scale)) + intercept
+
+
+def _last_on_line(values, slope: float, intercept: float, scale: float, top: int) -> np.ndarray:
+    """For each value, the largest m in [-1, top] with ``value >= line(m)`` (rising line; -1
+    if none): an estimate, then two corrections of a step each way with CellProfiler's own
+    comparison."""
+    values = np.asarray(values, dtype=np.float64)
+    if compiled.AVAILABLE:
+        out = np.empty(values.shape, np.int64)
+        _compiled_last_on_line(values.ravel(), slope, intercept, scale, top, out.ravel())
+        return out
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        estimate = np.floor((values - intercept) / slope * scale)
+    last = np.clip(np.nan_to_num(estimate, nan=-1), -1, top).astype(np.int64)
+    for _ in range(2):  # the estimate is off by at most a step
+        last = np.where(
+            (values >= _line(slope, intercept, scale, last + 1)) & (last < top), last + 1, last
+        )
+        last = np.where(
+            (values < _line(slope, intercept, scale, last)) & (last >= 0), last - 1, last
+        )
+    return last
+
+
+def _first_on_line(values, slope: float, intercept: float, scale: float, top: int) -> np.ndarray:
+    """For each value, the smallest m in [0, top + 1] with ``value >= line(m)`` (falling
+    line; top + 1 if none up to top), as :func:`_last_on_line`."""
+    values = np.asarray(values, dtype=np.float64)
+    if compiled.AVAILABLE:
+        out = np.empty(values.shape, np.int64)
+        _compiled_first_on_line(values.ravel(), slope, intercept, scale, top, out.ravel())
+        return out
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        estimate = np.ceil((values - intercept) / slope * scale)
+    first = np.clip(np.nan_to_num(estimate, nan=top + 1), 0, top + 1).astype(np.int64)
+    for _ in range(2):  # the estimate is off by at most a step
+        first = np.where(
+            (first > 0) & (values >= _line(slope, intercept, scale, first - 1)), first - 1, first
+        )
+        first = np.where(
+            (first <= top) & (values < _line(slope, intercept, scale, first)), first + 1, first
+        )
+    return first
+
+
+@compiled.jit(numpy_errors=True)
+def _compiled_last_on_line(values, slope, intercept, scale, top, out):
+    """:func:`_last_on_line` value by value, with the same floating point steps."""
+    for index in range(values.size):
+        value = values[index]
+        estimate = np.floor((value - intercept) / slope * scale)
+        if np.isnan(estimate) or estimate < -1:  # nan_to_num, then clip
+            last = -1
+        elif estimate > top:
+            last = top
+        else:
+            last = np.int64(estimate)
+        for _ in range(2):
+            if value >= (slope * ((last + 1) / scale)) + intercept and last < top:
+                last += 1
+            if value < (slope * (last / scale)) + intercept and last >= 0:
+                last -= 1
+        out[index] = last
+
+
+@compiled.jit(numpy_errors=True)
+def _compiled_first_on_line(values, slope, intercept, scale, top, out):
+    """:func:`_first_on_line` value by value, with the same floating point steps."""
+    for index in range(values.size):
+        value = values[index]
+        estimate = np.ceil((value - intercept) / slope * scale)
+        if np.isnan(estimate) or estimate > top + 1:
+            first = top + 1
+        elif estimate < 0:
+            first = 0
+        else:
+            first = np.int64(estimate)
+        for _ in range(2):
+            if first > 0 and value >= (slope * ((first - 1) / scale)) + intercept:
+                first -= 1
+            if first <= top and value < (slope * (first / scale)) + intercept:
+                first += 1
+        out[index] = first
