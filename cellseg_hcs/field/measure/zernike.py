@@ -145,12 +145,18 @@ def _compiled_sums(
 ):
     """:func:`_sums`' totals, pixel by pixel: the same unit-disk coordinates and the same
     Horner steps for the radial part (so the same pixels fall outside the disk), ``z ** m``
-    by repeated products, and each pixel's terms added to its object's totals."""
+    by repeated products, and each pixel's terms added to its object's totals. The pixel's
+    terms are laid out side by side and each weight column's sums are one object's row, so
+    that the adds run several at a time (each total still sums its pixels in order)."""
     count = starts.size
+    columns = weights.shape[1]
     real = np.empty(DEGREE + 1)
     imaginary = np.empty(DEGREE + 1)
+    parts = np.empty(2 * powers.size)
+    sums = np.zeros((columns, 2 * powers.size))
     for index in range(count):
         centre_y, centre_x, radius = centres[index, 0], centres[index, 1], radii[index]
+        sums[:] = 0.0
         for pixel in range(starts[index], starts[index] + areas[index]):
             y = (rows[pixel] - centre_y) / radius
             x = (cols[pixel] - centre_x) / radius
@@ -165,12 +171,15 @@ def _compiled_sums(
                 radial = 0.0
                 for k in range(terms[polynomial]):
                     radial = radial * r2 + coefficients[polynomial, k]
-                part_real = radial * real[powers[polynomial]]
-                part_imaginary = radial * imaginary[powers[polynomial]]
-                for column in range(weights.shape[1]):
-                    weight = weights[pixel, column]
-                    totals[index, 2 * polynomial, column] += part_real * weight
-                    totals[index, 2 * polynomial + 1, column] += part_imaginary * weight
+                parts[2 * polynomial] = radial * real[powers[polynomial]]
+                parts[2 * polynomial + 1] = radial * imaginary[powers[polynomial]]
+            for column in range(columns):
+                weight = weights[pixel, column]
+                for term in range(parts.size):
+                    sums[column, term] += parts[term] * weight
+        for column in range(columns):
+            for term in range(parts.size):
+                totals[index, term, column] = sums[column, term]
 
 
 def _polynomials(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
