@@ -199,8 +199,9 @@ def _compiled_features(low_or_high, high_or_low, owner, size, out):
     formulas as the numpy path), the cells it touched cleared for the next. ``out``
     (features x objects, NaN) keeps NaN for objects without a pair."""
     matrix = np.zeros((LEVELS, LEVELS))
-    cell_low = np.empty(LEVELS * LEVELS, np.int64)
-    cell_high = np.empty(LEVELS * LEVELS, np.int64)
+    most = min(owner.size, LEVELS * LEVELS)  # an object has no more cells than pairs
+    cell_low = np.empty(most, np.int64)
+    cell_high = np.empty(most, np.int64)
     marginal = np.zeros(LEVELS)
     p_sum = np.zeros(2 * LEVELS)
     p_difference = np.zeros(LEVELS)
