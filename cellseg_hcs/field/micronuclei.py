@@ -199,9 +199,15 @@ def ring_share(children: np.ndarray, primary: np.ndarray) -> np.ndarray:
     return np.divide(on_primary, total, out=np.zeros(count), where=total > 0)
 
 
-def drop_enclosed(children: np.ndarray, primary: np.ndarray, max_share: float) -> np.ndarray:
+def drop_enclosed(
+    children: np.ndarray,
+    primary: np.ndarray,
+    max_share: float,
+    shares: np.ndarray | None = None,
+) -> np.ndarray:
     """``children`` without the objects whose ring is more than ``max_share`` primary
-    objects (:func:`ring_share`), the others numbered 1..N in their order.
+    objects (:func:`ring_share`, or ``shares`` when already known), the others numbered
+    1..N in their order.
 
     Examples
     --------
@@ -213,7 +219,8 @@ def drop_enclosed(children: np.ndarray, primary: np.ndarray, max_share: float) -
     np.int64(0)
     """
     children = np.asarray(children)
-    keep = np.r_[False, ring_share(children, primary) <= max_share]
+    shares = ring_share(children, primary) if shares is None else shares
+    keep = np.r_[False, shares <= max_share]
     new_ids = np.zeros(keep.size, dtype=children.dtype)
     new_ids[keep] = np.arange(1, keep.sum() + 1)
     return new_ids[children]

@@ -30,7 +30,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..field.micronuclei import PARENT_RULES, drop_enclosed, object_set_settings, set_foreground
+from ..field.micronuclei import (
+    PARENT_RULES,
+    drop_enclosed,
+    object_set_settings,
+    ring_share,
+    set_foreground,
+)
 from ..field.postprocess import drop_objects, split_objects
 from ..io.images import read_image
 from .data.folders import ImageMaskFolder, as_instances
@@ -378,11 +384,16 @@ class MicronucleiTuner:
                 )
             base, _ = object_set_settings(self.info, self.object_set, split_choice)
             found = split_objects(foreground, maps[1], base)
+            kept = (None, None, None)  # the last choice's objects before the ring limit
             for choice in choices:
                 settings, options = object_set_settings(self.info, self.object_set, choice)
-                labels = drop_objects(found, foreground, settings)
+                if kept[0] != settings:  # choices differing only in the ring limit share it
+                    kept = (settings, drop_objects(found, foreground, settings), None)
+                labels = kept[1]
                 if options.get("max_nucleus_ring") is not None:
-                    labels = drop_enclosed(labels, nuclei, options["max_nucleus_ring"])
+                    if kept[2] is None:
+                        kept = (*kept[:2], ring_share(labels, nuclei))
+                    labels = drop_enclosed(labels, nuclei, options["max_nucleus_ring"], kept[2])
                 by_rule = self.scores.setdefault(tuple(choice.items()), {})
                 for name, scores in self._score(context, labels, seen).items():
                     by_rule.setdefault(name, MicronucleusScores()).merge(scores)

@@ -327,12 +327,12 @@ class _BelowLine:
         # b, a^2, b^2, ab) enter at ``first`` (``starts``) and leave after ``last``
         # (``ends``); the outside sums for m are the running totals up to m. A few hundred
         # thousand pixels at a time, so that the temporaries stay in the cache.
-        starts, ends, self._running = _buffers(top)
+        starts, ends, running = _buffers(top)
         self.total = np.zeros(6)
         if compiled.AVAILABLE and tables[0] is not None and tables[1] is not None:
             # Both tables: looked up pixel by pixel in the compiled pass, no temporaries.
             _table_interval_sums(*raws, *tables, rising, a, b, starts, ends, self.total)
-            self.outside = _running_sums(starts, ends, self._running)
+            self.outside = _running_sums(starts, ends, running)
             return
         for start in range(0, a.size, self.CHUNK):
             part = slice(start, start + self.CHUNK)
@@ -344,7 +344,7 @@ class _BelowLine:
                 last, first = found
             add = _interval_sums if compiled.AVAILABLE else _interval_sums_numpy
             add(first, last, a[part], b[part], starts, ends, self.total)
-        self.outside = _running_sums(starts, ends, self._running)
+        self.outside = _running_sums(starts, ends, running)
 
     def _last_a(self, a: np.ndarray, top: int) -> np.ndarray:
         """Largest m with ``a >= m/scale`` (-1 if none), CellProfiler's comparison: the
