@@ -36,8 +36,9 @@ MARKERS = ("<!-- measure-plate-table:start -->", "<!-- measure-plate-table:end -
 STAGES = ("Seconds_Predict", "Seconds_Postprocess", "Seconds_Measure")
 
 
-def make_plate(path: Path, fields: int) -> list[str]:
-    """One field per well: DNA and Other (the next image of the same shape), uint16."""
+def make_plate(path: Path, fields: int, channels: int = 2) -> list[str]:
+    """One field per well: DNA and, with two channels, Other (the next image of the same
+    shape), uint16."""
     import tifffile
 
     from cellseg_hcs.io.convert import write_plate
@@ -50,13 +51,13 @@ def make_plate(path: Path, fields: int) -> list[str]:
     for index, image in enumerate(images):
         partners = [o for o in images[index + 1 :] + images[:index] if o.shape == image.shape]
         if partners:
-            pairs.append(np.stack([image, partners[0]]))
+            pairs.append(np.stack([image, partners[0]][:channels]))
     rows = "BCDEFGH"
     wells = [f"{rows[i // 12]}{i % 12 + 1:02d}" for i in range(fields)]
     write_plate(
         path,
         {(well, 0): pairs[i % len(pairs)] for i, well in enumerate(wells)},
-        channel_names=["DNA", "Other"],
+        channel_names=["DNA", "Other"][:channels],
     )
     return wells
 
@@ -124,6 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=8)
     parser.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="1: DNA only, as the issue's held-out plate (no correlation between channels)",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         nargs="+",
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         for label, checkout in [*checkouts, ("after", REPO)]:
             name = f"{label}-{len(runs)}"
             plate = Path(folder) / f"plate-{name}.zarr"  # a run writes labels into it
-            make_plate(plate, args.fields)
+            make_plate(plate, args.fields, args.channels)
             run = run_plate(checkout, plate, Path(folder) / f"out-{name}")
             run["label"] = label
             runs.append(run)

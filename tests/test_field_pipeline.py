@@ -141,3 +141,23 @@ def test_objects_outside_a_cells_row_get_a_table_of_their_own_with_their_parents
     table = own_tables(result, planes, "minimal", {"Metadata_Well": "B03"})["Micronuclei"]
     assert list(table["Micronuclei_Parent_Nuclei"]) == [1, 1, 2]
     assert list(table["Micronuclei_AreaShape_Area"]) == [4, 4, 4]
+
+
+def test_the_measure_threads_measure_every_object_set_and_give_the_same_table(model, monkeypatch):
+    from cellseg_hcs.field import profile
+
+    asked = []
+    measure = profile.measure_objects
+
+    def spy(*args, threads=1, **kwargs):
+        asked.append(threads)
+        return measure(*args, threads=threads, **kwargs)
+
+    monkeypatch.setattr(profile, "measure_objects", spy)
+    image = disk_field(2, 5)
+    channels = FieldChannels({"DNA": image, "Actin": image[::-1].copy()})
+    settings = FieldSettings(diameter="native")
+    alone = FieldPipeline(settings, model).run(channels, features="default")
+    together = FieldPipeline(settings, model, measure_threads=2).run(channels, features="default")
+    assert asked == [1, 2]
+    assert together.features.equals(alone.features)

@@ -214,3 +214,30 @@ def test_a_trim_threshold_the_user_chose_is_kept(where, monkeypatch):
     ):
         seen = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert list(seen.values()) == [str(1 << 20)]
+
+
+@pytest.mark.parametrize("threads, measured_in", [(3, 3), (None, 1)])
+def test_a_worker_measures_its_fields_with_the_cores_its_network_has(
+    tmp_path, threads, measured_in
+):
+    """A CPU worker's share of the machine (``cores / workers``) runs its network and then
+    its measurement; a GPU network's job has no CPU threads and measures in one."""
+    from cellseg_hcs.io.plate import PlateField
+    from cellseg_hcs.plate import tasks
+    from cellseg_hcs.settings import FieldSettings
+
+    model = threshold_model()
+    path = model.save(tmp_path / "threshold.safetensors")
+    job = tasks.FieldJob(
+        plate_path=str(tmp_path / "plate.zarr"),
+        field=PlateField("plate", "A01", 0, "A/1/0"),
+        out=str(tmp_path / "out"),
+        settings=FieldSettings(model=str(path), diameter=None),
+        object_name="Nuclei",
+        features=("location",),
+        model_path=str(path),
+        model_hash=model.hash,
+        channel_names=("DNA",),
+        threads=threads,
+    )
+    assert tasks.field_pipeline(job).measure_threads == measured_in

@@ -143,6 +143,10 @@ class FieldPipeline:
     cell_model:
         The loaded cell model of ``settings.cells.method == "model"``
         (:meth:`cellseg_hcs.model.model.Model.pipeline` loads it).
+    measure_threads:
+        Threads that measure a field's feature groups at once: the cores this recipe may
+        use while it measures (a plate worker's share of the machine). The values are the
+        same for any number.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class FieldPipeline:
         runtime: Any = None,
         object_name: str | None = None,
         cell_model: Any = None,
+        measure_threads: int = 1,
     ) -> None:
         cells = settings.cells
         if cells is not None and cells.method == "model" and cell_model is None:
@@ -161,6 +166,7 @@ class FieldPipeline:
         self._runtime = runtime
         self.primary = object_name or model.info.object_name
         self.cell_model = cell_model
+        self.measure_threads = max(1, int(measure_threads))
 
     @property
     def runtime(self):
@@ -352,8 +358,9 @@ class FieldPipeline:
 
         started = time.perf_counter()
         planes = self.measured_planes(field.channels)
-        result.features = cell_profiles(result, planes, features, metadata)
-        result.tables = own_tables(result, planes, features, metadata)
+        threads = self.measure_threads
+        result.features = cell_profiles(result, planes, features, metadata, threads)
+        result.tables = own_tables(result, planes, features, metadata, threads)
         result.seconds["Seconds_Measure"] = time.perf_counter() - started
         return result
 

@@ -28,16 +28,18 @@ def cell_profiles(
     planes: Mapping[str, np.ndarray],
     features: str | Sequence[str],
     metadata: Mapping[str, object] | None = None,
+    threads: int = 1,
 ) -> pd.DataFrame:
     """One row per cell (per primary object), every compartment's columns, relationships.
 
-    ``result`` is a :class:`~cellseg_hcs.field.pipeline.FieldResult`.
+    ``result`` is a :class:`~cellseg_hcs.field.pipeline.FieldResult`; ``threads``: each set's
+    groups measured in that many threads at once (``measure_objects``).
     """
     count = result.count
     sets = [name for name in COMPARTMENTS if name in result.objects] + [result.primary]
     images: dict = {}  # the image-only work (granularity, Costes), once for all sets
     tables = [
-        object_table(result.objects[name], planes, name, features, metadata, count, images)
+        object_table(result.objects[name], planes, name, features, metadata, count, images, threads)
         for name in sets
     ]
     leading = [c for c in tables[0].columns if not c.startswith(tuple(f"{s}_" for s in sets))]
@@ -72,6 +74,7 @@ def object_table(
     metadata: Mapping[str, object] | None,
     count: int | None = None,
     images: dict | None = None,
+    threads: int = 1,
 ) -> pd.DataFrame:
     """One object set measured: one row per object number 1..``count``.
 
@@ -80,7 +83,13 @@ def object_table(
     ``images``: the field's dict for image-only work (see ``measure_objects``).
     """
     table = measure_objects(
-        labels, planes, object_name=name, features=features, metadata=metadata, images=images
+        labels,
+        planes,
+        object_name=name,
+        features=features,
+        metadata=metadata,
+        images=images,
+        threads=threads,
     )
     present = present_numbers(labels)
     count = int(present.max()) if count is None and present.size else int(count or 0)
@@ -117,6 +126,7 @@ def own_tables(
     planes: Mapping[str, np.ndarray],
     features: str | Sequence[str],
     metadata: Mapping[str, object] | None = None,
+    threads: int = 1,
 ) -> dict[str, pd.DataFrame]:
     """A table for each object set that is not a compartment of a cell (``Micronuclei``,
     written to ``DIR/objects/<set>/``):
@@ -132,7 +142,7 @@ def own_tables(
         if name == result.primary or name in COMPARTMENTS:
             continue
         count = int(np.asarray(labels).max())
-        table = object_table(labels, planes, name, features, metadata, count)
+        table = object_table(labels, planes, name, features, metadata, count, threads=threads)
         parents = {key: numbers for key, numbers in result.parents.items() if key[0] == name}
         for column, values in relationship_columns(parents, [name], count).items():
             table[column] = values

@@ -267,10 +267,17 @@ class Model:
         foreground = object_foreground(maps, self.info)
         return maps_to_labels(foreground, maps[1], PostprocessSettings(**merged), image=image)
 
-    def pipeline(self, settings, runtime: Any = None, object_name: str | None = None):
+    def pipeline(
+        self,
+        settings,
+        runtime: Any = None,
+        object_name: str | None = None,
+        measure_threads: int = 1,
+    ):
         """The field recipe with this model for these settings (a
         :class:`~cellseg_hcs.field.pipeline.FieldPipeline`), with the cell model loaded when
-        the settings grow cells with one."""
+        the settings grow cells with one; ``measure_threads`` measure a field's groups at
+        once."""
         from ..field.pipeline import FieldPipeline
 
         cells = settings.cells
@@ -278,7 +285,12 @@ class Model:
             load_model(cells.model) if cells is not None and cells.method == "model" else None
         )
         return FieldPipeline(
-            settings, self, runtime=runtime, object_name=object_name, cell_model=cell_model
+            settings,
+            self,
+            runtime=runtime,
+            object_name=object_name,
+            cell_model=cell_model,
+            measure_threads=measure_threads,
         )
 
     def segment(

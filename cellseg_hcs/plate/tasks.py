@@ -56,6 +56,8 @@ class FieldJob:
     image_number: int = 1
     """The field's place in the plate (``ImageNumber``, as CellProfiler numbers image sets)."""
     threads: int | None = None
+    """Cores of the worker process: its CPU network's intra-op threads and the threads that
+    measure a field (None: a GPU network, fields measured in one thread)."""
     scale: float = 1.0
     """The network runs on the field resampled by this factor (see ``diameter``)."""
 
@@ -113,7 +115,12 @@ def field_pipeline(job: FieldJob):
         runtime = model.runtime(
             settings.backend, settings.device, **settings.runtime_options, **options
         )
-        pipeline = model.pipeline(settings, runtime=runtime, object_name=job.object_name)
+        pipeline = model.pipeline(
+            settings,
+            runtime=runtime,
+            object_name=job.object_name,
+            measure_threads=job.threads or 1,
+        )
         # The measurement's one-time start-up, here rather than in a field's Seconds_Measure.
         warm_up(job.channel_names, job.features, job.object_name)
         _PIPELINES[key] = pipeline

@@ -5,17 +5,40 @@ first use and kept: the object pixels in label order (one stable sort), each obj
 start and area in that order, its bounding box, its pixel coordinates, each channel's
 values in that order. A reduction over objects is then one ``np.add.reduceat`` over a
 contiguous array, not a Python loop over objects.
+
+Groups may be measured in several threads at once (``measure_objects(threads=...)``): each
+shared result is then made by the first thread that asks for it while the others wait for
+it (one lock per result), never twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import cached_property
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from . import compiled
+
+
+class shared_property:
+    """A property made on first use and kept, as ``functools.cached_property``, by one
+    thread only (:meth:`FieldObjects.cached`): groups measured in threads at once ask for
+    the same arrays."""
+
+    def __init__(self, method: Callable[[Any], Any]) -> None:
+        self.method = method
+        self.name = method.__name__
+        self.__doc__ = method.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.cached(("property", self.name), lambda: self.method(instance))
+        instance.__dict__[self.name] = value  # later reads skip the descriptor
+        return value
 
 
 def present_numbers(labels: np.ndarray) -> np.ndarray:
@@ -77,9 +100,11 @@ class FieldObjects:
         self.count = int(labels.max()) if labels.size else 0
         self.shape = labels.shape
         self._cache: dict = {}
+        self._locks: dict = {}
+        self._guard = threading.Lock()
 
     # ------------------------------------------------------------------ pixels in label order
-    @cached_property
+    @shared_property
     def pixels(self) -> np.ndarray:
         """Flat indices of the object pixels, by label, in raster order within a label."""
         flat = np.flatnonzero(self.labels)
@@ -88,39 +113,39 @@ class FieldObjects:
         key = values.astype(np.uint16) if self.count < 2**16 else values
         return flat[np.argsort(key, kind="stable")]
 
-    @cached_property
+    @shared_property
     def pixel_labels(self) -> np.ndarray:
         """The label of each pixel of :attr:`pixels`."""
         return self.labels.ravel()[self.pixels]
 
-    @cached_property
+    @shared_property
     def areas(self) -> np.ndarray:
         """Pixels per object (int64)."""
         return np.bincount(self.pixel_labels, minlength=self.count + 1)[1:]
 
-    @cached_property
+    @shared_property
     def starts(self) -> np.ndarray:
         """Where each object's pixels start in :attr:`pixels`."""
         return np.concatenate(([0], np.cumsum(self.areas)[:-1])).astype(np.intp)
 
-    @cached_property
+    @shared_property
     def rows(self) -> np.ndarray:
         """Row of each pixel of :attr:`pixels`."""
         return self.pixels // self.shape[1]
 
-    @cached_property
+    @shared_property
     def cols(self) -> np.ndarray:
         """Column of each pixel of :attr:`pixels`."""
         return self.pixels % self.shape[1]
 
-    @cached_property
+    @shared_property
     def row_ends(self) -> np.ndarray:
         """Which of :attr:`pixels` are the first or last of their object in their row."""
         key = self.pixel_labels.astype(np.int64) * self.shape[0] + self.rows
         change = key[1:] != key[:-1]
         return np.concatenate(([True], change)) | np.concatenate((change, [True]))
 
-    @cached_property
+    @shared_property
     def hulls(self) -> tuple[np.ndarray, np.ndarray]:
         """centrosome's convex hulls of the pixel centres: ``(label, row, column)`` rows by
         label, counter-clockwise, and the number of points of each (the hull of an object's
@@ -131,7 +156,7 @@ class FieldObjects:
         points = np.column_stack([self.rows[ends], self.cols[ends], self.pixel_labels[ends]])
         return convex_hull_ijv(points, np.arange(1, self.count + 1))
 
-    @cached_property
+    @shared_property
     def boxes(self) -> np.ndarray:
         """Bounding boxes, ``(N, 4)``: min row, min column, max row + 1, max column + 1."""
         out = np.zeros((self.count, 4), np.intp)
@@ -141,10 +166,7 @@ class FieldObjects:
 
     def values(self, name: str) -> np.ndarray:
         """A channel's values at :attr:`pixels`."""
-        key = ("values", name)
-        if key not in self._cache:
-            self._cache[key] = self.channels[name].ravel()[self.pixels]
-        return self._cache[key]
+        return self.cached(("values", name), lambda: self.channels[name].ravel()[self.pixels])
 
     # ------------------------------------------------------------------ reductions
     def sum(self, values: np.ndarray) -> np.ndarray:
@@ -166,15 +188,25 @@ class FieldObjects:
 
     def cached(self, key, make):
         """``make()`` once per field: results that several groups share."""
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+        return self._kept(self._cache, key, make)
 
     def of_images(self, key, make):
         """``make()`` once per field and channels, whatever the objects (see ``images``)."""
-        if key not in self.images:
-            self.images[key] = make()
-        return self.images[key]
+        return self._kept(self.images, key, make)
+
+    def _kept(self, store: dict, key, make):
+        """``store[key]``, made by ``make()`` if missing; with threads, by the first that
+        asks while the others wait. ``make`` may ask for other keys (never its own)."""
+        try:
+            return store[key]
+        except KeyError:
+            pass
+        with self._guard:
+            lock = self._locks.setdefault((id(store), key), threading.Lock())
+        with lock:
+            if key not in store:
+                store[key] = make()
+        return store[key]
 
 
 def segment_sums(values: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
