@@ -500,3 +500,35 @@ def test_a_result_that_threads_ask_for_at_once_is_made_once():
         thread.join()
     assert len(made) == 1
     assert got[0] is got[1]
+
+
+def test_grown_objects_contacts_are_the_same_compiled_and_in_numpy(monkeypatch):
+    """Neighbours, outlines and touching pixels of grown objects: real nuclei grown, random
+    shapes grown, and small grids where objects meet at corners and on the image edge."""
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.neighbors import _contacts, _grown
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    real = tifffile.imread(MNFINDER / "nuclei_labels" / IMAGE).astype(np.int32)
+    images = [_grown(numbered(real))] + [_grown(_shapes(seed)) for seed in range(3)]
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        height, width = rng.integers(1, 12, 2)
+        count = int(rng.integers(1, 6))
+        images.append(rng.integers(1, count + 1, (height, width)).astype(np.int32))
+    for grown in images:
+        count = int(grown.max())
+        ours = _contacts(grown, count)
+        monkeypatch.setattr(compiled, "AVAILABLE", False)
+        numpys = _contacts(grown, count)
+        monkeypatch.setattr(compiled, "AVAILABLE", True)
+        for mine, theirs in zip(ours, numpys):
+            np.testing.assert_array_equal(mine, theirs)
+
+
+def test_object_boxes_are_scipys_find_objects():
+    labels = numbered(tifffile.imread(MNFINDER / "nuclei_labels" / IMAGE).astype(np.int32))
+    for image in (labels, _shapes(0), _shapes(1)):
+        boxes = FieldObjects(image, {}).boxes
+        expected = [(b[0].start, b[1].start, b[0].stop, b[1].stop) for b in ndi.find_objects(image)]
+        np.testing.assert_array_equal(boxes, np.array(expected))

@@ -345,6 +345,64 @@ def nearest_labels(labels):
 
 
 @jit
+def grown_contacts(grown, count):
+    """For a label image in which every pixel has a label ``1..count`` (the grown
+    objects): each label's number of other labels 4-adjacent to it, its outline pixels (an
+    8-neighbour of another label, or on the image's edge) and those of them with an
+    8-neighbour of another label. Each pixel is compared with its right, lower and two
+    lower diagonal neighbours (every 8-adjacent pair once); the 4-adjacent pairs of labels
+    are kept once per run of equal pairs, then made unique."""
+    height, width = grown.shape
+    differs = np.zeros((height, width), np.bool_)
+    keys = np.empty(2 * height * width, np.int64)
+    found = 0
+    stride = np.int64(count) + 1
+    for row in range(height):
+        last_across = np.int64(-1)
+        for col in range(width):
+            here = grown[row, col]
+            if col + 1 < width:
+                other = grown[row, col + 1]
+                if other != here:
+                    differs[row, col] = True
+                    differs[row, col + 1] = True
+                    key = min(here, other) * stride + max(here, other)
+                    if key != last_across:
+                        keys[found] = key
+                        found += 1
+                        last_across = key
+            if row + 1 < height:
+                other = grown[row + 1, col]
+                if other != here:
+                    differs[row, col] = True
+                    differs[row + 1, col] = True
+                    keys[found] = min(here, other) * stride + max(here, other)
+                    found += 1
+                if col + 1 < width and grown[row + 1, col + 1] != here:
+                    differs[row, col] = True
+                    differs[row + 1, col + 1] = True
+                if col > 0 and grown[row + 1, col - 1] != here:
+                    differs[row, col] = True
+                    differs[row + 1, col - 1] = True
+    outline = np.zeros(count + 1, np.int64)
+    touching = np.zeros(count + 1, np.int64)
+    for row in range(height):
+        for col in range(width):
+            label = grown[row, col]
+            if differs[row, col]:
+                touching[label] += 1
+                outline[label] += 1
+            elif row == 0 or col == 0 or row == height - 1 or col == width - 1:
+                outline[label] += 1
+    neighbours = np.zeros(count + 1, np.int64)
+    pairs = np.unique(keys[:found])
+    for key in pairs:
+        neighbours[key // stride] += 1
+        neighbours[key % stride] += 1
+    return neighbours[1:], outline[1:], touching[1:]
+
+
+@jit
 def _distance2_to_line(point, start, end):
     """The squared distance from ``point`` to the line through ``start`` and ``end``, in
     centrosome's operations (the same floats)."""

@@ -10,7 +10,8 @@ the label of its nearest object pixel) and then, object by object in its boundin
   the objects as they are, not grown), ties to the lower number; the angle between the two.
 
 Here the same rules run on the whole image at once (the growing compiled, with scipy's
-choice among equally near object pixels), and the closest centres come from a k-d tree
+choice among equally near object pixels; the neighbours and outlines counted in one
+compiled pass), and the closest centres come from a k-d tree
 rather than CellProfiler's matrix of all pairwise distances. As in CellProfiler,
 with fewer than two objects everything is 0, and a missing second-closest object is number
 0 at distance 0.
@@ -43,10 +44,9 @@ def measure_neighbors(objects: FieldObjects) -> dict[str, np.ndarray]:
     values = {name: np.zeros(count) for name in FEATURES}
     if count >= 2:
         grown = _grown(objects.labels)
-        values["NumberOfNeighbors"] = np.bincount(
-            np.concatenate(touching_pairs(grown)), minlength=count + 1
-        )[1:].astype(np.float64)
-        values["PercentTouching"] = _percent_touching(grown, count)
+        neighbours, outline, touching = _contacts(grown, count)
+        values["NumberOfNeighbors"] = neighbours.astype(np.float64)
+        values["PercentTouching"] = touching * 100 / outline
         values.update(_closest(objects))
     return {f"Neighbors_{name}_{SCALE}": value for name, value in values.items()}
 
@@ -66,9 +66,16 @@ def _grown(labels: np.ndarray) -> np.ndarray:
     return labels.ravel()[flat].reshape(labels.shape)
 
 
-def _percent_touching(grown: np.ndarray, count: int) -> np.ndarray:
-    # Every pixel of the grown image has a label, so a pixel "touches another object"
-    # exactly when an 8-neighbour differs; the outline is those pixels and the image edge.
+def _contacts(grown: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each grown object's number of neighbours (other objects 4-adjacent to it), outline
+    pixels and touching ones among them: one compiled pass (:func:`.compiled.grown_contacts`),
+    else numpy's shifted comparisons.
+
+    Every pixel of the grown image has a label, so a pixel "touches another object" exactly
+    when an 8-neighbour differs; the outline is those pixels and the image edge."""
+    if compiled.AVAILABLE:
+        return compiled.grown_contacts(np.ascontiguousarray(grown), count)
+    neighbours = np.bincount(np.concatenate(touching_pairs(grown)), minlength=count + 1)[1:]
     differs = np.zeros(grown.shape, bool)
     for here, there in (
         (np.s_[:, :-1], np.s_[:, 1:]),
@@ -84,7 +91,7 @@ def _percent_touching(grown: np.ndarray, count: int) -> np.ndarray:
     outline[:, [0, -1]] = True
     perimeters = np.bincount(grown[outline], minlength=count + 1)[1:]
     touches = np.bincount(grown[differs], minlength=count + 1)[1:]
-    return touches * 100 / perimeters
+    return neighbours, perimeters, touches
 
 
 def _closest(objects: FieldObjects) -> dict[str, np.ndarray]:

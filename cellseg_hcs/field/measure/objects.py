@@ -160,8 +160,9 @@ class FieldObjects:
     def boxes(self) -> np.ndarray:
         """Bounding boxes, ``(N, 4)``: min row, min column, max row + 1, max column + 1."""
         out = np.zeros((self.count, 4), np.intp)
-        for index, box in enumerate(ndi.find_objects(self.labels, self.count)):
-            out[index] = box[0].start, box[1].start, box[0].stop, box[1].stop
+        if self.count:  # every number has pixels: the extremes of its pixels' coordinates
+            out[:, 0], out[:, 1] = self.minimum(self.rows), self.minimum(self.cols)
+            out[:, 2], out[:, 3] = self.maximum(self.rows) + 1, self.maximum(self.cols) + 1
         return out
 
     def values(self, name: str) -> np.ndarray:
