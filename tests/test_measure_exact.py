@@ -532,3 +532,39 @@ def test_object_boxes_are_scipys_find_objects():
         boxes = FieldObjects(image, {}).boxes
         expected = [(b[0].start, b[1].start, b[0].stop, b[1].stop) for b in ndi.find_objects(image)]
         np.testing.assert_array_equal(boxes, np.array(expected))
+
+
+@pytest.mark.parametrize("numba", [True, False])  # compiled cosines, and the numpy fallback
+def test_enclosing_circles_are_centrosomes_to_the_last_bit(numba, monkeypatch):
+    """Real nuclei, and random rectangles, ellipses and scattered pixels of one label (many
+    equal angles, right angles and one-point hulls): every centre and radius is
+    centrosome's bit for bit, as a pixel on the circle is in or out of the Zernike disk by
+    the last bit of the radius."""
+    from centrosome.cpmorphology import minimum_enclosing_circle
+
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.enclosing import enclosing_circles
+
+    monkeypatch.setattr(compiled, "AVAILABLE", numba and compiled.AVAILABLE)
+    rng = np.random.default_rng(11)
+    images = [numbered(tifffile.imread(MNFINDER / "nuclei_labels" / IMAGE).astype(np.int32))]
+    rows, cols = np.ogrid[:160, :160]
+    for _ in range(25):
+        labels = np.zeros((160, 160), np.int32)
+        for number in range(1, 40):
+            y, x = rng.integers(0, 160, 2)
+            height, width = rng.integers(1, 14, 2)
+            if number % 3 == 0:
+                labels[y : y + height, x : x + width] = number
+            elif number % 3 == 1:
+                labels[((rows - y) / height) ** 2 + ((cols - x) / width) ** 2 <= 1] = number
+            else:
+                for dy, dx in rng.integers(-7, 8, (rng.integers(1, 6), 2)):
+                    labels[np.clip(y + dy, 0, 159), np.clip(x + dx, 0, 159)] = number
+        images.append(numbered(labels))
+    for labels in images:
+        objects = FieldObjects(labels, {})
+        expected = minimum_enclosing_circle(labels, np.arange(1, objects.count + 1), objects.hulls)
+        centres, radii = enclosing_circles(*objects.hulls)
+        np.testing.assert_array_equal(radii, expected[1])
+        np.testing.assert_array_equal(centres, expected[0])

@@ -289,12 +289,14 @@ def nearest_labels(labels):
     height, width = labels.shape
     # The column's nearest site's row (-1: none), by a sweep down (the nearest site at or
     # above) and one up (at or below), row by row in memory order; a tie goes up.
-    near_row = np.full((height, width), -1, np.int32)
-    for row in range(height):
+    near_row = np.empty((height, width), np.int32)
+    for col in range(width):
+        near_row[0, col] = 0 if labels[0, col] > 0 else -1
+    for row in range(1, height):
         for col in range(width):
             if labels[row, col] > 0:
                 near_row[row, col] = row
-            elif row > 0:
+            else:
                 near_row[row, col] = near_row[row - 1, col]
     below = np.full(width, -1, np.int32)
     for row in range(height - 1, -1, -1):
@@ -307,40 +309,42 @@ def nearest_labels(labels):
                     near_row[row, col] = below[col]
     out = np.empty_like(labels)
     stack = np.empty(width, np.int64)
+    squared = np.empty(width, np.int64)  # a column's site's squared distance to this row
     for row in range(height):
         top = -1
         for col in range(width):
-            if near_row[row, col] < 0:
+            site_row = near_row[row, col]
+            if site_row < 0:
                 continue
-            w = near_row[row, col] - row
+            w = np.int64(site_row - row)
             w = w * w
+            squared[col] = w
             while top >= 1:
                 last = stack[top]
                 before = stack[top - 1]
                 a = last - before
                 b = col - last
                 c = a + b
-                u = near_row[row, before] - row
-                v = near_row[row, last] - row
-                if c * v * v - b * u * u - a * w - a * b * c <= 0:
+                if c * squared[last] - b * squared[before] - a * w - a * b * c <= 0:
                     break
                 top -= 1
             top += 1
             stack[top] = col
         k = 0
+        site = stack[0]
         for col in range(width):
-            site = stack[k]
-            dy = near_row[row, site] - row
-            here = (site - col) * (site - col) + dy * dy
+            step = site - col
+            here = step * step + squared[site]
             while k < top:
-                site = stack[k + 1]
-                dy = near_row[row, site] - row
-                there = (site - col) * (site - col) + dy * dy
+                following = stack[k + 1]
+                step = following - col
+                there = step * step + squared[following]
                 if here <= there:
                     break
                 here = there
                 k += 1
-            out[row, col] = labels[near_row[row, stack[k]], stack[k]]
+                site = following
+            out[row, col] = labels[near_row[row, site], site]
     return out
 
 
@@ -400,6 +404,33 @@ def grown_contacts(grown, count):
         neighbours[key // stride] += 1
         neighbours[key % stride] += 1
     return neighbours[1:], outline[1:], touching[1:]
+
+
+@jit
+def hull_cosines(points, vertices, first, second):
+    """For each vertex ``V`` (a row of ``points``: label, row, column) with its segment's
+    ends ``S0`` and ``S1`` (rows ``first``, ``second``): the cosines of the angles at
+    ``S1`` and at ``S0`` of the triangle S0-S1-V, in numpy's operations on centrosome's
+    arrays (integer differences made float, products and sums in its order)."""
+    count = vertices.size
+    at_s1 = np.empty(count)
+    at_s0 = np.empty(count)
+    for index in range(count):
+        v, s0, s1 = vertices[index], first[index], second[index]
+        across_row = float(points[s0, 1] - points[s1, 1])
+        across_col = float(points[s0, 2] - points[s1, 2])
+        from_s0_row = float(points[v, 1] - points[s0, 1])
+        from_s0_col = float(points[v, 2] - points[s0, 2])
+        from_s1_row = float(points[v, 1] - points[s1, 1])
+        from_s1_col = float(points[v, 2] - points[s1, 2])
+        across = across_row * across_row + across_col * across_col
+        at_s1[index] = (across_row * from_s1_row + across_col * from_s1_col) / np.sqrt(
+            across * (from_s1_row * from_s1_row + from_s1_col * from_s1_col)
+        )
+        at_s0[index] = ((-across_row) * from_s0_row + (-across_col) * from_s0_col) / np.sqrt(
+            across * (from_s0_row * from_s0_row + from_s0_col * from_s0_col)
+        )
+    return at_s1, at_s0
 
 
 @jit

@@ -2,12 +2,13 @@
 intensity (MeasureObjectIntensityDistribution), degree 9, as CellProfiler 4.2.8.
 
 Each object's pixels are mapped into the unit disk of its minimum enclosing circle
-(centrosome's, which CellProfiler uses); at each pixel the Zernike polynomials
-``R_nm(r) e^{i m theta}`` are evaluated once (CellProfiler's convention: the complex
-coordinate is ``y + i x``, the radial part is evaluated by Horner's rule in r^2 and is 0 outside
-the disk) and summed per object, unweighted for the shape, weighted by each channel for the
-intensity. Compiled, each pixel's terms go straight into its object's sums; without numba,
-objects are taken a few thousand pixels at a time, so the table of polynomials stays small.
+(centrosome's, which CellProfiler uses, found as centrosome finds it: :mod:`.enclosing`);
+at each pixel the Zernike polynomials ``R_nm(r) e^{i m theta}`` are evaluated once
+(CellProfiler's convention: the complex coordinate is ``y + i x``, the radial part is
+evaluated by Horner's rule in r^2 and is 0 outside the disk) and summed per object,
+unweighted for the shape, weighted by each channel for the intensity. Compiled, each
+pixel's terms go straight into its object's sums; without numba, objects are taken a few
+thousand pixels at a time, so the table of polynomials stays small.
 
 - ``AreaShape_Zernike_n_m``: ``|sum z| / (pi r^2)``;
 - ``RadialDistribution_ZernikeMagnitude_<channel>_n_m``: ``|sum I z| / area``;
@@ -21,6 +22,7 @@ from math import factorial
 import numpy as np
 
 from . import compiled
+from .enclosing import enclosing_circles
 from .objects import FieldObjects
 
 DEGREE = 9
@@ -69,12 +71,11 @@ def _coefficients() -> np.ndarray:
 
 
 def _enclosing_circles(objects: FieldObjects) -> tuple[np.ndarray, np.ndarray]:
-    """Centres ``(N, 2)`` (row, column) and radii of the minimum enclosing circles."""
-    from centrosome.cpmorphology import minimum_enclosing_circle
+    """Centres ``(N, 2)`` (row, column) and radii of the minimum enclosing circles,
+    centrosome's to the last bit (:func:`.enclosing.enclosing_circles`)."""
 
     def make():
-        indexes = np.arange(1, objects.count + 1)
-        return minimum_enclosing_circle(objects.labels, indexes, objects.hulls)
+        return enclosing_circles(*objects.hulls)
 
     return objects.cached("enclosing circles", make)
 
