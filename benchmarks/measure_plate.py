@@ -4,8 +4,10 @@
 
 Builds a two-channel plate (one field per well) from the mnfinder images (the test split in
 ``../shared/data/mnfinder``, else ``tests/data/mnfinder``): ``DNA`` is an image, ``Other``
-the next image of the same size (real pixels of another field), both 16-bit. Runs
-``cellseg-hcs run PLATE --features full --workers 1`` with the code of this checkout and,
+the next image of the same size (real pixels of another field), both 16-bit; with
+``--channels 1``, DNA only, as the issue's held-out plate. Runs
+``cellseg-hcs run PLATE --features full --workers 1`` (``--workers N``) with the code of
+this checkout and,
 with ``--before CHECKOUT [CHECKOUT...]``, with each of those checkouts' code (PYTHONPATH
 decides which package is imported), and sums the per-field seconds each run wrote to
 images.parquet. The issue's bar:
@@ -62,7 +64,7 @@ def make_plate(path: Path, fields: int, channels: int = 2) -> list[str]:
     return wells
 
 
-def run_plate(checkout: Path, plate: Path, out: Path) -> dict:
+def run_plate(checkout: Path, plate: Path, out: Path, workers: int = 1) -> dict:
     env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS="1")
     command = [
         sys.executable,
@@ -73,7 +75,7 @@ def run_plate(checkout: Path, plate: Path, out: Path) -> dict:
         "--out",
         str(out),
         "--workers",
-        "1",
+        str(workers),
         "--channel",
         "DNA",
         "--features",
@@ -138,6 +140,13 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="checkouts to compare with (git worktrees of earlier commits), oldest first",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (1: the network and the measurement get every core in turn; "
+        "as many as cores: each field's network and measurement get one)",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/measure_plate.json")
     parser.add_argument("--readme", type=Path, default=REPO / "benchmarks/README.md")
     args = parser.parse_args(argv)
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             name = f"{label}-{len(runs)}"
             plate = Path(folder) / f"plate-{name}.zarr"  # a run writes labels into it
             make_plate(plate, args.fields, args.channels)
-            run = run_plate(checkout, plate, Path(folder) / f"out-{name}")
+            run = run_plate(checkout, plate, Path(folder) / f"out-{name}", args.workers)
             run["label"] = label
             runs.append(run)
             print(json.dumps(run), flush=True)

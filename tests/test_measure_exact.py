@@ -568,3 +568,19 @@ def test_enclosing_circles_are_centrosomes_to_the_last_bit(numba, monkeypatch):
         centres, radii = enclosing_circles(*objects.hulls)
         np.testing.assert_array_equal(radii, expected[1])
         np.testing.assert_array_equal(centres, expected[0])
+
+
+def test_perimeters_are_the_same_compiled_and_in_numpy(monkeypatch):
+    """Every object's perimeter, real nuclei (some on the image's edge) and random shapes:
+    the same border patterns, summed in the same order."""
+    from cellseg_hcs.field.measure import compiled
+    from cellseg_hcs.field.measure.shape import _perimeter
+
+    assert compiled.AVAILABLE, "numba is a dependency: the compiled path must run here"
+    real = numbered(tifffile.imread(MNFINDER / "nuclei_labels" / IMAGE).astype(np.int32))
+    for labels in [real] + [_shapes(seed) for seed in range(4)]:
+        ours = _perimeter(FieldObjects(labels, {}))
+        monkeypatch.setattr(compiled, "AVAILABLE", False)
+        numpys = _perimeter(FieldObjects(labels, {}))
+        monkeypatch.setattr(compiled, "AVAILABLE", True)
+        np.testing.assert_array_equal(ours, numpys)
