@@ -21,6 +21,12 @@ used when installed, and reported absent otherwise), in this order:
 5. **plate**: a short plate run (OME-Zarr, default features) on the local cluster in the
    layout this machine gets (:mod:`cellseg_hcs.plate.layout`: on a GPU, one predictor
    process per GPU beside CPU workers that post-process and measure).
+6. **training**: the default model's recipe (UNet, the shipped model's architecture)
+   trained for a few hundred steps on the GPU from the mnfinder images with their nuclei
+   and micronuclei (a class head), batches from loader processes, validated on the GPU
+   each epoch: steps and patches per second, and the loss must fall. It tells how many
+   minutes a real training run (``examples/train_default_model.py --device cuda
+   --loaders 8``) needs there.
 
 Without a GPU it runs the same sections on the CPU (smaller, to stay within a few minutes
 on a small machine) and says so in one line. It writes ``DIR/gpu_check.json`` (every number,
@@ -74,13 +80,17 @@ class Sizes(NamedTuple):
     plate_side: int
     features: str
     budget_seconds: float
+    train_steps: int
+    """Training steps (two epochs of half of them)."""
+    train_loaders: int
+    train_patch: int
 
 
 SIZES = {
-    "gpu": Sizes(1024, 4, 20, 4, None, True, None, 8, 2160, 16, 2160, "default", 420),
+    "gpu": Sizes(1024, 4, 20, 4, None, True, None, 8, 2160, 16, 2160, "default", 420, 400, 8, 256),
     # bf16 runs ~5x slower than fp32 on CPUs without bf16 instructions: small tiles.
-    "cpu": Sizes(256, 2, 1, 2, None, False, None, 2, 2160, 2, 1080, "default", 200),
-    "quick": Sizes(128, 2, 1, 1, 256, False, 128, 1, 256, 2, 256, "minimal", 120),
+    "cpu": Sizes(256, 2, 1, 2, None, False, None, 2, 2160, 2, 1080, "default", 200, 20, 0, 256),
+    "quick": Sizes(128, 2, 1, 1, 256, False, 128, 1, 256, 2, 256, "minimal", 120, 4, 2, 64),
 }
 
 
@@ -476,6 +486,60 @@ def plate_run(sizes: Sizes, folder: Path, processes: bool) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- machine
 
 
+def training(sizes: Sizes, gpu: bool) -> dict[str, Any]:
+    """Steps per second of the default model's recipe with a class head on this machine's
+    fastest device; the loss must fall from the first epoch to the second."""
+    from cellseg_hcs.training import data
+    from cellseg_hcs.training.augment import AugmentSettings
+    from cellseg_hcs.training.train import train
+
+    classes = {
+        "nucleus": MNFINDER / "nuclei_labels",
+        "micronucleus": MNFINDER / "micronuclei_labels",
+    }
+    samples = list(data.ClassMaskFolders(MNFINDER / "images", classes))
+    device = "cuda" if gpu else "cpu"
+    half = max(sizes.train_steps // 2, 1)
+    started = time.perf_counter()
+    model = train(
+        samples[1:],
+        validation=samples[:1],
+        epochs=2,
+        steps_per_epoch=half,
+        progress=False,
+        device=device,
+        loaders=sizes.train_loaders,
+        width=16,
+        depth=5,
+        stem=2,
+        batch_size=8,
+        target="distance",
+        class_objects={"micronucleus": "Micronuclei"},
+        augment=AugmentSettings(patch_size=sizes.train_patch),
+        keep="last",
+    )
+    seconds = time.perf_counter() - started
+    history = model.info.training["history"]
+    loss = [round(record["loss"], 4) for record in history]
+    steps = model.info.training["steps"]
+    # Each epoch's seconds include its validation; the steps' rate is over the whole run.
+    train_seconds = history[-1]["seconds"]
+    falls = len(loss) == 2 and loss[1] < loss[0]
+    return {
+        "status": "passed" if falls else "failed",
+        "detail": "" if falls else f"the loss did not fall: {loss}",
+        "device": device,
+        "loaders": sizes.train_loaders,
+        "steps": steps,
+        "batch": 8,
+        "patch": sizes.train_patch,
+        "loss": loss,
+        "seconds": seconds,
+        "steps_per_s": steps / max(train_seconds, 1e-9),
+        "validation_f1": history[-1].get("val_f1"),
+    }
+
+
 def machine() -> dict[str, Any]:
     import speed
     import torch
@@ -590,6 +654,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"{plate['failed']} failed fields, backends {', '.join(plate['backends'])}.",
             "",
         ]
+    if "training" in sections and "steps_per_s" in sections["training"]:
+        run = sections["training"]
+        lines += [
+            "## Training",
+            "",
+            f"{run['steps']} steps of {run['batch']} patches of {run['patch']} x {run['patch']} "
+            f"on {run['device']} ({run['loaders']} loader processes): "
+            f"**{run['steps_per_s']:.1f} steps/s** ({run['steps_per_s'] * run['batch']:.0f} "
+            f"patches/s), loss by epoch {run['loss']}, validation F1 {run['validation_f1']}.",
+            "",
+        ]
     for name, section in sections.items():
         if isinstance(section, dict) and section.get("status") in ("skipped", "failed"):
             lines.append(f"- {name}: {section['status']}: {section.get('detail', '')}")
@@ -650,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "stages": lambda: stage_split(sizes, folder / "stages"),
             "plate": lambda: plate_run(sizes, folder / "plate", processes=not args.quick),
+            "training": lambda: training(sizes, gpu),
         }
         for name, step in steps.items():
             elapsed = time.perf_counter() - started

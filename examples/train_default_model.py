@@ -56,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="CPU threads for training (1 on a shared 2-core machine)",
     )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a CUDA GPU when PyTorch sees one), cpu, cuda or cuda:N",
+    )
+    parser.add_argument(
+        "--loaders",
+        type=int,
+        default=0,
+        help="processes preparing the batches (0: one thread; 8 or so on a GPU)",
+    )
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument(
         "--average",
@@ -140,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         stem=args.stem,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
+        loaders=args.loaders,
         learning_rate=args.learning_rate,
         start_from=args.start_from,
         average=args.average,

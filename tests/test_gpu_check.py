@@ -70,7 +70,11 @@ def test_the_quick_check_on_a_cpu_machine_says_so_and_writes_every_section(gpu_c
     plate = sections["plate"]
     assert plate["failed"] == 0 and plate["fields"] == 2 and plate["objects"] > 0
     assert plate["layout"]["kind"] == "cpu"
+    run = sections["training"]
+    assert run["status"] == "passed" and run["device"] == "cpu" and run["steps"] == 4
+    assert run["loaders"] == 2 and run["steps_per_s"] > 0 and len(run["loss"]) == 2
     assert "no CUDA GPU here" in (tmp_path / "gpu_check.md").read_text()
+    assert "## Training" in (tmp_path / "gpu_check.md").read_text()
 
 
 def test_the_network_alone_is_timed_on_the_gpu_without_host_copies_for_tensorrt(gpu_check):

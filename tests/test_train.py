@@ -224,10 +224,13 @@ def test_train_command_writes_a_model_that_segments(tmp_path):
             "4",
             "--depth",
             "2",
+            "--device",
+            "cpu",
         ],
     )
     assert result.exit_code == 0, result.output
     assert "validation F1" in result.output
+    assert cs.load_model(out).info.training["settings"]["device"] == "cpu"
     model = cs.load_model(out)
     assert model.info.training["images"] == str(images)
     assert model.segment(_blobs(5).image).shape == (96, 96)
@@ -265,3 +268,53 @@ def test_train_command_writes_a_model_that_segments(tmp_path):
     assert tuned_model.info.training["started_from"]["hash"] == model.hash
     assert tuned_model.info.training["settings"]["learning_rate"] == 1e-3
     assert tuned_model.info.training["settings"]["average"] == 0.99
+
+
+def test_loader_processes_train_the_same_seed_to_the_same_weights_and_end_with_it():
+    """Batches drawn by two loader processes: a model comes out, the same for the same
+    seed (each process has its own random stream), and the processes are gone after."""
+    import multiprocessing
+
+    data = [_blobs(0), _blobs(1)]
+    first = cs.train(data, epochs=2, progress=False, seed=3, loaders=2, **SMALL)
+    second = cs.train(data, epochs=2, progress=False, seed=3, loaders=2, **SMALL)
+    assert first.info.training["steps"] == 2 * SMALL["steps_per_epoch"]
+    for a, b in zip(first.network.state_dict().values(), second.network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def test_training_runs_on_the_device_asked_for_and_returns_a_cpu_model():
+    model = cs.train([_blobs(0)], epochs=1, progress=False, device="cpu", **SMALL)
+    assert {p.device.type for p in model.network.parameters()} == {"cpu"}
+    assert model.info.training["settings"]["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no GPU is")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_a_gpu_asked_for_where_there_is_none_is_one_sentence_before_training(device, tmp_path):
+    from cellseg_hcs.errors import InputError
+    from cellseg_hcs.training.train import training_device
+
+    assert training_device("auto").type == "cpu"
+    out = tmp_path / "model.safetensors"
+    with pytest.raises(InputError, match="no CUDA GPU here"):
+        cs.train([_blobs(0)], epochs=1, progress=False, device=device, out=out, **SMALL)
+    assert not out.exists()
+
+
+def test_the_train_command_refuses_a_device_that_is_no_device_in_one_sentence(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        ["train", "--images", str(tmp_path), "--masks", str(tmp_path), "--out", "m.safetensors"]
+        + ["--device", "gpu0"],
+    )
+    assert result.exit_code != 0
+    assert "gpu0" in result.output and "Traceback" not in result.output
+
+
+def test_a_device_that_is_no_device_is_refused():
+    from cellseg_hcs.errors import CellSegError
+
+    with pytest.raises(CellSegError, match="gpu0"):
+        cs.train([_blobs(0)], epochs=1, progress=False, device="gpu0", **SMALL)

@@ -157,6 +157,20 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
     help="Decode a class as an object set of its own (micronucleus=Micronuclei), with a "
     "parent among the model's objects; other classes stay the model's objects.",
 )
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where to train: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda "
+    "or cuda:N.",
+)
+@click.option(
+    "--loaders",
+    default=0,
+    show_default=True,
+    help="Processes that prepare the augmented batches (0: one thread; a GPU trains "
+    "faster than one thread prepares, so give it several, such as 8).",
+)
 def train(
     images: Path,
     masks: Path | None,
@@ -177,6 +191,8 @@ def train(
     coco: Path | None,
     class_masks: tuple[str, ...],
     class_objects: tuple[str, ...],
+    device: str,
+    loaders: int,
 ) -> None:
     """Train an instance segmentation model from image and mask folders.
 
@@ -190,8 +206,10 @@ def train(
     """
     from ..training import data
     from ..training.train import train as run_training
+    from ..training.train import training_device
     from ..training.tune import tune_postprocess
 
+    training_device(device)  # a device that cannot train here is said before data is read
     if masks and bool(val_images) != bool(val_masks):
         raise SettingError("give both --val-images and --val-masks, or neither.")
     if not masks and val_masks:
@@ -226,6 +244,8 @@ def train(
         target=target,
         class_objects=_pairs(class_objects, "--class-objects"),
         time_limit=minutes * 60 if minutes else None,
+        device=device,
+        loaders=loaders,
         description={"images": str(images), "masks": str(masks or images)},
     )
     if validation is not None:

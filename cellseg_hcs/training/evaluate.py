@@ -16,14 +16,20 @@ from .metrics import InstanceScores, _pixel_scores, auroc, matched_pairs
 
 
 def evaluate_model(
-    model, dataset: Sequence[Sample], *, maps: list | None = None, **settings
+    model,
+    dataset: Sequence[Sample],
+    *,
+    maps: list | None = None,
+    predict: dict | None = None,
+    **settings,
 ) -> dict[str, float]:
     """Pooled instance and pixel metrics of a model on an annotated dataset.
 
     ``maps`` may hold already predicted maps (one per sample) to score other
-    post-processing ``settings`` without running the network again. A model with classes
-    is scored on its own objects (``Nuclei``) against the samples' labels; where the samples
-    have classes too, per-class metrics are added (:class:`ClassScores`).
+    post-processing ``settings`` without running the network again; ``predict`` the
+    ``backend`` and ``device`` the network runs on (default: the automatic choice). A model
+    with classes is scored on its own objects (``Nuclei``) against the samples' labels;
+    where the samples have classes too, per-class metrics are added (:class:`ClassScores`).
     """
     scores = InstanceScores()
     per_class = None
@@ -31,7 +37,9 @@ def evaluate_model(
         per_class = ClassScores(model.info.classes)
     tp = fp = fn = 0
     for index, sample in enumerate(dataset):
-        field_maps = maps[index] if maps is not None else model.predict_maps(sample.image)
+        field_maps = (
+            maps[index] if maps is not None else model.predict_maps(sample.image, **(predict or {}))
+        )
         prepared = model.prepare(sample.image)
         labels = model.labels_from_maps(field_maps, prepared, **settings)
         if per_class is not None and sample.classes:

@@ -71,6 +71,12 @@ class TrainSettings:
     ``class_weight``. With ``foreground_by_class``, the foreground and second-map terms weigh
     each object pixel by its class's weight too (background pixels weigh 1), so that a rare
     class's pixels count in the maps as much as in the class loss.
+
+    ``device``: where the network trains: ``"auto"`` (a CUDA GPU when PyTorch sees one, else
+    the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; validation then runs there too, with
+    the torch backend. ``loaders``: processes that draw the augmented batches (0: one
+    thread beside the training, as on a CPU; a GPU outpaces one, so give it several),
+    each from its own random stream (seed + its number).
     """
 
     epochs: int = 50
@@ -95,6 +101,8 @@ class TrainSettings:
     class_weight: float = 1.0
     class_balance: float = 0.5
     foreground_by_class: bool = False
+    device: str = "auto"
+    loaders: int = 0
 
 
 class PatchSampler:
@@ -206,6 +214,54 @@ def _channels_first(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if image.shape[:2] == tuple(shape) and image.shape[-1] != shape[-1]:
         return np.moveaxis(image, -1, 0)
     return image
+
+
+def training_device(name: str) -> torch.device:
+    """The device of a ``device`` setting (see :class:`TrainSettings`), or one sentence
+    saying why it cannot be used here."""
+    from ..settings import parse_device
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = parse_device(name) or "cpu"
+    if chosen.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here.")
+        index = int(chosen.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise InputError(
+                f"device {name!r} asked for, but PyTorch sees {torch.cuda.device_count()} "
+                "CUDA GPU(s) here."
+            )
+    return torch.device(chosen)
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Endless batches of a sampler, for loader processes: worker k draws from its own
+    random stream (the sampler's seed + k + 1)."""
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, seed: int) -> None:
+        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        sampler = copy.copy(self.sampler)
+        sampler.rng = np.random.default_rng(self.seed + 1 + (worker.id if worker else 0))
+        while True:
+            yield sampler.batch(self.batch_size)
+
+
+def _loader(sampler: PatchSampler, settings: TrainSettings, pin: bool):
+    """Batches from ``settings.loaders`` processes (a torch DataLoader)."""
+    return iter(
+        torch.utils.data.DataLoader(
+            _Batches(sampler, settings.batch_size, settings.seed),
+            batch_size=None,
+            num_workers=settings.loaders,
+            pin_memory=pin,
+            prefetch_factor=4,
+        )
+    )
 
 
 def _prefetch(sampler: PatchSampler, batch_size: int, stop: threading.Event) -> queue.Queue:
@@ -322,6 +378,9 @@ def train(
             raise TypeError(f"train() got an unknown setting {key!r}")
         setattr(settings, key, value)
     torch.manual_seed(settings.seed)
+    device = training_device(settings.device)
+    if settings.loaders < 0:
+        raise InputError(f"loaders must be 0 or more, not {settings.loaders}.")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     if not settings.classes:
@@ -339,7 +398,9 @@ def train(
     if settings.classes:
         frequencies = sampler.class_frequencies()
         powered = np.where(frequencies > 0, np.maximum(frequencies, 1e-6), 1.0)
-        class_weights = torch.tensor(powered**-settings.class_balance, dtype=torch.float32)
+        class_weights = torch.tensor(
+            powered**-settings.class_balance, dtype=torch.float32, device=device
+        )
         log.info("class pixel shares %s, weights %s", frequencies, class_weights.tolist())
     if start_from is not None:
         network, info = _starting_point(start_from, sampler.in_channels, settings)
@@ -375,6 +436,7 @@ def train(
         raise InputError(f"average must be in [0, 1), not {settings.average}.")
     if settings.keep not in ("best", "last"):
         raise InputError(f"keep must be 'best' or 'last', not {settings.keep!r}.")
+    network.to(device)
     averaged = copy.deepcopy(network).eval().requires_grad_(False) if settings.average else None
     scored = Model(averaged, info) if averaged is not None else model
     optimizer = torch.optim.AdamW(
@@ -382,9 +444,12 @@ def train(
     )
     total_steps = settings.epochs * settings.steps_per_epoch
     network = network.to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
+    # Validation runs where the training does (the torch backend: no engine per epoch).
+    validate_on = {} if device.type == "cpu" else {"backend": "torch", "device": str(device)}
 
     stop = threading.Event()
-    batches = _prefetch(sampler, settings.batch_size, stop)
+    loader = _loader(sampler, settings, device.type == "cuda") if settings.loaders else None
+    batches = None if loader is not None else _prefetch(sampler, settings.batch_size, stop)
     best_key, best_state, history = None, None, []
     started = time.monotonic()
     step = 0
@@ -397,8 +462,9 @@ def train(
                 done = _fraction_done(step, total_steps, started, settings.time_limit)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(done, settings.learning_rate)
-                x, y = batches.get()
-                x = x.contiguous(memory_format=torch.channels_last)
+                x, y = next(loader) if loader is not None else batches.get()
+                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                y = y.to(device, non_blocking=True)
                 loss = instance_loss(
                     network(x),
                     y,
@@ -423,7 +489,7 @@ def train(
             }
             if validation:
                 scored.forget_runtimes()
-                scores = evaluate_model(scored, validation)
+                scores = evaluate_model(scored, validation, predict=validate_on)
                 record.update({"val_f1": scores["f1"], "val_ap": scores["ap"]})
                 key = (round(scores["ap"], 4), scores["f1"])
             if not validation or settings.keep == "last":
@@ -448,9 +514,11 @@ def train(
                 break
     finally:
         stop.set()
+        loader = None  # its processes end with it
         bar.close()
     if best_state is not None:  # None only when no epoch ran: the starting weights are kept
         network.load_state_dict(best_state)
+    network.to("cpu")  # a model leaves training as it came: its network on the CPU
     info.training["history"] = history
     info.training["seconds"] = round(time.monotonic() - started, 1)
     info.training["steps"] = step
