@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from plate_helpers import disk_field, threshold_model
+from scipy import ndimage as ndi
 
 from cellseg_hcs.errors import InputError, SettingError
 from cellseg_hcs.field.pipeline import BLANK_NOTE, FieldChannels, FieldPipeline
@@ -143,7 +144,9 @@ def test_objects_outside_a_cells_row_get_a_table_of_their_own_with_their_parents
     assert list(table["Micronuclei_AreaShape_Area"]) == [4, 4, 4]
 
 
-def test_the_measure_threads_measure_every_object_set_and_give_the_same_table(model, monkeypatch):
+def test_the_measure_threads_measure_nuclei_cells_and_cytoplasm_to_the_same_table(
+    model, monkeypatch
+):
     from cellseg_hcs.field import profile
 
     asked = []
@@ -155,9 +158,11 @@ def test_the_measure_threads_measure_every_object_set_and_give_the_same_table(mo
 
     monkeypatch.setattr(profile, "measure_objects", spy)
     image = disk_field(2, 5)
-    channels = FieldChannels({"DNA": image, "Actin": image[::-1].copy()})
-    settings = FieldSettings(diameter="native")
-    alone = FieldPipeline(settings, model).run(channels, features="default")
-    together = FieldPipeline(settings, model, measure_threads=2).run(channels, features="default")
-    assert asked == [1, 2]
+    cytoplasm = ndi.gaussian_filter(image.astype(float), 6).astype(np.uint16)  # around nuclei
+    channels = FieldChannels({"DNA": image, "Actin": cytoplasm})
+    settings = FieldSettings(diameter="native", cells={"channel": "Actin"})
+    alone = FieldPipeline(settings, model).run(channels, features="full")
+    together = FieldPipeline(settings, model, measure_threads=2).run(channels, features="full")
+    assert asked == [1, 1, 1, 2, 2, 2]  # cells, cytoplasm and nuclei, each way
+    assert {"Cells_AreaShape_Area", "Cytoplasm_Granularity_1_Actin"} <= set(together.features)
     assert together.features.equals(alone.features)

@@ -134,7 +134,7 @@ def test_keep_last_returns_the_final_weights_even_with_validation():
     for a, b in zip(last.network.state_dict().values(), plain.network.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert last.info.training["best_epoch"] == 2
-    assert [len(r) for r in last.info.training["history"]] == [5, 5]  # val_f1, val_ap kept
+    assert [len(r) for r in last.info.training["history"]] == [6, 6]  # val_f1, val_ap kept
     with pytest.raises(cs.errors.InputError, match="keep must be 'best' or 'last'"):
         cs.train(data, epochs=1, progress=False, keep="first", **SMALL)
 
@@ -278,16 +278,23 @@ def test_loader_processes_train_the_same_seed_to_the_same_weights_and_end_with_i
     data = [_blobs(0), _blobs(1)]
     first = cs.train(data, epochs=2, progress=False, seed=3, loaders=2, **SMALL)
     second = cs.train(data, epochs=2, progress=False, seed=3, loaders=2, **SMALL)
+    threaded = cs.train(data, epochs=2, progress=False, seed=3, **SMALL)
     assert first.info.training["steps"] == 2 * SMALL["steps_per_epoch"]
     for a, b in zip(first.network.state_dict().values(), second.network.state_dict().values()):
         torch.testing.assert_close(a, b)
+    # The processes drew other batches than the one thread's stream: they really ran.
+    weights = zip(first.network.state_dict().values(), threaded.network.state_dict().values())
+    assert any(not torch.equal(a, b) for a, b in weights if a.is_floating_point())
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
 
 
-def test_training_runs_on_the_device_asked_for_and_returns_a_cpu_model():
-    model = cs.train([_blobs(0)], epochs=1, progress=False, device="cpu", **SMALL)
+def test_the_training_record_keeps_the_device_used():
+    model = cs.train([_blobs(0)], epochs=1, progress=False, device="auto", **SMALL)
+    assert model.info.training["settings"]["device"] == (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
     assert {p.device.type for p in model.network.parameters()} == {"cpu"}
-    assert model.info.training["settings"]["device"] == "cpu"
+    assert model.info.training["history"][0]["step_seconds"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no GPU is")

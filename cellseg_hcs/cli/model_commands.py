@@ -167,6 +167,7 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
 @click.option(
     "--loaders",
     default=0,
+    type=click.IntRange(min=0),
     show_default=True,
     help="Processes that prepare the augmented batches (0: one thread; a GPU trains "
     "faster than one thread prepares, so give it several, such as 8).",

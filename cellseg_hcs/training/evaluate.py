@@ -20,14 +20,14 @@ def evaluate_model(
     dataset: Sequence[Sample],
     *,
     maps: list | None = None,
-    predict: dict | None = None,
+    predict_options: dict | None = None,
     **settings,
 ) -> dict[str, float]:
     """Pooled instance and pixel metrics of a model on an annotated dataset.
 
     ``maps`` may hold already predicted maps (one per sample) to score other
-    post-processing ``settings`` without running the network again; ``predict`` the
-    ``backend`` and ``device`` the network runs on (default: the automatic choice). A model
+    post-processing ``settings`` without running the network again; ``predict_options``
+    the ``backend`` and ``device`` the network runs on (default: the automatic choice). A model
     with classes is scored on its own objects (``Nuclei``) against the samples' labels;
     where the samples have classes too, per-class metrics are added (:class:`ClassScores`).
     """
@@ -38,7 +38,9 @@ def evaluate_model(
     tp = fp = fn = 0
     for index, sample in enumerate(dataset):
         field_maps = (
-            maps[index] if maps is not None else model.predict_maps(sample.image, **(predict or {}))
+            maps[index]
+            if maps is not None
+            else model.predict_maps(sample.image, **(predict_options or {}))
         )
         prepared = model.prepare(sample.image)
         labels = model.labels_from_maps(field_maps, prepared, **settings)

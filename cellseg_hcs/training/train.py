@@ -73,8 +73,9 @@ class TrainSettings:
     class's pixels count in the maps as much as in the class loss.
 
     ``device``: where the network trains: ``"auto"`` (a CUDA GPU when PyTorch sees one, else
-    the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; validation then runs there too, with
-    the torch backend. ``loaders``: processes that draw the augmented batches (0: one
+    the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; validation then runs there too (on a
+    GPU with the torch backend, in its default fp16), and the training record keeps the
+    device used. ``loaders``: processes that draw the augmented batches (0: one
     thread beside the training, as on a CPU; a GPU outpaces one, so give it several),
     each from its own random stream (seed + its number).
     """
@@ -259,7 +260,6 @@ def _loader(sampler: PatchSampler, settings: TrainSettings, pin: bool):
             batch_size=None,
             num_workers=settings.loaders,
             pin_memory=pin,
-            prefetch_factor=4,
         )
     )
 
@@ -379,6 +379,7 @@ def train(
         setattr(settings, key, value)
     torch.manual_seed(settings.seed)
     device = training_device(settings.device)
+    settings.device = str(device)  # the training record says where it ran
     if settings.loaders < 0:
         raise InputError(f"loaders must be 0 or more, not {settings.loaders}.")
     if settings.threads:
@@ -444,20 +445,29 @@ def train(
     )
     total_steps = settings.epochs * settings.steps_per_epoch
     network = network.to(memory_format=torch.channels_last)  # ~1.6x faster convs on CPU
-    # Validation runs where the training does (the torch backend: no engine per epoch).
-    validate_on = {} if device.type == "cpu" else {"backend": "torch", "device": str(device)}
+    # Validation runs where the training does (on a GPU with the torch backend, under its
+    # default precision: no engine built per epoch).
+    validate_on = (
+        {"device": "cpu"} if device.type == "cpu" else {"backend": "torch", "device": str(device)}
+    )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # the loaders' pinning thread works on this GPU
 
     stop = threading.Event()
-    loader = _loader(sampler, settings, device.type == "cuda") if settings.loaders else None
-    batches = None if loader is not None else _prefetch(sampler, settings.batch_size, stop)
+    loader = batches = None
     best_key, best_state, history = None, None, []
     started = time.monotonic()
     step = 0
     bar = _progress(total_steps, progress)
     try:
+        if settings.loaders:
+            loader = _loader(sampler, settings, device.type == "cuda")
+        else:
+            batches = _prefetch(sampler, settings.batch_size, stop)
         for epoch in range(1, settings.epochs + 1):
             network.train()
             losses = []
+            stepping = time.monotonic()
             for _ in range(settings.steps_per_epoch):
                 done = _fraction_done(step, total_steps, started, settings.time_limit)
                 for group in optimizer.param_groups:
@@ -481,15 +491,18 @@ def train(
                 step += 1
                 losses.append(loss.item())
                 bar.update(1)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             network.eval()
             record = {
                 "epoch": epoch,
                 "loss": float(np.mean(losses)),
                 "seconds": round(time.monotonic() - started, 1),
+                "step_seconds": round(time.monotonic() - stepping, 3),
             }
             if validation:
                 scored.forget_runtimes()
-                scores = evaluate_model(scored, validation, predict=validate_on)
+                scores = evaluate_model(scored, validation, predict_options=validate_on)
                 record.update({"val_f1": scores["f1"], "val_ap": scores["ap"]})
                 key = (round(scores["ap"], 4), scores["f1"])
             if not validation or settings.keep == "last":

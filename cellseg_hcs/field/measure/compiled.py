@@ -447,7 +447,7 @@ def grown_contacts(grown, count):
     return neighbours[1:], outline[1:], touching[1:]
 
 
-@jit
+@jit(numpy_errors=True)
 def hull_cosines(points, vertices, first, second):
     """For each vertex ``V`` (a row of ``points``: label, row, column) with its segment's
     ends ``S0`` and ``S1`` (rows ``first``, ``second``): the cosines of the angles at

@@ -69,6 +69,8 @@ def enclosing_circles(points: np.ndarray, counts: np.ndarray) -> tuple[np.ndarra
         angle_s1 = np.abs(np.arccos(at_s1))
         angle_s0 = np.abs(np.arccos(at_s0))
         angle_v = np.pi - angle_s1 - angle_s0
+        if not np.all(angle_v >= 0):  # centrosome asserts this too (NaN: points repeated)
+            raise ValueError("a convex hull's angles are not all defined")
         # Each object's smallest angle: its first place in the sorted angles (the last
         # write of a reversed assignment wins).
         order = angle_v.argsort()
@@ -104,24 +106,25 @@ def enclosing_circles(points: np.ndarray, counts: np.ndarray) -> tuple[np.ndarra
     return centres, radii
 
 
-def _finish_on_segment(objects, coordinates, first, second, centres, radii, active) -> None:
-    """The circle on the segment S0 S1 (its midpoint, half its length)."""
-    if len(objects) == 0:
+def _finish_on_segment(which, coordinates, first, second, centres, radii, active) -> None:
+    """The circle on the segment S0 S1 (its midpoint, half its length) for the hulls
+    numbered ``which``."""
+    if len(which) == 0:
         return
-    s0 = coordinates[first[objects]].astype(float)
-    s1 = coordinates[second[objects]].astype(float)
-    centres[objects] = (s0 + s1) / 2
-    radii[objects] = np.sqrt(np.sum((s0 - s1) ** 2, 1)) / 2
-    active[objects] = False
+    s0 = coordinates[first[which]].astype(float)
+    s1 = coordinates[second[which]].astype(float)
+    centres[which] = (s0 + s1) / 2
+    radii[which] = np.sqrt(np.sum((s0 - s1) ** 2, 1)) / 2
+    active[which] = False
 
 
-def _finish_on_triangle(objects, vertex, coordinates, first, second, centres, radii) -> None:
-    """The circumcircle of S0 S1 V, in centrosome's formula (x: columns, y: rows); the radius
-    is the centre's distance to S0."""
-    if len(objects) == 0:
+def _finish_on_triangle(which, vertex, coordinates, first, second, centres, radii) -> None:
+    """The circumcircle of S0 S1 V for the hulls numbered ``which``, in centrosome's formula
+    (x: columns, y: rows); the radius is the centre's distance to S0."""
+    if len(which) == 0:
         return
-    s0 = coordinates[first[objects]].astype(float)
-    s1 = coordinates[second[objects]].astype(float)
+    s0 = coordinates[first[which]].astype(float)
+    s1 = coordinates[second[which]].astype(float)
     v = coordinates[vertex].astype(float)
     row, col = 0, 1
     twice = 2 * (
@@ -136,9 +139,9 @@ def _finish_on_triangle(objects, vertex, coordinates, first, second, centres, ra
     y = (n0 * (v[:, col] - s1[:, col]) + n1 * (s0[:, col] - v[:, col])) + nv * (
         s1[:, col] - s0[:, col]
     )
-    centres[objects, col] = x / twice
-    centres[objects, row] = y / twice
-    radii[objects] = np.sqrt(np.sum((s0 - centres[objects]) ** 2, 1))
+    centres[which, col] = x / twice
+    centres[which, row] = y / twice
+    radii[which] = np.sqrt(np.sum((s0 - centres[which]) ** 2, 1))
 
 
 def _hull_cosines(points, vertices, first, second) -> tuple[np.ndarray, np.ndarray]:
