@@ -246,7 +246,8 @@ def measure_objects(
 
 def _measured(objects: FieldObjects, groups: tuple[str, ...], threads: int) -> list[Measurements]:
     """Each group's columns, in the groups' order; with ``threads`` above 1, the groups run
-    at once in that many threads, the costliest started first."""
+    at once in that many threads, the costliest started first. (The caller's filter of
+    RuntimeWarnings covers the threads: up to Python 3.13 warning filters are global.)"""
     if threads <= 1 or len(groups) < 2:
         return [FEATURE_GROUPS[group].measure(objects) for group in groups]
     first = sorted(groups, key=lambda group: -FEATURE_GROUPS[group].cost)

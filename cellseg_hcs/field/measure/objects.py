@@ -192,7 +192,9 @@ class FieldObjects:
         return self._kept(self._cache, key, make)
 
     def of_images(self, key, make):
-        """``make()`` once per field and channels, whatever the objects (see ``images``)."""
+        """``make()`` once per field and channels, whatever the objects (see ``images``).
+        Its locks are this object's: the object sets sharing an ``images`` dict are
+        measured one after another, each with its groups in threads."""
         return self._kept(self.images, key, make)
 
     def _kept(self, store: dict, key, make):
