@@ -325,3 +325,15 @@ def test_a_device_that_is_no_device_is_refused():
 
     with pytest.raises(CellSegError, match="gpu0"):
         cs.train([_blobs(0)], epochs=1, progress=False, device="gpu0", **SMALL)
+
+
+@pytest.mark.parametrize("name, made_current", [("cuda", None), ("cuda:1", 1), ("cpu", None)])
+def test_only_a_numbered_gpu_is_made_the_current_one(name, made_current, monkeypatch):
+    """torch.cuda.set_device refuses a device without a number (``cuda``), so training on
+    ``cuda`` leaves the current GPU as it is; ``cuda:1`` becomes the current one."""
+    from cellseg_hcs.training.train import make_current
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(device.index))
+    make_current(torch.device(name))
+    assert calls == ([] if made_current is None else [made_current])

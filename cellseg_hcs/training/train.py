@@ -237,6 +237,13 @@ def training_device(name: str) -> torch.device:
     return torch.device(chosen)
 
 
+def make_current(device: torch.device) -> None:
+    """A numbered GPU (``cuda:1``) becomes the current one, so that what runs on the current
+    GPU (the loaders' pinning thread) runs there; ``cuda`` is the current one already."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
 class _Batches(torch.utils.data.IterableDataset):
     """Endless batches of a sampler, for loader processes: worker k draws from its own
     random stream (the sampler's seed + k + 1)."""
@@ -450,8 +457,7 @@ def train(
     validate_on = (
         {"device": "cpu"} if device.type == "cpu" else {"backend": "torch", "device": str(device)}
     )
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # the loaders' pinning thread works on this GPU
+    make_current(device)
 
     stop = threading.Event()
     loader = batches = None
