@@ -13,7 +13,8 @@ then the same model fine-tuned from it (see its MODEL_CARD.md):
 Each run ends by choosing the post-processing on the validation split (kept only where its
 AP beats the model's own settings; with ``--micronuclei``, the micronuclei's decoding and
 parent rule on the training and validation splits together). ``--choose-only MODEL --out OUT``
-makes only these choices, for a model trained before.
+makes only these choices, for a model trained before; ``--train-only`` skips them (a GPU
+run: ``--device cuda --loaders 8 --train-only``, the choices made afterwards on the CPU).
 
 With ``--micronuclei`` the model learns two classes, nucleus and micronucleus (mnfinder's
 ``nuclei_labels`` and ``micronuclei_labels``), and decodes micronuclei as an object set of
@@ -112,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         "trained model file again and save it to --out",
     )
     parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="save the trained model and stop, leaving the choices to --choose-only (on a "
+        "lent GPU, whose minutes are few, the choices run on the CPU afterwards)",
+    )
+    parser.add_argument(
         "--micronuclei",
         action="store_true",
         help="learn nucleus and micronucleus classes; micronuclei become their own objects",
@@ -173,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
         },
     )
-    choose_settings(model, args.data, validation, args.out, args.micronuclei)
+    if not args.train_only:
+        choose_settings(model, args.data, validation, args.out, args.micronuclei)
     return 0
 
 

@@ -13,13 +13,19 @@
 # device runs do without: imagecodecs (26 MB; tifffile reads the deflated mnfinder TIFFs
 # with zlib) and plotly (10 MB; a plate run there writes no QC page, and says so). A call
 # carries at most 64 MiB: this checkout (~11 MB), the wheels (~18 MB), the images (~23 MB).
-# Then, in one device call (carry .whl and .device-data):
+# Then, in one device call (carry .whl and .device-data; write the run's decision rule in
+# benchmarks/results/micronuclei_rule.md first, as for every candidate):
 #
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 \
 #     && python3 benchmarks/gpu_check.py --out $OUT \
 #     && python3 examples/train_default_model.py --data .device-data/mnfinder --device cuda \
-#          --loaders 8 --minutes 6 --out $OUT/model.safetensors ...
+#          --loaders 8 --train-only --minutes 5 --out $OUT/nuclei_mn.safetensors \
+#          --learning-rate 7e-4 --target distance --average 0.999 --keep last \
+#          --start-from nuclei --micronuclei --foreground-by-class
+#
+# and back here, the choices on the CPU: python examples/train_default_model.py --data
+# ../shared/data/mnfinder --choose-only <the model> --out <the model>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/mnfinder}
