@@ -71,13 +71,20 @@ class FeatureGroup:
     ``measure(objects)`` gets the field's :class:`~.objects.FieldObjects` (labels ``1..N``,
     channels on CellProfiler's 0..1 scale) and returns ``{column without object prefix:
     values}`` with one value per object. ``cost``: its time on a typical field against the
-    others' (a profile of mnfinder fields, one channel), so that groups measured in threads
+    others' (a profile of mnfinder fields), for each channel when ``per`` is ``"channel"``
+    and each pair of channels when it is ``"pair"``, so that groups measured in threads
     start the costliest first.
     """
 
     description: str
     measure: Callable[[FieldObjects], Measurements]
     cost: int = 1
+    per: str = "field"
+
+    def cost_for(self, channels: int) -> float:
+        """The group's cost on a field of this many channels."""
+        times = {"field": 1, "channel": channels, "pair": channels * (channels - 1) / 2}
+        return self.cost * times[self.per]
 
 
 # ----------------------------------------------------------------------------- groups
@@ -96,24 +103,32 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
         4,
     ),
     "zernike": FeatureGroup("MeasureObjectSizeShape Zernike shape features", measure_zernike, 6),
-    "intensity": FeatureGroup("MeasureObjectIntensity, each channel", measure_intensity, 2),
+    "intensity": FeatureGroup(
+        "MeasureObjectIntensity, each channel", measure_intensity, 2, "channel"
+    ),
     "texture": FeatureGroup(
         f"MeasureTexture at scale {TEXTURE_SCALE}, {TEXTURE_GRAY_LEVELS} gray levels, each channel",
         functools.partial(measure_texture, scale=TEXTURE_SCALE),
         3,
+        "channel",
     ),
     "neighbors": FeatureGroup(
         "MeasureObjectNeighbors, expanded until adjacent", measure_neighbors, 5
     ),
-    "granularity": FeatureGroup("MeasureGranularity, each channel", measure_granularity, 5),
+    "granularity": FeatureGroup(
+        "MeasureGranularity, each channel", measure_granularity, 5, "channel"
+    ),
     "radial_distribution": FeatureGroup(
-        "MeasureObjectIntensityDistribution, each channel", measure_radial_distribution, 3
+        "MeasureObjectIntensityDistribution, each channel",
+        measure_radial_distribution,
+        3,
+        "channel",
     ),
     "radial_zernikes": FeatureGroup(
         "MeasureObjectIntensityDistribution Zernikes, each channel", measure_radial_zernikes, 4
     ),
     "correlation": FeatureGroup(
-        "MeasureColocalization between every pair of channels", measure_correlation, 3
+        "MeasureColocalization between every pair of channels", measure_correlation, 7, "pair"
     ),
 }
 
@@ -250,7 +265,8 @@ def _measured(objects: FieldObjects, groups: tuple[str, ...], threads: int) -> l
     RuntimeWarnings covers the threads: up to Python 3.13 warning filters are global.)"""
     if threads <= 1 or len(groups) < 2:
         return [FEATURE_GROUPS[group].measure(objects) for group in groups]
-    first = sorted(groups, key=lambda group: -FEATURE_GROUPS[group].cost)
+    channels = len(objects.channels)
+    first = sorted(groups, key=lambda group: -FEATURE_GROUPS[group].cost_for(channels))
     with ThreadPoolExecutor(min(threads, len(groups)), "measure") as pool:
         running = {group: pool.submit(FEATURE_GROUPS[group].measure, objects) for group in first}
         return [running[group].result() for group in groups]
