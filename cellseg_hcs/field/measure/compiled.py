@@ -396,14 +396,16 @@ def grown_contacts(grown, count):
     8-neighbour of another label, or on the image's edge) and those of them with an
     8-neighbour of another label. Each pixel is compared with its right, lower and two
     lower diagonal neighbours (every 8-adjacent pair once); the 4-adjacent pairs of labels
-    are kept once per run of equal pairs, then made unique."""
+    are kept once per run of equal pairs along a row, then made unique."""
     height, width = grown.shape
     differs = np.zeros((height, width), np.bool_)
+    # Room for every pair; only the pages written are ever touched (a few thousand keys).
     keys = np.empty(2 * height * width, np.int64)
     found = 0
     stride = np.int64(count) + 1
     for row in range(height):
         last_across = np.int64(-1)
+        last_down = np.int64(-1)
         for col in range(width):
             here = grown[row, col]
             if col + 1 < width:
@@ -421,8 +423,11 @@ def grown_contacts(grown, count):
                 if other != here:
                     differs[row, col] = True
                     differs[row + 1, col] = True
-                    keys[found] = min(here, other) * stride + max(here, other)
-                    found += 1
+                    key = min(here, other) * stride + max(here, other)
+                    if key != last_down:
+                        keys[found] = key
+                        found += 1
+                        last_down = key
                 if col + 1 < width and grown[row + 1, col + 1] != here:
                     differs[row, col] = True
                     differs[row + 1, col + 1] = True
