@@ -39,6 +39,27 @@ def test_demo_plate_holds_the_four_examplefly_crops_as_two_wells_of_two_fields(
         np.testing.assert_array_equal(channels[name], expected)
 
 
+def test_the_micronuclei_demo_plate_holds_the_four_mnfinder_images_as_its_dna_channel(
+    tmp_path, monkeypatch, capsys
+):
+    plate_path = tmp_path / "mn.zarr"
+    argv = ["make_demo_plate.py", str(plate_path), "--demo", "micronuclei"]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
+    assert "--model micronuclei" in capsys.readouterr().out
+
+    plate = open_plate(plate_path)
+    assert plate.channel_names == ("DNA",)
+    assert [(f.well, f.site) for f in plate.fields] == [
+        ("B02", 0),
+        ("B02", 1),
+        ("B03", 0),
+        ("B03", 1),
+    ]
+    expected = tifffile.imread(EXAMPLES / "data" / "mnfinder" / "HFF-revt-01_s19.tif")
+    np.testing.assert_array_equal(read_field(plate.path, plate.fields[3]).channels["DNA"], expected)
+
+
 def test_the_readme_command_can_run_twice(tmp_path, monkeypatch, capsys):
     plate = tmp_path / "demo.zarr"
     monkeypatch.setattr(sys, "argv", ["make_demo_plate.py", str(plate)])
