@@ -38,6 +38,7 @@ from .object_settings import (
     PostprocessSettings,
     ThresholdChoice,
 )
+from .weights import BUILTIN_MODELS
 
 __all__ = [
     "AUTO",
@@ -134,7 +135,11 @@ class FieldSettings:
         Also return the foreground probability map.
     """
 
-    model: str = _setting("nuclei", "Built-in model name or a .safetensors model file.")
+    model: str = _setting(
+        "nuclei",
+        f"A built-in model ({', '.join(BUILTIN_MODELS)}; `cellseg-hcs info` describes them) "
+        "or a .safetensors model file.",
+    )
     channel: tuple[ChannelChoice, ...] = _setting(
         tuple,
         "Channel the model reads: index (0-based) or name; several comma-separated for a "
