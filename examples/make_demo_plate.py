@@ -11,11 +11,13 @@ ExampleFly images, BSD 3-Clause: examples/data/examplefly/README.md), channels `
     cellseg-hcs run examples/demo_plate.zarr --out demo-results --cells-channel Actin
 
 ``micronuclei``: four Hoechst images of HFF cells with micronuclei (the mnfinder package's
-images, MIT: examples/data/mnfinder/LICENSE.md), channel ``DNA``, for the shipped
-``micronuclei`` model:
+images, MIT: examples/data/mnfinder/LICENSE.md), channel ``DNA``. The default model finds
+their nuclei; a model trained with a micronucleus class (README, "Classes and micronuclei")
+finds the micronuclei too, with their parent nuclei and ``Count_Micronuclei``:
 
     python examples/make_demo_plate.py examples/mn_plate.zarr --demo micronuclei
-    cellseg-hcs run examples/mn_plate.zarr --out mn-results --model micronuclei
+    cellseg-hcs run examples/mn_plate.zarr --out mn-results
+    cellseg-hcs run examples/mn_plate.zarr --out mn-results-mn --model nuclei_mn.safetensors
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ DEMOS = {
             ("B03", 1): "HFF-revt-01_s19",
         },
         per_channel_files=False,
-        next_command="cellseg-hcs run {plate} --out mn-results --model micronuclei",
+        next_command="cellseg-hcs run {plate} --out mn-results  (nuclei; for micronuclei "
+        "too, --model a model trained with a micronucleus class: README, 'Classes and "
+        "micronuclei')",
     ),
 }
 
@@ -101,7 +105,7 @@ def main() -> None:
         default="fly",
         choices=sorted(DEMOS),
         help="fly: DNA and Actin, for nuclei, cells and cytoplasm (default); "
-        "micronuclei: DNA of HFF cells, for the shipped micronuclei model",
+        "micronuclei: DNA of HFF cells with micronuclei, for a model with a micronucleus class",
     )
     parser.add_argument(
         "--ngff",
