@@ -135,8 +135,8 @@ def main() -> None:
     except CellSegError as exc:
         raise SystemExit(f"Error: {exc}") from None
     wells = " and ".join(sorted({well for well, _ in spec.layout}))
-    channels = " and ".join(spec.channels)
-    print(f"wrote {path}: wells {wells}, 2 fields each, channel(s) {channels} (NGFF {args.ngff})")
+    channels = ("channels " if len(spec.channels) > 1 else "channel ") + " and ".join(spec.channels)
+    print(f"wrote {path}: wells {wells}, 2 fields each, {channels} (NGFF {args.ngff})")
     print(f"next: {spec.next_command.format(plate=path)}")
 
 
