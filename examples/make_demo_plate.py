@@ -39,6 +39,7 @@ class Demo:
     """One demo plate: where its images are, its channels and wells, and what to run on it."""
 
     folder: Path
+    plate_name: str
     channels: tuple[str, ...]
     layout: dict[tuple[str, int], str]  # (well, site) -> the field's file stem
     per_channel_files: bool  # <stem>_<channel>.tif, else one single-channel <stem>.tif
@@ -54,6 +55,7 @@ class Demo:
 DEMOS = {
     "fly": Demo(
         folder=DATA / "examplefly",
+        plate_name="demo",
         channels=("DNA", "Actin"),
         layout={
             ("B02", 0): "01_POS002_y250_x250",
@@ -66,6 +68,7 @@ DEMOS = {
     ),
     "micronuclei": Demo(
         folder=DATA / "mnfinder",
+        plate_name="demo-micronuclei",
         channels=("DNA",),
         layout={
             ("B02", 0): "HFF-revt-01_s5",
@@ -91,7 +94,7 @@ def make_demo_plate(
         out,
         fields,
         channel_names=list(spec.channels),
-        plate_name=f"demo-{demo}" if demo != "fly" else "demo",
+        plate_name=spec.plate_name,
         ngff_version=ngff_version,
         overwrite=overwrite,
     )
