@@ -14,6 +14,14 @@ from cellseg_hcs.io.plate import ome_attrs, open_plate, read_field
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+def field_labels(plate, field, name: str = "Nuclei") -> np.ndarray:
+    """The full-resolution label image ``name`` a plate run wrote into ``field``, YX."""
+    import zarr
+
+    group = zarr.open_group(str(plate.path / field.path / "labels" / name), mode="r")
+    return group[ome_attrs(group)["multiscales"][0]["datasets"][0]["path"]][...].squeeze()
+
+
 def test_demo_plate_holds_the_four_examplefly_crops_as_two_wells_of_two_fields(
     tmp_path, monkeypatch, capsys
 ):
@@ -77,8 +85,6 @@ def test_the_plate_run_labels_each_field_as_segment_does_with_the_shipped_model(
 ):
     """The shipped model joins alike fragments, which reads the field's intensities: the
     plate run must hand them on, as ``segment`` does, and get the same labels."""
-    import zarr
-
     import cellseg_hcs as cs
     from cellseg_hcs.plate.run import run_plate
 
@@ -93,18 +99,15 @@ def test_the_plate_run_labels_each_field_as_segment_does_with_the_shipped_model(
     )
     plate = open_plate(plate_path)
     for field in plate.fields[:2]:
-        label = zarr.open_group(str(plate.path / field.path / "labels" / "Nuclei"), mode="r")
-        written = label[ome_attrs(label)["multiscales"][0]["datasets"][0]["path"]][...]
         image = read_field(plate.path, field).channels["DNA"]
-        np.testing.assert_array_equal(written.squeeze(), model.segment(image, diameter=None))
+        expected = model.segment(image, diameter=None)
+        np.testing.assert_array_equal(field_labels(plate, field), expected)
 
 
 def test_the_micronuclei_demo_plates_nuclei_match_their_hand_drawn_labels(tmp_path, monkeypatch):
     """The default model on the micronuclei demo plate, through the plate run, scored against
     the four images' hand-drawn nuclei (mnfinder test split; tests/data/mnfinder/demo_plate).
     These HFF images are harder for it than the test split as a whole (F1 0.946 there)."""
-    import zarr
-
     from cellseg_hcs.io.images import read_image
     from cellseg_hcs.plate.run import run_plate
     from cellseg_hcs.training.metrics import evaluate_pairs
@@ -113,16 +116,16 @@ def test_the_micronuclei_demo_plates_nuclei_match_their_hand_drawn_labels(tmp_pa
     monkeypatch.setattr(
         sys, "argv", ["make_demo_plate.py", str(plate_path), "--demo", "micronuclei"]
     )
-    runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
+    demo = runpy.run_path(str(EXAMPLES / "make_demo_plate.py"), run_name="__main__")
     run_plate(plate_path, tmp_path / "out", model="nuclei", workers=1, progress=False)
     truth = EXAMPLES.parent / "tests" / "data" / "mnfinder" / "demo_plate" / "nuclei_labels"
-    stems = ["HFF-revt-01_s5", "HFF-revt-01_s17", "HFF-revt-01_s18", "HFF-revt-01_s19"]
+    stems = demo["DEMOS"]["micronuclei"].layout  # (well, site) -> the image's name
     plate = open_plate(plate_path)
-    pairs = []
-    for field, stem in zip(plate.fields, stems, strict=True):
-        label = zarr.open_group(str(plate.path / field.path / "labels" / "Nuclei"), mode="r")
-        found = label[ome_attrs(label)["multiscales"][0]["datasets"][0]["path"]][...].squeeze()
-        pairs.append((read_image(truth / f"{stem}.tif"), found))
+    assert len(plate.fields) == len(stems) == 4
+    pairs = [
+        (read_image(truth / f"{stems[(field.well, field.site)]}.tif"), field_labels(plate, field))
+        for field in plate.fields
+    ]
     scores = evaluate_pairs(pairs)
     assert scores["f1"] >= 0.88  # measured 0.895 (2026-12-07)
     assert scores["ap"] >= 0.66  # measured 0.681
