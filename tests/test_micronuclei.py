@@ -15,6 +15,7 @@ from cellseg_hcs.field.micronuclei import (
     drop_enclosed,
     nearest_centre_parents,
     nearest_parents,
+    pixel_vote_parents,
     ring_share,
 )
 from cellseg_hcs.field.pipeline import FieldPipeline
@@ -156,6 +157,27 @@ def test_boundary_and_centroid_parents_differ_for_a_micronucleus_by_a_large_nucl
     assert nearest_parents(children, parents).tolist() == [1]
     assert nearest_centre_parents(children, parents).tolist() == [2]
     assert nearest_parents(children, parents, max_distance=5).tolist() == [0]
+
+
+def test_a_micronucleus_touching_two_nuclei_goes_to_the_one_most_of_it_lies_against():
+    parents = np.zeros((20, 30), np.int32)
+    parents[:, :10] = 1  # a nucleus on the left
+    parents[12:, 10:] = 2  # one below, along the micronucleus' whole length
+    children = np.zeros((20, 30), np.int32)
+    children[10:12, 10:20] = 1  # touches nucleus 1 with its end, lies along nucleus 2
+    children[3, 25] = 2  # far from both: 15 px from nucleus 1, 9 px from nucleus 2
+    assert pixel_vote_parents(children, parents).tolist() == [2, 2]
+    assert pixel_vote_parents(children, parents, max_distance=5).tolist() == [2, 0]
+    assert nearest_parents(children, parents).tolist() == [1, 2]  # its first touching pixel's
+
+
+def test_every_parent_rule_gives_no_parent_without_nuclei_or_micronuclei():
+    empty = np.zeros((8, 8), np.int32)
+    one = empty.copy()
+    one[2, 2] = 1
+    for rule in PARENT_RULES.values():
+        assert rule(one, empty).tolist() == [0]
+        assert rule(empty, one).tolist() == []
 
 
 def spot_inside_a_nucleus(maps, nuclei):

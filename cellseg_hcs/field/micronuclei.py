@@ -297,5 +297,53 @@ def nearest_centre_parents(
     return found
 
 
+def pixel_vote_parents(
+    children: np.ndarray, parents: np.ndarray, max_distance: float | None = None
+) -> np.ndarray:
+    """For each child object, the parent object nearest to most of its pixels (0: none).
+
+    Each pixel of a child votes for the parent object nearest to it (boundary distance);
+    the most votes win, equal votes go to the nearer parent. A child that touches two
+    nuclei goes to the one that most of it lies against, where :func:`nearest_parents`
+    can only take the first touching pixel's. With ``max_distance``, a child farther than
+    that from every parent gets 0.
+
+    Examples
+    --------
+    >>> parents = np.zeros((3, 9), int); parents[:, :3] = 1; parents[2, 3:] = 2
+    >>> children = np.zeros((3, 9), int); children[1, 3:6] = 1  # touches 1, lies along 2
+    >>> pixel_vote_parents(children, parents)
+    array([2])
+    """
+    children = np.asarray(children)
+    count = int(children.max()) if children.size else 0
+    found = np.zeros(count, dtype=np.int64)
+    if count == 0 or not np.any(parents):
+        return found
+    distance, (rows, cols) = ndi.distance_transform_edt(parents == 0, return_indices=True)
+    inside = children > 0
+    ids = children[inside].astype(np.int64)
+    voted = np.asarray(parents)[rows[inside], cols[inside]].astype(np.int64)
+    near = distance[inside]
+    span = int(voted.max()) + 1
+    pair, where = np.unique(ids * span + voted, return_inverse=True)
+    votes = np.bincount(where)
+    closest = np.full(pair.size, np.inf)
+    np.minimum.at(closest, where, near)
+    child, parent = np.divmod(pair, span)
+    order = np.lexsort((closest, -votes, child))  # by child: most votes, then nearest
+    first = order[np.r_[True, child[order][1:] != child[order][:-1]]]
+    found[child[first] - 1] = parent[first]
+    if max_distance is not None:
+        nearest = np.full(count, np.inf)
+        np.minimum.at(nearest, child - 1, closest)
+        found[nearest > max_distance] = 0
+    return found
+
+
 #: How a child object (a micronucleus) finds its parent (a nucleus), by name.
-PARENT_RULES = {"boundary": nearest_parents, "centroid": nearest_centre_parents}
+PARENT_RULES = {
+    "boundary": nearest_parents,
+    "centroid": nearest_centre_parents,
+    "vote": pixel_vote_parents,
+}
