@@ -8,7 +8,8 @@ model's ``postprocess``, the others (``Micronuclei``) with ``object_postprocess[
 Micronuclei are tiny (a few to about 100 pixels), so they are never filtered by the nuclei's
 size or score filters, nor merged into a nucleus: a pixel is a nucleus pixel or a
 micronucleus pixel. Each object of another set gets a parent among the model's own
-objects, the nearest one by boundary distance (:func:`nearest_parents`).
+objects by the set's ``parent_rule`` (:data:`PARENT_RULES`), by default the nearest one by
+boundary distance (:func:`nearest_parents`).
 
 Examples
 --------
