@@ -11,13 +11,12 @@ ExampleFly images, BSD 3-Clause: examples/data/examplefly/README.md), channels `
     cellseg-hcs run examples/demo_plate.zarr --out demo-results --cells-channel Actin
 
 ``micronuclei``: four Hoechst images of HFF cells with micronuclei (the mnfinder package's
-images, MIT: examples/data/mnfinder/LICENSE.md), channel ``DNA``. The default model finds
-their nuclei; a model trained with a micronucleus class (README, "Classes and micronuclei")
-finds the micronuclei too, with their parent nuclei and ``Count_Micronuclei``:
+images, MIT: examples/data/mnfinder/LICENSE.md), channel ``DNA``. The shipped opt-in model
+``micronuclei`` finds their nuclei and micronuclei, with each micronucleus' parent nucleus
+and ``Count_Micronuclei`` (the default ``nuclei`` finds the nuclei only):
 
     python examples/make_demo_plate.py examples/mn_plate.zarr --demo micronuclei
-    cellseg-hcs run examples/mn_plate.zarr --out mn-results
-    cellseg-hcs run examples/mn_plate.zarr --out mn-results-mn --model nuclei_mn.safetensors
+    cellseg-hcs run examples/mn_plate.zarr --out mn-results --model micronuclei
 """
 
 from __future__ import annotations
@@ -77,9 +76,7 @@ DEMOS = {
             ("B03", 1): "HFF-revt-01_s19",
         },
         per_channel_files=False,
-        next_command="cellseg-hcs run {plate} --out mn-results  (nuclei; for micronuclei "
-        "too, --model a model trained with a micronucleus class: README, 'Classes and "
-        "micronuclei')",
+        next_command="cellseg-hcs run {plate} --out mn-results --model micronuclei",
     ),
 }
 
@@ -108,7 +105,7 @@ def main() -> None:
         default="fly",
         choices=sorted(DEMOS),
         help="fly: DNA and Actin, for nuclei, cells and cytoplasm (default); "
-        "micronuclei: DNA of HFF cells with micronuclei, for a model with a micronucleus class",
+        "micronuclei: DNA of HFF cells with micronuclei, for --model micronuclei",
     )
     parser.add_argument(
         "--ngff",

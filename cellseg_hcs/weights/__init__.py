@@ -13,6 +13,11 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
         "nuclei in DNA-stain images (Hoechst/DAPI), best with nuclei about 30 px "
         "across (others are measured and resampled: --diameter)",
     ),
+    "micronuclei": (
+        "micronuclei.safetensors",
+        "nuclei and micronuclei, each micronucleus with its parent nucleus, in DNA-stain "
+        "images (the micronucleus assay); opt-in: see MICRONUCLEI_CARD.md for its error rates",
+    ),
 }
 
 
