@@ -69,7 +69,7 @@ def test_its_nuclei_match_the_hand_drawn_ones(demo_run):
     assert evaluate_pairs(pairs)["f1"] >= 0.93  # measured 0.957 (the default nuclei: 0.895)
 
 
-def test_each_fields_micronucleus_count_is_its_labels_and_its_nuclei_childrens(demo_run):
+def test_each_fields_micronucleus_count_is_its_labels_and_its_nuclei_children(demo_run):
     plate, out, _ = demo_run
     images = pd.read_parquet(out / "images.parquet")
     nuclei = read_features(out)
@@ -78,4 +78,4 @@ def test_each_fields_micronucleus_count_is_its_labels_and_its_nuclei_childrens(d
         count = int(row.Count_Micronuclei.iloc[0])
         assert count == int(field_labels(plate, field, "Micronuclei").max())
         mine = nuclei[(nuclei.Metadata_Well == field.well) & (nuclei.Metadata_Site == field.site)]
-        assert count >= int(mine.Nuclei_Children_Micronuclei_Count.sum()) > 0
+        assert count == int(mine.Nuclei_Children_Micronuclei_Count.sum()) > 0  # all have one

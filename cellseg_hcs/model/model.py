@@ -10,7 +10,6 @@ is cached runs on onnxruntime without importing PyTorch at all.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -224,16 +223,9 @@ class Model:
         return self._runtime
 
     def forget_runtimes(self) -> None:
-        """Drop the kept runtimes (after the weights change, as in training), and free them
-        now: a runtime sits in reference cycles (an onnxruntime session and its exported
-        graph: about 450 MB for the default model), which Python would free only at its next
-        full collection, so training that validates each epoch grew by that much an epoch
-        until the machine ran out of memory."""
-        had = bool(self._runtimes) or self._runtime is not None
+        """Drop the kept runtimes (after the weights change, as in training)."""
         self._runtimes.clear()
         self._runtime = None
-        if had:
-            gc.collect()
 
     def predict_maps(
         self,

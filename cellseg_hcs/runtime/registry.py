@@ -17,6 +17,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -308,6 +309,15 @@ def _try_gpu_backend(
     return None
 
 
+def run_tiles(backend: Backend, multiple: int, tiles: list[np.ndarray]) -> list[np.ndarray]:
+    """One batch of same-shaped tiles through ``backend``, padded to the network's
+    ``multiple`` and cropped back."""
+    batch = np.stack(tiles).astype(np.float32, copy=False)
+    height, width = batch.shape[-2:]
+    predictions = backend.predict(pad_to_multiple(batch, multiple))
+    return [prediction[:, :height, :width] for prediction in predictions]
+
+
 class Runtime:
     """A model's network behind a backend, with tiling and batching.
 
@@ -366,7 +376,11 @@ class Runtime:
         on_gpu = str(self.backend.describe().get("device", "")).startswith("cuda")
         if batch_wait is None:
             batch_wait = GPU_BATCH_WAIT if on_gpu else 0.0
-        self.batcher = TileBatcher(self._run_batch, batch_size, batch_wait)
+        # The batcher gets the backend, not a bound method of this runtime: a runtime in a
+        # reference cycle (runtime -> batcher -> runtime) outlives its last user until
+        # Python's next full collection, with its session (about 450 MB) in it.
+        run = partial(run_tiles, self.backend, self.multiple)
+        self.batcher = TileBatcher(run, batch_size, batch_wait)
         log.info("backend %s (%s): %s", self.name, self.reason, self.backend.describe())
 
     def describe(self) -> dict[str, str]:
@@ -399,9 +413,3 @@ class Runtime:
     def batches(self) -> dict[int, int]:
         """How many batches of each size this runtime has run."""
         return dict(sorted(self.batcher.batch_sizes.items()))
-
-    def _run_batch(self, tiles: list[np.ndarray]) -> list[np.ndarray]:
-        batch = np.stack(tiles).astype(np.float32, copy=False)
-        height, width = batch.shape[-2:]
-        predictions = self.backend.predict(pad_to_multiple(batch, self.multiple))
-        return [prediction[:, :height, :width] for prediction in predictions]
