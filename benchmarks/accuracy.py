@@ -144,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=("fp32", "fp16", "bf16"),
         help="the torch backend's precision, e.g. bf16: its accuracy cost",
     )
+    parser.add_argument(
+        "--flips", type=int, default=1, help="test-time flips (1, 2, 4 or 8): their accuracy gain"
+    )
     args = parser.parse_args(argv)
 
     model = cs.load_model(args.model)
     options = {"precision": args.precision} if args.precision else {}
+    options.update(FieldSettings(flips=args.flips).runtime_options)
     runtime = model.runtime(args.backend, None, **options)
     images, masks = args.data / "images", args.data / "nuclei_labels"
     names = ("validation",) if args.validation_only else ("validation", "test")
@@ -156,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     robustness_split = "validation" if args.validation_only else "test"
 
     def cellseg(image: np.ndarray, diameter: float | str | None = "auto") -> np.ndarray:
-        settings = FieldSettings(model=args.model, backend=args.backend, diameter=diameter)
+        settings = FieldSettings(
+            model=args.model, backend=args.backend, diameter=diameter, flips=args.flips
+        )
         return FieldPipeline(settings, model=model, runtime=runtime).run(image).labels
 
     methods = {"cellseg-hcs": cellseg, "classic (Otsu + watershed)": classic.segment}

@@ -91,11 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--choose", action="store_true", help="choose the decoding (see above)")
+    parser.add_argument(
+        "--flips", type=int, default=1, help="test-time flips (1, 2, 4 or 8), as users set them"
+    )
     args = parser.parse_args(argv)
 
     model = cs.load_model(args.model)
-    runtime = model.runtime(args.backend, None)
-    settings = FieldSettings(model=args.model, backend=args.backend, probabilities=True)
+    settings = FieldSettings(
+        model=args.model, backend=args.backend, probabilities=True, flips=args.flips
+    )
+    runtime = model.runtime(args.backend, None, **settings.runtime_options)
     pipeline = FieldPipeline(settings, model=model, runtime=runtime)
     has_micronuclei = "Micronuclei" in model.info.class_objects.values()
     rows = []
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/micronuclei.py " + " ".join(argv or sys.argv[1:]),
         "model": str(args.model),
         "model_hash": model.hash,
+        "flips": args.flips,
         "micronuclei_settings": model.info.object_postprocess.get("Micronuclei", {}),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
         f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",

@@ -38,6 +38,7 @@ from .object_settings import (
     PostprocessSettings,
     ThresholdChoice,
 )
+from .runtime.flips import check_flips
 from .weights import BUILTIN_MODELS
 
 __all__ = [
@@ -124,6 +125,9 @@ class FieldSettings:
     tile_size, overlap, batch_size:
         Fields larger than a tile are predicted in tiles overlapping by ``overlap`` pixels,
         ``batch_size`` tiles at a time.
+    flips:
+        Test-time flips: each tile's maps averaged over this many flips and rotations of it
+        (1, 2, 4 or 8; :mod:`cellseg_hcs.runtime.flips`).
     foreground_threshold, min_size, postprocess:
         Post-processing overrides (``postprocess``: any other by name); None keeps the
         model's own tuned values.
@@ -156,6 +160,12 @@ class FieldSettings:
     tile_size: int = _setting(1024, "Tile size in pixels for large fields.", metavar="PIXELS")
     overlap: int = _setting(64, "Overlap between tiles, in pixels.", metavar="PIXELS")
     batch_size: int = _setting(4, "Tiles run at once (GPU memory vs speed).", metavar="N")
+    flips: int = _setting(
+        1,
+        "Average the network's maps over this many flips and rotations of each tile (1, 2, "
+        "4 or 8): as many times slower, often a little more accurate.",
+        metavar="1|2|4|8",
+    )
     foreground_threshold: float | None = _setting(
         None, "Object probability threshold (default: the model's own).", metavar="0-1"
     )
@@ -187,6 +197,7 @@ class FieldSettings:
         _whole(self.tile_size, "tile size", 32, 16384, " of pixels")
         _whole(self.batch_size, "batch size", 1, 256)
         _whole(self.overlap, "overlap", 0, self.tile_size // 2 - 1, " of pixels")
+        check_flips(self.flips)
         if self.foreground_threshold is not None:
             threshold = self.foreground_threshold
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
@@ -256,6 +267,8 @@ class FieldSettings:
         }
         if self.precision is not None:
             options["precision"] = self.precision
+        if self.flips != 1:  # the default runtime is shared with callers that never name it
+            options["flips"] = self.flips
         return options
 
     @property

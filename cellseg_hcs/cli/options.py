@@ -24,6 +24,7 @@ _TYPES = {
     "tile_size": int,
     "overlap": int,
     "batch_size": int,
+    "flips": int,
     "min_size": int,
     "foreground_threshold": float,
 }
@@ -40,6 +41,7 @@ FIELD_OPTIONS = (
     "tile_size",
     "overlap",
     "batch_size",
+    "flips",
     "foreground_threshold",
     "min_size",
 )

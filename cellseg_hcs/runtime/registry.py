@@ -27,6 +27,7 @@ from ..io.atomic import write_atomic_json
 from .base import Availability, Backend, default_cpu_threads, no_cuda_gpu_here
 from .batching import TileBatcher
 from .failures import failure_key, remember_failure, remembered_failure
+from .flips import check_flips, predict_with_flips
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .tensorrt_backend import TensorRTBackend
 from .tiling import TileGrid
@@ -309,13 +310,19 @@ def _try_gpu_backend(
     return None
 
 
-def run_tiles(backend: Backend, multiple: int, tiles: list[np.ndarray]) -> list[np.ndarray]:
+def run_tiles(
+    backend: Backend, multiple: int, tiles: list[np.ndarray], flips: int = 1
+) -> list[np.ndarray]:
     """One batch of same-shaped tiles through ``backend``, padded to the network's
-    ``multiple`` and cropped back."""
+    ``multiple`` and cropped back; with ``flips`` > 1, the maps are averaged over that many
+    flips and rotations of the batch (:mod:`cellseg_hcs.runtime.flips`)."""
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        height, width = batch.shape[-2:]
+        return backend.predict(pad_to_multiple(batch, multiple))[..., :height, :width]
+
     batch = np.stack(tiles).astype(np.float32, copy=False)
-    height, width = batch.shape[-2:]
-    predictions = backend.predict(pad_to_multiple(batch, multiple))
-    return [prediction[:, :height, :width] for prediction in predictions]
+    return list(predict_with_flips(predict, batch, flips))
 
 
 class Runtime:
@@ -338,6 +345,9 @@ class Runtime:
         Seconds a batch that is not full may wait for the tiles of fields other threads are
         predicting at the same time (:class:`~cellseg_hcs.runtime.batching.TileBatcher`);
         default 0.02 on a GPU, 0 on the CPU.
+    flips:
+        Average each tile's maps over this many flips and rotations of it (1, 2, 4 or 8;
+        :mod:`cellseg_hcs.runtime.flips`): as many times slower, often a little more accurate.
     backend_options:
         Passed to the backend (``threads``, ``precision``).
     """
@@ -352,6 +362,7 @@ class Runtime:
         overlap: int = 64,
         batch_size: int = 4,
         batch_wait: float | None = None,
+        flips: int = 1,
         **backend_options: Any,
     ) -> None:
         if tile_size < 16 or not 0 <= overlap < tile_size // 2 or batch_size < 1:
@@ -360,6 +371,7 @@ class Runtime:
                 f"{batch_size} must satisfy tile >= 16, 0 <= overlap < tile/2, "
                 "batch >= 1."
             )
+        self.flips = check_flips(flips)
         self.multiple = int(model.multiple)
         self.backend, self.name, self.reason = load_backend(
             model,
@@ -379,12 +391,15 @@ class Runtime:
         # The batcher gets the backend, not a bound method of this runtime: a runtime in a
         # reference cycle (runtime -> batcher -> runtime) outlives its last user until
         # Python's next full collection, with its session (about 450 MB) in it.
-        run = partial(run_tiles, self.backend, self.multiple)
+        run = partial(run_tiles, self.backend, self.multiple, flips=self.flips)
         self.batcher = TileBatcher(run, batch_size, batch_wait)
         log.info("backend %s (%s): %s", self.name, self.reason, self.backend.describe())
 
     def describe(self) -> dict[str, str]:
-        return {**self.backend.describe(), "reason": self.reason}
+        described = {**self.backend.describe(), "reason": self.reason}
+        if self.flips > 1:
+            described["flips"] = str(self.flips)
+        return described
 
     def grid(self, shape: tuple[int, ...]) -> TileGrid:
         """The tiles this runtime cuts a field of this shape into."""
