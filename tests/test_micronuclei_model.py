@@ -25,7 +25,8 @@ TRUTH = ROOT / "tests" / "data" / "mnfinder" / "demo_plate"
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """The micronuclei demo plate run with ``--model micronuclei`` (once for this module)."""
+    """The micronuclei demo plate run as the demo says: ``--model micronuclei --flips 8``
+    (once for this module)."""
     from cellseg_hcs.plate.run import run_plate
 
     folder = tmp_path_factory.mktemp("mn_model")
@@ -36,7 +37,7 @@ def demo_run(tmp_path_factory):
         demo = runpy.run_path(str(ROOT / "examples" / "make_demo_plate.py"), run_name="__main__")
     finally:
         sys.argv = argv
-    run_plate(plate_path, folder / "out", model="micronuclei", workers=1, progress=False)
+    run_plate(plate_path, folder / "out", model="micronuclei", flips=8, workers=1, progress=False)
     return open_plate(plate_path), folder / "out", demo["DEMOS"]["micronuclei"].layout
 
 
@@ -59,14 +60,17 @@ def test_its_micronuclei_and_their_parents_match_the_hand_drawn_ones(demo_run):
         parents[rows.ObjectNumber.to_numpy() - 1] = rows.Micronuclei_Parent_Nuclei.to_numpy()
         scores.add(*truth_of(stems[(field.well, field.site)]), nuclei, micronuclei, parents)
     summary = scores.summary()
-    assert summary["f1@0.3"] >= 0.72  # measured 0.765 (74 true micronuclei; 2026-12-07)
-    assert summary["parent_accuracy"] >= 0.93  # measured 0.982 (57 matched)
+    # 74 true micronuclei; measured 2026-12-07: F1 0.800 and 96.6% of 58 matched with 8 flips
+    # (0.765 and 98.2% of 57 without)
+    assert summary["f1@0.3"] >= 0.75
+    assert summary["parent_accuracy"] >= 0.93
 
 
 def test_its_nuclei_match_the_hand_drawn_ones(demo_run):
     plate, _, stems = demo_run
     pairs = [(truth_of(stems[(f.well, f.site)])[0], field_labels(plate, f)) for f in plate.fields]
-    assert evaluate_pairs(pairs)["f1"] >= 0.93  # measured 0.957 (the default nuclei: 0.895)
+    # measured 0.951 with 8 flips, 0.957 without (the default nuclei: 0.895)
+    assert evaluate_pairs(pairs)["f1"] >= 0.93
 
 
 def test_each_fields_micronucleus_count_is_its_labels_and_its_nuclei_children(demo_run):
