@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the torch backend's precision, e.g. bf16: its accuracy cost",
     )
     parser.add_argument(
-        "--flips", type=int, default=1, help="test-time flips (1, 2, 4 or 8): their accuracy gain"
+        "--flips",
+        type=int,
+        default=None,
+        help="test-time flips (1, 2, 4 or 8; default: the model's own): their accuracy gain",
     )
     args = parser.parse_args(argv)
 

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--choose", action="store_true", help="choose the decoding (see above)")
     parser.add_argument(
-        "--flips", type=int, default=1, help="test-time flips (1, 2, 4 or 8), as users set them"
+        "--flips", type=int, default=None, help="test-time flips (1, 2, 4 or 8; the model's own)"
     )
     args = parser.parse_args(argv)
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/micronuclei.py " + " ".join(argv or sys.argv[1:]),
         "model": str(args.model),
         "model_hash": model.hash,
-        "flips": args.flips,
+        "flips": runtime.flips,
         "micronuclei_settings": model.info.object_postprocess.get("Micronuclei", {}),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
         f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",

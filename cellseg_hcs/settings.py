@@ -127,7 +127,7 @@ class FieldSettings:
         ``batch_size`` tiles at a time.
     flips:
         Test-time flips: each tile's maps averaged over this many flips and rotations of it
-        (1, 2, 4 or 8; :mod:`cellseg_hcs.runtime.flips`).
+        (1, 2, 4 or 8; :mod:`cellseg_hcs.runtime.flips`); None: the model's own.
     foreground_threshold, min_size, postprocess:
         Post-processing overrides (``postprocess``: any other by name); None keeps the
         model's own tuned values.
@@ -160,10 +160,11 @@ class FieldSettings:
     tile_size: int = _setting(1024, "Tile size in pixels for large fields.", metavar="PIXELS")
     overlap: int = _setting(64, "Overlap between tiles, in pixels.", metavar="PIXELS")
     batch_size: int = _setting(4, "Tiles run at once (GPU memory vs speed).", metavar="N")
-    flips: int = _setting(
-        1,
+    flips: int | None = _setting(
+        None,
         "Average the network's maps over this many flips and rotations of each tile (1, 2, "
-        "4 or 8): the network runs that many times. Advised: 8 with the micronuclei model.",
+        "4 or 8): the network runs that many times (default: the model's own; nuclei 1, "
+        "micronuclei 8).",
         metavar="1|2|4|8",
     )
     foreground_threshold: float | None = _setting(
@@ -197,7 +198,8 @@ class FieldSettings:
         _whole(self.tile_size, "tile size", 32, 16384, " of pixels")
         _whole(self.batch_size, "batch size", 1, 256)
         _whole(self.overlap, "overlap", 0, self.tile_size // 2 - 1, " of pixels")
-        check_flips(self.flips)
+        if self.flips is not None:
+            check_flips(self.flips)
         if self.foreground_threshold is not None:
             threshold = self.foreground_threshold
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
@@ -267,7 +269,7 @@ class FieldSettings:
         }
         if self.precision is not None:
             options["precision"] = self.precision
-        if self.flips != 1:  # the default runtime is shared with callers that never name it
+        if self.flips is not None:  # else the model's own (Model.runtime)
             options["flips"] = self.flips
         return options
 

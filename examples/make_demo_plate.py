@@ -16,7 +16,7 @@ images, MIT: examples/data/mnfinder/LICENSE.md), channel ``DNA``. The shipped op
 and ``Count_Micronuclei`` (the default ``nuclei`` finds the nuclei only):
 
     python examples/make_demo_plate.py examples/mn_plate.zarr --demo micronuclei
-    cellseg-hcs run examples/mn_plate.zarr --out mn-results --model micronuclei --flips 8
+    cellseg-hcs run examples/mn_plate.zarr --out mn-results --model micronuclei
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ DEMOS = {
             ("B03", 1): "HFF-revt-01_s19",
         },
         per_channel_files=False,
-        next_command="cellseg-hcs run {plate} --out mn-results --model micronuclei --flips 8",
+        next_command="cellseg-hcs run {plate} --out mn-results --model micronuclei",
     ),
 }
 

@@ -84,12 +84,28 @@ def test_flips_work_on_tiled_fields_of_any_shape(untrained):
     assert maps.describe()["flips"] == "8"
 
 
-def test_one_flip_is_the_network_run_once_and_the_default(untrained, field):
-    assert FieldSettings().flips == 1 and "flips" not in FieldSettings().runtime_options
+def test_one_flip_is_the_network_run_once(untrained, field):
     np.testing.assert_array_equal(
         Runtime(untrained, "torch", "cpu", flips=1).predict(field),
         Runtime(untrained, "torch", "cpu").backend.predict(field[None])[0],
     )
+
+
+def test_unless_told_a_model_runs_with_its_own_flips(tmp_path):
+    assert FieldSettings().flips is None and "flips" not in FieldSettings().runtime_options
+    assert cs.load_model("nuclei").info.flips == 1
+    assert cs.load_model("micronuclei").info.flips == 8  # advised on its card
+    micronuclei = cs.load_model("micronuclei")
+    assert micronuclei.pipeline(FieldSettings(model="micronuclei")).runtime.flips == 8
+    torch.manual_seed(0)
+    options = {"in_channels": 1, "out_channels": 2, "depth": 2, "width": 4}
+    model = Model(UNet(**options), ModelInfo(network=options, flips=4))
+    model.save(tmp_path / "four.safetensors")
+    again = cs.load_model(tmp_path / "four.safetensors")
+    assert again.info.flips == 4
+    assert again.runtime("torch", "cpu").flips == 4
+    assert again.runtime("torch", "cpu", **FieldSettings(flips=1).runtime_options).flips == 1
+    assert again.runtime("torch", "cpu", **FieldSettings(flips=8).runtime_options).flips == 8
 
 
 @pytest.mark.parametrize("flips", [0, 3, 16, True, "8"])

@@ -25,8 +25,8 @@ TRUTH = ROOT / "tests" / "data" / "mnfinder" / "demo_plate"
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """The micronuclei demo plate run as the demo says: ``--model micronuclei --flips 8``
-    (once for this module)."""
+    """The micronuclei demo plate run as the demo says, ``--model micronuclei`` (with the
+    model's own 8 flips; once for this module)."""
     from cellseg_hcs.plate.run import run_plate
 
     folder = tmp_path_factory.mktemp("mn_model")

@@ -52,6 +52,9 @@ class ModelInfo:
     class_objects: dict[str, str] = field(default_factory=dict)
     #: Post-processing of the other object sets, by name (see field/micronuclei.py).
     object_postprocess: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Test-time flips the model runs with unless told otherwise (runtime/flips.py): its
+    #: maps averaged over this many flips and rotations of each tile.
+    flips: int = 1
 
     @property
     def in_channels(self) -> int:
@@ -60,7 +63,7 @@ class ModelInfo:
 
 #: Fields added after models were shipped: stored only when not at their default, so files
 #: written before them keep their bytes and their hash.
-OPTIONAL_FIELDS = ("classes", "class_objects", "object_postprocess")
+OPTIONAL_FIELDS = ("classes", "class_objects", "object_postprocess", "flips")
 
 
 def info_dict(info: ModelInfo) -> dict[str, Any]:
@@ -213,9 +216,14 @@ class Model:
 
     def runtime(self, backend: str = "auto", device: str | None = None, **options):
         """The inference runtime (backend + tiling) for this model and these options, made
-        once and kept: requests that alternate options (a server's clients) reuse theirs."""
+        once and kept: requests that alternate options (a server's clients) reuse theirs.
+        Without ``flips``, the model's own (:attr:`ModelInfo.flips`)."""
         from ..runtime import Runtime
 
+        if options.get("flips") is None:  # not asked for: the model's own
+            options.pop("flips", None)
+            if self.info.flips != 1:
+                options["flips"] = self.info.flips
         wanted = (backend, device, tuple(sorted(options.items())))
         if wanted not in self._runtimes:
             self._runtimes[wanted] = Runtime(self, backend=backend, device=device, **options)
