@@ -4,6 +4,7 @@ split, MIT; tests/data/mnfinder/demo_plate) and the micronucleus counts of its t
 
 from __future__ import annotations
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def demo_run(tmp_path_factory):
         demo = runpy.run_path(str(ROOT / "examples" / "make_demo_plate.py"), run_name="__main__")
     finally:
         sys.argv = argv
-    run_plate(plate_path, folder / "out", model="micronuclei", flips=8, workers=1, progress=False)
+    run_plate(plate_path, folder / "out", model="micronuclei", workers=1, progress=False)
     return open_plate(plate_path), folder / "out", demo["DEMOS"]["micronuclei"].layout
 
 
@@ -64,6 +65,12 @@ def test_its_micronuclei_and_their_parents_match_the_hand_drawn_ones(demo_run):
     # (0.765 and 98.2% of 57 without)
     assert summary["f1@0.3"] >= 0.75
     assert summary["parent_accuracy"] >= 0.93
+
+
+def test_the_run_used_the_models_own_eight_flips_and_says_so(demo_run):
+    _, out, _ = demo_run
+    parameters = json.loads((out / "run.json").read_text())["parameters"]
+    assert parameters["flips"] == 8 and parameters["settings"]["flips"] is None
 
 
 def test_its_nuclei_match_the_hand_drawn_ones(demo_run):

@@ -168,6 +168,8 @@ def plan_run(
         "backend": settings.backend,
         "device": settings.device,
         "diameter": settings.diameter,
+        # The flips every field ran with: the settings', else the model's own.
+        "flips": loaded.info.flips if settings.flips is None else settings.flips,
         "settings": settings.to_dict(),
         "overwrite": overwrite,
     }

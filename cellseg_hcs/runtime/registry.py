@@ -347,7 +347,7 @@ class Runtime:
         default 0.02 on a GPU, 0 on the CPU.
     flips:
         Average each tile's maps over this many flips and rotations of it (1, 2, 4 or 8;
-        :mod:`cellseg_hcs.runtime.flips`): as many times slower, often a little more accurate.
+        :mod:`cellseg_hcs.runtime.flips`): as many times slower; more accurate for some models.
     backend_options:
         Passed to the backend (``threads``, ``precision``).
     """
