@@ -53,6 +53,20 @@ def tiny_model():
     return Model(UNet(**options), ModelInfo(network=options))
 
 
+@pytest.fixture(scope="module")
+def random_stem2_model():
+    """A small random UNet with the real model's space-to-depth stem: it sees orientation
+    and scale as no trained model should (plumbing, not accuracy)."""
+    import torch
+
+    from cellseg_hcs.model.model import Model, ModelInfo
+    from cellseg_hcs.model.unet import UNet
+
+    torch.manual_seed(0)
+    options = {"in_channels": 1, "out_channels": 2, "depth": 3, "width": 4, "stem": 2}
+    return Model(UNet(**options), ModelInfo(network=options))
+
+
 def load_benchmark(name: str):
     """A script of benchmarks/ (not a package) imported as a module, to test its functions."""
     import importlib.util

@@ -20,17 +20,10 @@ from cellseg_hcs.training.metrics import InstanceScores, match_instances
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CELLSEG_HCS_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
-def untrained() -> Model:
+def untrained(random_stem2_model):
     """A random network: it sees orientation, as no trained one should."""
-    torch.manual_seed(0)
-    options = {"in_channels": 1, "out_channels": 2, "depth": 3, "width": 4, "stem": 2}
-    return Model(UNet(**options), ModelInfo(network=options))
+    return random_stem2_model
 
 
 @pytest.fixture(scope="module")
