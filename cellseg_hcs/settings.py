@@ -38,7 +38,6 @@ from .object_settings import (
     PostprocessSettings,
     ThresholdChoice,
 )
-from .runtime.flips import check_flips
 from .weights import BUILTIN_MODELS
 
 __all__ = [
@@ -198,7 +197,9 @@ class FieldSettings:
         _whole(self.tile_size, "tile size", 32, 16384, " of pixels")
         _whole(self.batch_size, "batch size", 1, 256)
         _whole(self.overlap, "overlap", 0, self.tile_size // 2 - 1, " of pixels")
-        if self.flips is not None:
+        if self.flips is not None:  # imported here: the settings (and the CLI) load no numpy
+            from .runtime.flips import check_flips
+
             check_flips(self.flips)
         if self.foreground_threshold is not None:
             threshold = self.foreground_threshold

@@ -83,3 +83,15 @@ def test_settings_model_files_and_the_cli_import_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_settings_and_the_cli_start_without_numpy_or_the_runtime():
+    """`cellseg-hcs --help` and a settings object stay light: numpy and the inference
+    runtime are imported by the commands that run a model, not at start."""
+    code = (
+        "import sys, cellseg_hcs.settings, cellseg_hcs.cli; "
+        "from cellseg_hcs.settings import FieldSettings; FieldSettings(); "
+        "print(sorted(m for m in ('numpy', 'cellseg_hcs.runtime') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
