@@ -283,6 +283,8 @@ def test_a_folder_with_another_run_is_refused_without_overwrite(tmp_path, client
 
     with pytest.raises(SettingError, match="different --features"):
         _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, features="default")
+    with pytest.raises(SettingError, match=r"different number of test-time flips \(--flips\)"):
+        _run(tmp_path / "plate.zarr", tmp_path / "out", client, model, flips=2)
     with pytest.raises(SettingError, match=r"different network scale \(--diameter\)"):
         _run(
             tmp_path / "plate.zarr",

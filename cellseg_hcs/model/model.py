@@ -220,15 +220,18 @@ class Model:
         Without ``flips``, the model's own (:attr:`ModelInfo.flips`)."""
         from ..runtime import Runtime
 
-        if options.get("flips") is None:  # not asked for: the model's own
-            options.pop("flips", None)
-            if self.info.flips != 1:
-                options["flips"] = self.info.flips
+        options["flips"] = self.flips_for(options.get("flips"))
+        if options["flips"] == 1:  # one runtime for the callers that name none and for 1
+            del options["flips"]
         wanted = (backend, device, tuple(sorted(options.items())))
         if wanted not in self._runtimes:
             self._runtimes[wanted] = Runtime(self, backend=backend, device=device, **options)
         self._runtime = self._runtimes[wanted]
         return self._runtime
+
+    def flips_for(self, asked: int | None) -> int:
+        """The test-time flips a run uses: those asked for, else the model's own."""
+        return self.info.flips if asked is None else asked
 
     def forget_runtimes(self) -> None:
         """Drop the kept runtimes (after the weights change, as in training)."""

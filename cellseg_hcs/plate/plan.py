@@ -41,6 +41,7 @@ OUTPUT_PARAMETERS = (
     "measure_channels",
     "features",
     "scale",
+    "flips",
 )
 # How a user names each of them (the option that changes it).
 PARAMETER_WORDS = {
@@ -52,6 +53,7 @@ PARAMETER_WORDS = {
     "measure_channels": "--measure-channels",
     "features": "--features",
     "scale": "network scale (--diameter)",
+    "flips": "number of test-time flips (--flips)",
 }
 OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 AUTO_FIELDS = 4  # "auto" measures the objects on at most this many of the plate's first fields
@@ -168,8 +170,7 @@ def plan_run(
         "backend": settings.backend,
         "device": settings.device,
         "diameter": settings.diameter,
-        # The flips every field ran with: the settings', else the model's own.
-        "flips": loaded.info.flips if settings.flips is None else settings.flips,
+        "flips": loaded.flips_for(settings.flips),
         "settings": settings.to_dict(),
         "overwrite": overwrite,
     }
