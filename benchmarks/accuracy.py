@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = cs.load_model(args.model)
     options = {"precision": args.precision} if args.precision else {}
-    options.update(FieldSettings(flips=args.flips).runtime_options)
+    options["flips"] = args.flips  # None: the model's own
     runtime = model.runtime(args.backend, None, **options)
     images, masks = args.data / "images", args.data / "nuclei_labels"
     names = ("validation",) if args.validation_only else ("validation", "test")

@@ -130,6 +130,7 @@ def test_the_python_api_takes_flips_like_any_other_setting(mnfinder_dir):
     image = tifffile.imread(sorted((mnfinder_dir / "images").glob("*.tif"))[0])
     model = cs.load_model("nuclei")
     settings = FieldSettings(flips=2)
-    labels = model.pipeline(settings).run(image).labels
-    assert labels.max() > 10
+    pipeline = model.pipeline(settings)
+    assert pipeline.runtime.flips == 2
+    assert pipeline.run(image).labels.max() > 10
     assert settings.replace(flips=8).flips == 8

@@ -91,5 +91,8 @@ def predict_with_flips(
     for symmetry in _SYMMETRIES[: check_flips(flips)]:
         turned = np.ascontiguousarray(_turn(batch, *symmetry))
         maps = _turn_back(np.asarray(predict(turned), dtype=np.float32), *symmetry)
-        total = maps.copy() if total is None else total + maps
+        if total is None:
+            total = maps.copy()
+        else:
+            total += maps
     return total / np.float32(flips)
