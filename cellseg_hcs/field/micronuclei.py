@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from ..errors import SettingError
 from ..settings import PostprocessSettings
 from .classes import class_maps, object_class_probabilities, object_foreground, object_sets
+from .object_score import ObjectScore
 from .postprocess import maps_to_labels
 
 #: How micronuclei are decoded unless the model says otherwise (its ``object_postprocess``):
@@ -50,8 +51,10 @@ OBJECT_SET_DEFAULTS: dict[str, Any] = {
 #: the set's (default None: more than any other set's);
 #: ``max_nucleus_ring``, the largest share of an object's one-pixel outer ring (4-connected)
 #: that may be the model's own objects: a micronucleus lies outside its nucleus, so a bright
-#: spot mostly ringed by nucleus is dropped (default None: no limit).
-SET_KEYS = ("parent_rule", "parent_distance", "class_threshold", "max_nucleus_ring")
+#: spot mostly ringed by nucleus is dropped (default None: no limit);
+#: ``score``, a learned score (:class:`~cellseg_hcs.field.object_score.ObjectScore`, in its
+#: dict form): objects it scores under its cut are dropped (default None: none).
+SET_KEYS = ("parent_rule", "parent_distance", "class_threshold", "max_nucleus_ring", "score")
 
 
 @dataclass
@@ -134,6 +137,9 @@ def decode_objects(
             labels[name] = drop_enclosed(
                 labels[name], labels[primary], parent_options["max_nucleus_ring"]
             )
+        if name != primary and parent_options.get("score") is not None:
+            score = ObjectScore.from_dict(parent_options["score"])
+            labels[name] = score.keep(labels[name], labels[primary], maps, image, info, name)
         if name != primary:
             rule = parent_options.get("parent_rule", "boundary")
             if rule not in PARENT_RULES:

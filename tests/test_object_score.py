@@ -1,0 +1,140 @@
+"""A learned score for micronuclei: features of each candidate, the regression, the cut."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cellseg_hcs.errors import SettingError
+from cellseg_hcs.field.micronuclei import decode_objects
+from cellseg_hcs.field.object_score import FEATURES, ObjectScore, object_features
+from cellseg_hcs.model.model import Model
+from test_micronuclei import class_info, field_maps, spot_inside_a_nucleus
+
+
+def score_dict(features, weights, intercept=0.0, cut=0.5):
+    return {
+        "features": list(features),
+        "mean": [0.0] * len(features),
+        "scale": [1.0] * len(features),
+        "weights": list(weights),
+        "intercept": intercept,
+        "cut": cut,
+    }
+
+
+def prepared_image(nuclei, micronuclei):
+    """A prepared input: background 0, nuclei 0.5, micronuclei 1."""
+    return np.where(micronuclei > 0, 1.0, np.where(nuclei > 0, 0.5, 0.0)).astype(np.float32)
+
+
+def test_each_feature_measures_what_its_name_says_on_a_drawn_field():
+    maps, nuclei, micronuclei = field_maps()
+    image = prepared_image(nuclei, micronuclei)
+    features = object_features(
+        micronuclei, nuclei, maps, image[None], class_info(), "Micronuclei", tuple(FEATURES)
+    )
+    row = dict(zip(FEATURES, features.T))
+    assert features.shape == (3, len(FEATURES))
+    np.testing.assert_allclose(row["log_area"], np.log([4, 4, 9]))
+    np.testing.assert_allclose(row["class_mean"], 1.0)  # P(micronucleus) is 1 on them
+    np.testing.assert_allclose(row["fg_mean"], 1.0)
+    # micronucleus 1 touches nucleus 1: boundary distance 1 px; 2 is 6 px below it
+    assert row["distance"][0] == pytest.approx(math.log1p(1.0))
+    assert row["distance"][1] > row["distance"][0]
+    np.testing.assert_allclose(row["nucleus_area"], np.log((nuclei == 1).sum()))  # both discs alike
+    # brighter than the nucleus by 0.5; its ring is background except where it touches
+    np.testing.assert_allclose(row["contrast_nucleus"], 0.5)
+    assert row["contrast_ring"][1] == pytest.approx(1.0)
+    assert 0.5 < row["contrast_ring"][0] < 1.0
+    assert row["ring"][0] > 0 and row["ring"][1] == 0
+
+
+def test_a_score_drops_the_candidates_under_its_cut_and_renumbers_the_rest():
+    maps, nuclei, micronuclei = field_maps()
+    image = prepared_image(nuclei, micronuclei)
+    # log_area: log 4 for two micronuclei, log 9 for the third; the cut keeps the large one
+    score = score_dict(["log_area"], [4.0], intercept=-4.0 * math.log(6), cut=0.5)
+    info = class_info(object_postprocess={"Micronuclei": {"score": score}})
+    decoded = decode_objects(maps, image, info)
+    labels = decoded.labels["Micronuclei"]
+    assert labels.max() == 1
+    np.testing.assert_array_equal(labels > 0, micronuclei == 3)
+    assert len(decoded.parents[("Micronuclei", "Nuclei")]) == 1
+    assert decoded.parents[("Micronuclei", "Nuclei")][0] == decoded.labels["Nuclei"][44, 44]
+
+
+def test_a_score_on_the_ring_drops_a_bright_spot_inside_a_nucleus():
+    maps, nuclei, micronuclei = field_maps()
+    spot_inside_a_nucleus(maps, nuclei)
+    image = prepared_image(nuclei, micronuclei)
+    score = score_dict(["ring"], [-10.0], intercept=5.0, cut=0.5)  # ring share > 0.5: out
+    info = class_info(object_postprocess={"Micronuclei": {"score": score}})
+    labels = decode_objects(maps, image, info).labels["Micronuclei"]
+    np.testing.assert_array_equal(labels > 0, micronuclei > 0)
+
+
+def test_a_score_that_trusts_every_candidate_changes_nothing():
+    maps, nuclei, micronuclei = field_maps()
+    image = prepared_image(nuclei, micronuclei)
+    plain = decode_objects(maps, image, class_info())
+    score = score_dict(list(FEATURES), [0.0] * len(FEATURES), intercept=1.0, cut=0.5)
+    info = class_info(object_postprocess={"Micronuclei": {"score": score}})
+    scored = decode_objects(maps, image, info)
+    np.testing.assert_array_equal(plain.labels["Micronuclei"], scored.labels["Micronuclei"])
+
+
+def test_the_probability_is_the_logistic_of_the_standardised_features():
+    score = ObjectScore.from_dict(
+        {
+            "features": ["log_area", "ring"],
+            "mean": [1.0, 0.5],
+            "scale": [2.0, 0.25],
+            "weights": [1.0, -2.0],
+            "intercept": 0.5,
+            "cut": 0.5,
+        }
+    )
+    x = np.array([[3.0, 0.75]])  # standardised: 1, 1 -> 1 - 2 + 0.5 = -0.5
+    assert score.probability(x)[0] == pytest.approx(1 / (1 + math.exp(0.5)))
+    assert ObjectScore.from_dict(score.to_dict()) == score
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"features": ["log_area", "colour"]}, "unknown object score feature"),
+        ({"weights": [1.0]}, "differ in length"),
+        ({"scale": [1.0, 0.0]}, "above 0"),
+        ({"cut": None}, "needs features"),
+    ],
+)
+def test_a_malformed_score_is_refused_in_one_sentence(change, words):
+    raw = {**score_dict(["log_area", "ring"], [1.0, 1.0]), **change}
+    with pytest.raises(SettingError, match=words):
+        ObjectScore.from_dict(raw)
+
+
+def test_a_score_needs_the_image_for_its_intensity_features():
+    maps, _, _ = field_maps()
+    score = score_dict(["contrast_ring"], [1.0])
+    info = class_info(object_postprocess={"Micronuclei": {"score": score}})
+    with pytest.raises(SettingError, match="reads the image"):
+        decode_objects(maps, None, info)
+
+
+def test_a_model_file_carries_its_score(tmp_path):
+    maps, nuclei, micronuclei = field_maps()
+    image = prepared_image(nuclei, micronuclei)
+    score = score_dict(["log_area"], [4.0], intercept=-4.0 * math.log(6), cut=0.5)
+    info = class_info(object_postprocess={"Micronuclei": {"score": score}})
+    from cellseg_hcs.model.unet import UNet
+
+    network = UNet(**info.network)
+    path = Model(network, info).save(tmp_path / "scored.safetensors")
+    loaded = Model.load(path)
+    assert loaded.info.object_postprocess["Micronuclei"]["score"] == score
+    labels = decode_objects(maps, image, loaded.info).labels["Micronuclei"]
+    np.testing.assert_array_equal(labels > 0, micronuclei == 3)
