@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from micronuclei import split_data  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.field.micronuclei import decode_objects  # noqa: E402
+from cellseg_hcs.field.micronuclei import PARENT_RULES, decode_objects  # noqa: E402
 from cellseg_hcs.field.object_score import FEATURES, ObjectScore, object_features  # noqa: E402
 from cellseg_hcs.field.pipeline import FieldPipeline  # noqa: E402
 from cellseg_hcs.settings import FieldSettings  # noqa: E402
@@ -75,14 +75,15 @@ def candidates(model, pipeline, truth, overrides: dict) -> dict:
         "nuclei": nuclei,
         "own": (result.objects.get(SET), result.parents.get((SET, result.primary))),
         "children": children,
-        "parents": decoded.parents[(SET, info.object_name)],
+        "parents": {name: rule(children, nuclei) for name, rule in PARENT_RULES.items()},
         "features": features,
         "label": label,
     }
 
 
-def scores(images: list[dict], keep: dict[str, np.ndarray] | None) -> dict:
-    """Pooled micronucleus scores of the kept candidates (None: the model's own decoding)."""
+def scores(images: list[dict], keep: dict[str, np.ndarray] | None, rule: str = "boundary") -> dict:
+    """Pooled micronucleus scores of the kept candidates (None: the model's own decoding),
+    their parents by ``rule``."""
     pooled = MicronucleusScores()
     for image in images:
         truth = image["truth"]
@@ -92,7 +93,7 @@ def scores(images: list[dict], keep: dict[str, np.ndarray] | None) -> dict:
             kept = keep[truth.name]
             numbers = np.zeros(kept.size + 1, np.int32)
             numbers[1:][kept] = np.arange(1, kept.sum() + 1)
-            children, parents = numbers[image["children"]], image["parents"][kept]
+            children, parents = numbers[image["children"]], image["parents"][rule][kept]
         pooled.add(
             truth.nuclei, truth.micronuclei, truth.parents, image["nuclei"], children, parents
         )
@@ -209,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             "model's own decoding": scores(members, None),
             "learned score, out of fold": scores(members, keep),
         }
+    report["parent_accuracy_by_rule, out of fold"] = {
+        rule: scores(images, keep, rule)["parent_accuracy"] for rule in PARENT_RULES
+    }
+    by_rule = report["parent_accuracy_by_rule, out of fold"]
+    # MicronucleiTuner.choose's step: the best pooled share, ties to boundary
+    report["parent_rule"] = max(by_rule, key=lambda name: (by_rule[name], name == "boundary"))
     cut = best_cut(images, probability)
     score = as_score(fit(images, args.C), cut)
     report["score"] = score.to_dict()
@@ -219,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(text + "\n")
     if args.out:
         decoding = {k: v for k, v in args.candidates.items() if v is not None}
-        own = model.info.object_postprocess.get(SET, {})
-        decoding["parent_rule"] = own.get("parent_rule", "boundary")
+        decoding["parent_rule"] = report["parent_rule"]
         decoding["score"] = score.to_dict()
         model.info.object_postprocess = {**model.info.object_postprocess, SET: decoding}
         model.save(args.out)

@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from test_micronuclei import class_info, field_maps, spot_inside_a_nucleus
 
 from cellseg_hcs.errors import SettingError
 from cellseg_hcs.field.micronuclei import decode_objects
 from cellseg_hcs.field.object_score import FEATURES, ObjectScore, object_features
 from cellseg_hcs.model.model import Model
-from test_micronuclei import class_info, field_maps, spot_inside_a_nucleus
 
 
 def score_dict(features, weights, intercept=0.0, cut=0.5):
@@ -138,3 +138,70 @@ def test_a_model_file_carries_its_score(tmp_path):
     assert loaded.info.object_postprocess["Micronuclei"]["score"] == score
     labels = decode_objects(maps, image, loaded.info).labels["Micronuclei"]
     np.testing.assert_array_equal(labels > 0, micronuclei == 3)
+
+
+def scored_images(count=10, seed=0):
+    """Fields of four 2x2 candidates each; a candidate is a true micronucleus when its first
+    feature is high (plus noise), the other features are noise."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for index in range(count):
+        children = np.zeros((12, 12), np.int32)
+        for number, (y, x) in enumerate([(1, 1), (1, 7), (7, 1), (7, 7)], start=1):
+            children[y : y + 2, x : x + 2] = number
+        label = rng.random(4) < 0.5
+        features = rng.normal(size=(4, len(FEATURES)))
+        features[:, 0] += 3 * label
+        numbers = np.r_[0, np.where(label, np.cumsum(label), 0)]
+        truth = SimpleNamespace(
+            name=f"training__{index:02d}",
+            nuclei=np.zeros((12, 12), np.int32),
+            micronuclei=numbers[children].astype(np.int32),
+            parents=np.zeros(int(label.sum()), np.int64),
+        )
+        parents = {name: np.zeros(4, np.int64) for name in ("boundary", "vote", "centroid")}
+        images.append(
+            {
+                "truth": truth,
+                "nuclei": truth.nuclei,
+                "children": children,
+                "parents": parents,
+                "features": features,
+                "label": label,
+            }
+        )
+    return images
+
+
+def test_the_shipped_score_computes_what_the_fitted_regression_computed():
+    from conftest import load_benchmark
+
+    bench = load_benchmark("micronuclei_score")
+    images = scored_images()
+    regression = bench.fit(images, C=1.0)
+    score = bench.as_score(regression, 0.5)
+    features = np.concatenate([image["features"] for image in images])
+    np.testing.assert_allclose(
+        score.probability(features), regression.predict_proba(features)[:, 1], rtol=1e-9
+    )
+    assert ObjectScore.from_dict(score.to_dict()) == score
+
+
+def test_out_of_fold_scores_never_see_their_own_image_and_find_the_true_candidates():
+    from conftest import load_benchmark
+
+    bench = load_benchmark("micronuclei_score")
+    images = scored_images(count=15)
+    keep, probability, cuts = bench.out_of_fold(images, C=1.0)
+    assert len(cuts) == bench.FOLDS and set(cuts) <= set(bench.CUTS)
+    assert sorted(keep) == sorted(image["truth"].name for image in images)
+    # a regression fitted with an image in it scores that image differently
+    first = images[0]
+    inside = bench.probabilities(bench.fit(images, 1.0), [first])[first["truth"].name]
+    assert not np.allclose(inside, probability[first["truth"].name])
+    summary = bench.scores(images, keep)
+    everything = {name: np.ones(4, bool) for name in keep}
+    kept_all = bench.scores(images, everything)["f1@0.3"]  # about 2/3: half are false
+    assert summary["f1@0.3"] > 0.8 and summary["f1@0.3"] > kept_all + 0.1
