@@ -48,6 +48,7 @@ KEYS = (
     "recall@0.3",
     "f1@0.5",
     "parent_accuracy",
+    "parents_scored",
     "count_agreement",
     "count_mean_abs_difference",
     "fraction_with_micronuclei",
