@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 import cellseg_hcs as cs
-from cellseg_hcs.field.micronuclei import PARENT_RULES, nearest_parents
 from cellseg_hcs.field.pipeline import FieldPipeline
+from cellseg_hcs.field.relations import PARENT_RULES, nearest_parents
 from cellseg_hcs.settings import FieldSettings
 from cellseg_hcs.training.micronuclei import (
     MicronucleiFolders,

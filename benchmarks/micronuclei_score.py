@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from micronuclei import split_data  # noqa: E402
 
 import cellseg_hcs as cs  # noqa: E402
-from cellseg_hcs.field.micronuclei import PARENT_RULES, decode_objects  # noqa: E402
+from cellseg_hcs.field.micronuclei import decode_objects  # noqa: E402
 from cellseg_hcs.field.object_score import FEATURES, ObjectScore, object_features  # noqa: E402
 from cellseg_hcs.field.pipeline import FieldPipeline  # noqa: E402
+from cellseg_hcs.field.relations import PARENT_RULES  # noqa: E402
 from cellseg_hcs.settings import FieldSettings  # noqa: E402
 from cellseg_hcs.training.metrics import matched_pairs  # noqa: E402
 from cellseg_hcs.training.micronuclei import MicronucleusScores  # noqa: E402

@@ -9,17 +9,17 @@ from click.testing import CliRunner
 
 from cellseg_hcs.cli import main
 from cellseg_hcs.field.classes import object_class_probabilities, object_foreground
-from cellseg_hcs.field.micronuclei import (
+from cellseg_hcs.field.micronuclei import decode_objects
+from cellseg_hcs.field.pipeline import FieldPipeline
+from cellseg_hcs.field.profile import cell_profiles, own_tables
+from cellseg_hcs.field.relations import (
     PARENT_RULES,
-    decode_objects,
     drop_enclosed,
     nearest_centre_parents,
     nearest_parents,
     pixel_vote_parents,
     ring_share,
 )
-from cellseg_hcs.field.pipeline import FieldPipeline
-from cellseg_hcs.field.profile import cell_profiles, own_tables
 from cellseg_hcs.model.model import ModelInfo
 from cellseg_hcs.settings import FieldSettings
 from cellseg_hcs.training.metrics import matched_pairs

@@ -205,3 +205,18 @@ def test_out_of_fold_scores_never_see_their_own_image_and_find_the_true_candidat
     everything = {name: np.ones(4, bool) for name in keep}
     kept_all = bench.scores(images, everything)["f1@0.3"]  # about 2/3: half are false
     assert summary["f1@0.3"] > 0.8 and summary["f1@0.3"] > kept_all + 0.1
+
+
+def test_per_candidate_means_and_maxima_equal_scipys_on_random_objects():
+    from scipy import ndimage as ndi
+
+    from cellseg_hcs.field.object_score import ObjectContext
+
+    rng = np.random.default_rng(1)
+    children, count = ndi.label(rng.random((40, 50)) > 0.7)
+    values = rng.random((40, 50))
+    context = ObjectContext(children, np.zeros_like(children), values[None], None, values)
+    ids = np.arange(1, count + 1)
+    np.testing.assert_allclose(context.mean(values), ndi.mean(values, children, ids))
+    np.testing.assert_array_equal(context.maximum(values), ndi.maximum(values, children, ids))
+    np.testing.assert_array_equal(context.area, ndi.sum_labels(np.ones_like(values), children, ids))

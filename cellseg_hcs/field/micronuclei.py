@@ -9,7 +9,7 @@ Micronuclei are tiny (a few to about 100 pixels), so they are never filtered by 
 size or score filters, nor merged into a nucleus: a pixel is a nucleus pixel or a
 micronucleus pixel. Each object of another set gets a parent among the model's own
 objects by the set's ``parent_rule`` (:data:`PARENT_RULES`), by default the nearest one by
-boundary distance (:func:`nearest_parents`).
+boundary distance (:func:`~cellseg_hcs.field.relations.nearest_parents`).
 
 Examples
 --------
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import SettingError
 from ..settings import PostprocessSettings
 from .classes import class_maps, object_class_probabilities, object_foreground, object_sets
 from .object_score import ObjectScore
 from .postprocess import maps_to_labels
+from .relations import PARENT_RULES, drop_enclosed
 
 #: How micronuclei are decoded unless the model says otherwise (its ``object_postprocess``):
 #: no size filter beyond 3 pixels, no score filter, one object per peak of the centre map.
@@ -171,186 +171,3 @@ def set_foreground(
     if name == info.object_name or primary is None:
         return foreground
     return np.where(primary > 0, np.float32(0), foreground)
-
-
-def ring_share(children: np.ndarray, primary: np.ndarray) -> np.ndarray:
-    """For each child object, the share of its one-pixel outer ring that lies on the
-    primary objects (the ring: the pixels outside the child with a 4-connected neighbour in
-    it, within the image; another child's pixels count as not primary). ``share[i]`` is
-    object ``i + 1``'s; 0 for a number with no pixels.
-
-    Examples
-    --------
-    >>> primary = np.zeros((3, 5), int); primary[:, :2] = 1
-    >>> children = np.zeros((3, 5), int); children[1, 2] = 1
-    >>> ring_share(children, primary)  # ring: left (nucleus), right, up, down
-    array([0.25])
-    """
-    children = np.asarray(children)
-    count = int(children.max()) if children.size else 0
-    if count == 0:
-        return np.zeros(0)
-    padded = np.pad(children, 1)
-    height, width = children.shape
-    pairs = []
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        neighbour = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
-        ring = np.flatnonzero((neighbour > 0) & (neighbour != children))
-        pairs.append(neighbour.ravel()[ring].astype(np.int64) * children.size + ring)
-    unique = np.unique(np.concatenate(pairs))  # each (child, ring pixel) once
-    owner, pixel = np.divmod(unique, children.size)
-    total = np.bincount(owner, minlength=count + 1)[1:]
-    on_primary = np.bincount(
-        owner, weights=np.asarray(primary).ravel()[pixel] > 0, minlength=count + 1
-    )[1:]
-    return np.divide(on_primary, total, out=np.zeros(count), where=total > 0)
-
-
-def drop_enclosed(
-    children: np.ndarray,
-    primary: np.ndarray,
-    max_share: float,
-    shares: np.ndarray | None = None,
-) -> np.ndarray:
-    """``children`` without the objects whose ring is more than ``max_share`` primary
-    objects (:func:`ring_share`, or ``shares`` when already known), the others numbered
-    1..N in their order.
-
-    Examples
-    --------
-    >>> primary = np.zeros((3, 6), int); primary[:, :2] = 1; primary[:, 3:] = 2
-    >>> children = np.zeros((3, 6), int); children[1, 2] = 1; children[0, 5] = 2
-    >>> drop_enclosed(children, primary, 0.5)[1, 2]  # ring: two nucleus of four pixels
-    np.int64(1)
-    >>> drop_enclosed(children, primary, 0.4).max()
-    np.int64(0)
-    """
-    children = np.asarray(children)
-    shares = ring_share(children, primary) if shares is None else shares
-    keep = np.r_[False, shares <= max_share]
-    new_ids = np.zeros(keep.size, dtype=children.dtype)
-    new_ids[keep] = np.arange(1, keep.sum() + 1)
-    return new_ids[children]
-
-
-def nearest_parents(
-    children: np.ndarray, parents: np.ndarray, max_distance: float | None = None
-) -> np.ndarray:
-    """For each child object, the number of the parent object nearest to it (0: none).
-
-    The distance is boundary to boundary: from the child's pixel nearest any parent to
-    that parent's nearest pixel (a child that touches or overlaps a parent is at 0). With
-    ``max_distance``, a child farther than that from every parent gets 0.
-
-    Examples
-    --------
-    >>> parents = np.zeros((1, 12), int); parents[0, :3] = 1; parents[0, 8:] = 2
-    >>> children = np.zeros((1, 12), int); children[0, 4] = 1; children[0, 6] = 2
-    >>> nearest_parents(children, parents)
-    array([1, 2])
-    """
-    children = np.asarray(children)
-    count = int(children.max())
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    if not np.any(parents):
-        return np.zeros(count, dtype=np.int64)
-    distance, (rows, cols) = ndi.distance_transform_edt(parents == 0, return_indices=True)
-    flat = children.ravel()
-    inside = flat > 0
-    ids = flat[inside]
-    near = distance.ravel()[inside]
-    # The pixel of each child nearest any parent: sort by (child, distance), take the first.
-    order = np.lexsort((near, ids))
-    first = order[np.r_[True, ids[order][1:] != ids[order][:-1]]]
-    pixel = np.flatnonzero(inside)[first]
-    found = np.zeros(count, dtype=np.int64)
-    found[ids[first] - 1] = parents[rows.ravel()[pixel], cols.ravel()[pixel]]
-    if max_distance is not None:
-        nearest = np.full(count, np.inf)
-        nearest[ids[first] - 1] = near[first]
-        found[nearest > max_distance] = 0
-    return found
-
-
-def nearest_centre_parents(
-    children: np.ndarray, parents: np.ndarray, max_distance: float | None = None
-) -> np.ndarray:
-    """For each child object, the parent object whose centroid is nearest its centroid.
-
-    Examples
-    --------
-    >>> parents = np.zeros((1, 12), int); parents[0, :3] = 1; parents[0, 7:] = 2
-    >>> children = np.zeros((1, 12), int); children[0, 5] = 1
-    >>> nearest_centre_parents(children, parents)
-    array([1])
-    """
-    from scipy.spatial import cKDTree
-
-    children, parents = np.asarray(children), np.asarray(parents)
-    count = int(children.max())
-    found = np.zeros(count, dtype=np.int64)
-    parent_ids = np.unique(parents[parents > 0])
-    if count == 0 or parent_ids.size == 0:
-        return found
-    child_ids = np.unique(children[children > 0])
-    child_centres = np.asarray(ndi.center_of_mass(np.ones(children.shape), children, child_ids))
-    parent_centres = np.asarray(ndi.center_of_mass(np.ones(parents.shape), parents, parent_ids))
-    distance, index = cKDTree(parent_centres).query(child_centres.reshape(-1, 2))
-    nearest = parent_ids[index]
-    if max_distance is not None:
-        nearest = np.where(distance > max_distance, 0, nearest)
-    found[child_ids - 1] = nearest
-    return found
-
-
-def pixel_vote_parents(
-    children: np.ndarray, parents: np.ndarray, max_distance: float | None = None
-) -> np.ndarray:
-    """For each child object, the parent object nearest to most of its pixels (0: none).
-
-    Each pixel of a child votes for the parent object nearest to it (boundary distance);
-    the most votes win, equal votes go to the nearer parent. A child that touches two
-    nuclei goes to the one that most of it lies against, where :func:`nearest_parents`
-    can only take the first touching pixel's. With ``max_distance``, a child farther than
-    that from every parent gets 0.
-
-    Examples
-    --------
-    >>> parents = np.zeros((3, 9), int); parents[:, :3] = 1; parents[2, 3:] = 2
-    >>> children = np.zeros((3, 9), int); children[1, 3:6] = 1  # touches 1, lies along 2
-    >>> pixel_vote_parents(children, parents)
-    array([2])
-    """
-    children = np.asarray(children)
-    count = int(children.max()) if children.size else 0
-    found = np.zeros(count, dtype=np.int64)
-    if count == 0 or not np.any(parents):
-        return found
-    distance, (rows, cols) = ndi.distance_transform_edt(parents == 0, return_indices=True)
-    inside = children > 0
-    ids = children[inside].astype(np.int64)
-    voted = np.asarray(parents)[rows[inside], cols[inside]].astype(np.int64)
-    near = distance[inside]
-    span = int(voted.max()) + 1
-    pair, where = np.unique(ids * span + voted, return_inverse=True)
-    votes = np.bincount(where)
-    closest = np.full(pair.size, np.inf)
-    np.minimum.at(closest, where, near)
-    child, parent = np.divmod(pair, span)
-    order = np.lexsort((closest, -votes, child))  # by child: most votes, then nearest
-    first = order[np.r_[True, child[order][1:] != child[order][:-1]]]
-    found[child[first] - 1] = parent[first]
-    if max_distance is not None:
-        nearest = np.full(count, np.inf)
-        np.minimum.at(nearest, child - 1, closest)
-        found[nearest > max_distance] = 0
-    return found
-
-
-#: How a child object (a micronucleus) finds its parent (a nucleus), by name.
-PARENT_RULES = {
-    "boundary": nearest_parents,
-    "centroid": nearest_centre_parents,
-    "vote": pixel_vote_parents,
-}

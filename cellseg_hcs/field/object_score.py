@@ -31,6 +31,7 @@ from scipy import ndimage as ndi
 
 from ..errors import SettingError
 from .classes import class_maps, object_sets
+from .relations import nearest_objects, ring_share
 
 
 @dataclass
@@ -60,24 +61,35 @@ class ObjectContext:
         return image[0] if image.ndim == 3 else image
 
     @cached_property
+    def pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates' pixels (flat indices) and each one's candidate index (0..N-1)."""
+        flat = self.children.ravel()
+        where = np.flatnonzero(flat)
+        return where, flat[where].astype(np.int64) - 1
+
+    @cached_property
     def area(self) -> np.ndarray:
-        return np.bincount(self.children.ravel(), minlength=self.ids.size + 1)[1:]
+        return np.bincount(self.pixels[1], minlength=self.ids.size)
 
     def mean(self, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """Each candidate's mean of ``values`` over ``labels`` (default: its own pixels)."""
-        labels = self.children if labels is None else labels
-        return np.asarray(ndi.mean(values, labels, self.ids), dtype=np.float64)
+        if labels is not None:
+            return np.asarray(ndi.mean(values, labels, self.ids), dtype=np.float64)
+        where, index = self.pixels
+        sums = np.bincount(index, weights=np.ravel(values)[where], minlength=self.ids.size)
+        return sums / np.maximum(self.area, 1)
+
+    def maximum(self, values: np.ndarray) -> np.ndarray:
+        """Each candidate's highest value of ``values`` over its pixels."""
+        where, index = self.pixels
+        highest = np.full(self.ids.size, -np.inf)
+        np.maximum.at(highest, index, np.ravel(values)[where].astype(np.float64))
+        return highest
 
     @cached_property
     def nearest(self) -> tuple[np.ndarray, np.ndarray]:
         """Each candidate's nearest primary object (0: none) and its boundary distance."""
-        from .micronuclei import nearest_parents
-
-        if not np.any(self.primary):
-            return np.zeros(self.ids.size, np.int64), np.full(self.ids.size, np.inf)
-        distance = ndi.distance_transform_edt(self.primary == 0)
-        found = nearest_parents(self.children, self.primary)
-        return found, np.asarray(ndi.minimum(distance, self.children, self.ids), np.float64)
+        return nearest_objects(self.children, self.primary)
 
     @cached_property
     def primary_means(self) -> np.ndarray:
@@ -115,8 +127,6 @@ def _distance(context: ObjectContext) -> np.ndarray:
 
 
 def _ring(context: ObjectContext) -> np.ndarray:
-    from .micronuclei import ring_share
-
     return ring_share(context.children, context.primary)
 
 
@@ -124,10 +134,10 @@ def _ring(context: ObjectContext) -> np.ndarray:
 FEATURES: dict[str, Callable[[ObjectContext], np.ndarray]] = {
     "log_area": lambda c: np.log(np.maximum(c.area, 1)),
     "class_mean": lambda c: c.mean(c.set_probability),
-    "class_max": lambda c: np.asarray(ndi.maximum(c.set_probability, c.children, c.ids)),
+    "class_max": lambda c: c.maximum(c.set_probability),
     "fg_mean": lambda c: c.mean(c.maps[0]),
     "centre_mean": lambda c: c.mean(c.maps[1]),
-    "centre_max": lambda c: np.asarray(ndi.maximum(c.maps[1], c.children, c.ids)),
+    "centre_max": lambda c: c.maximum(c.maps[1]),
     # share of the one-pixel (4-connected) ring on the model's own objects
     "ring": _ring,
     # log(1 + boundary distance) to the nearest of the model's own objects

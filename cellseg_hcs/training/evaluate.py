@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..field.micronuclei import decode_objects, nearest_parents
+from ..field.micronuclei import decode_objects
+from ..field.relations import nearest_parents
 from ..io.images import read_image
 from .data.base import Sample
 from .data.folders import ImageMaskFolder, as_instances
@@ -180,7 +181,7 @@ def evaluate_micronuclei_folders(
 
     ``pred`` holds what ``cellseg-hcs segment`` writes: ``<stem>_labels.tif`` (nuclei) and
     ``<stem>_micronuclei_labels.tif``; each predicted micronucleus' parent is its nearest
-    predicted nucleus (the rule of :func:`~cellseg_hcs.field.micronuclei.nearest_parents`).
+    predicted nucleus (the rule of :func:`~cellseg_hcs.field.relations.nearest_parents`).
     ``micronuclei``, ``nuclei`` and ``parents`` hold the true micronuclei, nuclei and parent
     maps (each micronucleus pixel holds its parent nucleus' id), named like the images.
     """

@@ -30,14 +30,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..field.micronuclei import (
-    PARENT_RULES,
-    drop_enclosed,
-    object_set_settings,
-    ring_share,
-    set_foreground,
-)
+from ..field.micronuclei import object_set_settings, set_foreground
 from ..field.postprocess import drop_objects, split_objects
+from ..field.relations import PARENT_RULES, drop_enclosed, ring_share
 from ..io.images import read_image
 from .data.folders import ImageMaskFolder, as_instances
 from .metrics import matched_pairs
