@@ -71,6 +71,7 @@ def round_trip(pipeline_file: str) -> dict:
         "Name the cytoplasm": "MyCytoplasm",
         "Also output the micronuclei?": "Yes",
         "Name the micronuclei": "MyMicronuclei",
+        "Test-time flips": "8",
     }
     for setting in module.settings():
         if setting.text in changed:
@@ -142,7 +143,7 @@ def validation(pipeline_file: str, tmp: str) -> dict:
         plugin._cellseg_hcs_installed = installed
     # A revision 2 pipeline saved with the diameter given keeps it; without, its own scale.
     values = [s.value_text for s in module.settings()]
-    added = 7  # settings revisions 3, 4 and 5 added after the diameter's two
+    added = 8  # settings revisions 3, 4, 5 and 6 added after the diameter's two
     for given in ("Yes", "No"):
         old = values[: -2 - added] + [given, "45.0"]
         upgraded, revision = module.upgrade_settings(old, 2, MODULE)
@@ -151,8 +152,9 @@ def validation(pipeline_file: str, tmp: str) -> dict:
             upgraded[-1 - added],
             revision,
         ]
-    report["revision_3_cells"] = module.upgrade_settings(values[:-5], 3, MODULE)[0][-7:]
-    report["revision_4_micronuclei"] = module.upgrade_settings(values[:-2], 4, MODULE)[0][-2:]
+    report["revision_3_cells"] = module.upgrade_settings(values[:-8], 3, MODULE)[0][-8:-1]
+    report["revision_4_micronuclei"] = module.upgrade_settings(values[:-3], 4, MODULE)[0][-3:-1]
+    report["revision_5_flips"] = module.upgrade_settings(values[:-1], 5, MODULE)[0][-1:]
     report["same_image_for_cells"] = message(
         **{
             "Also grow each nucleus into its cell?": "Yes",
@@ -162,6 +164,7 @@ def validation(pipeline_file: str, tmp: str) -> dict:
     fresh = type(module)()  # as added to a new pipeline
     report["new_module_object_size"] = fresh.object_size.value
     report["new_module_options_diameter"] = fresh.options().get("diameter")
+    report["example_options"] = module_with().options()  # a revision 1 pipeline, upgraded
     try:
         module.upgrade_settings([], module.variable_revision_number + 1, MODULE)
         report["newer_revision"] = None

@@ -254,8 +254,9 @@ def test_every_setting_survives_saving_and_loading_a_cppipe(headless_report):
         "diameter": 60.0,
         "channel": 0,
         "cells": {"channel": 1, "method": "distance"},
+        "flips": 8,
     }
-    assert trip["revision"] == 5
+    assert trip["revision"] == 6
 
 
 def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
@@ -268,8 +269,8 @@ def test_a_revision_1_pipeline_loads_with_the_diameter_off(headless_report):
 
 def test_a_revision_2_pipeline_keeps_its_diameter_choice(headless_report):
     messages = headless_report["validation"]
-    assert messages["revision_2_diameter_Yes"] == ["Give the typical diameter", "45.0", 5]
-    assert messages["revision_2_diameter_No"] == ["The image's own scale", "45.0", 5]
+    assert messages["revision_2_diameter_Yes"] == ["Give the typical diameter", "45.0", 6]
+    assert messages["revision_2_diameter_No"] == ["The image's own scale", "45.0", 6]
 
 
 def test_a_revision_3_pipeline_loads_with_the_cells_off(headless_report):
@@ -286,6 +287,11 @@ def test_a_revision_3_pipeline_loads_with_the_cells_off(headless_report):
 
 def test_a_revision_4_pipeline_loads_with_the_micronuclei_off(headless_report):
     assert headless_report["validation"]["revision_4_micronuclei"] == ["No", "Micronuclei"]
+
+
+def test_a_revision_5_pipeline_loads_with_the_models_own_flips(headless_report):
+    assert headless_report["validation"]["revision_5_flips"] == ["The model's own"]
+    assert "flips" not in headless_report["validation"]["example_options"]
 
 
 def test_the_module_outputs_micronuclei_with_their_parent_nuclei(headless_report):
