@@ -219,6 +219,23 @@ def test_more_object_sets_become_map_colourings_and_distributions(demo_run, tmp_
     assert "<b>Cells_AreaShape_Area</b>" in json.dumps(_figures(page))
 
 
+def test_a_run_with_micronuclei_shows_the_share_of_nuclei_with_one_per_well(demo_run, tmp_path):
+    """The micronucleus assay's readout, as a model with micronuclei writes its columns:
+    the share of nuclei with at least one micronucleus, per well on the map and overall."""
+    run = _copy_run(demo_run[1], tmp_path / "run")
+    for part in (run / "features").rglob("*.parquet"):
+        table = pd.read_parquet(part)
+        table["Nuclei_Children_Micronuclei_Count"] = (table["ObjectNumber"] % 3 == 0) * 2
+        table.to_parquet(part)
+    page = _page(write_report(run))
+    nuclei = read_features(run)
+    with_one = nuclei["Nuclei_Children_Micronuclei_Count"] > 0
+    expected = (with_one.groupby(nuclei["Metadata_Well"]).mean() * 100).to_dict()
+    assert _map_layers(page)["Nuclei with micronuclei (%)"] == pytest.approx(expected)
+    assert f"{with_one.mean() * 100:.1f}%" in page
+    assert "Nuclei with micronuclei" not in _page(demo_run[1] / "report.html")  # none found
+
+
 def test_a_resumed_run_rewrites_its_report_with_the_whole_plate(tmp_path, client):
     make_plate(tmp_path / "plate.zarr", wells=("B02", "B03"), sites=1)
     model = threshold_model()

@@ -86,10 +86,15 @@ def _page(run: RunFolder, chosen: list[str]) -> str:
         if chosen and len(values)
         else None
     )
+    if run.micronucleated is not None:
+        share = run.micronucleated[0].rename(micronucleated_title(run)).to_frame()
+        medians = share if medians is None else medians.join(share, how="outer")
     wells = run.wells(medians)
     layers = [
         figures.MapLayer(c, f"{c.removeprefix('Count_')} per well") for c in run.count_columns
     ]
+    if run.micronucleated is not None:
+        layers.append(figures.MapLayer(micronucleated_title(run), micronucleated_title(run)))
     layers += [figures.MapLayer(f"median {c}", f"median {c}") for c in chosen]
     plotted: dict[str, Any] = {
         "plate-map": figures.plate_map(run.layout, wells, layers, run.count_columns)
@@ -204,10 +209,24 @@ def _summary(run: RunFolder) -> str:
     name = Path(str(model.get("path", "?"))).name.removesuffix(".safetensors")
     cards.append(_card("Model", name, f"hash {model.get('hash', '?')}"))
     cards.append(_card("Backend", *_backend(run)))
+    if run.micronucleated is not None:
+        per_well, plate = run.micronucleated
+        cards.append(
+            _card(
+                micronucleated_title(run),
+                f"{plate:.1f}%",
+                f"wells {per_well.min():.1f}-{per_well.max():.1f}%",
+            )
+        )
     return (
         "<section id='summary'><h2>Summary</h2>"
         f"<div class='cards'>{''.join(cards)}</div>{_run_state(run, result)}</section>"
     )
+
+
+def micronucleated_title(run: RunFolder) -> str:
+    """The micronucleus assay's readout as the page names it: ``Nuclei with micronuclei (%)``."""
+    return f"{run.object_sets[0]} with micronuclei (%)"
 
 
 def _throughput(run: RunFolder, result: dict[str, Any]) -> tuple[str, str, str]:

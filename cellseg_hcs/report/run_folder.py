@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -109,6 +110,29 @@ class RunFolder:
             if match and match.group(1) not in found:
                 found.append(match.group(1))
         return found
+
+    @property
+    def micronucleus_column(self) -> str | None:
+        """``<Nuclei>_Children_Micronuclei_Count`` when the run found micronuclei (a model
+        with a micronucleus class): the micronucleus assay's readout is read from it."""
+        if not self.object_sets:
+            return None
+        column = f"{self.object_sets[0]}_Children_Micronuclei_Count"
+        return column if column in self.feature_columns else None
+
+    @functools.cached_property
+    def micronucleated(self) -> tuple[pd.Series, float] | None:
+        """The micronucleus assay's readout: the share (%) of the run's objects (nuclei)
+        with at least one micronucleus, per well and over the plate (None without
+        micronuclei)."""
+        column = self.micronucleus_column
+        if column is None:
+            return None
+        values = self.feature_values([column])
+        if not len(values):
+            return None
+        with_one = values[column] > 0
+        return with_one.groupby(values["Metadata_Well"]).mean() * 100, with_one.mean() * 100
 
     def key_features(self) -> list[str]:
         """Area and the mean intensity in each channel, for every object set measured."""
