@@ -16,7 +16,9 @@ scored as ``benchmarks/micronuclei.py`` scores (pooled F1 at IoU >= 0.3, right p
 pooled and by split, beside the model's own decoding. Finally the regression is fitted on
 every image, its cut chosen on the pooled out-of-fold probabilities; with ``--out`` the
 model is written there with the candidates' decoding and the score as its micronuclei
-settings. Never name the test split while a decision is open.
+settings (the others it had kept). Run it on the model before its score: "the model's own
+decoding" is the model as given, so a model that already carries a score would be scored
+in sample. Never name the test split while a decision is open.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import cellseg_hcs as cs  # noqa: E402
 from cellseg_hcs.field.micronuclei import decode_objects  # noqa: E402
 from cellseg_hcs.field.object_score import FEATURES, ObjectScore, object_features  # noqa: E402
 from cellseg_hcs.field.pipeline import FieldPipeline  # noqa: E402
-from cellseg_hcs.field.relations import PARENT_RULES  # noqa: E402
+from cellseg_hcs.field.relations import PARENT_RULES, keep_objects  # noqa: E402
 from cellseg_hcs.settings import FieldSettings  # noqa: E402
 from cellseg_hcs.training.metrics import matched_pairs  # noqa: E402
 from cellseg_hcs.training.micronuclei import MicronucleusScores  # noqa: E402
@@ -92,9 +94,7 @@ def scores(images: list[dict], keep: dict[str, np.ndarray] | None, rule: str = "
             children, parents = image["own"]
         else:
             kept = keep[truth.name]
-            numbers = np.zeros(kept.size + 1, np.int32)
-            numbers[1:][kept] = np.arange(1, kept.sum() + 1)
-            children, parents = numbers[image["children"]], image["parents"][rule][kept]
+            children, parents = keep_objects(image["children"], kept), image["parents"][rule][kept]
         pooled.add(
             truth.nuclei, truth.micronuclei, truth.parents, image["nuclei"], children, parents
         )
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         for split in args.splits.split(",")
     }
     report: dict = {
+        "command": "python "
+        + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "model": args.model,
         "model_hash": model.hash,
         "flips": runtime.flips,
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(text + "\n")
     if args.out:
-        decoding = {k: v for k, v in args.candidates.items() if v is not None}
+        own = model.info.object_postprocess.get(SET, {})
+        decoding = {k: v for k, v in {**own, **args.candidates}.items() if v is not None}
         decoding["parent_rule"] = report["parent_rule"]
         decoding["score"] = score.to_dict()
         model.info.object_postprocess = {**model.info.object_postprocess, SET: decoding}

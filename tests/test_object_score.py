@@ -40,7 +40,12 @@ def test_each_feature_measures_what_its_name_says_on_a_drawn_field():
     assert features.shape == (3, len(FEATURES))
     np.testing.assert_allclose(row["log_area"], np.log([4, 4, 9]))
     np.testing.assert_allclose(row["class_mean"], 1.0)  # P(micronucleus) is 1 on them
+    np.testing.assert_allclose(row["class_max"], 1.0)
     np.testing.assert_allclose(row["fg_mean"], 1.0)
+    for number in (1, 2, 3):  # the centre map: highest in the middle of each
+        centre = maps[1][micronuclei == number]
+        assert row["centre_mean"][number - 1] == pytest.approx(centre.mean())
+        assert row["centre_max"][number - 1] == pytest.approx(centre.max())
     # micronucleus 1 touches nucleus 1: boundary distance 1 px; 2 is 6 px below it
     assert row["distance"][0] == pytest.approx(math.log1p(1.0))
     assert row["distance"][1] > row["distance"][0]
@@ -50,6 +55,59 @@ def test_each_feature_measures_what_its_name_says_on_a_drawn_field():
     assert row["contrast_ring"][1] == pytest.approx(1.0)
     assert 0.5 < row["contrast_ring"][0] < 1.0
     assert row["ring"][0] > 0 and row["ring"][1] == 0
+
+
+def test_two_candidates_side_by_side_each_get_their_own_surroundings():
+    # a bright column between two equal spots: each spot's ring holds that column's pixels
+    image = np.zeros((7, 9), np.float32)
+    image[:, 4] = 1.0
+    children = np.zeros((7, 9), np.int32)
+    children[2:5, 2:4] = 1
+    children[2:5, 5:7] = 2
+    maps = np.ones((4, 7, 9), np.float32)
+    features = object_features(
+        children,
+        np.zeros_like(children),
+        maps,
+        image,
+        class_info(),
+        "Micronuclei",
+        ["contrast_ring"],
+    )
+    assert features[0, 0] == pytest.approx(features[1, 0])
+    assert features[0, 0] < 0  # darker than the bright column beside it
+    # a candidate wholly surrounded by another has no ring of its own: contrast 0, not NaN
+    inner = np.zeros((5, 5), np.int32)
+    inner[1:4, 1:4] = 1
+    inner[2, 2] = 2
+    surrounded = object_features(
+        inner,
+        np.zeros_like(inner),
+        np.ones((4, 5, 5)),
+        np.ones((5, 5)),
+        class_info(),
+        "Micronuclei",
+        list(FEATURES),
+    )
+    assert (
+        np.isfinite(surrounded).all() and surrounded[1, list(FEATURES).index("contrast_ring")] == 0
+    )
+
+
+def test_no_candidates_and_numbers_with_no_pixels_give_finite_features():
+    maps, nuclei, micronuclei = field_maps()
+    image = prepared_image(nuclei, micronuclei)
+    info = class_info()
+    empty = np.zeros_like(micronuclei)
+    assert object_features(empty, nuclei, maps, image, info, "Micronuclei", FEATURES).shape == (
+        0,
+        len(FEATURES),
+    )
+    score = ObjectScore.from_dict(score_dict(["log_area"], [1.0]))
+    assert score.keep(empty, nuclei, maps, image, info, "Micronuclei").max() == 0
+    gapped = np.where(micronuclei == 2, 0, micronuclei)  # numbers 1 and 3
+    features = object_features(gapped, nuclei, maps, image, info, "Micronuclei", FEATURES)
+    assert features.shape == (3, len(FEATURES)) and np.isfinite(features).all()
 
 
 def test_a_score_drops_the_candidates_under_its_cut_and_renumbers_the_rest():
@@ -175,7 +233,7 @@ def scored_images(count=10, seed=0):
     return images
 
 
-def test_the_shipped_score_computes_what_the_fitted_regression_computed():
+def test_the_exported_score_computes_what_the_fitted_regression_computed():
     from conftest import load_benchmark
 
     bench = load_benchmark("micronuclei_score")
@@ -194,13 +252,29 @@ def test_out_of_fold_scores_never_see_their_own_image_and_find_the_true_candidat
 
     bench = load_benchmark("micronuclei_score")
     images = scored_images(count=15)
-    keep, probability, cuts = bench.out_of_fold(images, C=1.0)
-    assert len(cuts) == bench.FOLDS and set(cuts) <= set(bench.CUTS)
+    fitted_on, scored = [], []
+    fit, probabilities = bench.fit, bench.probabilities
+
+    def recording_fit(members, C):
+        regression = fit(members, C)
+        regression.names = {image["truth"].name for image in members}
+        return regression
+
+    def recording_probabilities(regression, members):
+        fitted_on.append(regression.names)
+        scored.append({image["truth"].name for image in members})
+        return probabilities(regression, members)
+
+    bench.fit, bench.probabilities = recording_fit, recording_probabilities
+    try:
+        keep, probability, cuts = bench.out_of_fold(images, C=1.0)
+    finally:
+        bench.fit, bench.probabilities = fit, probabilities
+    assert len(cuts) == bench.FOLDS
     assert sorted(keep) == sorted(image["truth"].name for image in images)
-    # a regression fitted with an image in it scores that image differently
-    first = images[0]
-    inside = bench.probabilities(bench.fit(images, 1.0), [first])[first["truth"].name]
-    assert not np.allclose(inside, probability[first["truth"].name])
+    # 5 outer fits and 4 inner ones each: no image is ever scored by a fit that saw it
+    assert len(fitted_on) == bench.FOLDS * (1 + bench.FOLDS - 1)
+    assert all(not (fit_names & scored_names) for fit_names, scored_names in zip(fitted_on, scored))
     summary = bench.scores(images, keep)
     everything = {name: np.ones(4, bool) for name in keep}
     kept_all = bench.scores(images, everything)["f1@0.3"]  # about 2/3: half are false
@@ -220,3 +294,23 @@ def test_per_candidate_means_and_maxima_equal_scipys_on_random_objects():
     np.testing.assert_allclose(context.mean(values), ndi.mean(values, children, ids))
     np.testing.assert_array_equal(context.maximum(values), ndi.maximum(values, children, ids))
     np.testing.assert_array_equal(context.area, ndi.sum_labels(np.ones_like(values), children, ids))
+
+
+def test_the_shipped_micronuclei_model_carries_a_score_of_every_feature():
+    from cellseg_hcs.model.model import load_model
+
+    settings = load_model("micronuclei").info.object_postprocess["Micronuclei"]
+    score = ObjectScore.from_dict(settings["score"])
+    assert score.features == tuple(FEATURES)
+    assert 0 < score.cut < 1
+
+
+def test_a_model_file_with_a_malformed_score_is_refused_when_read(tmp_path):
+    from cellseg_hcs.errors import ModelError
+    from cellseg_hcs.model.unet import UNet
+
+    score = {**score_dict(["log_area"], [1.0]), "scale": [0.0]}
+    info = class_info(object_postprocess={"Micronuclei": {"score": score}})
+    path = Model(UNet(**info.network), info).save(tmp_path / "bad.safetensors")
+    with pytest.raises(ModelError, match="bad.safetensors.*Micronuclei.*above 0"):
+        Model.load(path)

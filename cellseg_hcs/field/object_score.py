@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 
 from ..errors import SettingError
 from .classes import class_maps, object_sets
-from .relations import nearest_objects, ring_share
+from .relations import keep_objects, nearest_objects, outer_ring, ring_share
 
 
 @dataclass
@@ -71,20 +71,19 @@ class ObjectContext:
     def area(self) -> np.ndarray:
         return np.bincount(self.pixels[1], minlength=self.ids.size)
 
-    def mean(self, values: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """Each candidate's mean of ``values`` over ``labels`` (default: its own pixels)."""
-        if labels is not None:
-            return np.asarray(ndi.mean(values, labels, self.ids), dtype=np.float64)
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """Each candidate's mean of ``values`` over its pixels."""
         where, index = self.pixels
         sums = np.bincount(index, weights=np.ravel(values)[where], minlength=self.ids.size)
         return sums / np.maximum(self.area, 1)
 
     def maximum(self, values: np.ndarray) -> np.ndarray:
-        """Each candidate's highest value of ``values`` over its pixels."""
+        """Each candidate's highest value of ``values`` over its pixels (0 for a number
+        with none)."""
         where, index = self.pixels
         highest = np.full(self.ids.size, -np.inf)
         np.maximum.at(highest, index, np.ravel(values)[where].astype(np.float64))
-        return highest
+        return np.where(self.area > 0, highest, 0.0)
 
     @cached_property
     def nearest(self) -> tuple[np.ndarray, np.ndarray]:
@@ -101,12 +100,15 @@ class ObjectContext:
         return means
 
 
-def _ring_mean(context: ObjectContext) -> np.ndarray:
-    """Mean of the prepared input over each candidate's ring: the pixels within one
-    (8-connected) pixel outside it that belong to no candidate."""
-    grown = ndi.grey_dilation(context.children, size=3)
-    ring = np.where((context.children == 0) & (grown > 0), grown, 0)
-    return context.mean(context.plane, ring)
+def _contrast_ring(context: ObjectContext) -> np.ndarray:
+    """Mean of the prepared input over each candidate minus over its surroundings: its
+    8-connected one-pixel outer ring, without other candidates' pixels (0: no ring)."""
+    owner, pixel = outer_ring(context.children, connectivity=2)
+    count = context.ids.size
+    total = np.bincount(owner, minlength=count)
+    sums = np.bincount(owner, weights=context.plane.ravel()[pixel], minlength=count)
+    ring = np.divide(sums, total, out=np.zeros(count), where=total > 0)
+    return np.where(total > 0, context.mean(context.plane) - ring, 0.0)
 
 
 def _nucleus_area(context: ObjectContext) -> np.ndarray:
@@ -138,14 +140,17 @@ FEATURES: dict[str, Callable[[ObjectContext], np.ndarray]] = {
     "fg_mean": lambda c: c.mean(c.maps[0]),
     "centre_mean": lambda c: c.mean(c.maps[1]),
     "centre_max": lambda c: c.maximum(c.maps[1]),
-    # share of the one-pixel (4-connected) ring on the model's own objects
+    # share of the 4-connected one-pixel outer ring (other candidates' pixels in it, as not
+    # nuclei) on the model's own objects (relations.ring_share)
     "ring": _ring,
-    # log(1 + boundary distance) to the nearest of the model's own objects
+    # log(1 + boundary distance) to the nearest of the model's own objects; with none in the
+    # field, log(1 + 10,000): a spot with no nucleus anywhere is not a micronucleus
     "distance": _distance,
     # log area of that nearest object (0: none)
     "nucleus_area": _nucleus_area,
-    # mean prepared input: the candidate's minus its surrounding ring's
-    "contrast_ring": lambda c: c.mean(c.plane) - _ring_mean(c),
+    # mean prepared input: the candidate's minus its 8-connected outer ring's (other
+    # candidates' pixels left out; 0 when it has no such ring)
+    "contrast_ring": _contrast_ring,
     # mean prepared input: the candidate's minus its nearest object's (0: none)
     "contrast_nucleus": _contrast_nucleus,
 }
@@ -243,7 +248,4 @@ class ObjectScore:
         """``children`` without the objects scored under ``cut``, the rest numbered 1..N."""
         children = np.asarray(children)
         features = object_features(children, primary, maps, image, info, object_set, self.features)
-        kept = np.r_[False, self.probability(features) >= self.cut]
-        numbers = np.zeros(kept.size, dtype=children.dtype)
-        numbers[kept] = np.arange(1, kept.sum() + 1)
-        return numbers[children]
+        return keep_objects(children, self.probability(features) >= self.cut)

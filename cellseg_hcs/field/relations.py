@@ -28,19 +28,9 @@ def ring_share(children: np.ndarray, primary: np.ndarray) -> np.ndarray:
     count = int(children.max()) if children.size else 0
     if count == 0:
         return np.zeros(0)
-    padded = np.pad(children, 1)
-    height, width = children.shape
-    pairs = []
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        neighbour = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
-        ring = np.flatnonzero((neighbour > 0) & (neighbour != children))
-        pairs.append(neighbour.ravel()[ring].astype(np.int64) * children.size + ring)
-    unique = np.unique(np.concatenate(pairs))  # each (child, ring pixel) once
-    owner, pixel = np.divmod(unique, children.size)
-    total = np.bincount(owner, minlength=count + 1)[1:]
-    on_primary = np.bincount(
-        owner, weights=np.asarray(primary).ravel()[pixel] > 0, minlength=count + 1
-    )[1:]
+    owner, pixel = outer_ring(children, other_children=True)
+    total = np.bincount(owner, minlength=count)
+    on_primary = np.bincount(owner, weights=np.asarray(primary).ravel()[pixel] > 0, minlength=count)
     return np.divide(on_primary, total, out=np.zeros(count), where=total > 0)
 
 
@@ -65,10 +55,56 @@ def drop_enclosed(
     """
     children = np.asarray(children)
     shares = ring_share(children, primary) if shares is None else shares
-    keep = np.r_[False, shares <= max_share]
-    new_ids = np.zeros(keep.size, dtype=children.dtype)
-    new_ids[keep] = np.arange(1, keep.sum() + 1)
-    return new_ids[children]
+    return keep_objects(children, shares <= max_share)
+
+
+def keep_objects(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``labels`` with only the objects where ``keep`` (``keep[i]``: object ``i + 1``),
+    numbered 1..N in their order.
+
+    Examples
+    --------
+    >>> keep_objects(np.array([[1, 2, 3]]), np.array([True, False, True]))
+    array([[1, 0, 2]])
+    """
+    labels = np.asarray(labels)
+    keep = np.r_[False, np.asarray(keep, bool)]
+    numbers = np.zeros(keep.size, dtype=labels.dtype)
+    numbers[keep] = np.arange(1, keep.sum() + 1)
+    return numbers[labels]
+
+
+def outer_ring(
+    children: np.ndarray, connectivity: int = 1, other_children: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each child object's one-pixel outer ring: the pixels outside it with a neighbour in
+    it (4-connected with ``connectivity`` 1, 8-connected with 2), within the image; the
+    pixels of other children are in it with ``other_children``, else left out. Returns
+    (child index 0..N-1, flat pixel index), each pair once; a pixel next to two children is
+    in both rings.
+
+    Examples
+    --------
+    >>> children = np.array([[1, 0, 2]])
+    >>> outer_ring(children)  # the middle pixel rings both
+    (array([0, 1]), array([1, 1]))
+    """
+    children = np.asarray(children)
+    padded = np.pad(children, 1)
+    height, width = children.shape
+    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    if connectivity == 2:
+        steps += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+    flat = children.ravel()
+    pairs = []
+    for dy, dx in steps:
+        neighbour = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width].ravel()
+        outside = (neighbour != flat) if other_children else (flat == 0)
+        ring = np.flatnonzero(outside & (neighbour > 0))
+        pairs.append(neighbour[ring].astype(np.int64) * children.size + ring)
+    unique = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+    owner, pixel = np.divmod(unique, children.size)
+    return owner - 1, pixel
 
 
 def nearest_parents(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import ModelError
+from ..errors import ModelError, SettingError
 from ..field.classes import object_foreground
 from ..field.normalize import prepare_field
 from ..field.postprocess import PostprocessSettings, maps_to_labels
@@ -200,6 +200,7 @@ class Model:
             )
         info = ModelInfo(**raw)
         architecture(info.architecture)  # an unknown one is refused now, not at first use
+        _check_scores(info, path)
         return cls(None, info, source=str(path), weights=weights)
 
     # ------------------------------------------------------------ inference
@@ -361,3 +362,18 @@ def load_model(model: str | Path = "nuclei") -> Model:
     if not builtin.is_file():
         raise ModelError(f"built-in model {model!r} is missing from this installation.")
     return Model.load(builtin)
+
+
+def _check_scores(info: ModelInfo, path: Path) -> None:
+    """A learned object score stored with a set's settings is read now, not at the first
+    field: a malformed one is refused with the file's name."""
+    scored = {k: v["score"] for k, v in info.object_postprocess.items() if v.get("score")}
+    if not scored:
+        return
+    from ..field.object_score import ObjectScore
+
+    for name, raw in scored.items():
+        try:
+            ObjectScore.from_dict(raw)
+        except SettingError as exc:
+            raise ModelError(f"{path}: object set {name!r}: {exc}") from exc
