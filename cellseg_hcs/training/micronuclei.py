@@ -312,7 +312,9 @@ def tune_micronuclei(
 
     Returns ``{"settings": {...}, "scores": {...}, "parent_accuracy_by_rule": {...}}``; the
     settings go in ``model.info.object_postprocess[object_set]``. Holds every image's maps;
-    :class:`MicronucleiTuner` takes one image at a time instead.
+    :class:`MicronucleiTuner` takes one image at a time instead. A learned score
+    (:mod:`cellseg_hcs.field.object_score`) is not part of the grid: fit it after the
+    decoding is chosen (``benchmarks/micronuclei_score.py``).
     """
     tuner = MicronucleiTuner(model, object_set, grid)
     for truth, found, found_nuclei in zip(truths, maps, nuclei):
