@@ -90,3 +90,14 @@ def test_each_fields_micronucleus_count_is_its_labels_and_its_nuclei_children(de
         assert count == int(field_labels(plate, field, "Micronuclei").max())
         mine = nuclei[(nuclei.Metadata_Well == field.well) & (nuclei.Metadata_Site == field.site)]
         assert count == int(mine.Nuclei_Children_Micronuclei_Count.sum()) > 0  # all have one
+
+
+def test_the_report_shows_the_readme_readout_of_nuclei_with_micronuclei(demo_run):
+    from test_report import _map_layers
+
+    _, out, _ = demo_run
+    nuclei = read_features(out)  # the README's line of pandas
+    readout = (nuclei["Nuclei_Children_Micronuclei_Count"] > 0).groupby(nuclei["Metadata_Well"])
+    shown = _map_layers((out / "report.html").read_text(encoding="utf-8"))
+    assert shown["Nuclei with micronuclei (%)"] == pytest.approx((readout.mean() * 100).to_dict())
+    assert 20 < min(shown["Nuclei with micronuclei (%)"].values())  # about 40% in each well
