@@ -314,3 +314,35 @@ def test_a_model_file_with_a_malformed_score_is_refused_when_read(tmp_path):
     path = Model(UNet(**info.network), info).save(tmp_path / "bad.safetensors")
     with pytest.raises(ModelError, match="bad.safetensors.*Micronuclei.*above 0"):
         Model.load(path)
+
+
+def test_every_parent_rule_gives_the_same_parents_from_a_transform_made_once():
+    from cellseg_hcs.field.relations import PARENT_RULES, distance_to
+
+    maps, nuclei, micronuclei = field_maps()
+    spot_inside_a_nucleus(maps, nuclei)
+    transform = distance_to(nuclei)
+    for name, rule in PARENT_RULES.items():
+        np.testing.assert_array_equal(
+            rule(micronuclei, nuclei, transform=transform), rule(micronuclei, nuclei), name
+        )
+
+
+def test_a_field_with_a_score_and_the_vote_rule_measures_its_distances_once(monkeypatch):
+    import cellseg_hcs.field.micronuclei as decoding
+    from cellseg_hcs.field.relations import distance_to
+
+    made = []
+
+    def counted(parents):
+        made.append(1)
+        return distance_to(parents)
+
+    monkeypatch.setattr(decoding, "distance_to", counted)
+    maps, nuclei, micronuclei = field_maps()
+    image = prepared_image(nuclei, micronuclei)
+    score = score_dict(["distance", "log_area"], [-1.0, 0.0], intercept=3.0)
+    info = class_info(object_postprocess={"Micronuclei": {"score": score, "parent_rule": "vote"}})
+    decoded = decode_objects(maps, image, info)
+    assert made == [1]
+    assert decoded.labels["Micronuclei"].max() == 3  # all near a nucleus: all kept

@@ -29,7 +29,7 @@ from ..settings import PostprocessSettings
 from .classes import class_maps, object_class_probabilities, object_foreground, object_sets
 from .object_score import ObjectScore
 from .postprocess import maps_to_labels
-from .relations import PARENT_RULES, drop_enclosed
+from .relations import PARENT_RULES, distance_to, drop_enclosed
 
 #: How micronuclei are decoded unless the model says otherwise (its ``object_postprocess``):
 #: no size filter beyond 3 pixels, no score filter, one object per peak of the centre map.
@@ -124,6 +124,7 @@ def decode_objects(
     probabilities = class_maps(maps, info)
     labels: dict[str, np.ndarray] = {}
     parents: dict[tuple[str, str], np.ndarray] = {}
+    transform = None  # the distance to the model's own objects, made once
     classes: dict[str, tuple[list[str], np.ndarray]] = {}
     for name in object_sets(info):
         settings, parent_options = object_set_settings(info, name, overrides.get(name))
@@ -137,9 +138,6 @@ def decode_objects(
             labels[name] = drop_enclosed(
                 labels[name], labels[primary], parent_options["max_nucleus_ring"]
             )
-        if name != primary and parent_options.get("score") is not None:
-            score = ObjectScore.from_dict(parent_options["score"])
-            labels[name] = score.keep(labels[name], labels[primary], maps, image, info, name)
         if name != primary:
             rule = parent_options.get("parent_rule", "boundary")
             if rule not in PARENT_RULES:
@@ -147,8 +145,18 @@ def decode_objects(
                     f"object set {name!r}: unknown parent_rule {rule!r}; choose from "
                     f"{', '.join(PARENT_RULES)}."
                 )
+            score = parent_options.get("score")
+            if transform is None and np.any(labels[primary]) and (score or rule != "centroid"):
+                transform = distance_to(labels[primary])  # once per field, for both
+            if score is not None:
+                labels[name] = ObjectScore.from_dict(score).keep(
+                    labels[name], labels[primary], maps, image, info, name, transform
+                )
             parents[(name, primary)] = PARENT_RULES[rule](
-                labels[name], labels[primary], parent_options.get("parent_distance")
+                labels[name],
+                labels[primary],
+                parent_options.get("parent_distance"),
+                transform=transform,
             )
         if info.classes:
             per_object = object_class_probabilities(labels[name], probabilities)

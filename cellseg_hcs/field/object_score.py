@@ -40,7 +40,8 @@ class ObjectContext:
 
     ``children``: the candidates' labels (1..N); ``primary``: the model's own objects;
     ``maps``: the model's maps; ``image``: the network's prepared input (YX or CYX; its
-    first plane is read); ``set_probability``: the summed probability of the set's classes.
+    first plane is read); ``set_probability``: the summed probability of the set's classes;
+    ``transform``: the primary objects' :func:`~.relations.distance_to`, when already made.
     """
 
     children: np.ndarray
@@ -48,6 +49,7 @@ class ObjectContext:
     maps: np.ndarray
     image: np.ndarray | None
     set_probability: np.ndarray
+    transform: tuple | None = None
 
     @cached_property
     def ids(self) -> np.ndarray:
@@ -88,7 +90,7 @@ class ObjectContext:
     @cached_property
     def nearest(self) -> tuple[np.ndarray, np.ndarray]:
         """Each candidate's nearest primary object (0: none) and its boundary distance."""
-        return nearest_objects(self.children, self.primary)
+        return nearest_objects(self.children, self.primary, self.transform)
 
     @cached_property
     def primary_means(self) -> np.ndarray:
@@ -164,12 +166,14 @@ def object_features(
     info: Any,
     object_set: str,
     names: Sequence[str],
+    transform: tuple | None = None,
 ) -> np.ndarray:
     """The features ``names`` (:data:`FEATURES`) of each object of ``children``: (N, F).
 
     ``primary``: the model's own objects; ``maps``: the model's maps; ``image``: the
     network's prepared input; ``object_set``: the set whose classes' probability the class
-    features read.
+    features read; ``transform``: ``primary``'s :func:`~.relations.distance_to`, when
+    already made.
     """
     unknown = [name for name in names if name not in FEATURES]
     if unknown:
@@ -186,7 +190,7 @@ def object_features(
     set_probability = (
         probabilities[indices].sum(axis=0) if indices else np.asarray(maps[0], np.float32)
     )
-    context = ObjectContext(children, np.asarray(primary), maps, image, set_probability)
+    context = ObjectContext(children, np.asarray(primary), maps, image, set_probability, transform)
     return np.stack([np.asarray(FEATURES[name](context), np.float64) for name in names], axis=1)
 
 
@@ -243,9 +247,19 @@ class ObjectScore:
         return 1.0 / (1.0 + np.exp(-(standard @ np.asarray(self.weights) + self.intercept)))
 
     def keep(
-        self, children: np.ndarray, primary: np.ndarray, maps, image, info, object_set: str
+        self,
+        children: np.ndarray,
+        primary: np.ndarray,
+        maps,
+        image,
+        info,
+        object_set: str,
+        transform: tuple | None = None,
     ) -> np.ndarray:
-        """``children`` without the objects scored under ``cut``, the rest numbered 1..N."""
+        """``children`` without the objects scored under ``cut``, the rest numbered 1..N
+        (``transform``: ``primary``'s :func:`~.relations.distance_to`, when already made)."""
         children = np.asarray(children)
-        features = object_features(children, primary, maps, image, info, object_set, self.features)
+        features = object_features(
+            children, primary, maps, image, info, object_set, self.features, transform
+        )
         return keep_objects(children, self.probability(features) >= self.cut)

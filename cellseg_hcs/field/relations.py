@@ -2,7 +2,9 @@
 which primary object (nucleus) each child object (micronucleus) belongs to.
 
 :data:`PARENT_RULES` names the rules a model's object set may ask for (``parent_rule``):
-``boundary`` (:func:`nearest_parents`, the default), ``centroid`` and ``vote``.
+``boundary`` (:func:`nearest_parents`, the default), ``centroid`` and ``vote``. Each takes
+``transform``, the field's :func:`distance_to` its parents when already made: one field's
+decoding makes it once for the parent rule and the learned score.
 """
 
 from __future__ import annotations
@@ -107,8 +109,18 @@ def outer_ring(
     return owner - 1, pixel
 
 
+def distance_to(parents: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Every pixel's distance to the nearest parent object's pixel, and that pixel's (rows,
+    cols): the one transform the boundary and vote rules and the score's distances read."""
+    return ndi.distance_transform_edt(np.asarray(parents) == 0, return_indices=True)
+
+
 def nearest_parents(
-    children: np.ndarray, parents: np.ndarray, max_distance: float | None = None
+    children: np.ndarray,
+    parents: np.ndarray,
+    max_distance: float | None = None,
+    *,
+    transform: tuple | None = None,
 ) -> np.ndarray:
     """For each child object, the number of the parent object nearest to it (0: none).
 
@@ -123,15 +135,18 @@ def nearest_parents(
     >>> nearest_parents(children, parents)
     array([1, 2])
     """
-    found, distance = nearest_objects(children, parents)
+    found, distance = nearest_objects(children, parents, transform)
     if max_distance is not None:
         found[distance > max_distance] = 0
     return found
 
 
-def nearest_objects(children: np.ndarray, parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest_objects(
+    children: np.ndarray, parents: np.ndarray, transform: tuple | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """For each child object, the nearest parent object (0: none) and its boundary distance
-    in pixels (inf: none), as :func:`nearest_parents` measures it.
+    in pixels (inf: none), as :func:`nearest_parents` measures it (``transform``: the
+    parents' :func:`distance_to`, when already made).
 
     Examples
     --------
@@ -146,7 +161,7 @@ def nearest_objects(children: np.ndarray, parents: np.ndarray) -> tuple[np.ndarr
     nearest = np.full(count, np.inf)
     if count == 0 or not np.any(parents):
         return found, nearest
-    distance, (rows, cols) = ndi.distance_transform_edt(parents == 0, return_indices=True)
+    distance, (rows, cols) = distance_to(parents) if transform is None else transform
     flat = children.ravel()
     inside = flat > 0
     ids = flat[inside]
@@ -161,9 +176,14 @@ def nearest_objects(children: np.ndarray, parents: np.ndarray) -> tuple[np.ndarr
 
 
 def nearest_centre_parents(
-    children: np.ndarray, parents: np.ndarray, max_distance: float | None = None
+    children: np.ndarray,
+    parents: np.ndarray,
+    max_distance: float | None = None,
+    *,
+    transform: tuple | None = None,
 ) -> np.ndarray:
-    """For each child object, the parent object whose centroid is nearest its centroid.
+    """For each child object, the parent object whose centroid is nearest its centroid
+    (``transform`` is not needed, and ignored).
 
     Examples
     --------
@@ -192,7 +212,11 @@ def nearest_centre_parents(
 
 
 def pixel_vote_parents(
-    children: np.ndarray, parents: np.ndarray, max_distance: float | None = None
+    children: np.ndarray,
+    parents: np.ndarray,
+    max_distance: float | None = None,
+    *,
+    transform: tuple | None = None,
 ) -> np.ndarray:
     """For each child object, the parent object nearest to most of its pixels (0: none).
 
@@ -214,7 +238,7 @@ def pixel_vote_parents(
     found = np.zeros(count, dtype=np.int64)
     if count == 0 or not np.any(parents):
         return found
-    distance, (rows, cols) = ndi.distance_transform_edt(parents == 0, return_indices=True)
+    distance, (rows, cols) = distance_to(parents) if transform is None else transform
     inside = children > 0
     ids = children[inside].astype(np.int64)
     voted = np.asarray(parents)[rows[inside], cols[inside]].astype(np.int64)

@@ -32,7 +32,7 @@ from scipy import ndimage as ndi
 from ..errors import InputError
 from ..field.micronuclei import object_set_settings, set_foreground
 from ..field.postprocess import drop_objects, split_objects
-from ..field.relations import PARENT_RULES, drop_enclosed, ring_share
+from ..field.relations import PARENT_RULES, distance_to, drop_enclosed, ring_share
 from ..io.images import read_image
 from .data.folders import ImageMaskFolder, as_instances
 from .metrics import matched_pairs
@@ -404,7 +404,8 @@ class MicronucleiTuner:
             for name, rule in PARENT_RULES.items():
                 distance = self.distance if name == self.rule else None
                 seen[key][name] = MicronucleusScores()
-                context.add(seen[key][name], labels, rule(labels, context.nuclei, distance))
+                found = rule(labels, context.nuclei, distance, transform=context.transform)
+                context.add(seen[key][name], labels, found)
         return seen[key]
 
     def choose(self) -> dict:
@@ -439,6 +440,8 @@ class _ImageContext:
         self.annotated = set(np.unique(truth.nuclei[truth.nuclei > 0]).tolist())
         self.stands_for = _most_overlapped(nuclei, truth.nuclei)
         self.nuclei_pairs = matched_pairs(truth.nuclei, nuclei, 0.5)[:2]
+        # the distance to the nuclei, for every decoding's parent rules
+        self.transform = distance_to(nuclei) if np.any(nuclei) else None
 
     def add(self, scores: MicronucleusScores, micronuclei: np.ndarray, parents) -> None:
         truth = self.truth
