@@ -87,14 +87,14 @@ def _page(run: RunFolder, chosen: list[str]) -> str:
         else None
     )
     if run.micronucleated is not None:
-        share = run.micronucleated[0].rename(micronucleated_title(run)).to_frame()
+        share = run.micronucleated[0].rename(_micronucleated_title(run)).to_frame()
         medians = share if medians is None else medians.join(share, how="outer")
     wells = run.wells(medians)
     layers = [
         figures.MapLayer(c, f"{c.removeprefix('Count_')} per well") for c in run.count_columns
     ]
     if run.micronucleated is not None:
-        layers.append(figures.MapLayer(micronucleated_title(run), micronucleated_title(run)))
+        layers.append(figures.MapLayer(_micronucleated_title(run), _micronucleated_title(run)))
     layers += [figures.MapLayer(f"median {c}", f"median {c}") for c in chosen]
     plotted: dict[str, Any] = {
         "plate-map": figures.plate_map(run.layout, wells, layers, run.count_columns)
@@ -213,7 +213,7 @@ def _summary(run: RunFolder) -> str:
         per_well, plate = run.micronucleated
         cards.append(
             _card(
-                micronucleated_title(run),
+                _micronucleated_title(run),
                 f"{plate:.1f}%",
                 f"wells {per_well.min():.1f}-{per_well.max():.1f}%",
             )
@@ -224,7 +224,7 @@ def _summary(run: RunFolder) -> str:
     )
 
 
-def micronucleated_title(run: RunFolder) -> str:
+def _micronucleated_title(run: RunFolder) -> str:
     """The micronucleus assay's readout as the page names it: ``Nuclei with micronuclei (%)``."""
     return f"{run.object_sets[0]} with micronuclei (%)"
 
