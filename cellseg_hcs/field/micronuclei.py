@@ -45,8 +45,9 @@ OBJECT_SET_DEFAULTS: dict[str, Any] = {
 }
 #: Keys of an object set's settings that are not its post-processing:
 #: ``parent_rule``, a name in :data:`PARENT_RULES` (default ``"boundary"``);
-#: ``parent_distance``, the farthest (pixels) a parent may be; a child with no primary object
-#: that near has parent 0. None: no limit;
+#: ``parent_distance``, the farthest (pixels) a parent may be from its child, pixel centre to
+#: pixel centre (touching: 1); a child whose rule finds no primary object that near has
+#: parent 0. None: no limit;
 #: ``class_threshold``, the summed probability of the set's classes a pixel needs to be one of
 #: the set's (default None: more than any other set's);
 #: ``max_nucleus_ring``, the largest share of an object's one-pixel outer ring (4-connected)
@@ -132,7 +133,11 @@ def decode_objects(
             maps, info, name, labels.get(primary), parent_options.get("class_threshold")
         )
         labels[name] = maps_to_labels(
-            foreground, maps[1], settings, image=image if name == primary else None
+            foreground,
+            maps[1],
+            settings,
+            image=image,
+            exclude=None if name == primary else labels[primary] > 0,
         )
         if name != primary and parent_options.get("max_nucleus_ring") is not None:
             labels[name] = drop_enclosed(

@@ -27,6 +27,7 @@ def maps_to_labels(
     distance: np.ndarray,
     settings: PostprocessSettings | None = None,
     image: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance labels (0 = background, 1..N objects) from foreground and distance maps.
 
@@ -36,6 +37,8 @@ def maps_to_labels(
     its own, so no foreground is lost. Alike fragments are merged again when
     ``settings.merge_height`` asks for it (``image``: the network's input, a YX plane or
     CYX with the first channel used, at the maps' size). Then small objects are dropped.
+    Pixels where ``exclude`` is true are in no object, even inside a filled hole (another
+    object set's pixels: a micronucleus never swallows the nucleus it rings).
 
     Examples
     --------
@@ -45,20 +48,26 @@ def maps_to_labels(
     array([0, 1, 2], dtype=uint16)
     """
     settings = settings or PostprocessSettings()
-    objects = split_objects(foreground, distance, settings)
+    objects = split_objects(foreground, distance, settings, exclude)
     objects = merge_alike(objects, distance, image, settings)
     return drop_objects(objects, foreground, settings)
 
 
 def split_objects(
-    foreground: np.ndarray, distance: np.ndarray, settings: PostprocessSettings
+    foreground: np.ndarray,
+    distance: np.ndarray,
+    settings: PostprocessSettings,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The first stage of :func:`maps_to_labels`: objects before any is dropped (int32)."""
+    """The first stage of :func:`maps_to_labels`: objects before any is dropped (int32),
+    none on the pixels where ``exclude`` is true (holes are filled first)."""
     if settings.seeds not in SEED_FINDERS:
         raise ValueError(f"unknown seeds {settings.seeds!r}; choose from {', '.join(SEED_FINDERS)}")
     mask = np.asarray(foreground) > settings.foreground_threshold
     if settings.fill_holes:
         mask = fill_holes(mask)
+    if exclude is not None:
+        mask &= ~np.asarray(exclude, dtype=bool)
     if not mask.any():
         return np.zeros(mask.shape, dtype=np.int32)
     distance = np.asarray(distance, dtype=np.float32)

@@ -4,7 +4,10 @@ which primary object (nucleus) each child object (micronucleus) belongs to.
 :data:`PARENT_RULES` names the rules a model's object set may ask for (``parent_rule``):
 ``boundary`` (:func:`nearest_parents`, the default), ``centroid`` and ``vote``. Each takes
 ``transform``, the field's :func:`distance_to` its parents when already made: one field's
-decoding makes it once for the parent rule and the learned score.
+decoding makes it once for the parent rule and the learned score. Each takes
+``max_distance`` too, measured the same way by every rule: from the child's pixels to its
+parent's, pixel centre to pixel centre (a child that touches its parent is at 1, one that
+overlaps it at 0); a child whose parent would be farther gets 0 (none).
 """
 
 from __future__ import annotations
@@ -125,8 +128,9 @@ def nearest_parents(
     """For each child object, the number of the parent object nearest to it (0: none).
 
     The distance is boundary to boundary: from the child's pixel nearest any parent to
-    that parent's nearest pixel (a child that touches or overlaps a parent is at 0). With
-    ``max_distance``, a child farther than that from every parent gets 0.
+    that parent's nearest pixel, pixel centre to pixel centre (a child that touches a
+    parent is at 1, one that overlaps it at 0). With ``max_distance``, a child farther than
+    that from every parent gets 0.
 
     Examples
     --------
@@ -183,7 +187,9 @@ def nearest_centre_parents(
     transform: tuple | None = None,
 ) -> np.ndarray:
     """For each child object, the parent object whose centroid is nearest its centroid
-    (``transform`` is not needed, and ignored).
+    (``transform`` is not needed, and ignored). With ``max_distance``, a child whose
+    nearest-centred parent is farther than that (boundary to boundary, as
+    :func:`nearest_parents` measures it) gets 0.
 
     Examples
     --------
@@ -203,12 +209,46 @@ def nearest_centre_parents(
     child_ids = np.unique(children[children > 0])
     child_centres = np.asarray(ndi.center_of_mass(np.ones(children.shape), children, child_ids))
     parent_centres = np.asarray(ndi.center_of_mass(np.ones(parents.shape), parents, parent_ids))
-    distance, index = cKDTree(parent_centres).query(child_centres.reshape(-1, 2))
-    nearest = parent_ids[index]
+    _, index = cKDTree(parent_centres).query(child_centres.reshape(-1, 2))
+    found[child_ids - 1] = parent_ids[index]
     if max_distance is not None:
-        nearest = np.where(distance > max_distance, 0, nearest)
-    found[child_ids - 1] = nearest
+        found[pair_distances(children, parents, found) > max_distance] = 0
     return found
+
+
+def pair_distances(children: np.ndarray, parents: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """For each child object, its distance to the parent object ``chosen`` for it (``chosen[i]``
+    for child ``i + 1``; 0: none, distance inf): the nearest pair of their pixels, pixel
+    centre to pixel centre.
+
+    Examples
+    --------
+    >>> parents = np.zeros((1, 12), int); parents[0, :3] = 1; parents[0, 8:] = 2
+    >>> children = np.zeros((1, 12), int); children[0, 4] = 1
+    >>> pair_distances(children, parents, np.array([2]))
+    array([4.])
+    """
+    from scipy.spatial import cKDTree
+
+    chosen = np.asarray(chosen)
+    found = np.full(chosen.size, np.inf)
+    child_pixels, parent_pixels = pixels_by_object(children), pixels_by_object(parents)
+    for child, parent in enumerate(chosen.tolist(), start=1):
+        if parent and child in child_pixels and parent in parent_pixels:
+            found[child - 1] = cKDTree(parent_pixels[parent]).query(child_pixels[child])[0].min()
+    return found
+
+
+def pixels_by_object(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Each object's pixel coordinates ((n, 2) rows, cols), by object number."""
+    labels = np.asarray(labels)
+    flat = np.flatnonzero(labels)
+    ids = labels.ravel()[flat]
+    order = np.argsort(ids, kind="stable")
+    flat, ids = flat[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.array([], int)
+    coords = np.stack(np.unravel_index(flat, labels.shape), axis=1)
+    return {int(ids[i]): part for i, part in zip(starts, np.split(coords, starts[1:]))}
 
 
 def pixel_vote_parents(
@@ -223,8 +263,9 @@ def pixel_vote_parents(
     Each pixel of a child votes for the parent object nearest to it (boundary distance);
     the most votes win, equal votes go to the nearer parent. A child that touches two
     nuclei goes to the one that most of it lies against, where :func:`nearest_parents`
-    can only take the first touching pixel's. With ``max_distance``, a child farther than
-    that from every parent gets 0.
+    can only take the first touching pixel's. With ``max_distance``, only the child's
+    pixels within that distance of a parent vote: its parent is never farther, and a child
+    with no such pixel gets 0.
 
     Examples
     --------
@@ -240,6 +281,10 @@ def pixel_vote_parents(
         return found
     distance, (rows, cols) = distance_to(parents) if transform is None else transform
     inside = children > 0
+    if max_distance is not None:
+        inside &= distance <= max_distance
+    if not inside.any():
+        return found
     ids = children[inside].astype(np.int64)
     voted = np.asarray(parents)[rows[inside], cols[inside]].astype(np.int64)
     near = distance[inside]
@@ -252,10 +297,6 @@ def pixel_vote_parents(
     order = np.lexsort((closest, -votes, child))  # by child: most votes, then nearest
     first = order[np.r_[True, child[order][1:] != child[order][:-1]]]
     found[child[first] - 1] = parent[first]
-    if max_distance is not None:
-        nearest = np.full(count, np.inf)
-        np.minimum.at(nearest, child - 1, closest)
-        found[nearest > max_distance] = 0
     return found
 
 

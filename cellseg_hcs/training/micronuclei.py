@@ -29,16 +29,22 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import InputError
+from ..errors import InputError, SettingError
 from ..field.micronuclei import object_set_settings, set_foreground
 from ..field.postprocess import drop_objects, split_objects
 from ..field.relations import PARENT_RULES, distance_to, drop_enclosed, ring_share
 from ..io.images import read_image
-from .data.folders import ImageMaskFolder, as_instances
+from .data.folders import ImageMaskFolder, as_instances, first_channel
 from .metrics import matched_pairs
 
 DETECTION_THRESHOLDS = (0.3, 0.5)
 #: The micronuclei decodings :func:`tune_micronuclei` tries: every combination.
+#: The settings :func:`~cellseg_hcs.field.postprocess.split_objects` reads: a grid's choices
+#: of these make objects anew; the others only drop objects.
+SPLIT_KEYS = ("foreground_threshold", "fill_holes", "seeds", "seed_threshold", "peak_height")
+#: Settings the tuner does not try: it decodes without joining alike fragments (no image).
+UNTRIED_KEYS = ("merge_height", "merge_contrast", "score")
+
 MICRONUCLEI_GRID = {
     "class_threshold": (0.3, 0.4, 0.5),
     "foreground_threshold": (0.4, 0.5),
@@ -129,11 +135,31 @@ class MicronucleiFolders(Sequence):
         parent_map = np.asarray(read_image(self.parents.pairs[index][1]))
         return MicronucleusTruth(
             read_image(image_path),
-            as_instances(read_image(nuclei_path)),
+            nuclei_ids(read_image(nuclei_path), parent_map),
             micronuclei,
             parents_from_map(micronuclei, parent_map),
             image_path.stem,
         )
+
+
+def nuclei_ids(mask: np.ndarray, parent_map: np.ndarray) -> np.ndarray:
+    """True nuclei with the ids their parent map names: the mask's own ids, never
+    renumbered (a field with one nucleus, id 5, keeps 5). Only a mask with one value that
+    no parent names is binary, and split into connected objects.
+
+    Examples
+    --------
+    >>> mask = np.array([[0, 5, 5, 0]]); parent_map = np.array([[0, 0, 0, 5]])
+    >>> nuclei_ids(mask, parent_map)
+    array([[0, 5, 5, 0]], dtype=int32)
+    >>> nuclei_ids(np.array([[255, 0, 255]]), np.zeros((1, 3)))
+    array([[1, 0, 2]], dtype=int32)
+    """
+    mask = first_channel(mask)
+    values = np.unique(mask[mask > 0])
+    if values.size == 1 and not np.isin(values, np.asarray(parent_map)).any():
+        return as_instances(mask)
+    return mask.astype(np.int32)
 
 
 def _sequential(labels: np.ndarray) -> np.ndarray:
@@ -340,10 +366,16 @@ class MicronucleiTuner:
         self, model, object_set: str = "Micronuclei", grid: dict[str, Sequence] | None = None
     ) -> None:
         grid = dict(grid or MICRONUCLEI_GRID)
+        untried = sorted(set(grid) & set(UNTRIED_KEYS))
+        if untried:
+            raise SettingError(
+                f"the micronuclei tuner does not try {', '.join(untried)}: "
+                "leave it out of the grid."
+            )
         self.info = model.info
         self.object_set = object_set
         self.class_thresholds = grid.pop("class_threshold", (None,))
-        self.split_keys = [k for k in ("foreground_threshold", "peak_height", "seeds") if k in grid]
+        self.split_keys = [k for k in SPLIT_KEYS if k in grid]
         self.drop_keys = [k for k in grid if k not in self.split_keys]
         self.grid = grid
         _, parent = object_set_settings(self.info, object_set)
@@ -380,7 +412,7 @@ class MicronucleiTuner:
                     maps, self.info, self.object_set, nuclei, class_threshold
                 )
             base, _ = object_set_settings(self.info, self.object_set, split_choice)
-            found = split_objects(foreground, maps[1], base)
+            found = split_objects(foreground, maps[1], base, nuclei > 0)
             kept = (None, None, None)  # the last choice's objects before the ring limit
             for choice in choices:
                 settings, options = object_set_settings(self.info, self.object_set, choice)
@@ -402,9 +434,8 @@ class MicronucleiTuner:
         if key not in seen:
             seen[key] = {}
             for name, rule in PARENT_RULES.items():
-                distance = self.distance if name == self.rule else None
                 seen[key][name] = MicronucleusScores()
-                found = rule(labels, context.nuclei, distance, transform=context.transform)
+                found = rule(labels, context.nuclei, self.distance, transform=context.transform)
                 context.add(seen[key][name], labels, found)
         return seen[key]
 
@@ -417,17 +448,24 @@ class MicronucleiTuner:
 
         def key(item):
             summary = item[1][self.rule].summary()
-            return (round(summary["f1@0.3"], 4), summary["parent_accuracy"])
+            return (round(summary["f1@0.3"], 4), _ordered(summary["parent_accuracy"]))
 
         best = max(self.scores.items(), key=key)  # the first of equals, as the grid's order
         chosen = dict(best[0])
         by_rule = {name: s.summary()["parent_accuracy"] for name, s in best[1].items()}
-        chosen["parent_rule"] = max(by_rule, key=lambda name: (by_rule[name], name == "boundary"))
+        chosen["parent_rule"] = max(
+            by_rule, key=lambda name: (_ordered(by_rule[name]), name == "boundary")
+        )
         return {
             "settings": chosen,
             "scores": best[1][self.rule].summary(),
             "parent_accuracy_by_rule": by_rule,
         }
+
+
+def _ordered(accuracy: float) -> float:
+    """A parent accuracy to rank by: NaN (no parent scored) ranks below every number."""
+    return -1.0 if np.isnan(accuracy) else accuracy
 
 
 class _ImageContext:

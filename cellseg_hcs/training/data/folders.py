@@ -26,14 +26,20 @@ def as_instances(mask: np.ndarray) -> np.ndarray:
     A mask whose only nonzero value is one number (1, 255, True) is binary: each connected
     object becomes its own instance. An RGB(A) mask is read as its first channel.
     """
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask[..., 0] if mask.shape[-1] <= 4 else mask[0]
+    mask = first_channel(mask)
     values = np.unique(mask)
     if values.size <= 2:
         labels, _ = ndi.label(mask > 0)
         return labels.astype(np.int32)
     return mask.astype(np.int32)
+
+
+def first_channel(mask: np.ndarray) -> np.ndarray:
+    """A mask's label plane: an RGB(A) mask's first channel, a stack's first plane."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[..., 0] if mask.shape[-1] <= 4 else mask[0]
+    return mask
 
 
 class ImageMaskFolder(Sequence):
