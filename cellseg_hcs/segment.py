@@ -49,6 +49,8 @@ class SegmentResult:
     """Every label image written, by object set (``Nuclei``, and ``Cells``... when made)."""
     notes: list[str] = field(default_factory=list)
     """What a person should know about the image (a blank image)."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """How many objects of each set, by name (``count`` is the model's objects')."""
 
 
 @dataclass
@@ -78,6 +80,20 @@ def label_file_name(stem: str, object_name: str, primary: str) -> str:
     if object_name == primary:
         return f"{stem}_labels.tif"
     return f"{stem}_{object_name.lower()}_labels.tif"
+
+
+def parent_map(labels: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """Each object's pixels holding its parent's number (0: none), as annotated parent maps
+    are (mnfinder's ``micronuclei_parent``): ``parents[k - 1]`` is object k's parent.
+
+    Examples
+    --------
+    >>> parent_map(np.array([[1, 0, 2, 2]], np.uint16), np.array([7, 0]))
+    array([[7, 0, 0, 0]], dtype=uint16)
+    """
+    lookup = np.zeros(int(labels.max()) + 1, dtype=labels.dtype)
+    lookup[1 : 1 + len(parents)] = np.asarray(parents)[: len(lookup) - 1]
+    return lookup[labels]
 
 
 def segment_files(
@@ -235,6 +251,13 @@ class _FileRun:
             name: write_labels(self.out / label_file_name(stem, name, result.primary), labels)
             for name, labels in result.objects.items()
         }
+        for name in self.pipeline.model.info.class_objects.values():
+            parents = result.parents.get((name, result.primary))
+            if name in result.objects and parents is not None:
+                write_labels(
+                    self.out / f"{stem}_{name.lower()}_parents.tif",
+                    parent_map(result.objects[name], parents),
+                )
         if result.maps is not None:
             write_labels(self.out / f"{stem}_probabilities.tif", result.maps[0].astype(np.float32))
         seconds += time.perf_counter() - started
@@ -247,6 +270,7 @@ class _FileRun:
             result.diameter,
             outputs,
             list(result.notes),
+            {name: int(labels.max()) for name, labels in result.objects.items()},
         )
 
     def collect(self, future: Future) -> None:

@@ -39,8 +39,11 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
     """Label objects in IMAGES (TIFF, PNG, or anything bioio reads) with a model.
 
     Writes OUT/<stem>_labels.tif for each input: uint16 (uint32 beyond 65535 objects),
-    0 = background. Works offline with the built-in model. An image that cannot be read
-    is listed and skipped; the exit status is then 1 (2 when nothing could be done).
+    0 = background. A model with micronuclei also writes <stem>_micronuclei_labels.tif and
+    <stem>_micronuclei_parents.tif (each micronucleus' pixels hold its parent nucleus'
+    number in <stem>_labels.tif; 0: none). Works offline with the built-in model. An image
+    that cannot be read is listed and skipped; the exit status is then 1 (2 when nothing
+    could be done).
 
     \b
     Example:
@@ -60,8 +63,12 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
         if len(exc.failures) > 10:
             click.echo(f"... and {len(exc.failures) - 10} more", err=True)
         raise
-    total = sum(r.count for r in results)
-    click.echo(f"{len(results)} image(s), {total} objects -> {out}")
+    totals: dict[str, int] = {}
+    for result in results:
+        for name, count in result.counts.items():
+            totals[name] = totals.get(name, 0) + count
+    counted = ", ".join(f"{count} {name}" for name, count in totals.items())
+    click.echo(f"{len(results)} image(s), {counted or '0 objects'} -> {out}")
     resampled = [r for r in results if r.scale != 1.0 and r.diameter is not None]
     if resampled:
         sizes = ", ".join(
@@ -282,7 +289,8 @@ def train(
     default=None,
     help="Folder of true micronuclei labels: adds micronucleus detection (IoU 0.3 and 0.5), "
     "parent and per-nucleus count metrics (needs --parents; predictions "
-    "<stem>_micronuclei_labels.tif in --pred).",
+    "<stem>_micronuclei_labels.tif and <stem>_micronuclei_parents.tif in --pred, as "
+    "segment writes them).",
 )
 @click.option(
     "--parents",

@@ -179,13 +179,15 @@ def evaluate_micronuclei_folders(
     """Micronucleus metrics of the predictions in ``pred`` (see
     :mod:`cellseg_hcs.training.micronuclei`).
 
-    ``pred`` holds what ``cellseg-hcs segment`` writes: ``<stem>_labels.tif`` (nuclei) and
-    ``<stem>_micronuclei_labels.tif``; each predicted micronucleus' parent is its nearest
-    predicted nucleus (the rule of :func:`~cellseg_hcs.field.relations.nearest_parents`).
+    ``pred`` holds what ``cellseg-hcs segment`` writes: ``<stem>_labels.tif`` (nuclei),
+    ``<stem>_micronuclei_labels.tif`` and ``<stem>_micronuclei_parents.tif`` (the model's
+    parent of each micronucleus, by its model's parent rule). Without the parent map (labels
+    from elsewhere), each predicted micronucleus' parent is its nearest predicted nucleus
+    (:func:`~cellseg_hcs.field.relations.nearest_parents`).
     ``micronuclei``, ``nuclei`` and ``parents`` hold the true micronuclei, nuclei and parent
     maps (each micronucleus pixel holds its parent nucleus' id), named like the images.
     """
-    from .micronuclei import MicronucleusScores, parents_from_map
+    from .micronuclei import MicronucleusScores, nuclei_ids, parents_from_map
 
     pred = Path(pred)
     truth = ImageMaskFolder(nuclei, micronuclei, cache=False)
@@ -212,13 +214,17 @@ def evaluate_micronuclei_folders(
         true_micronuclei = as_instances(read_image(micronuclei_path))
         predicted_nuclei = np.asarray(read_image(found["nuclei"]))
         predicted_micronuclei = np.asarray(read_image(found["micronuclei"]))
+        predicted_parents = pred / f"{stem}_micronuclei_parents.tif"
+        true_parent_map = read_image(parent_files[0])
         scores.add(
-            as_instances(read_image(nuclei_path)),
+            nuclei_ids(read_image(nuclei_path), true_parent_map),
             true_micronuclei,
-            parents_from_map(true_micronuclei, read_image(parent_files[0])),
+            parents_from_map(true_micronuclei, true_parent_map),
             predicted_nuclei,
             predicted_micronuclei,
-            nearest_parents(predicted_micronuclei, predicted_nuclei),
+            parents_from_map(predicted_micronuclei, read_image(predicted_parents))
+            if predicted_parents.is_file()
+            else nearest_parents(predicted_micronuclei, predicted_nuclei),
         )
     out = {f"micronuclei_{k}": v for k, v in scores.summary().items()}
     out["micronuclei_images"] = float(len(truth))
