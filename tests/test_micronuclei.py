@@ -322,10 +322,10 @@ def test_every_row_has_its_objects_class_and_class_probabilities():
         FieldSettings(diameter="native"), ClassModel(), runtime=MapsRuntime(maps)
     )
     result = pipeline.run(image, features="minimal")
-    assert result.features["Nuclei_Class"].tolist() == ["nucleus", "nucleus"]
+    assert result.features["Metadata_Nuclei_Class"].tolist() == ["nucleus", "nucleus"]
     np.testing.assert_allclose(result.features["Nuclei_ClassProbability_nucleus"], 1.0)
     table = own_tables(result, {"DNA": image}, "minimal")["Micronuclei"]
-    assert table["Micronuclei_Class"].tolist() == ["micronucleus"] * 3
+    assert table["Metadata_Micronuclei_Class"].tolist() == ["micronucleus"] * 3
     np.testing.assert_allclose(table["Micronuclei_ClassProbability_nucleus"], 0.0)
 
 

@@ -53,14 +53,15 @@ def cell_profiles(
 
 
 def class_columns(result: Any, name: str, count: int) -> dict[str, Any]:
-    """The class of each object of set ``name`` (``<name>_Class``) and its probability of
-    each class (``<name>_ClassProbability_<class>``), from a model with classes; none
-    without one."""
+    """The class of each object of set ``name`` (``Metadata_<name>_Class``, a name: metadata
+    to pycytominer, which takes every ``<name>_`` column for a numeric feature) and its
+    probability of each class (``<name>_ClassProbability_<class>``), from a model with
+    classes; none without one."""
     names, probabilities = getattr(result, "classes", {}).get(name, ([], None))
     if probabilities is None or len(names) != count:
         return {}
     classes = result.class_names
-    columns: dict[str, Any] = {f"{name}_Class": np.asarray(names, dtype=object)}
+    columns: dict[str, Any] = {f"Metadata_{name}_Class": np.asarray(names, dtype=object)}
     for index, label in enumerate(classes[: probabilities.shape[1]]):
         columns[f"{name}_ClassProbability_{label}"] = probabilities[:, index]
     return columns
