@@ -101,3 +101,98 @@ def test_the_report_shows_the_readme_readout_of_nuclei_with_micronuclei(demo_run
     shown = _map_layers((out / "report.html").read_text(encoding="utf-8"))
     assert shown["Nuclei with micronuclei (%)"] == pytest.approx((readout.mean() * 100).to_dict())
     assert 20 < min(shown["Nuclei with micronuclei (%)"].values())  # about 40% in each well
+
+
+def test_segment_writes_each_micronucleus_parent_as_the_plate_run_has_it(demo_run, tmp_path):
+    """``segment`` writes the parents (a parent map, as annotators draw them); ``evaluate``
+    scores those, the model's own rule, not a rule of its own."""
+    from click.testing import CliRunner
+
+    from cellseg_hcs.cli import main
+
+    plate, out, stems = demo_run
+    field = plate.fields[0]
+    stem = stems[(field.well, field.site)]
+    result = CliRunner().invoke(
+        main,
+        ["segment", str(ROOT / "examples" / "data" / "mnfinder" / f"{stem}.tif")]
+        + ["--out", str(tmp_path / "pred"), "--model", "micronuclei", "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    micronuclei = read_image(tmp_path / "pred" / f"{stem}_micronuclei_labels.tif")
+    parent_map = read_image(tmp_path / "pred" / f"{stem}_micronuclei_parents.tif")
+    assert f"{int(micronuclei.max())} Micronuclei" in result.output
+    np.testing.assert_array_equal(micronuclei, field_labels(plate, field, "Micronuclei"))
+    table = read_features(out, object_name="Micronuclei")
+    rows = table[(table.Metadata_Well == field.well) & (table.Metadata_Site == field.site)]
+    written = parents_from_map(micronuclei, parent_map)
+    assert written[rows.ObjectNumber.to_numpy() - 1].tolist() == (
+        rows.Micronuclei_Parent_Nuclei.tolist()
+    )
+    truth = {"truth": "nuclei_labels", "mn": "micronuclei_labels", "parents": "micronuclei_parent"}
+    arguments = ["evaluate", "--pred", str(tmp_path / "pred")]
+    for option, folder in zip(("--truth", "--micronuclei-truth", "--parents"), truth.values()):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{stem}.tif").symlink_to(TRUTH / folder / f"{stem}.tif")
+        arguments += [option, str(tmp_path / folder)]
+    scored = CliRunner().invoke(main, arguments)
+    assert scored.exit_code == 0, scored.output
+    lines = dict(line.split() for line in scored.output.strip().splitlines())
+    scores = MicronucleusScores()
+    scores.add(*truth_of(stem), field_labels(plate, field), micronuclei, written)
+    expected = scores.summary()["parent_accuracy"]
+    assert float(lines["micronuclei_parent_accuracy"]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_naming_the_nuclei_as_the_micronuclei_is_refused_before_anything_is_written(
+    demo_run, tmp_path
+):
+    from cellseg_hcs.errors import SettingError
+    from cellseg_hcs.plate.run import run_plate
+
+    plate, _, _ = demo_run
+    with pytest.raises(SettingError, match="'Micronuclei' is taken by another object set"):
+        run_plate(plate.path, tmp_path / "out", model="micronuclei", object_name="Micronuclei")
+    assert not (tmp_path / "out").exists()
+
+
+def test_overwriting_with_another_model_removes_the_micronuclei_it_no_longer_makes(
+    demo_run, tmp_path
+):
+    import shutil
+
+    from cellseg_hcs.plate.run import run_plate
+
+    plate, out, _ = demo_run
+    shutil.copytree(plate.path, tmp_path / "mn.zarr")
+    shutil.copytree(out, tmp_path / "out")
+    copy = open_plate(tmp_path / "mn.zarr")
+    assert (tmp_path / "out" / "objects" / "Micronuclei").is_dir()
+    result = run_plate(
+        copy.path, tmp_path / "out", model="nuclei", overwrite=True, workers=1, progress=False
+    )
+    assert result.counts == {"Nuclei": result.objects} and result.objects > 0
+    assert not (tmp_path / "out" / "objects").exists()
+    for field in copy.fields:
+        labels = copy.path / field.path / "labels"
+        assert not (labels / "Micronuclei").exists()
+        listed = json.loads((labels / "zarr.json").read_text())["attributes"]["ome"]["labels"]
+        assert listed == ["Nuclei"]
+
+
+def test_pycytominer_aggregates_both_tables_with_their_classes(demo_run):
+    """The class name is metadata; its probabilities are features like any other."""
+    from pycytominer import aggregate
+    from pycytominer.cyto_utils import infer_cp_features
+
+    _, out, _ = demo_run
+    strata = ["Metadata_Plate", "Metadata_Well"]
+    nuclei = read_features(out)
+    assert set(nuclei["Metadata_Nuclei_Class"]) <= {"nucleus", "micronucleus"}
+    wells = aggregate(nuclei, strata=strata)
+    assert len(wells) == nuclei["Metadata_Well"].nunique()
+    assert "Nuclei_ClassProbability_nucleus" in wells
+    micronuclei = read_features(out, object_name="Micronuclei")
+    features = infer_cp_features(micronuclei, compartments=["Micronuclei"])
+    by_well = aggregate(micronuclei, strata=strata, features=features)
+    assert by_well["Micronuclei_AreaShape_Area"].notna().all()

@@ -30,7 +30,8 @@ def _wells(value: str | None) -> list[str] | None:
     "-o",
     required=True,
     type=click.Path(path_type=Path),
-    help="Folder for the tables (images.parquet, features/, run.json).",
+    help="Folder for the tables (images.parquet, features/, objects/ for micronuclei, "
+    "run.json, report.html).",
 )
 @settings_options(*FIELD_OPTIONS, "measure_channels")
 @click.option(
@@ -139,10 +140,14 @@ def run(
     if len(labelled):
         path = labelled["Metadata_FieldPath"].iloc[0]
         example = result.plate / path / "labels" / object_name
+        sets = [name for name in result.counts if name != object_name]
+        also = f" (and {', '.join(sets)} beside it)" if sets else ""
         others = len(labelled) - 1
-        more = f" (and in each of the other {others} finished field(s))" if others else ""
-        click.echo(f"labels:   {example}{more}")
+        more = f"; the same in the other {others} finished field(s)" if others else ""
+        click.echo(f"labels:   {example}{also}{more}")
     click.echo(f"features: {result.out / 'features'}  (one parquet per field)")
+    for folder in sorted((result.out / "objects").glob("*")):
+        click.echo(f"objects:  {folder}  (one parquet per field)")
     click.echo(f"images:   {result.out / 'images.parquet'}  (one row per field)")
     click.echo(f"manifest: {result.out / 'run.json'}")
     if result.report:

@@ -126,6 +126,22 @@ class FieldResult:
         return int(self.labels.max())
 
 
+def check_object_name(info: Any, name: str, cells: bool = False) -> None:
+    """Refuse a name for the model's objects that another object set of the run has: the
+    model's other sets (``Micronuclei``), and ``Cells`` and ``Cytoplasm`` when cells are
+    grown. One set would silently replace the other."""
+    from .classes import object_sets
+
+    taken = set(object_sets(info)) - {info.object_name}
+    if cells:
+        taken |= {"Cells", "Cytoplasm"}
+    if name in taken:
+        raise SettingError(
+            f"the object name {name!r} is taken by another object set of this run; "
+            f"name the model's {info.object_name} otherwise (--object)."
+        )
+
+
 class FieldPipeline:
     """The recipe for one field, with one model and one runtime for every field it is given.
 
@@ -165,6 +181,7 @@ class FieldPipeline:
         self.model = model
         self._runtime = runtime
         self.primary = object_name or model.info.object_name
+        check_object_name(model.info, self.primary, cells is not None)
         self.cell_model = cell_model
         self.measure_threads = max(1, int(measure_threads))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,19 +291,49 @@ def read_field(
 
 
 PROVENANCE_KEY = "cellseg-hcs"
+#: The label sets one run wrote into a field together (``["Nuclei", "Micronuclei"]``).
+WRITTEN_WITH_KEY = "cellseg-hcs-written-with"
 
 
 def labels_provenance(plate_path: str | Path, field: PlateField, name: str) -> dict | None:
     """What made the field's ``labels/<name>`` (model hash, scale), or None if unknown."""
+    return _label_attribute(plate_path, field, name, PROVENANCE_KEY, dict) or None
+
+
+def labels_written_with(plate_path: str | Path, field: PlateField, name: str) -> list[str]:
+    """The label sets written into the field together with ``labels/<name>`` by one run
+    (itself included), or [] when unknown (another tool, or an older cellseg-hcs)."""
+    return _label_attribute(plate_path, field, name, WRITTEN_WITH_KEY, list)
+
+
+def _label_attribute(plate_path, field: PlateField, name: str, key: str, kind: type):
     import zarr
 
     path = Path(plate_path) / field.path / "labels" / name
     if not path.is_dir():
-        return None
+        return kind()
     try:
-        return dict(zarr.open_group(str(path), mode="r").attrs.get(PROVENANCE_KEY) or {}) or None
+        return kind(zarr.open_group(str(path), mode="r").attrs.get(key) or kind())
     except Exception:  # noqa: BLE001 - unreadable labels are simply not ours to trust
-        return None
+        return kind()
+
+
+def remove_field_labels(plate_path: str | Path, field: PlateField, name: str) -> None:
+    """Remove the field's ``labels/<name>`` and its entry in the labels list."""
+    import zarr
+    from ome_zarr.writer import add_metadata
+
+    labels_dir = Path(plate_path) / field.path / "labels"
+    shutil.rmtree(labels_dir / name, ignore_errors=True)
+    group = zarr.open_group(str(labels_dir), mode="a")
+    listed = list(ome_attrs(group).get("labels", []))
+    if name in listed:
+        zarr_format = group.metadata.zarr_format
+        fmt = ngff_format(zarr_format)
+        metadata: dict[str, Any] = {"labels": [n for n in listed if n != name]}
+        if zarr_format == 3:
+            metadata["version"] = fmt.version
+        add_metadata(group, metadata, fmt=fmt)
 
 
 def write_field_labels(
@@ -312,13 +343,17 @@ def write_field_labels(
     labels: np.ndarray,
     image: FieldImage,
     provenance: dict[str, Any] | None = None,
+    written_with: Sequence[str] = (),
 ) -> Path:
     """Write ``labels/<name>`` into a field, replacing an older one, atomically.
 
     The label pyramid has one level per image level, each the image level's shape without
     ``c``, made by nearest-neighbour sampling so every level holds only true label values.
     ``provenance`` (what made the labels: model hash, scale) is stored in the label group's
-    attributes under ``cellseg-hcs``, so a later run can tell whether the labels are its own.
+    attributes under ``cellseg-hcs``, so a later run can tell whether the labels are its own;
+    ``written_with``, the label sets the run writes into the field together (under
+    ``cellseg-hcs-written-with``), so a run that replaces them can remove those it no
+    longer makes.
     """
     field_dir = Path(plate_path) / field.path
     labels_dir = field_dir / "labels"
@@ -330,7 +365,10 @@ def write_field_labels(
         if provenance:
             import zarr
 
-            zarr.open_group(str(tmp), mode="a").attrs[PROVENANCE_KEY] = provenance
+            attributes = zarr.open_group(str(tmp), mode="a").attrs
+            attributes[PROVENANCE_KEY] = provenance
+            if written_with:
+                attributes[WRITTEN_WITH_KEY] = list(written_with)
     _list_label(labels_dir, name, image.zarr_format)
     return target
 

@@ -82,13 +82,38 @@ def write_manifest(plan, finished: dict[str, Any] | None) -> None:
         "parameters": plan.parameters,
         "outputs": {
             "labels": f"<plate>/<row>/<column>/<field>/labels/{plan.object_name}",
+            "other_labels": [
+                f"<plate>/<row>/<column>/<field>/labels/{name}" for name in other_sets(plan)
+            ],
             "features": f"{tables.FEATURES_DIR}/plate=<plate>/well=<well>/<well>_<site>.parquet",
+            "object_tables": [
+                f"{tables.OBJECTS_DIR}/{name}/plate=<plate>/well=<well>/<well>_<site>.parquet"
+                for name in other_sets(plan)
+                if name not in COMPARTMENTS
+            ],
             "images": tables.IMAGES_TABLE,
             "records": f"{tables.STATUS_DIR}/",
         },
         "result": finished,
     }
     tables.write_json(plan.out / tables.RUN_MANIFEST, manifest)
+
+
+#: The object sets grown from the model's objects, measured in their rows of ``features/``.
+COMPARTMENTS = ("Cells", "Cytoplasm")
+
+
+def other_sets(plan) -> list[str]:
+    """The object sets a run makes besides the model's own: the model's other sets
+    (``Micronuclei``, with a table of their own), then ``Cells`` and ``Cytoplasm`` when
+    cells are grown."""
+    from ..field.classes import object_sets
+
+    info = plan.model.info
+    sets = [name for name in object_sets(info) if name != info.object_name]
+    if plan.settings.cells is not None:
+        sets += list(COMPARTMENTS)
+    return sets
 
 
 def _python_version() -> str:

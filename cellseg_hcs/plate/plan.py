@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import SettingError
 from ..field.measure import feature_groups
-from ..field.pipeline import FieldChannels, FieldPipeline
+from ..field.pipeline import FieldChannels, FieldPipeline, check_object_name
 from ..field.scale import AUTO_MIN_OBJECTS, auto_scale
 from ..io.atomic import check_can_write, output_folder
 from ..io.plate import Plate, PlateField, labels_provenance, open_plate, read_field
@@ -136,6 +136,7 @@ def plan_run(
     if workers is not None and workers < 1:
         raise SettingError(f"--workers must be 1 or more, not {workers}.")
     loaded = model if isinstance(model, Model) else load_model(model)
+    check_object_name(loaded.info, object_name, settings.cells is not None)
     channels = plate_channels(opened, settings, loaded.info.in_channels)
     settings = settings.replace(
         channel=list(channels), **named_channels(opened, settings, channels)

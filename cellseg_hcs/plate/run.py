@@ -50,14 +50,27 @@ class PlateRunResult:
     """The run's QC page (``out/report.html``), or None when it could not be written."""
     report_error: str | None = None
     """Why the QC page could not be written (the run itself is not affected)."""
+    object_name: str = "Nuclei"
+    """The model's objects, as this run names them (one row per object in ``features/``)."""
 
     @property
     def failed(self) -> int:
         return int((self.images["status"] == STATUS_FAILED).sum())
 
     @property
+    def counts(self) -> dict[str, int]:
+        """How many objects of each set (``Nuclei``, ``Cells``, ``Micronuclei``...) the
+        plate's fields hold."""
+        return {
+            column.removeprefix("Count_"): int(self.images[column].sum())
+            for column in self.images.columns
+            if column.startswith("Count_")
+        }
+
+    @property
     def objects(self) -> int:
-        return int(self.images.filter(like="Count_").sum().sum())
+        """How many of the model's objects (rows of ``features/``) the fields hold."""
+        return self.counts.get(self.object_name, 0)
 
 
 def run_plate(
@@ -160,6 +173,7 @@ def run_plate(
         seconds,
         plan.parameters["scale"],
         plan.parameters.get("measured_diameter"),
+        object_name=plan.object_name,
     )
     write_manifest(
         plan,
@@ -167,6 +181,7 @@ def run_plate(
             "fields": len(images),
             "failed": result.failed,
             "objects": result.objects,
+            "counts": result.counts,
             "computed": len(todo),
             "skipped": skipped,
             "seconds": round(seconds, 2),
@@ -196,7 +211,7 @@ def _prepare_output(plan: PlatePlan, overwrite: bool) -> None:
         old = (read_manifest(out) or {}).get("parameters", {})
         if any(k in old and old[k] != plan.parameters[k] for k in OUTPUT_PARAMETERS):
             # Outputs made with other settings must not mix with these ones.
-            for name in (tables.FEATURES_DIR, tables.STATUS_DIR):
+            for name in (tables.FEATURES_DIR, tables.OBJECTS_DIR, tables.STATUS_DIR):
                 shutil.rmtree(out / name, ignore_errors=True)
             (out / tables.IMAGES_TABLE).unlink(missing_ok=True)
     if Path(plan.model_path).is_absolute() and not Path(plan.model_path).is_file():

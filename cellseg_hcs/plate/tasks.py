@@ -27,7 +27,14 @@ from typing import Any
 
 from ..errors import CellSegError, ModelError
 from ..io import tables
-from ..io.plate import PlateField, labels_provenance, read_field, write_field_labels
+from ..io.plate import (
+    PlateField,
+    labels_provenance,
+    labels_written_with,
+    read_field,
+    remove_field_labels,
+    write_field_labels,
+)
 from ..settings import FieldSettings
 
 log = logging.getLogger(__name__)
@@ -190,10 +197,21 @@ def finish_field(job: FieldJob, predicted: dict[str, Any]) -> dict[str, Any]:
 
         image = predicted["image"]
         started = time.perf_counter()
+        sets = list(result.objects)
+        before = labels_written_with(job.plate_path, field_, result.primary)
         for name, labels in result.objects.items():
             write_field_labels(
-                job.plate_path, field_, name, labels, image, provenance=labels_provenance_of(job)
+                job.plate_path,
+                field_,
+                name,
+                labels,
+                image,
+                provenance=labels_provenance_of(job),
+                written_with=sets,
             )
+        for name in set(before) - set(sets):  # written with the labels just replaced
+            if labels_written_with(job.plate_path, field_, name) == before:
+                remove_field_labels(job.plate_path, field_, name)
         seconds["Seconds_WriteLabels"] = time.perf_counter() - started
 
         metadata = {

@@ -337,6 +337,8 @@ def _distributions_section(distributions: list[str], values: pd.DataFrame) -> st
 def _run_section(run: RunFolder) -> str:
     parameters = run.parameters
     settings = parameters.pop("settings", {}) or {}
+    if settings.get("flips") is None and parameters.get("flips") is not None:
+        settings["flips"] = f"{parameters['flips']} (the model's own)"
     wells = parameters.get("wells")
     if isinstance(wells, list) and len(wells) > 12:
         parameters["wells"] = f"{len(wells)} wells: {', '.join(wells[:6])} ... {wells[-1]}"
