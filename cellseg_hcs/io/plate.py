@@ -321,19 +321,13 @@ def _label_attribute(plate_path, field: PlateField, name: str, key: str, kind: t
 def remove_field_labels(plate_path: str | Path, field: PlateField, name: str) -> None:
     """Remove the field's ``labels/<name>`` and its entry in the labels list."""
     import zarr
-    from ome_zarr.writer import add_metadata
 
     labels_dir = Path(plate_path) / field.path / "labels"
     shutil.rmtree(labels_dir / name, ignore_errors=True)
     group = zarr.open_group(str(labels_dir), mode="a")
     listed = list(ome_attrs(group).get("labels", []))
     if name in listed:
-        zarr_format = group.metadata.zarr_format
-        fmt = ngff_format(zarr_format)
-        metadata: dict[str, Any] = {"labels": [n for n in listed if n != name]}
-        if zarr_format == 3:
-            metadata["version"] = fmt.version
-        add_metadata(group, metadata, fmt=fmt)
+        _set_labels_list(group, [n for n in listed if n != name], group.metadata.zarr_format)
 
 
 def write_field_labels(
@@ -426,13 +420,19 @@ def _drop_channel(transform: dict, keep: list[int]) -> dict:
 def _list_label(labels_dir: Path, name: str, zarr_format: int) -> None:
     """Add ``name`` to the ``labels`` list of the field's labels group (one task owns it)."""
     import zarr
-    from ome_zarr.writer import add_metadata
 
     group = zarr.open_group(str(labels_dir), mode="a", zarr_format=zarr_format)
     listed = list(ome_attrs(group).get("labels", []))
     if name not in listed:
-        fmt = ngff_format(zarr_format)
-        metadata: dict[str, Any] = {"labels": [*listed, name]}
-        if zarr_format == 3:
-            metadata["version"] = fmt.version
-        add_metadata(group, metadata, fmt=fmt)
+        _set_labels_list(group, [*listed, name], zarr_format)
+
+
+def _set_labels_list(group, names: list[str], zarr_format: int) -> None:
+    """Write the ``labels`` list of a field's labels group (NGFF metadata)."""
+    from ome_zarr.writer import add_metadata
+
+    fmt = ngff_format(zarr_format)
+    metadata: dict[str, Any] = {"labels": names}
+    if zarr_format == 3:
+        metadata["version"] = fmt.version
+    add_metadata(group, metadata, fmt=fmt)
