@@ -399,6 +399,12 @@ def train(
             f"the training objects have one class ({settings.classes[0]}); a class head needs "
             "two or more."
         )
+    unknown = sorted(set(settings.class_objects) - set(settings.classes))
+    if unknown:
+        raise InputError(
+            f"class_objects names {', '.join(unknown)}, which the training data has not "
+            f"(its classes: {', '.join(settings.classes) or 'none'})."
+        )
     sampler = PatchSampler(
         dataset, settings.augment, settings.seed, settings.target, settings.classes
     )
@@ -427,9 +433,7 @@ def train(
         info = ModelInfo(architecture="unet", network=network_options)
     info.outputs = ("foreground", settings.target, *(f"class:{c}" for c in settings.classes))
     info.classes = settings.classes
-    info.class_objects = {
-        name: objects for name, objects in settings.class_objects.items() if name in info.classes
-    }
+    info.class_objects = dict(settings.class_objects)
     started_from = info.training
     info.training = {
         "settings": _plain(asdict(settings)),
@@ -622,7 +626,12 @@ def _with_class_head(network: torch.nn.Module, count: int) -> torch.nn.Module:
 
 
 def _dataset_classes(dataset: Sequence[Sample]) -> tuple[str, ...]:
-    """The class names of a dataset's objects, in order of first appearance."""
+    """The class names of a dataset's objects: in the order the dataset declares them
+    (``class_names``: a COCO file's category ids, the order of the class mask folders),
+    else in order of first appearance."""
+    declared = getattr(dataset, "class_names", None)
+    if declared:
+        return tuple(declared)
     names: dict[str, None] = {}
     for sample in dataset:
         for name in (sample.classes or {}).values():

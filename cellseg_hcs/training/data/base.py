@@ -34,3 +34,8 @@ class Subset(Sequence):
 
     def __getitem__(self, index: int) -> Sample:
         return self.dataset[self.indices[index]]
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The whole dataset's classes, in its order (None: it declares none)."""
+        return getattr(self.dataset, "class_names", None)

@@ -98,8 +98,9 @@ class CocoDataset(Sequence):
     """Images in a folder with instance annotations in a COCO JSON file (polygons or RLE).
 
     A file with two or more categories gives every object its category's name as its class
-    (``Sample.classes``), which a model with a class head learns; with one category the
-    objects have no class.
+    (``Sample.classes``), which a model with a class head learns, in the order of the
+    categories' ids (``class_names``); with one category the objects have no class. Crowd
+    annotations (``iscrowd`` 1: a region of many objects, not one) are not objects.
     """
 
     def __init__(self, annotations: str | Path, images: str | Path) -> None:
@@ -114,9 +115,15 @@ class CocoDataset(Sequence):
         self.images = sorted(coco["images"], key=lambda im: im["id"])
         self.annotations: dict[int, list[dict]] = defaultdict(list)
         for annotation in coco["annotations"]:
-            self.annotations[annotation["image_id"]].append(annotation)
+            if not annotation.get("iscrowd"):
+                self.annotations[annotation["image_id"]].append(annotation)
         categories = {c["id"]: c["name"] for c in coco.get("categories", [])}
-        self.categories = categories if len(categories) > 1 else {}
+        self.categories = dict(sorted(categories.items())) if len(categories) > 1 else {}
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The categories' names in the order of their ids (None: one category, no classes)."""
+        return tuple(dict.fromkeys(self.categories.values())) or None
 
     def __len__(self) -> int:
         return len(self.images)
