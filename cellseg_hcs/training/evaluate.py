@@ -29,8 +29,10 @@ def evaluate_model(
     ``maps`` may hold already predicted maps (one per sample) to score other
     post-processing ``settings`` without running the network again; ``predict_options``
     the ``backend`` and ``device`` the network runs on (default: the automatic choice). A model
-    with classes is scored on its own objects (``Nuclei``) against the samples' labels;
-    where the samples have classes too, per-class metrics are added (:class:`ClassScores`).
+    with classes is scored on its own objects (``Nuclei``) against the samples' labels (where
+    the samples have classes, only the true objects of the classes that are the model's own
+    objects: a true micronucleus is not a missed nucleus); per-class metrics are then added
+    (:class:`ClassScores`), every sample counted, those with no true object too.
     """
     scores = InstanceScores()
     per_class = None
@@ -45,13 +47,14 @@ def evaluate_model(
         )
         prepared = model.prepare(sample.image)
         labels = model.labels_from_maps(field_maps, prepared, **settings)
-        if per_class is not None and sample.classes:
+        own = own_objects(sample, model.info)
+        if per_class is not None:
             info = model.info
             decoded = decode_objects(field_maps, prepared, info, {info.object_name: settings})
-            per_class.add(sample.labels, sample.classes, decoded)
+            per_class.add(sample.labels, sample.classes or {}, decoded)
         object_scores = _object_scores(labels, field_maps[0])
-        scores.add(sample.labels, labels, object_scores)
-        truth, pred = sample.labels > 0, labels > 0
+        scores.add(own, labels, object_scores)
+        truth, pred = own > 0, labels > 0
         tp += int(np.count_nonzero(truth & pred))
         fp += int(np.count_nonzero(pred & ~truth))
         fn += int(np.count_nonzero(truth & ~pred))
@@ -62,6 +65,27 @@ def evaluate_model(
     return out
 
 
+def own_objects(sample: Sample, info) -> np.ndarray:
+    """A sample's true objects that a model's own objects are scored against: all of them,
+    or, where the sample has classes, those of the classes the model does not decode as
+    an object set of their own (``ModelInfo.class_objects``).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> info = SimpleNamespace(object_name="Nuclei", class_objects={"mn": "Micronuclei"})
+    >>> sample = Sample(np.zeros((1, 3)), np.array([[1, 2, 0]]), classes={1: "n", 2: "mn"})
+    >>> own_objects(sample, info)
+    array([[1, 0, 0]])
+    """
+    routed = {c for c, objects in info.class_objects.items() if objects != info.object_name}
+    labels = np.asarray(sample.labels)
+    if not sample.classes or not routed:
+        return labels
+    others = [number for number, name in sample.classes.items() if name in routed]
+    return np.where(np.isin(labels, others), 0, labels)
+
+
 class ClassScores:
     """Per-class instance metrics of a model with classes, pooled over images.
 
@@ -69,6 +93,9 @@ class ClassScores:
     objects of every object set whose most probable class it is (``<class>_f1``,
     ``<class>_precision``, ``<class>_recall``, ``<class>_ap``); ``class_accuracy`` is the
     share of true objects matched at IoU 0.5 (whatever the class) that got their true class.
+    A class with neither true nor predicted objects scores 1, as :class:`InstanceScores`
+    scores an empty image (nothing missed, nothing wrong); ``<class>_n_true`` and
+    ``<class>_n_pred`` say so.
     """
 
     def __init__(self, classes: Sequence[str]) -> None:

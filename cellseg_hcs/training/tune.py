@@ -11,7 +11,7 @@ import numpy as np
 from ..field.classes import object_foreground
 from ..field.postprocess import PostprocessSettings, drop_objects, merge_alike, split_objects
 from .data.base import Sample
-from .evaluate import evaluate_model
+from .evaluate import evaluate_model, own_objects
 from .metrics import InstanceScores, match_instances
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
@@ -60,6 +60,7 @@ def tune_postprocess(
     inputs = [model.prepare(sample.image) for sample in validation]
     # A model with classes: its own objects' foreground (the others are decoded apart).
     foregrounds = [object_foreground(m, model.info) for m in maps]
+    truths = [own_objects(sample, model.info) for sample in validation]  # not micronuclei
     best = None
     for fg, (order, seeds) in product(foreground, enumerate(seed_choices(seed, peak))):
         split = replace(base, foreground_threshold=fg, **seeds)
@@ -76,8 +77,8 @@ def tune_postprocess(
                 settings = replace(merged, min_size_fraction=fraction, min_score=score)
                 scores = InstanceScores(
                     matches=[
-                        match_instances(sample.labels, drop_objects(field_objects, f, settings))
-                        for sample, f, field_objects in zip(validation, foregrounds, joined)
+                        match_instances(truth, drop_objects(field_objects, f, settings))
+                        for truth, f, field_objects in zip(truths, foregrounds, joined)
                     ]
                 ).matching_summary()
                 key = (
