@@ -156,7 +156,14 @@ def class_logits(logits: torch.Tensor) -> torch.Tensor:
     if count == 2:  # the other class alone: no log-sum-exp in the exported graph
         return logits - logits.flip(1)
     others = [
-        torch.logsumexp(torch.cat([logits[:, :k], logits[:, k + 1 :]], dim=1), dim=1, keepdim=True)
-        for k in range(count)
+        _logsumexp(torch.cat([logits[:, :k], logits[:, k + 1 :]], dim=1)) for k in range(count)
     ]
     return logits - torch.cat(others, dim=1)
+
+
+def _logsumexp(values: torch.Tensor) -> torch.Tensor:
+    """``log(sum(exp(values), dim=1))`` with the largest value taken out first, written out
+    so the exported graph is stable in every runtime (a fused ReduceLogSumExp may not be,
+    in half precision: exp(12) is already beyond float16)."""
+    largest = values.amax(dim=1, keepdim=True).detach()
+    return largest + torch.log(torch.exp(values - largest).sum(dim=1, keepdim=True))
