@@ -319,3 +319,218 @@ def test_the_train_command_names_a_malformed_class_option():
         main, ["train", "--images", ".", "--out", "m.safetensors", "--class-masks", "big"]
     )
     assert result.exit_code != 0 and "--class-masks takes NAME=VALUE" in result.output
+
+
+def test_a_coco_crowd_annotation_is_not_an_object(tmp_path):
+    image, labels, classes = _two_kinds(0)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    coco = labels_to_coco({"a.tif": labels}, classes={"a.tif": classes})
+    crowd = dict(coco["annotations"][0], id=99, iscrowd=1)  # a region of many, not one
+    coco["annotations"].append(crowd)
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    sample = CocoDataset(tmp_path / "a.json", tmp_path)[0]
+    assert sample.labels.max() == 5 and len(sample.classes) == 5
+
+
+def test_classes_keep_the_order_of_the_coco_category_ids(tmp_path):
+    image, labels, classes = _two_kinds(0)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    coco = labels_to_coco({"a.tif": labels}, classes={"a.tif": classes})
+    ids = {"big": 12, "small": 5}  # not 1..K, and "small" first by id
+    for category in coco["categories"]:
+        old, category["id"] = category["id"], ids[category["name"]]
+        for annotation in coco["annotations"]:
+            if annotation["category_id"] == old:
+                annotation["category_id"] = -category["id"]
+    for annotation in coco["annotations"]:
+        annotation["category_id"] = -annotation["category_id"]
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    data = CocoDataset(tmp_path / "a.json", tmp_path)
+    assert data.class_names == ("small", "big")
+    assert data[0].classes == classes
+
+
+def test_a_class_model_learns_its_classes_in_the_order_of_the_class_folders(tmp_path):
+    """The first image has no object of the first class: the order is still the folders'."""
+    image, labels, classes = _two_kinds(0)
+    big = np.where(np.isin(labels, [k for k, v in classes.items() if v == "big"]), labels, 0)
+    folders = {"a": (np.zeros_like(big), labels - big), "b": (big, 0 * big)}
+    for name, (big_ones, small_ones) in folders.items():
+        _write(tmp_path / "images", name, image)
+        _write(tmp_path / "big", name, big_ones.astype(np.uint16))
+        _write(tmp_path / "small", name, small_ones.astype(np.uint16))
+    data = ClassMaskFolders(
+        tmp_path / "images", {"big": tmp_path / "big", "small": tmp_path / "small"}
+    )
+    assert set(data[0].classes.values()) == {"small"}
+    model = cs.train(
+        data,
+        epochs=1,
+        steps_per_epoch=1,
+        batch_size=2,
+        width=4,
+        depth=3,
+        progress=False,
+        augment=cs.training.augment.AugmentSettings(patch_size=64),
+    )
+    assert model.info.classes == ("big", "small")
+
+
+def test_a_per_object_class_csv_gives_the_objects_of_a_mask_folder_their_classes(tmp_path):
+    from cellseg_hcs.training.data import ImageMaskFolder, ObjectClassCsv
+
+    image, labels, classes = _two_kinds(0)
+    _write(tmp_path / "images", "a", image)
+    _write(tmp_path / "masks", "a", labels.astype(np.uint16))
+    rows = ["image,object,class"] + [f"a,{k},{v}" for k, v in sorted(classes.items())]
+    (tmp_path / "classes.csv").write_text("\n".join(rows) + "\n")
+    folder = ImageMaskFolder(tmp_path / "images", tmp_path / "masks")
+    data = ObjectClassCsv(folder, tmp_path / "classes.csv")
+    assert data.class_names == ("big", "small") and data[0].classes == classes
+    (tmp_path / "typo.csv").write_text("image,object,class\nb,1,big\n")
+    with pytest.raises(cs.errors.InputError, match="image 'b' is not among the training"):
+        ObjectClassCsv(folder, tmp_path / "typo.csv")
+    (tmp_path / "absent.csv").write_text("image,object,class\na,9,big\na,1,small\n")
+    with pytest.raises(cs.errors.InputError, match="has no object 9 in its mask"):
+        ObjectClassCsv(folder, tmp_path / "absent.csv")[0]
+
+
+def test_the_train_command_learns_classes_from_a_class_csv(tmp_path):
+    from click.testing import CliRunner
+
+    from cellseg_hcs.cli import main
+
+    image, labels, classes = _two_kinds(0)
+    _write(tmp_path / "images", "a", image)
+    _write(tmp_path / "masks", "a", labels.astype(np.uint16))
+    rows = ["image,object,class"] + [f"a,{k},{v}" for k, v in sorted(classes.items())]
+    (tmp_path / "classes.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "model.safetensors"
+    result = CliRunner().invoke(
+        main,
+        [
+            "train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
+            "--class-csv", str(tmp_path / "classes.csv"), "--out", str(out),
+            "--epochs", "1", "--steps", "1", "--width", "4", "--depth", "3",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_model(out).info.classes == ("big", "small")
+
+
+def test_the_sartorius_csv_gives_each_object_its_cell_type(tmp_path):
+    from cellseg_hcs.training.data import RleCsv, rle_encode
+
+    image, labels, classes = _two_kinds(0)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    rows = ["id,annotation,cell_type"]
+    for number, name in sorted(classes.items()):
+        rows.append(f"a,{rle_encode(labels == number)},{name}")
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    data = RleCsv(tmp_path / "train.csv", tmp_path)
+    assert data.class_names == ("big", "small") and data[0].classes == classes
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--class-masks", "a=x", "--class-masks", "a=y"], "--class-masks names 'a' twice"),
+        (["--class-csv", "c.csv"], "--class-csv names the objects of --masks"),
+    ],
+)
+def test_the_train_command_refuses_ambiguous_class_options(options, said):
+    from click.testing import CliRunner
+
+    from cellseg_hcs.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--images", ".", "--out", "m.st", *options])
+    assert result.exit_code != 0 and said in result.output
+
+
+def test_routing_a_class_the_data_has_not_is_refused():
+    image, labels, classes = _two_kinds(0)
+    sample = Sample(image, labels, "a", classes)
+    with pytest.raises(cs.errors.InputError, match="class_objects names smal, which"):
+        cs.train([sample], epochs=1, steps_per_epoch=1, progress=False, class_objects={"smal": "S"})
+
+
+def test_a_class_models_own_objects_are_scored_without_the_objects_routed_elsewhere():
+    """A true micronucleus is not a missed nucleus; a false object on an image with no true
+    objects counts against its class."""
+    from cellseg_hcs.training.evaluate import evaluate_model
+
+    image, labels, classes = _two_kinds(0)
+    maps = np.zeros((4, *labels.shape), np.float32)
+    maps[0] = labels > 0
+    for number in range(1, 6):
+        ys, xs = np.nonzero(labels == number)
+        distance = np.hypot(ys - ys.mean(), xs - xs.mean())
+        maps[1][ys, xs] = 1 - distance / (distance.max() + 1)
+    small = np.isin(labels, [k for k, v in classes.items() if v == "small"])
+    maps[3], maps[2] = small, 1 - small
+    model = class_model(
+        object_name="Objects",
+        class_objects={"micronucleus": "Specks"},
+        postprocess={"min_size": 10, "min_score": 0.0, "merge_height": 0.0},
+        object_postprocess={"Specks": {"min_size": 10}},
+    )
+    named = {k: {"big": "nucleus", "small": "micronucleus"}[v] for k, v in classes.items()}
+    empty = Sample(image, np.zeros_like(labels), "empty", None)
+    scores = evaluate_model(model, [Sample(image, labels, "a", named), empty], maps=[maps, maps])
+    assert scores["recall"] == 1.0 and scores["n_true"] == 3  # the 3 big ones only
+    assert scores["micronucleus_n_true"] == 2 and scores["micronucleus_n_pred"] == 4
+
+
+def test_a_three_class_head_exports_a_log_sum_exp_stable_for_large_logits(tmp_path):
+    """Written out with the largest logit taken out first (no fused ReduceLogSumExp): the
+    exported graph gives the softmax in any runtime, for logits far beyond exp's range."""
+    import onnx
+
+    torch.manual_seed(0)
+    options = dict(CLASS_OPTIONS, out_channels=5, classes=3)
+    network = UNet(**options)
+    with torch.no_grad():
+        network.head.weight.mul_(400)  # logits in the hundreds
+    model = Model(
+        network,
+        ModelInfo(
+            network=options,
+            outputs=("foreground", "centre", "class:a", "class:b", "class:c"),
+            classes=("a", "b", "c"),
+        ),
+    )
+    path = export_model(model, tmp_path / "three.onnx")
+    operators = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "ReduceLogSumExp" not in operators
+    batch = np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32)
+    (probabilities,) = ort.InferenceSession(str(path)).run(None, {"image": batch})
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities[:, 2:].sum(1), 1.0, atol=1e-5)
+
+
+def test_the_train_command_prints_per_class_metrics_of_a_coco_validation_set(tmp_path):
+    from click.testing import CliRunner
+
+    from cellseg_hcs.cli import main
+
+    for split, seeds in (("train", (0, 1)), ("val", (2,))):
+        images, labels, classes = {}, {}, {}
+        (tmp_path / split).mkdir()
+        for seed in seeds:
+            name = f"field{seed}.tif"
+            images[name], labels[name], classes[name] = _two_kinds(seed)
+            tifffile.imwrite(tmp_path / split / name, images[name])
+        coco = labels_to_coco(labels, classes=classes)
+        (tmp_path / f"{split}.json").write_text(json.dumps(coco))
+    result = CliRunner().invoke(
+        main,
+        [
+            "train", "--images", str(tmp_path / "train"), "--coco", str(tmp_path / "train.json"),
+            "--val-images", str(tmp_path / "val"), "--val-coco", str(tmp_path / "val.json"),
+            "--out", str(tmp_path / "m.safetensors"),
+            "--epochs", "1", "--steps", "1", "--width", "4", "--depth", "3",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "class big: F1 " in result.output and "(3 true objects)" in result.output
+    assert "class small: F1 " in result.output and "(2 true objects)" in result.output

@@ -108,6 +108,13 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
     type=click.Path(path_type=Path),
     help="Validation masks (without them, --val-images is a Cellpose folder).",
 )
+@click.option(
+    "--val-coco",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Validation annotations in a COCO file of the images in --val-images (instead of "
+    "--val-masks); with its categories, the model's per-class metrics are printed.",
+)
 @click.option("--pattern", default="*", show_default=True, help="Glob of training image names.")
 @click.option("--epochs", default=50, show_default=True, help="Epochs (of --steps batches).")
 @click.option("--steps", default=100, show_default=True, help="Batches per epoch.")
@@ -158,6 +165,14 @@ def segment(images: tuple[Path, ...], out: Path, progress: bool, **arguments) ->
     "nucleus=nuclei/ --class-masks micronucleus=micronuclei/): trains a class head.",
 )
 @click.option(
+    "--class-csv",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --masks: a CSV of each object's class (columns image, object, class: the "
+    "image file's name without suffix, the object's id in its mask, its class name); "
+    "trains a class head.",
+)
+@click.option(
     "--class-objects",
     multiple=True,
     metavar="CLASS=OBJECTS",
@@ -185,6 +200,7 @@ def train(
     out: Path,
     val_images: Path | None,
     val_masks: Path | None,
+    val_coco: Path | None,
     pattern: str,
     epochs: int,
     steps: int,
@@ -198,6 +214,7 @@ def train(
     target: str,
     coco: Path | None,
     class_masks: tuple[str, ...],
+    class_csv: Path | None,
     class_objects: tuple[str, ...],
     device: str,
     loaders: int,
@@ -218,7 +235,9 @@ def train(
     from ..training.tune import tune_postprocess
 
     training_device(device)  # a device that cannot train here is said before data is read
-    if masks and bool(val_images) != bool(val_masks):
+    if val_coco and (val_masks or not val_images):
+        raise SettingError("--val-coco annotates --val-images; give it instead of --val-masks.")
+    if masks and not val_coco and bool(val_images) != bool(val_masks):
         raise SettingError("give both --val-images and --val-masks, or neither.")
     if not masks and val_masks:
         raise SettingError(
@@ -226,6 +245,8 @@ def train(
         )
     if sum(bool(x) for x in (masks, coco, class_masks)) > 1:
         raise SettingError("give one of --masks, --coco and --class-masks.")
+    if class_csv and not masks:
+        raise SettingError("--class-csv names the objects of --masks; give --masks too.")
     if coco:
         training = data.CocoDataset(coco, images)
     elif class_masks:
@@ -234,8 +255,12 @@ def train(
         )
     else:
         training = data.training_folder(images, masks, pattern=pattern)
+        if class_csv:
+            training = data.ObjectClassCsv(training, class_csv)
     validation = None
-    if val_images:
+    if val_coco:
+        validation = data.CocoDataset(val_coco, val_images)
+    elif val_images:
         validation = data.training_folder(val_images, val_masks)
     model = run_training(
         training,
@@ -260,7 +285,17 @@ def train(
         best = tune_postprocess(model, validation)
         model.info.postprocess.update(best["settings"])
         model.save(out)
-        click.echo(f"validation F1 {best['scores']['f1']:.3f}, AP {best['scores']['ap']:.3f}")
+        scores = best["scores"]
+        click.echo(f"validation F1 {scores['f1']:.3f}, AP {scores['ap']:.3f}")
+        for name in model.info.classes:
+            if f"{name}_f1" in scores:
+                click.echo(
+                    f"  class {name}: F1 {scores[f'{name}_f1']:.3f}, precision "
+                    f"{scores[f'{name}_precision']:.3f}, recall {scores[f'{name}_recall']:.3f} "
+                    f"({scores[f'{name}_n_true']:.0f} true objects)"
+                )
+        if "class_accuracy" in scores:
+            click.echo(f"  right class of matched objects: {scores['class_accuracy']:.3f}")
     click.echo(f"model written to {out}")
 
 
@@ -336,5 +371,7 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
         key, sign, rest = value.partition("=")
         if not sign or not key or not rest:
             raise SettingError(f"{option} takes NAME=VALUE, not {value!r}.")
+        if key in pairs:
+            raise SettingError(f"{option} names {key!r} twice; give each name once.")
         pairs[key] = rest
     return pairs

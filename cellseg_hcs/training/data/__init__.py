@@ -8,6 +8,7 @@ from .base import Sample, Subset
 from .cellpose import CELL_MODEL_CHANNELS, CellposeFolder, cell_model_planes, training_folder
 from .coco import CocoDataset, labels_to_coco
 from .folders import ClassMaskFolders, ImageMaskFolder, ObjectMaskFolders
+from .object_classes import ObjectClassCsv
 from .rle import RleCsv, rle_decode, rle_encode
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ClassMaskFolders",
     "CocoDataset",
     "ImageMaskFolder",
+    "ObjectClassCsv",
     "ObjectMaskFolders",
     "RleCsv",
     "Sample",

@@ -48,22 +48,32 @@ class RleCsv(Sequence):
     """A CSV of one object per row (Kaggle Sartorius layout) with the images in a folder.
 
     Columns: ``id`` (the image file's stem) and ``annotation`` (RLE); ``height`` and
-    ``width`` are used when present, else the image's shape.
+    ``width`` are used when present, else the image's shape. A ``class_column``
+    (``cell_type`` in the Sartorius file) with two or more values gives every object its
+    class (``Sample.classes``), in the order the values first appear (``class_names``).
     """
 
-    def __init__(self, csv_file: str | Path, images: str | Path) -> None:
+    def __init__(
+        self, csv_file: str | Path, images: str | Path, class_column: str | None = "cell_type"
+    ) -> None:
         self.csv_file = Path(csv_file)
         self.images_dir = Path(images)
         if not self.csv_file.is_file():
             raise InputError(f"{self.csv_file}: no such CSV file.")
         self.objects: dict[str, list[str]] = defaultdict(list)
+        self.object_classes: dict[str, list[str]] = defaultdict(list)
         with self.csv_file.open(newline="") as handle:
             reader = csv.DictReader(handle)
             missing = {"id", "annotation"} - set(reader.fieldnames or [])
             if missing:
                 raise InputError(f"{self.csv_file}: missing column(s) {sorted(missing)}.")
+            has_classes = class_column in (reader.fieldnames or [])
             for row in reader:
                 self.objects[row["id"]].append(row["annotation"])
+                if has_classes:
+                    self.object_classes[row["id"]].append(row[class_column])
+        names = tuple(dict.fromkeys(n for per in self.object_classes.values() for n in per))
+        self.class_names = names if len(names) > 1 else None
         self.ids = sorted(self.objects)
         files = {p.stem: p for p in self.images_dir.iterdir()} if self.images_dir.is_dir() else {}
         missing_images = [i for i in self.ids if i not in files]
@@ -80,4 +90,7 @@ class RleCsv(Sequence):
         labels = np.zeros(image.shape[:2], dtype=np.int32)
         for number, rle in enumerate(self.objects[image_id], start=1):
             labels[rle_decode(rle, labels.shape) & (labels == 0)] = number
-        return Sample(image, labels, image_id)
+        classes = None
+        if self.class_names:
+            classes = dict(enumerate(self.object_classes[image_id], start=1))
+        return Sample(image, labels, image_id, classes)
