@@ -439,3 +439,14 @@ def test_cells_and_cytoplasm_come_back_beside_the_nuclei(client, image):
     np.testing.assert_array_equal(served["cells_parents"], np.arange(1, served["cells"].max() + 1))
     assert served["cells"].max() == served["labels"].max() > 0
     assert np.all(served["cells"][served["labels"] > 0] == served["labels"][served["labels"] > 0])
+
+
+def test_a_field_with_no_cells_comes_back_with_empty_parent_lists(client, image):
+    """An empty list of parents travels (a field without micronuclei or cells)."""
+    blank = np.zeros_like(image)
+    served = client.segment(
+        np.stack([blank, blank]), channel=0, cells={"channel": 1, "method": "distance"}
+    )
+    assert served["labels"].max() == 0
+    assert served["cells_parents"].shape == (0,) and served["cytoplasm_parents"].shape == (0,)
+    assert_still_serving(client, image)

@@ -94,7 +94,9 @@ class Client:
 
     def segment(self, image: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
         """Labels (and ``probabilities`` if asked for) for one image; options as
-        :class:`~cellseg_hcs.settings.FieldSettings`."""
+        :class:`~cellseg_hcs.settings.FieldSettings`. A model with more object sets adds
+        their labels and each of their objects' parent among the model's own
+        (``micronuclei`` and ``micronuclei_parents``; ``cells`` and ``cells_parents``)."""
         return self.request("segment", options, {"image": np.asarray(image)})[1]
 
     def info(self, model: str | None = None) -> dict[str, Any]:

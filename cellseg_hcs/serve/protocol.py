@@ -93,10 +93,11 @@ def array_specs(header: dict[str, Any], max_bytes: int) -> list[tuple[str, np.dt
             raise ProtocolError("an array description lacks name, dtype or shape.") from exc
         if dtype not in ARRAY_DTYPES:
             raise ProtocolError(f"array {name!r} has unsupported dtype {dtype!r}.")
-        if (
+        smallest = 0 if isinstance(shape, list) and len(shape) == 1 else 1  # a list of
+        if (  # parents may be empty (a field without micronuclei); an image may not
             not isinstance(shape, list)
             or not 1 <= len(shape) <= 4
-            or not all(isinstance(n, int) and 0 < n < 2**31 for n in shape)
+            or not all(isinstance(n, int) and smallest <= n < 2**31 for n in shape)
         ):
             raise ProtocolError(f"array {name!r} has an invalid shape {shape!r}.")
         total += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
