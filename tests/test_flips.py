@@ -134,3 +134,13 @@ def test_the_python_api_takes_flips_like_any_other_setting(mnfinder_dir):
     assert pipeline.runtime.flips == 2
     assert pipeline.run(image).labels.max() > 10
     assert settings.replace(flips=8).flips == 8
+
+
+def test_model_segment_takes_flips_and_the_other_field_settings_as_keywords(mnfinder_dir):
+    image = tifffile.imread(sorted((mnfinder_dir / "images").glob("*.tif"))[0])
+    model = cs.load_model("nuclei")
+    expected = model.pipeline(FieldSettings(flips=2, tile_size=256)).run(image).labels
+    labels = model.segment(image, flips=2, tile_size=256, min_score=0.9)
+    np.testing.assert_array_equal(labels, expected)
+    with pytest.raises(SettingError, match="flips 3 must be one of 1, 2, 4, 8."):
+        model.segment(image, flips=3)

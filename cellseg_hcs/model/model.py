@@ -316,23 +316,38 @@ class Model:
         diameter: float | str | None = "auto",
         **settings: Any,
     ) -> np.ndarray:
-        """Instance labels (uint16, or uint32 beyond 65535 objects; 0 = background).
+        """The model's own objects as instance labels (uint16, or uint32 beyond 65535
+        objects; 0 = background).
 
         ``diameter``: the objects' typical diameter in pixels, when far from the model's
         ``working_diameter`` (very small or very large nuclei), or to trade a little accuracy
         for speed on large ones; ``"auto"`` (the default) measures it from a first pass and
         runs the network again at the right scale only when it is far off; None keeps the
-        image's own scale. ``settings`` override the post-processing thresholds.
-        The field recipe is :class:`cellseg_hcs.field.pipeline.FieldPipeline`'s.
+        image's own scale. ``settings``: any other :class:`~cellseg_hcs.settings.FieldSettings`
+        field (``flips=1``, ``tile_size=512``, ``precision="fp16"``...) or post-processing
+        thresholds (``min_score=0.8``).
+
+        A model with more object sets (``micronuclei``) gives here its nuclei only; every
+        set, and each micronucleus' parent, come from the field recipe,
+        :class:`cellseg_hcs.field.pipeline.FieldPipeline`:
+
+        >>> result = model.pipeline(FieldSettings()).run(image)  # doctest: +SKIP
+        >>> result.objects["Micronuclei"], result.parents[("Micronuclei", "Nuclei")]
+        ... # doctest: +SKIP
         """
+        from dataclasses import fields
+
         from ..settings import FieldSettings
 
+        known = {f.name for f in fields(FieldSettings)} - {"postprocess"}
+        options = {name: settings.pop(name) for name in list(settings) if name in known}
         field_settings = FieldSettings(
             channel=() if channel is None else channel,
             backend=backend,
             device=device,
             diameter=diameter,
             postprocess=settings,
+            **options,
         )
         return self.pipeline(field_settings).run(image, channel_names).labels
 
