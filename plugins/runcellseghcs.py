@@ -424,6 +424,16 @@ class RunCellSegHCS(ImageSegmentation):
                 columns.append((parent, f"Children_{name}_Count", "integer"))
         return columns
 
+    def get_object_relationships(self, pipeline):
+        """Each extra object set's parent relationships, recorded every cycle."""
+        from cellprofiler_core.constants.measurement import MCA_AVAILABLE_EACH_CYCLE
+
+        return [
+            ("Parent", parent, name, MCA_AVAILABLE_EACH_CYCLE)
+            for name, _, parents in self.extra_objects()
+            for parent in parents
+        ]
+
     def get_categories(self, pipeline, object_name):
         categories = list(super().get_categories(pipeline, object_name))
         for name, _, parents in self.extra_objects():
@@ -516,6 +526,14 @@ class RunCellSegHCS(ImageSegmentation):
                 workspace.measurements.add_measurement(
                     parent, f"Children_{name}_Count", counts[: objects.count]
                 )
+                # the relationship itself, as IdentifySecondaryObjects records it (exports
+                # and RelateObjects read it): parent of each child that has one
+                children = numpy.flatnonzero(numbers > 0) + 1
+                images = numpy.full(children.size, workspace.measurements.image_set_number)
+                workspace.measurements.add_relate_measurement(
+                    self.module_num, "Parent", parent, name, images, numbers[numbers > 0],
+                    images, children,
+                )  # fmt: skip
         if self.save_probabilities.value:
             probability = Image(result["probabilities"], parent_image=image, convert=False)
             workspace.image_set.add(self.probability_image_name.value, probability)

@@ -379,6 +379,23 @@ def micronuclei_in_process(pipeline_file: str, dna_file: str) -> dict:
             module.y_name.value, "Children_Micronuclei_Count"
         ).tolist()
         report["image_count"] = float(measurements.get_measurement("Image", "Count_Micronuclei"))
+        report["relationships_declared"] = [
+            list(item[:3]) for item in module.get_object_relationships(pipeline)
+        ]
+        report["relationships"] = []
+        for group in measurements.get_relationship_groups():
+            related = measurements.get_relationships(
+                group.module_number, group.relationship, group.object_name1, group.object_name2
+            )
+            report["relationships"].append(
+                [
+                    group.relationship,
+                    group.object_name1,
+                    group.object_name2,
+                    related["ObjectNumber_First"].tolist(),
+                    related["ObjectNumber_Second"].tolist(),
+                ]
+            )
         columns = module.get_measurement_columns(pipeline)
         report["columns_declared"] = sorted(
             f"{obj}|{name}" for obj, name, _ in columns if "Micronuclei" in f"{obj}|{name}"

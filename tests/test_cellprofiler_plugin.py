@@ -302,6 +302,10 @@ def test_the_module_outputs_micronuclei_with_their_parent_nuclei(headless_report
     assert found["image_count"] == 3
     assert "Micronuclei|Parent_Nuclei" in found["columns_declared"]
     assert "Nuclei|Children_Micronuclei_Count" in found["columns_declared"]
+    # the relationship itself, as IdentifySecondaryObjects records it: nucleus 1 is the
+    # parent of micronuclei 1 and 2; the third has no parent and no relationship
+    assert found["relationships_declared"] == [["Parent", "Nuclei", "Micronuclei"]]
+    assert found["relationships"] == [["Parent", "Nuclei", "Micronuclei", [1, 1], [1, 2]]]
 
 
 def test_a_model_without_micronuclei_says_so_when_they_are_asked_for(headless_report):
