@@ -115,22 +115,25 @@ class SegmentServer(socketserver.ThreadingTCPServer):
         # cap them, and give each client HEADER_SECONDS in all to send its header, so slow
         # or silent clients cannot tie the server up.
         self._open_connections = threading.BoundedSemaphore(MAX_OPEN_CONNECTIONS)
+        self._held: dict[int, threading.BoundedSemaphore] = {}  # by request: what it took
         super().__init__((host, port), _RequestHandler)
 
     def process_request(self, request, client_address) -> None:
-        if not self._open_connections.acquire(blocking=False):
+        slots = self._open_connections
+        if not slots.acquire(blocking=False):
             log.info(
                 "refused %s: %d connections already open", client_address, MAX_OPEN_CONNECTIONS
             )
             self.shutdown_request(request)
             return
+        self._held[id(request)] = slots
         super().process_request(request, client_address)
 
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
-        finally:
-            self._open_connections.release()
+        finally:  # the semaphore this connection took, even if the cap was changed since
+            self._held.pop(id(request), self._open_connections).release()
 
     @property
     def host(self) -> str:
