@@ -215,6 +215,20 @@ def _two_kinds(seed: int) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     return image, labels, classes
 
 
+def tiny_training(data, steps: int) -> Model:
+    """A few steps of a tiny class model: what it learns is not the point, its classes are."""
+    return cs.train(
+        data,
+        epochs=1,
+        steps_per_epoch=steps,
+        batch_size=2,
+        width=4,
+        depth=3,
+        progress=False,
+        augment=cs.training.augment.AugmentSettings(patch_size=64),
+    )
+
+
 def test_a_coco_file_with_two_categories_trains_a_class_head_with_per_class_metrics(tmp_path):
     images, labels, classes = {}, {}, {}
     for seed in range(3):
@@ -227,16 +241,7 @@ def test_a_coco_file_with_two_categories_trains_a_class_head_with_per_class_metr
     assert [c["name"] for c in coco["categories"]] == ["big", "small"]
     assert set(data[0].classes.values()) == {"big", "small"}
 
-    model = cs.train(
-        data,
-        epochs=1,
-        steps_per_epoch=2,
-        batch_size=2,
-        width=4,
-        depth=3,
-        progress=False,
-        augment=cs.training.augment.AugmentSettings(patch_size=64),
-    )
+    model = tiny_training(data, steps=2)
     assert model.info.classes == ("big", "small")
     assert model.info.outputs[2:] == ("class:big", "class:small")
     scores = cs.training.evaluate.evaluate_model(model, data)
@@ -363,17 +368,7 @@ def test_a_class_model_learns_its_classes_in_the_order_of_the_class_folders(tmp_
         tmp_path / "images", {"big": tmp_path / "big", "small": tmp_path / "small"}
     )
     assert set(data[0].classes.values()) == {"small"}
-    model = cs.train(
-        data,
-        epochs=1,
-        steps_per_epoch=1,
-        batch_size=2,
-        width=4,
-        depth=3,
-        progress=False,
-        augment=cs.training.augment.AugmentSettings(patch_size=64),
-    )
-    assert model.info.classes == ("big", "small")
+    assert tiny_training(data, steps=1).info.classes == ("big", "small")
 
 
 def test_a_per_object_class_csv_gives_the_objects_of_a_mask_folder_their_classes(tmp_path):
