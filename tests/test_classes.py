@@ -371,14 +371,21 @@ def test_a_class_model_learns_its_classes_in_the_order_of_the_class_folders(tmp_
     assert tiny_training(data, steps=1).info.classes == ("big", "small")
 
 
+def mask_folder_with_a_class_csv(folder) -> dict[int, str]:
+    """One image in ``images/``, its mask in ``masks/``, its objects' classes in
+    ``classes.csv``; returns the classes."""
+    image, labels, classes = _two_kinds(0)
+    _write(folder / "images", "a", image)
+    _write(folder / "masks", "a", labels.astype(np.uint16))
+    rows = ["image,object,class"] + [f"a,{k},{v}" for k, v in sorted(classes.items())]
+    (folder / "classes.csv").write_text("\n".join(rows) + "\n")
+    return classes
+
+
 def test_a_per_object_class_csv_gives_the_objects_of_a_mask_folder_their_classes(tmp_path):
     from cellseg_hcs.training.data import ImageMaskFolder, ObjectClassCsv
 
-    image, labels, classes = _two_kinds(0)
-    _write(tmp_path / "images", "a", image)
-    _write(tmp_path / "masks", "a", labels.astype(np.uint16))
-    rows = ["image,object,class"] + [f"a,{k},{v}" for k, v in sorted(classes.items())]
-    (tmp_path / "classes.csv").write_text("\n".join(rows) + "\n")
+    classes = mask_folder_with_a_class_csv(tmp_path)
     folder = ImageMaskFolder(tmp_path / "images", tmp_path / "masks")
     data = ObjectClassCsv(folder, tmp_path / "classes.csv")
     assert data.class_names == ("big", "small") and data[0].classes == classes
@@ -395,11 +402,7 @@ def test_the_train_command_learns_classes_from_a_class_csv(tmp_path):
 
     from cellseg_hcs.cli import main
 
-    image, labels, classes = _two_kinds(0)
-    _write(tmp_path / "images", "a", image)
-    _write(tmp_path / "masks", "a", labels.astype(np.uint16))
-    rows = ["image,object,class"] + [f"a,{k},{v}" for k, v in sorted(classes.items())]
-    (tmp_path / "classes.csv").write_text("\n".join(rows) + "\n")
+    mask_folder_with_a_class_csv(tmp_path)
     out = tmp_path / "model.safetensors"
     result = CliRunner().invoke(
         main,
