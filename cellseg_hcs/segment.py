@@ -91,8 +91,11 @@ def parent_map(labels: np.ndarray, parents: np.ndarray) -> np.ndarray:
     >>> parent_map(np.array([[1, 0, 2, 2]], np.uint16), np.array([7, 0]))
     array([[7, 0, 0, 0]], dtype=uint16)
     """
-    lookup = np.zeros(int(labels.max()) + 1, dtype=labels.dtype)
-    lookup[1 : 1 + len(parents)] = np.asarray(parents)[: len(lookup) - 1]
+    from .field.postprocess import label_dtype
+
+    parents = np.asarray(parents, dtype=np.int64)
+    lookup = np.zeros(int(labels.max()) + 1, dtype=label_dtype(int(parents.max(initial=0))))
+    lookup[1 : 1 + len(parents)] = parents[: len(lookup) - 1]
     return lookup[labels]
 
 
