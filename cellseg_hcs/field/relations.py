@@ -232,23 +232,16 @@ def pair_distances(children: np.ndarray, parents: np.ndarray, chosen: np.ndarray
 
     chosen = np.asarray(chosen)
     found = np.full(chosen.size, np.inf)
-    child_pixels, parent_pixels = pixels_by_object(children), pixels_by_object(parents)
+    child_pixels = ndi.value_indices(np.asarray(children), ignore_value=0)
+    parent_pixels = ndi.value_indices(np.asarray(parents), ignore_value=0)
+    trees: dict[int, cKDTree] = {}  # one per parent, however many children chose it
     for child, parent in enumerate(chosen.tolist(), start=1):
         if parent and child in child_pixels and parent in parent_pixels:
-            found[child - 1] = cKDTree(parent_pixels[parent]).query(child_pixels[child])[0].min()
+            if parent not in trees:
+                trees[parent] = cKDTree(np.column_stack(parent_pixels[parent]))
+            nearest, _ = trees[parent].query(np.column_stack(child_pixels[child]))
+            found[child - 1] = nearest.min()
     return found
-
-
-def pixels_by_object(labels: np.ndarray) -> dict[int, np.ndarray]:
-    """Each object's pixel coordinates ((n, 2) rows, cols), by object number."""
-    labels = np.asarray(labels)
-    flat = np.flatnonzero(labels)
-    ids = labels.ravel()[flat]
-    order = np.argsort(ids, kind="stable")
-    flat, ids = flat[order], ids[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.array([], int)
-    coords = np.stack(np.unravel_index(flat, labels.shape), axis=1)
-    return {int(ids[i]): part for i, part in zip(starts, np.split(coords, starts[1:]))}
 
 
 def pixel_vote_parents(
