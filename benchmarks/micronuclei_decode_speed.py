@@ -14,30 +14,23 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-import cellseg_hcs as cs
-from cellseg_hcs.field.micronuclei import decode_objects
-from cellseg_hcs.io.images import read_image
-from cellseg_hcs.settings import FieldSettings
+sys.path.insert(0, str(Path(__file__).parent))
+from measure_speed import timed  # noqa: E402
+
+import cellseg_hcs as cs  # noqa: E402
+from cellseg_hcs.field.micronuclei import decode_objects  # noqa: E402
+from cellseg_hcs.io.images import read_image  # noqa: E402
+from cellseg_hcs.settings import FieldSettings  # noqa: E402
 
 FIELD = 2160
-
-
-def best_seconds(repeats: int, function, *args) -> float:
-    """The fastest of ``repeats`` calls (the others were slowed by something else)."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function(*args)
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def tiled(array: np.ndarray, side: int) -> np.ndarray:
@@ -69,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     }.items():
         row = {"field": name}
         for label, info in (("with_score", with_score), ("without_score", without)):
-            seconds = best_seconds(args.repeats, decode_objects, field_maps, field_input, info)
+            decode = functools.partial(decode_objects, field_maps, field_input, info)
+            seconds = timed(decode, args.repeats)
             row[f"seconds_{label}"] = round(seconds, 3)
         rows.append(row)
         print(row)

@@ -41,7 +41,7 @@ from cellseg_hcs.field.pipeline import FieldPipeline  # noqa: E402
 from cellseg_hcs.field.relations import PARENT_RULES, keep_objects  # noqa: E402
 from cellseg_hcs.settings import FieldSettings  # noqa: E402
 from cellseg_hcs.training.metrics import matched_pairs  # noqa: E402
-from cellseg_hcs.training.micronuclei import MicronucleusScores  # noqa: E402
+from cellseg_hcs.training.micronuclei import MicronucleusScores, best_parent_rule  # noqa: E402
 
 SET = "Micronuclei"
 FOLDS = 5
@@ -217,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         rule: scores(images, keep, rule)["parent_accuracy"] for rule in PARENT_RULES
     }
     by_rule = report["parent_accuracy_by_rule, out of fold"]
-    # MicronucleiTuner.choose's step: the best pooled share, ties to boundary
-    report["parent_rule"] = max(by_rule, key=lambda name: (by_rule[name], name == "boundary"))
+    report["parent_rule"] = best_parent_rule(by_rule)  # as MicronucleiTuner.choose
     cut = best_cut(images, probability)
     score = as_score(fit(images, args.C), cut)
     report["score"] = score.to_dict()

@@ -453,14 +453,27 @@ class MicronucleiTuner:
         best = max(self.scores.items(), key=key)  # the first of equals, as the grid's order
         chosen = dict(best[0])
         by_rule = {name: s.summary()["parent_accuracy"] for name, s in best[1].items()}
-        chosen["parent_rule"] = max(
-            by_rule, key=lambda name: (_ordered(by_rule[name]), name == "boundary")
-        )
+        chosen["parent_rule"] = best_parent_rule(by_rule)
         return {
             "settings": chosen,
             "scores": best[1][self.rule].summary(),
             "parent_accuracy_by_rule": by_rule,
         }
+
+
+def best_parent_rule(accuracy_by_rule: dict[str, float]) -> str:
+    """The parent rule with the highest share of right parents (ties, and rules that
+    scored no parent, go to ``boundary``, the simplest).
+
+    Examples
+    --------
+    >>> best_parent_rule({"boundary": 0.95, "centroid": 0.93, "vote": 0.95})
+    'boundary'
+    """
+    return max(
+        accuracy_by_rule,
+        key=lambda name: (_ordered(accuracy_by_rule[name]), name == "boundary"),
+    )
 
 
 def _ordered(accuracy: float) -> float:
