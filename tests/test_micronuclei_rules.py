@@ -20,7 +20,9 @@ from cellseg_hcs.field.relations import PARENT_RULES, pair_distances, pixel_vote
 from cellseg_hcs.training.micronuclei import (
     MicronucleiFolders,
     MicronucleiTuner,
+    MicronucleusScores,
     MicronucleusTruth,
+    best_parent_rule,
     nuclei_ids,
 )
 
@@ -125,14 +127,23 @@ def test_the_tuner_refuses_settings_it_cannot_try():
 
 
 def test_a_decoding_with_no_parent_scored_never_wins_a_tie_over_one_with_parents():
-    maps, nuclei, micronuclei = field_maps()
-    truth = MicronucleusTruth(maps[0], nuclei, micronuclei, np.array([1, 1, 2]))
-    blank = np.zeros_like(maps)  # no micronucleus found: F1 0 and no parent scored
-    tuner = MicronucleiTuner(ClassModel(), grid={"min_size": (2,)})
-    tuner.add(truth, blank, nuclei)
-    summary = next(iter(tuner.scores.values()))["boundary"].summary()
-    assert np.isnan(summary["parent_accuracy"])
-    assert tuner.choose()["settings"]["parent_rule"] == "boundary"
+    """Two decodings with the same F1: the first (in grid order) finds only a micronucleus
+    whose parent nobody annotated (no parent scored), the second only one with a parent,
+    given right. The second is chosen; so is a rule with parents over one without."""
+    _, nuclei, micronuclei = field_maps()
+    true_parents = np.array([1, 0, 2])  # micronucleus 2's parent is not annotated
+    by_decoding = {}
+    for min_size, found in ((2, 2), (3, 1)):  # each finds one of the three
+        scores = MicronucleusScores()
+        predicted = np.where(micronuclei == found, 1, 0)
+        scores.add(nuclei, micronuclei, true_parents, nuclei, predicted, true_parents[[found - 1]])
+        by_decoding[(("min_size", min_size),)] = dict.fromkeys(PARENT_RULES, scores)
+    tuner = MicronucleiTuner(ClassModel(), grid={"min_size": (2, 3)})
+    tuner.scores = by_decoding
+    first = by_decoding[(("min_size", 2),)]["boundary"].summary()
+    assert np.isnan(first["parent_accuracy"]) and first["f1@0.3"] == 0.5
+    assert tuner.choose()["settings"]["min_size"] == 3
+    assert best_parent_rule({"boundary": np.nan, "centroid": 0.9, "vote": np.nan}) == "centroid"
 
 
 def test_true_nuclei_keep_the_ids_their_parent_map_names(tmp_path):
